@@ -1,0 +1,317 @@
+//! Protocol v1: the messages carried in frames, one JSON object each.
+
+use std::fmt;
+
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::ProtoError;
+
+/// The protocol version announced in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A password or session token: serialized as a plain JSON string, but never
+/// shown by `Debug`, so a message can be logged without leaking it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+/// What the server does on connect: identify clients by IP (lab task 5) or
+/// authenticate users (lab task 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Identification by IP address and a name.
+    Ident,
+    /// Authentication with a user name and password, or a session token.
+    Auth,
+}
+
+/// Why the server closes a connection, sent in `bye`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByeReason {
+    /// The server is shutting down.
+    Shutdown,
+    /// The handshake or the idle time ran out.
+    Timeout,
+    /// The client logged out.
+    Logout,
+    /// Too many failed authentication attempts on this connection.
+    TooManyAttempts,
+    /// A reason this version does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
+}
+
+/// Stable, machine-readable error codes carried by `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A frame header announced more than the maximum length.
+    FrameTooLarge,
+    /// A payload was not valid UTF-8.
+    InvalidUtf8,
+    /// A payload was not a JSON object.
+    BadJson,
+    /// The `type` field was missing or unknown.
+    UnknownType,
+    /// A field was missing or had the wrong type.
+    BadField,
+    /// A valid message that is not allowed in the connection's current state.
+    UnexpectedMessage,
+    /// A `/command` the server does not know.
+    UnknownCommand,
+    /// A `/command` with bad arguments.
+    BadCommand,
+    /// The server is at its connection limit.
+    ServerBusy,
+    /// A name that is empty, too long or has unprintable characters.
+    InvalidName,
+    /// `register` with a user name that exists.
+    NameTaken,
+    /// `register` with a password that is too short, too long or too common.
+    WeakPassword,
+    /// Unknown user or wrong password (deliberately indistinguishable).
+    InvalidCredentials,
+    /// `resume` with a token that is unknown, expired or revoked.
+    TokenInvalid,
+    /// Too many attempts; try again later.
+    RateLimited,
+    /// The server failed internally (for example, its store could not write).
+    Internal,
+    /// A code this version does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
+}
+
+/// Messages the server sends. See `docs/PROTOCOL.md` for each one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Always the first frame of a connection.
+    Hello {
+        /// Server software name and version.
+        server: String,
+        /// Protocol version, [`PROTOCOL_VERSION`].
+        proto: u32,
+        /// Whether the server identifies or authenticates.
+        mode: Mode,
+    },
+    /// Identification mode: this IP is unknown, send a `name`.
+    AskName {},
+    /// Identification mode: "Hello, NAME".
+    Greet {
+        /// The client's name.
+        name: String,
+        /// True when this IP was known before this connection.
+        known: bool,
+    },
+    /// Authentication mode: send `resume`, `login` or `register`.
+    AskAuth {
+        /// The user last authenticated from this IP, if any.
+        suggested_user: Option<String>,
+    },
+    /// Authenticated; `token` replaces any token the client held before.
+    Welcome {
+        /// The authenticated user.
+        user: String,
+        /// The session token to present in a later `resume`.
+        token: Secret,
+        /// When the token expires at the latest, in Unix seconds.
+        expires_at: u64,
+    },
+    /// One answer to the client's `say` number `re`.
+    Reply {
+        /// The `id` of the `say` this answers.
+        re: u64,
+        /// The answer.
+        text: String,
+        /// True on the final reply to that `say`.
+        last: bool,
+    },
+    /// Something went wrong; `fatal` means the server closes the connection.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable sentence.
+        message: String,
+        /// Whether the connection closes after this frame.
+        fatal: bool,
+        /// Authentication attempts left on this connection, where relevant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempts_left: Option<u32>,
+    },
+    /// The server is closing this connection.
+    Bye {
+        /// Why.
+        reason: ByeReason,
+    },
+}
+
+/// Messages the client sends. See `docs/PROTOCOL.md` for each one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Identification mode: the name to remember for this IP.
+    Name {
+        /// The name.
+        name: String,
+    },
+    /// Authentication mode: log in with a saved session token.
+    Resume {
+        /// The token from the last `welcome`.
+        token: Secret,
+    },
+    /// Authentication mode: log in with a password.
+    Login {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// Authentication mode: create a user and log in.
+    Register {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A line of conversation; answered by one or more `reply` frames.
+    Say {
+        /// Client-chosen number, echoed in each reply's `re`.
+        id: u64,
+        /// The text.
+        text: String,
+    },
+    /// End the session: the token is revoked and the server says `bye`.
+    Logout {},
+}
+
+/// One side's message enum: what [`decode_message`] needs to tell an
+/// unknown type from a bad field.
+pub trait Message: Serialize + DeserializeOwned {
+    /// Every `"type"` value of this enum.
+    const TYPES: &'static [&'static str];
+
+    /// This message's `"type"` value, for logs.
+    fn kind(&self) -> &'static str;
+}
+
+impl Secret {
+    /// Wraps a secret string.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; every call site is a place it can leak from.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
+    }
+}
+
+impl Message for ServerMsg {
+    const TYPES: &'static [&'static str] = &[
+        "hello", "ask_name", "greet", "ask_auth", "welcome", "reply", "error", "bye",
+    ];
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ServerMsg::Hello { .. } => "hello",
+            ServerMsg::AskName {} => "ask_name",
+            ServerMsg::Greet { .. } => "greet",
+            ServerMsg::AskAuth { .. } => "ask_auth",
+            ServerMsg::Welcome { .. } => "welcome",
+            ServerMsg::Reply { .. } => "reply",
+            ServerMsg::Error { .. } => "error",
+            ServerMsg::Bye { .. } => "bye",
+        }
+    }
+}
+
+impl Message for ClientMsg {
+    const TYPES: &'static [&'static str] =
+        &["name", "resume", "login", "register", "say", "logout"];
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ClientMsg::Name { .. } => "name",
+            ClientMsg::Resume { .. } => "resume",
+            ClientMsg::Login { .. } => "login",
+            ClientMsg::Register { .. } => "register",
+            ClientMsg::Say { .. } => "say",
+            ClientMsg::Logout {} => "logout",
+        }
+    }
+}
+
+/// Turns a frame's payload into text; invalid UTF-8 is an error, never a
+/// lossy replacement. The buffer is reused, not copied.
+pub fn decode_text(payload: BytesMut) -> Result<String, ProtoError> {
+    String::from_utf8(payload.into()).map_err(|err| ProtoError::InvalidUtf8(err.utf8_error()))
+}
+
+/// Parses a frame's payload as one message of `T`.
+///
+/// The well-formed case costs one parse; only a payload that fails is looked
+/// at again to tell which [`ProtoError`] it is.
+pub fn decode_message<T: Message>(payload: &[u8]) -> Result<T, ProtoError> {
+    let text = std::str::from_utf8(payload).map_err(ProtoError::InvalidUtf8)?;
+    serde_json::from_str(text).map_err(|err| classify::<T>(text, &err))
+}
+
+/// Longest piece of a client-chosen `type` value repeated in an error.
+const MAX_ECHOED_TYPE: usize = 40;
+
+fn classify<T: Message>(text: &str, err: &serde_json::Error) -> ProtoError {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(err) => return ProtoError::BadJson(err.to_string()),
+    };
+    let Some(object) = value.as_object() else {
+        return ProtoError::NotAnObject;
+    };
+    let Some(kind) = object.get("type").and_then(|kind| kind.as_str()) else {
+        return ProtoError::MissingType;
+    };
+    if !T::TYPES.contains(&kind) {
+        return ProtoError::UnknownType(kind.chars().take(MAX_ECHOED_TYPE).collect());
+    }
+    // serde's own text can quote the offending value, which may be a
+    // password sent with the wrong type: keep only what names the field.
+    let message = err.to_string();
+    let detail = if message.starts_with("missing field") {
+        message
+            .split(" at line")
+            .next()
+            .unwrap_or(&message)
+            .to_owned()
+    } else {
+        format!(
+            "a field has the wrong type or value (near column {})",
+            err.column()
+        )
+    };
+    ProtoError::BadField {
+        kind: kind.to_owned(),
+        detail,
+    }
+}

@@ -16,11 +16,14 @@ use crate::{
 /// valid message does not end the stream: `Framed` stops for good after the
 /// first decoder error, which is right only for errors that break framing.
 ///
-/// The maximum frame length can be changed between frames, which is how the
-/// server accepts larger frames once a client has authenticated.
+/// Frames read and frames written have separate limits: a server reads small
+/// frames from clients but may write replies longer than what it echoes. The
+/// read limit can be changed between frames, which is how the server accepts
+/// larger frames once a client has authenticated.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame_length: usize,
+    max_encode_length: usize,
     state: DecodeState,
 }
 
@@ -47,18 +50,25 @@ impl FrameCodec {
 
     /// A codec that refuses payloads longer than `max` bytes, both ways.
     pub fn with_max_frame_length(max: usize) -> Self {
+        Self::with_limits(max, max)
+    }
+
+    /// A codec that reads payloads of at most `read_max` bytes and writes
+    /// payloads of at most `write_max` bytes.
+    pub fn with_limits(read_max: usize, write_max: usize) -> Self {
         Self {
-            max_frame_length: max,
+            max_frame_length: read_max,
+            max_encode_length: write_max,
             state: DecodeState::Head,
         }
     }
 
-    /// The maximum payload length in force.
+    /// The limit on frames read.
     pub fn max_frame_length(&self) -> usize {
         self.max_frame_length
     }
 
-    /// Changes the maximum payload length for the frames that follow.
+    /// Changes the limit on frames read, for the frames that follow.
     ///
     /// A frame whose header has already been accepted is still read whole.
     pub fn set_max_frame_length(&mut self, max: usize) {
@@ -66,7 +76,7 @@ impl FrameCodec {
     }
 
     fn put_frame(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), ProtoError> {
-        let header = encode_header(payload.len(), self.max_frame_length)?;
+        let header = encode_header(payload.len(), self.max_encode_length)?;
         dst.reserve(HEADER_LEN + payload.len());
         dst.put_slice(&header);
         dst.put_slice(payload);
@@ -137,7 +147,7 @@ impl<T: Serialize> Encoder<Json<T>> for FrameCodec {
     type Error = ProtoError;
 
     fn encode(&mut self, item: Json<T>, dst: &mut BytesMut) -> Result<(), ProtoError> {
-        put_json_frame(&item.0, self.max_frame_length, dst)
+        put_json_frame(&item.0, self.max_encode_length, dst)
     }
 }
 

@@ -21,7 +21,7 @@ use crate::{
     Message, ProtoError,
     codec::put_json_frame,
     decode_message,
-    header::{DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN, decode_header, encode_header},
+    header::{HEADER_LEN, MAX_FRAME_LENGTH, decode_header, encode_header},
 };
 
 /// Reading frames from an async stream.
@@ -48,9 +48,9 @@ pub trait AsyncFrameRead: AsyncRead + Unpin + Send {
         }
     }
 
-    /// Reads one frame of at most [`DEFAULT_MAX_FRAME_LENGTH`] bytes.
+    /// Reads one frame of at most [`MAX_FRAME_LENGTH`] bytes.
     fn recv_frame(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, ProtoError>> + Send {
-        self.recv_frame_max(DEFAULT_MAX_FRAME_LENGTH)
+        self.recv_frame_max(MAX_FRAME_LENGTH)
     }
 
     /// Reads one frame and returns it as text.
@@ -99,7 +99,7 @@ pub trait AsyncFrameWrite: AsyncWrite + Unpin + Send {
     ) -> impl Future<Output = Result<(), ProtoError>> + Send {
         async move {
             let mut frame = BytesMut::new();
-            put_json_frame(msg, DEFAULT_MAX_FRAME_LENGTH, &mut frame)?;
+            put_json_frame(msg, MAX_FRAME_LENGTH, &mut frame)?;
             self.write_all(&frame).await?;
             self.flush().await?;
             Ok(())
@@ -129,9 +129,9 @@ pub trait BlockingFrameRead: Read {
         Ok(Some(payload))
     }
 
-    /// Reads one frame of at most [`DEFAULT_MAX_FRAME_LENGTH`] bytes.
+    /// Reads one frame of at most [`MAX_FRAME_LENGTH`] bytes.
     fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, ProtoError> {
-        self.recv_frame_max(DEFAULT_MAX_FRAME_LENGTH)
+        self.recv_frame_max(MAX_FRAME_LENGTH)
     }
 
     /// Reads one frame and returns it as text.
@@ -165,7 +165,7 @@ pub trait BlockingFrameWrite: Write {
     /// Writes `msg` as one frame holding its JSON form.
     fn send_msg<T: Serialize>(&mut self, msg: &T) -> Result<(), ProtoError> {
         let mut frame = BytesMut::new();
-        put_json_frame(msg, DEFAULT_MAX_FRAME_LENGTH, &mut frame)?;
+        put_json_frame(msg, MAX_FRAME_LENGTH, &mut frame)?;
         self.write_all(&frame)?;
         self.flush()?;
         Ok(())
@@ -179,7 +179,7 @@ impl<S: Write + ?Sized> BlockingFrameWrite for S {}
 
 /// Header and payload in one buffer, so a frame goes out in one write.
 fn frame_bytes(payload: &[u8]) -> Result<Vec<u8>, ProtoError> {
-    let header = encode_header(payload.len(), DEFAULT_MAX_FRAME_LENGTH)?;
+    let header = encode_header(payload.len(), MAX_FRAME_LENGTH)?;
     let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
     frame.extend_from_slice(&header);
     frame.extend_from_slice(payload);

@@ -9,8 +9,13 @@ use crate::ProtoError;
 /// Length of the header in bytes.
 pub const HEADER_LEN: usize = 4;
 
-/// Maximum payload length used when none is configured: 64 KiB.
+/// Default limit on frames a server reads from a client: 64 KiB.
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 64 * 1024;
+
+/// The protocol's cap on any frame, either way: 1 MiB. A server never sends
+/// a longer frame, so a client that accepts this much accepts every reply
+/// (a reply can be longer than the message it echoes, once JSON-escaped).
+pub const MAX_FRAME_LENGTH: usize = 1024 * 1024;
 
 /// Builds the header for a payload of `len` bytes, refusing payloads longer
 /// than `max` (or than the header can express).

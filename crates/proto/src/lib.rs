@@ -26,7 +26,7 @@ mod message;
 
 pub use codec::{FrameCodec, Json};
 pub use error::ProtoError;
-pub use header::{DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN};
+pub use header::{DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN, MAX_FRAME_LENGTH};
 pub use message::{
     ByeReason, ClientMsg, ErrorCode, Message, Mode, PROTOCOL_VERSION, Secret, ServerMsg,
     decode_message, decode_text,

@@ -198,6 +198,28 @@ pub trait Message: Serialize + DeserializeOwned {
     fn kind(&self) -> &'static str;
 }
 
+impl ErrorCode {
+    /// Every code a server of this version sends.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::FrameTooLarge,
+        ErrorCode::InvalidUtf8,
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadField,
+        ErrorCode::UnexpectedMessage,
+        ErrorCode::UnknownCommand,
+        ErrorCode::BadCommand,
+        ErrorCode::ServerBusy,
+        ErrorCode::InvalidName,
+        ErrorCode::NameTaken,
+        ErrorCode::WeakPassword,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::TokenInvalid,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+}
+
 impl Secret {
     /// Wraps a secret string.
     pub fn new(secret: impl Into<String>) -> Self {

@@ -1,4 +1,5 @@
 //! The frame codec, one behaviour per test.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use bytes::{BufMut, BytesMut};
 use echo_proto::{FrameCodec, Json, ProtoError, ServerMsg, decode_text};

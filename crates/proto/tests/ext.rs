@@ -1,4 +1,5 @@
 //! The stream extension traits over real and in-memory streams.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::{
     net::{TcpListener as StdListener, TcpStream as StdStream},

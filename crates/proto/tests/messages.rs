@@ -1,4 +1,5 @@
 //! Protocol v1 messages: JSON shape, typed decode errors, no leaked secrets.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use echo_proto::{
     ByeReason, ClientMsg, ErrorCode, Message, Mode, ProtoError, Secret, ServerMsg, decode_message,

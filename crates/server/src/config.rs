@@ -1,0 +1,271 @@
+//! Settings: flags, environment, config file, prompt, defaults, in that order.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::Args;
+use echo_proto::Mode;
+use serde::Deserialize;
+
+/// Port used when nothing else names one (the lab's 13131).
+pub const DEFAULT_PORT: u16 = 13131;
+/// Host used when nothing else names one.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// Everything the server needs to run, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to try first; 0 lets the OS pick any free port.
+    pub port: u16,
+    /// How many ports after `port` to try when it is busy.
+    pub port_search: u16,
+    /// Identification or authentication.
+    pub mode: Mode,
+    /// Directory of the user store.
+    pub data_dir: PathBuf,
+    /// Directory of the rotating log files.
+    pub log_dir: PathBuf,
+    /// How many daily log files to keep.
+    pub log_keep: usize,
+    /// Default log filter when `RUST_LOG` is not set (`info`, `debug`, ...).
+    pub log_level: String,
+    /// Connections served at once; more get `server_busy`.
+    pub max_connections: usize,
+    /// Time a connection has to finish identification or authentication.
+    pub handshake_timeout: Duration,
+    /// Time an established session may stay silent.
+    pub idle_timeout: Duration,
+    /// Time a write to a client may take before the client is dropped.
+    pub write_timeout: Duration,
+    /// Time shutdown waits for connections to close.
+    pub drain_timeout: Duration,
+    /// Largest frame accepted before authentication, in bytes.
+    pub max_frame_handshake: usize,
+    /// Largest frame accepted after authentication, in bytes.
+    pub max_frame: usize,
+    /// Most replies one `/repeat` may ask for.
+    pub max_repeat: u32,
+    /// Detach from the terminal after binding.
+    pub daemon: bool,
+    /// Where to write the process id, if anywhere.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The config file (`--config FILE`, TOML). Every key is optional; unknown
+/// keys are an error so a typo is not silently ignored.
+/// `config/server.toml` documents each key with its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    host: Option<String>,
+    port: Option<u16>,
+    port_search: Option<u16>,
+    mode: Option<Mode>,
+    data_dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    log_keep: Option<usize>,
+    log_level: Option<String>,
+    max_connections: Option<usize>,
+    handshake_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    write_timeout: Option<u64>,
+    drain_timeout: Option<u64>,
+    max_frame_handshake: Option<usize>,
+    max_frame: Option<usize>,
+    max_repeat: Option<u32>,
+    pid_file: Option<PathBuf>,
+}
+
+/// Flags of `echo-server` (and of `echo-server run`).
+#[derive(Debug, Default, Clone, Args)]
+pub struct RunArgs {
+    /// Address to listen on [default: 127.0.0.1]
+    #[arg(long, env = "ECHO_SERVER_HOST")]
+    pub host: Option<String>,
+    /// Port to try first; if busy, the next free one is used [default: 13131]
+    #[arg(long, env = "ECHO_SERVER_PORT")]
+    pub port: Option<u16>,
+    /// TOML config file (see config/server.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// `ident` (identify clients by IP) or `auth` (passwords and tokens) [default: auth]
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+    /// Directory of the user store [default: data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the rotating log files [default: logs]
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Connections served at once; more are refused with server_busy [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to identify or authenticate [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub handshake_timeout: Option<u64>,
+    /// Seconds an established session may stay silent [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds shutdown waits for connections to close [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout: Option<u64>,
+    /// Detach from the terminal once listening
+    #[arg(long)]
+    pub daemon: bool,
+    /// Write the process id to FILE
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where.
+        message: String,
+    },
+    /// A value is out of its range.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            port_search: 100,
+            mode: Mode::Auth,
+            data_dir: PathBuf::from("data"),
+            log_dir: PathBuf::from("logs"),
+            log_keep: 14,
+            log_level: "info".to_owned(),
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+            max_frame_handshake: 4 * 1024,
+            max_frame: echo_proto::DEFAULT_MAX_FRAME_LENGTH,
+            max_repeat: 100,
+            daemon: false,
+            pid_file: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Merges the sources: flags and environment (already merged by clap),
+    /// then the config file, then `ask_port` (called only when no source named
+    /// a port; it returns `None` when there is no one to ask), then defaults.
+    pub fn resolve(
+        args: &RunArgs,
+        file: FileConfig,
+        ask_port: impl FnOnce(u16) -> io::Result<Option<u16>>,
+    ) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let port = match args.port.or(file.port) {
+            Some(port) => port,
+            None => ask_port(d.port)
+                .map_err(|err| ConfigError::Invalid(format!("cannot read the port: {err}")))?
+                .unwrap_or(d.port),
+        };
+        let secs = |flag: Option<u64>, key: Option<u64>, default: Duration| {
+            flag.or(key).map_or(default, Duration::from_secs)
+        };
+        let config = Self {
+            host: args.host.clone().or(file.host).unwrap_or(d.host),
+            port,
+            port_search: file.port_search.unwrap_or(d.port_search),
+            mode: args.mode.or(file.mode).unwrap_or(d.mode),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(d.data_dir),
+            log_dir: args.log_dir.clone().or(file.log_dir).unwrap_or(d.log_dir),
+            log_keep: file.log_keep.unwrap_or(d.log_keep),
+            log_level: file.log_level.unwrap_or(d.log_level),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            handshake_timeout: secs(
+                args.handshake_timeout,
+                file.handshake_timeout,
+                d.handshake_timeout,
+            ),
+            idle_timeout: secs(args.idle_timeout, file.idle_timeout, d.idle_timeout),
+            write_timeout: secs(None, file.write_timeout, d.write_timeout),
+            drain_timeout: secs(args.drain_timeout, file.drain_timeout, d.drain_timeout),
+            max_frame_handshake: file.max_frame_handshake.unwrap_or(d.max_frame_handshake),
+            max_frame: file.max_frame.unwrap_or(d.max_frame),
+            max_repeat: file.max_repeat.unwrap_or(d.max_repeat),
+            daemon: args.daemon,
+            pid_file: args.pid_file.clone().or(file.pid_file),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("handshake_timeout", self.handshake_timeout.as_secs()),
+            ("idle_timeout", self.idle_timeout.as_secs()),
+            ("write_timeout", self.write_timeout.as_secs()),
+            ("max_frame_handshake", self.max_frame_handshake as u64),
+            ("max_frame", self.max_frame as u64),
+            ("max_repeat", u64::from(self.max_repeat)),
+            ("log_keep", self.log_keep as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        if self.max_frame > u32::MAX as usize || self.max_frame_handshake > self.max_frame {
+            return Err(ConfigError::Invalid(
+                "max_frame_handshake must not exceed max_frame, nor max_frame 4 GiB".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+    }
+}
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "ident" => Ok(Mode::Ident),
+        "auth" => Ok(Mode::Auth),
+        _ => Err(format!("unknown mode {text:?}: use ident or auth")),
+    }
+}

@@ -1,0 +1,139 @@
+//! The accept loop: admits connections up to the limit, spawns one task per
+//! connection, and drains them at shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use echo_proto::{ErrorCode, ext::AsyncFrameWrite};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    time::{sleep, timeout},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::{
+    Shared,
+    connection::{Connection, close_gracefully, error_msg, hello},
+};
+
+/// Pause after a failed `accept` (out of file descriptors, say), so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Time allowed to tell an extra client that the server is busy.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(crate) struct Listener {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Listener {
+    pub(crate) fn new(
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        Self {
+            listener,
+            shared,
+            limit,
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Accepts until shutdown, then drains.
+    pub(crate) async fn serve(self) {
+        let local = self.listener.local_addr().ok();
+        info!(addr = ?local, mode = ?self.shared.config.mode, "server started");
+        loop {
+            let accepted = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(err) => {
+                    // A failed accept concerns one would-be client; the
+                    // listener itself is fine, so wait a little and go on.
+                    error!(error = %err, "accept failed");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => break,
+                        () = sleep(ACCEPT_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        // Stop listening at once, so new clients are refused by the OS
+        // rather than accepted and then told `bye`.
+        drop(self.listener);
+        drain(&self.tasks, self.shared.config.drain_timeout).await;
+    }
+
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let id = uuid::Uuid::new_v4();
+        let span = info_span!("conn", %id, %peer);
+        if let Err(err) = stream.set_nodelay(true) {
+            warn!(parent: &span, error = %err, "cannot set TCP_NODELAY");
+        }
+        match Arc::clone(&self.limit).try_acquire_owned() {
+            Ok(permit) => {
+                let connection = Connection::new(
+                    stream,
+                    peer,
+                    id,
+                    Arc::clone(&self.shared),
+                    self.shutdown.clone(),
+                );
+                self.tasks.spawn(connection.run(permit).instrument(span));
+            }
+            Err(_) => {
+                let hello = hello(&self.shared);
+                self.tasks
+                    .spawn(refuse_busy(stream, hello).instrument(span));
+            }
+        }
+    }
+}
+
+/// Waits up to `drain` for every connection task to finish; they have all
+/// seen the shutdown signal and are saying `bye`.
+async fn drain(tasks: &TaskTracker, drain: Duration) {
+    tasks.close();
+    info!(
+        open = tasks.len(),
+        "shutting down: waiting for connections to close"
+    );
+    if timeout(drain, tasks.wait()).await.is_err() {
+        warn!(
+            still_open = tasks.len(),
+            ?drain,
+            "drain time is over; closing the remaining connections"
+        );
+    } else {
+        info!("all connections closed");
+    }
+}
+
+/// Tells a client over the connection limit so at once (`hello`, then a fatal
+/// `server_busy`) instead of leaving it waiting in the backlog.
+async fn refuse_busy(mut stream: TcpStream, hello: echo_proto::ServerMsg) {
+    warn!("refused: connection limit reached");
+    let busy = error_msg(
+        ErrorCode::ServerBusy,
+        "the server is at its connection limit; try again later".to_owned(),
+        true,
+    );
+    let tell = async {
+        stream.send_msg(&hello).await?;
+        stream.send_msg(&busy).await
+    };
+    if let Ok(Ok(())) = timeout(REFUSE_TIMEOUT, tell).await {
+        close_gracefully(stream).await;
+    }
+}

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod net;
 pub mod prompt;
 pub mod stats;
+pub mod store;
 
 use std::sync::Arc;
 

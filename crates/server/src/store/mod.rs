@@ -1,0 +1,245 @@
+//! The user store: users, identities (IP → name) and sessions, behind the
+//! [`UserStore`] trait so that the connection handlers never know how data
+//! is kept. [`FileStore`] is the embedded default; a PostgreSQL store for
+//! running several servers will implement the same trait.
+
+mod file;
+mod journal;
+
+use std::{fmt, future::Future, net::IpAddr};
+
+pub use file::FileStore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Seconds since the Unix epoch.
+pub type UnixTime = u64;
+
+/// A registered user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// User name.
+    pub name: String,
+    /// Argon2id PHC string of the password.
+    pub password_hash: String,
+    /// When the user was created.
+    pub created: UnixTime,
+}
+
+/// The SHA-256 of a session token: all the store ever keeps of a token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+/// A live session (one chain of rotated tokens, a "family").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The chain's id, the same across rotations.
+    pub family: Uuid,
+    /// Whose session it is.
+    pub user: String,
+    /// When the chain started (the login or registration).
+    pub created: UnixTime,
+    /// When a token of the chain was last issued.
+    pub last_used: UnixTime,
+    /// When the current token stops working unless used before.
+    pub expires: UnixTime,
+}
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Seconds a token stays valid without use.
+    pub idle: u64,
+    /// Seconds a chain stays valid after its login, however used.
+    pub absolute: u64,
+}
+
+/// The outcome of presenting a token for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: the chain now has the new token.
+    Rotated(SessionInfo),
+    /// The token had already been rotated away: someone holds a copy, so
+    /// the whole chain has been revoked.
+    Reused {
+        /// Whose chain it was.
+        user: String,
+        /// The revoked chain.
+        family: Uuid,
+    },
+    /// The chain has expired (and is now forgotten).
+    Expired {
+        /// Whose chain it was.
+        user: String,
+    },
+    /// No chain knows this token.
+    Unknown,
+}
+
+/// Store failures. None of them carries a password, hash or token.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `create_user` with a name that exists.
+    #[error("user {0:?} already exists")]
+    NameTaken(String),
+    /// An operation on a user that does not exist.
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
+    /// Another process owns the store.
+    #[error("the store {path} is in use by another echo-server process")]
+    Locked {
+        /// The lock file.
+        path: String,
+    },
+    /// A store file could not be parsed.
+    #[error("corrupt store file {path}, line {line}: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing a store file failed; nothing was changed.
+    #[error("store I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An earlier write failure left the store unable to write safely.
+    #[error("the store stopped writing after an earlier failure; restart the server")]
+    Poisoned,
+}
+
+/// What connection handlers and the admin commands need from a store.
+/// Implementations are cheap `Clone` handles onto shared state. A method
+/// that changes something returns only once the change is durable.
+pub trait UserStore: Clone + Send + Sync + 'static {
+    /// The name last remembered for `ip`.
+    fn identity(&self, ip: IpAddr) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Remembers `name` for `ip`, seen at `now`.
+    fn remember_identity(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user called `name`.
+    fn user(&self, name: &str) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// Every user, by name.
+    fn users(&self) -> impl Future<Output = Result<Vec<UserRecord>, StoreError>> + Send;
+
+    /// Adds a user; [`StoreError::NameTaken`] if the name exists.
+    fn create_user(&self, user: UserRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces a user's password hash and revokes all of their sessions.
+    fn set_password(
+        &self,
+        name: &str,
+        password_hash: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a user and their sessions (their identities stay).
+    fn remove_user(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Starts a session chain for `user` whose current token is `token`.
+    fn create_session(
+        &self,
+        token: TokenHash,
+        user: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<SessionInfo, StoreError>> + Send;
+
+    /// Replaces `presented` by `next` if `presented` is the current token of
+    /// a live chain; see [`Rotation`] for the other outcomes.
+    fn rotate_session(
+        &self,
+        presented: TokenHash,
+        next: TokenHash,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+
+    /// Revokes one chain; false if it did not exist.
+    fn revoke_session(&self, family: Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Revokes every chain of `user`; returns how many there were.
+    fn revoke_user_sessions(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The live chains of `user`.
+    fn sessions(
+        &self,
+        user: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+}
+
+impl TokenHash {
+    /// Hashes a token.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Compares in time independent of where the hashes differ.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+
+    fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lifetimes {
+    /// When a chain started at `created` and last used at `last_used` expires.
+    pub fn expires(&self, created: UnixTime, last_used: UnixTime) -> UnixTime {
+        created
+            .saturating_add(self.absolute)
+            .min(last_used.saturating_add(self.idle))
+    }
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            idle: 7 * 86_400,
+            absolute: 30 * 86_400,
+        }
+    }
+}

@@ -10,6 +10,8 @@ use clap::Args;
 use echo_proto::Mode;
 use serde::Deserialize;
 
+use crate::store::Lifetimes;
+
 /// Port used when nothing else names one (the lab's 13131).
 pub const DEFAULT_PORT: u16 = 13131;
 /// Host used when nothing else names one.
@@ -50,6 +52,14 @@ pub struct ServerConfig {
     pub max_frame: usize,
     /// Most replies one `/repeat` may ask for.
     pub max_repeat: u32,
+    /// Days a session token stays valid without use.
+    pub session_idle_days: u64,
+    /// Days a session chain stays valid after its login, however used.
+    pub session_max_days: u64,
+    /// Shortest password `register` accepts (never under 8).
+    pub min_password_length: usize,
+    /// Password attempts (`login`, `register`) one IP address may make a minute.
+    pub auth_attempts_per_minute: u32,
     /// Detach from the terminal after binding.
     pub daemon: bool,
     /// Where to write the process id, if anywhere.
@@ -78,6 +88,10 @@ pub struct FileConfig {
     max_frame_handshake: Option<usize>,
     max_frame: Option<usize>,
     max_repeat: Option<u32>,
+    session_idle_days: Option<u64>,
+    session_max_days: Option<u64>,
+    min_password_length: Option<usize>,
+    auth_attempts_per_minute: Option<u32>,
     pid_file: Option<PathBuf>,
 }
 
@@ -91,13 +105,13 @@ pub struct RunArgs {
     #[arg(long, env = "ECHO_SERVER_PORT")]
     pub port: Option<u16>,
     /// TOML config file (see config/server.toml)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// `ident` (identify clients by IP) or `auth` (passwords and tokens) [default: auth]
     #[arg(long, value_parser = parse_mode)]
     pub mode: Option<Mode>,
     /// Directory of the user store [default: data]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Directory of the rotating log files [default: logs]
     #[arg(long, value_name = "DIR")]
@@ -165,6 +179,10 @@ impl Default for ServerConfig {
             max_frame_handshake: 4 * 1024,
             max_frame: echo_proto::DEFAULT_MAX_FRAME_LENGTH,
             max_repeat: 100,
+            session_idle_days: 7,
+            session_max_days: 30,
+            min_password_length: 8,
+            auth_attempts_per_minute: 30,
             daemon: false,
             pid_file: None,
         }
@@ -218,6 +236,12 @@ impl ServerConfig {
             max_frame_handshake: file.max_frame_handshake.unwrap_or(d.max_frame_handshake),
             max_frame: file.max_frame.unwrap_or(d.max_frame),
             max_repeat: file.max_repeat.unwrap_or(d.max_repeat),
+            session_idle_days: file.session_idle_days.unwrap_or(d.session_idle_days),
+            session_max_days: file.session_max_days.unwrap_or(d.session_max_days),
+            min_password_length: file.min_password_length.unwrap_or(d.min_password_length),
+            auth_attempts_per_minute: file
+                .auth_attempts_per_minute
+                .unwrap_or(d.auth_attempts_per_minute),
             daemon: args.daemon,
             pid_file: args.pid_file.clone().or(file.pid_file),
         };
@@ -235,16 +259,39 @@ impl ServerConfig {
             ("max_frame", self.max_frame as u64),
             ("max_repeat", u64::from(self.max_repeat)),
             ("log_keep", self.log_keep as u64),
+            ("session_idle_days", self.session_idle_days),
+            ("session_max_days", self.session_max_days),
+            (
+                "auth_attempts_per_minute",
+                u64::from(self.auth_attempts_per_minute),
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
-        if self.max_frame > u32::MAX as usize || self.max_frame_handshake > self.max_frame {
-            return Err(ConfigError::Invalid(
-                "max_frame_handshake must not exceed max_frame, nor max_frame 4 GiB".into(),
-            ));
+        if self.max_frame > echo_proto::MAX_FRAME_LENGTH
+            || self.max_frame_handshake > self.max_frame
+        {
+            return Err(ConfigError::Invalid(format!(
+                "max_frame_handshake must not exceed max_frame, nor max_frame {} bytes",
+                echo_proto::MAX_FRAME_LENGTH
+            )));
+        }
+        if self.min_password_length < crate::auth::MIN_PASSWORD_CHARS {
+            return Err(ConfigError::Invalid(format!(
+                "min_password_length must be at least {}",
+                crate::auth::MIN_PASSWORD_CHARS
+            )));
         }
         Ok(())
+    }
+
+    /// Session lifetimes in seconds, for the store.
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            idle: self.session_idle_days.saturating_mul(86_400),
+            absolute: self.session_max_days.saturating_mul(86_400),
+        }
     }
 }
 

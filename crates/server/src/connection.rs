@@ -5,7 +5,7 @@ use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use echo_proto::{
     ByeReason, ClientMsg, ErrorCode, FrameCodec, Json, MAX_FRAME_LENGTH, Message, PROTOCOL_VERSION,
-    ProtoError, ServerMsg, decode_message,
+    ProtoError, Secret, ServerMsg, decode_message,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
@@ -15,11 +15,16 @@ use tokio::{
     time::{Instant, sleep_until, timeout},
 };
 use tokio_util::{codec::Framed, sync::CancellationToken};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     Shared,
+    auth::{
+        ATTEMPTS_PER_CONNECTION, Limited, MAX_PASSWORD_BYTES, check_password, new_token,
+        validate_name,
+    },
     commands::{Command, CommandError, format_uptime, help_lines},
+    store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore},
 };
 
 /// Time allowed for the last frame of a connection (`bye` or a fatal
@@ -28,12 +33,15 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most bytes read and thrown away while waiting for the client to close.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
+/// Longest piece of a client-chosen user name written to the log.
+const MAX_LOGGED_NAME: usize = 64;
+
 /// A client connection and everything its handler needs.
-pub(crate) struct Connection {
+pub(crate) struct Connection<S> {
     framed: Framed<TcpStream, FrameCodec>,
     peer: SocketAddr,
     id: uuid::Uuid,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
     shutdown: CancellationToken,
 }
 
@@ -50,8 +58,24 @@ enum State {
 
 /// What is known about an established client.
 struct Session {
-    /// The identified or authenticated name, if the handshake gave one.
-    name: Option<String>,
+    /// The identified or authenticated name.
+    name: String,
+    /// The session chain, in authentication mode (revoked by `logout`).
+    family: Option<uuid::Uuid>,
+}
+
+/// A successful `resume`, `login` or `register`.
+struct Granted {
+    token: Secret,
+    info: SessionInfo,
+}
+
+/// A refused authentication attempt: the `error` frame to send.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    /// Whether it uses up one of the connection's attempts.
+    counts: bool,
 }
 
 /// How a connection ends; decides the last frame sent and the log line.
@@ -69,16 +93,18 @@ enum Ending {
     Shutdown,
     /// The client logged out: `bye {logout}`.
     Logout,
+    /// Too many failed attempts: `bye {too_many_attempts}`.
+    TooManyAttempts,
     /// A protocol violation: a fatal `error` frame.
     Violation { code: ErrorCode, message: String },
 }
 
-impl Connection {
+impl<S: UserStore> Connection<S> {
     pub(crate) fn new(
         stream: TcpStream,
         peer: SocketAddr,
         id: uuid::Uuid,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
         shutdown: CancellationToken,
     ) -> Self {
         let codec = FrameCodec::with_limits(shared.config.max_frame_handshake, MAX_FRAME_LENGTH);
@@ -124,16 +150,266 @@ impl Connection {
         }
     }
 
-    /// Identification by IP (lab task 5). The user store arrives with the
-    /// identification/authentication work; until then every client passes.
-    async fn identify(&mut self, _deadline: Instant) -> Result<State, Ending> {
-        Ok(State::Echo(Session { name: None }))
+    /// Identification by IP address (lab task 5): a known address is greeted
+    /// by name, an unknown one is asked for a name, which is remembered.
+    async fn identify(&mut self, deadline: Instant) -> Result<State, Ending> {
+        let ip = self.peer.ip();
+        let now = self.shared.clock.now();
+        let known = self.shared.store.identity(ip).await.map_err(store_failed)?;
+        if let Some(name) = known {
+            if let Err(err) = self.shared.store.remember_identity(ip, &name, now).await {
+                warn!(error = %err, "cannot record when this address was last seen");
+            }
+            info!(name = %name, "identified: known address");
+            return self.greet(name, true).await;
+        }
+        self.send(ServerMsg::AskName {}).await?;
+        loop {
+            let name = match self.recv(deadline).await? {
+                ClientMsg::Name { name } => name,
+                other => return Err(unexpected(&other, "during identification")),
+            };
+            let refusal = match validate_name(&name) {
+                Ok(name) => match self.shared.store.remember_identity(ip, &name, now).await {
+                    Ok(()) => {
+                        info!(name = %name, "identified: new address");
+                        return self.greet(name, false).await;
+                    }
+                    Err(err) => {
+                        error!(error = %err, "cannot store a name");
+                        error_msg(
+                            ErrorCode::Internal,
+                            "the server could not save the name; try again".into(),
+                            false,
+                        )
+                    }
+                },
+                Err(reason) => error_msg(ErrorCode::InvalidName, reason, false),
+            };
+            self.send_all([refusal, ServerMsg::AskName {}]).await?;
+        }
     }
 
-    /// Authentication (lab task 6). Until the user store arrives every client
-    /// passes.
-    async fn authenticate(&mut self, _deadline: Instant) -> Result<State, Ending> {
-        Ok(State::Echo(Session { name: None }))
+    async fn greet(&mut self, name: String, known: bool) -> Result<State, Ending> {
+        tracing::Span::current().record("user", name.as_str());
+        self.send(ServerMsg::Greet {
+            name: name.clone(),
+            known,
+        })
+        .await?;
+        Ok(State::Echo(Session { name, family: None }))
+    }
+
+    /// Authentication (lab task 6): `resume` with a token, `login` or
+    /// `register` with a password, at most five failures per connection.
+    async fn authenticate(&mut self, deadline: Instant) -> Result<State, Ending> {
+        let ip = self.peer.ip();
+        let suggested_user = match self.shared.store.identity(ip).await {
+            Ok(name) => name,
+            Err(err) => {
+                warn!(error = %err, "cannot look up this address");
+                None
+            }
+        };
+        let ask = ServerMsg::AskAuth { suggested_user };
+        self.send(ask.clone()).await?;
+        let mut attempts_left = ATTEMPTS_PER_CONNECTION;
+        loop {
+            let (outcome, ask_again) = match self.recv(deadline).await? {
+                ClientMsg::Resume { token } => (self.resume(&token).await, true),
+                ClientMsg::Login { user, password } => (self.login(&user, password).await, false),
+                ClientMsg::Register { user, password } => {
+                    (self.register(&user, password).await, false)
+                }
+                other => return Err(unexpected(&other, "during authentication")),
+            };
+            let refusal = match outcome {
+                Ok(granted) => return self.welcome(granted).await,
+                Err(refusal) => refusal,
+            };
+            let mut attempts = None;
+            if refusal.counts {
+                attempts_left -= 1;
+                attempts = Some(attempts_left);
+            }
+            let mut frames = vec![ServerMsg::Error {
+                code: refusal.code,
+                message: refusal.message,
+                fatal: false,
+                attempts_left: attempts,
+            }];
+            if attempts_left == 0 {
+                self.send_all(frames).await?;
+                return Err(Ending::TooManyAttempts);
+            }
+            if ask_again {
+                frames.push(ask.clone());
+            }
+            self.send_all(frames).await?;
+        }
+    }
+
+    async fn welcome(&mut self, granted: Granted) -> Result<State, Ending> {
+        let Granted { token, info } = granted;
+        let now = self.shared.clock.now();
+        tracing::Span::current().record("user", info.user.as_str());
+        self.send(ServerMsg::Welcome {
+            user: info.user.clone(),
+            token,
+            expires_at: info.expires,
+        })
+        .await?;
+        // The next connection from this address is offered this user.
+        let ip = self.peer.ip();
+        if let Err(err) = self
+            .shared
+            .store
+            .remember_identity(ip, &info.user, now)
+            .await
+        {
+            warn!(error = %err, "cannot remember the user for this address");
+        }
+        Ok(State::Echo(Session {
+            name: info.user,
+            family: Some(info.family),
+        }))
+    }
+
+    async fn resume(&self, token: &Secret) -> Result<Granted, Refusal> {
+        let now = self.shared.clock.now();
+        let next = new_token();
+        let rotation = self
+            .shared
+            .store
+            .rotate_session(
+                TokenHash::of(token.expose()),
+                TokenHash::of(next.expose()),
+                now,
+            )
+            .await
+            .map_err(refused_by_store)?;
+        match rotation {
+            Rotation::Rotated(info) => {
+                info!(user = %info.user, family = %info.family, "session resumed; token rotated");
+                Ok(Granted { token: next, info })
+            }
+            Rotation::Reused { user, family } => {
+                warn!(user = %user, %family, "a rotated-away token was presented: session chain revoked");
+                Err(token_invalid())
+            }
+            Rotation::Expired { user } => {
+                info!(user = %user, "resume refused: session expired");
+                Err(token_invalid())
+            }
+            Rotation::Unknown => {
+                info!("resume refused: unknown token");
+                Err(token_invalid())
+            }
+        }
+    }
+
+    async fn login(&self, user: &str, password: Secret) -> Result<Granted, Refusal> {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let user = user.trim();
+        let shown = shown_name(user);
+        shared
+            .limits
+            .check_address(self.peer.ip(), now)
+            .map_err(rate_limited)?;
+        shared.limits.check_account(user, now).map_err(|limit| {
+            warn!(user = %shown, "login refused: account is backing off");
+            rate_limited(limit)
+        })?;
+        let hash = if password.expose().len() > MAX_PASSWORD_BYTES {
+            None
+        } else {
+            let record = shared.store.user(user).await.map_err(refused_by_store)?;
+            record.map(|record| record.password_hash)
+        };
+        let matches = shared
+            .passwords
+            .verify(password, hash)
+            .await
+            .map_err(|err| {
+                error!(error = %err, "password check failed");
+                internal()
+            })?;
+        if !matches {
+            shared.limits.record_failure(user, now);
+            warn!(user = %shown, "login failed");
+            return Err(Refusal {
+                code: ErrorCode::InvalidCredentials,
+                message: "wrong user name or password".into(),
+                counts: true,
+            });
+        }
+        shared.limits.record_success(user);
+        let granted = self.open_session(user, now).await?;
+        info!(user = %shown, "logged in");
+        Ok(granted)
+    }
+
+    async fn register(&self, user: &str, password: Secret) -> Result<Granted, Refusal> {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let name = validate_name(user).map_err(|reason| Refusal {
+            code: ErrorCode::InvalidName,
+            message: reason,
+            counts: false,
+        })?;
+        check_password(&name, password.expose(), shared.config.min_password_length).map_err(
+            |reason| Refusal {
+                code: ErrorCode::WeakPassword,
+                message: reason,
+                counts: false,
+            },
+        )?;
+        shared
+            .limits
+            .check_address(self.peer.ip(), now)
+            .map_err(rate_limited)?;
+        let taken = || Refusal {
+            code: ErrorCode::NameTaken,
+            message: format!("the user name {name:?} is taken"),
+            counts: false,
+        };
+        if shared
+            .store
+            .user(&name)
+            .await
+            .map_err(refused_by_store)?
+            .is_some()
+        {
+            return Err(taken());
+        }
+        let password_hash = shared.passwords.hash(password).await.map_err(|err| {
+            error!(error = %err, "password hashing failed");
+            internal()
+        })?;
+        let record = UserRecord {
+            name: name.clone(),
+            password_hash,
+            created: now,
+        };
+        match shared.store.create_user(record).await {
+            Ok(()) => {}
+            Err(StoreError::NameTaken(_)) => return Err(taken()),
+            Err(err) => return Err(refused_by_store(err)),
+        }
+        info!(user = %name, "registered");
+        self.open_session(&name, now).await
+    }
+
+    async fn open_session(&self, user: &str, now: u64) -> Result<Granted, Refusal> {
+        let token = new_token();
+        let info = self
+            .shared
+            .store
+            .create_session(TokenHash::of(token.expose()), user, now)
+            .await
+            .map_err(refused_by_store)?;
+        Ok(Granted { token, info })
     }
 
     /// The conversation (lab task 8): every `say` gets one or more replies.
@@ -144,13 +420,16 @@ impl Connection {
             let deadline = Instant::now() + self.shared.config.idle_timeout;
             match self.recv(deadline).await? {
                 ClientMsg::Say { id, text } => self.answer(&session, id, text).await?,
-                ClientMsg::Logout {} => return Err(Ending::Logout),
-                other => {
-                    return Err(Ending::Violation {
-                        code: ErrorCode::UnexpectedMessage,
-                        message: format!("{} is not allowed after the handshake", other.kind()),
-                    });
+                ClientMsg::Logout {} => {
+                    if let Some(family) = session.family {
+                        match self.shared.store.revoke_session(family).await {
+                            Ok(_) => info!(%family, "logged out: session revoked"),
+                            Err(err) => error!(error = %err, "logout: cannot revoke the session"),
+                        }
+                    }
+                    return Err(Ending::Logout);
                 }
+                other => return Err(unexpected(&other, "after the handshake")),
             }
         }
     }
@@ -191,7 +470,7 @@ impl Connection {
     }
 
     fn whoami(&self, session: &Session) -> String {
-        let name = session.name.as_deref().unwrap_or("an anonymous client");
+        let name = &session.name;
         format!(
             "you are {name}, connected from {} (connection {})",
             self.peer, self.id
@@ -313,6 +592,9 @@ impl Connection {
             Ending::Logout => Some(ServerMsg::Bye {
                 reason: ByeReason::Logout,
             }),
+            Ending::TooManyAttempts => Some(ServerMsg::Bye {
+                reason: ByeReason::TooManyAttempts,
+            }),
             Ending::Violation { code, message } => Some(error_msg(*code, message.clone(), true)),
             Ending::ClientLeft | Ending::Lost(_) | Ending::WriteTimedOut => None,
         };
@@ -349,6 +631,7 @@ impl fmt::Display for Ending {
             Ending::Timeout => f.write_str("timed out"),
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::Logout => f.write_str("logged out"),
+            Ending::TooManyAttempts => f.write_str("too many failed attempts"),
             Ending::Violation { code, message } => {
                 write!(f, "protocol violation ({code:?}): {message}")
             }
@@ -357,12 +640,64 @@ impl fmt::Display for Ending {
 }
 
 /// The first frame of every connection.
-pub(crate) fn hello(shared: &Shared) -> ServerMsg {
+pub(crate) fn hello<S>(shared: &Shared<S>) -> ServerMsg {
     ServerMsg::Hello {
         server: concat!("echo-server ", env!("CARGO_PKG_VERSION")).to_owned(),
         proto: PROTOCOL_VERSION,
         mode: shared.config.mode,
     }
+}
+
+/// A valid message at the wrong time: a fatal protocol violation.
+fn unexpected(msg: &ClientMsg, when: &str) -> Ending {
+    Ending::Violation {
+        code: ErrorCode::UnexpectedMessage,
+        message: format!("{} is not allowed {when}", msg.kind()),
+    }
+}
+
+/// The store failed while the connection needs it: say so and close.
+fn store_failed(err: StoreError) -> Ending {
+    error!(error = %err, "store failure");
+    Ending::Violation {
+        code: ErrorCode::Internal,
+        message: "the server cannot reach its user store".into(),
+    }
+}
+
+fn refused_by_store(err: StoreError) -> Refusal {
+    error!(error = %err, "store failure");
+    internal()
+}
+
+fn internal() -> Refusal {
+    Refusal {
+        code: ErrorCode::Internal,
+        message: "the server failed; nothing was changed, try again".into(),
+        counts: false,
+    }
+}
+
+fn token_invalid() -> Refusal {
+    Refusal {
+        code: ErrorCode::TokenInvalid,
+        message: "the session token is unknown, expired or revoked; log in with your password"
+            .into(),
+        counts: true,
+    }
+}
+
+fn rate_limited(limit: Limited) -> Refusal {
+    Refusal {
+        code: ErrorCode::RateLimited,
+        message: format!("too many attempts; try again in {} s", limit.retry_after),
+        counts: true,
+    }
+}
+
+/// A client-chosen name, cut short for the log.
+fn shown_name(name: &str) -> String {
+    name.chars().take(MAX_LOGGED_NAME).collect()
 }
 
 /// An `error` frame.

@@ -13,6 +13,8 @@
 //!   → authenticate → echo (lab tasks 5, 6 and 8).
 //! - [`commands`]: the `/commands` a client can `say`.
 
+pub mod admin;
+pub mod auth;
 pub mod commands;
 pub mod config;
 mod connection;
@@ -26,28 +28,86 @@ pub mod store;
 
 use std::sync::Arc;
 
+use auth::{AttemptLimits, Clock, HashError, Passwords, SystemClock};
 pub use config::ServerConfig;
 pub use net::{Bound, bind_with_fallback};
 use stats::Stats;
+use store::UserStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What every connection handler shares: a cheap `Arc` clone per task.
+/// Accounts and addresses whose failed attempts are tracked at once.
+const ATTEMPT_TRACKING_CAP: usize = 10_000;
+
+/// A server ready to serve: its settings, its store and its clock.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub struct Server<S> {
     config: ServerConfig,
-    stats: Arc<Stats>,
+    store: S,
+    clock: Arc<dyn Clock>,
 }
 
-/// Serves clients on `listener` until `shutdown` is cancelled, then tells
-/// every client `bye`, waits up to the configured drain time for their
-/// handlers to finish, and returns.
-pub async fn run(config: ServerConfig, listener: TcpListener, shutdown: CancellationToken) {
-    let shared = Arc::new(Shared {
-        config,
-        stats: Arc::new(Stats::new()),
-    });
-    listener::Listener::new(listener, shared, shutdown)
-        .serve()
-        .await;
+/// What every connection handler shares: a cheap `Arc` clone per task.
+#[derive(Debug)]
+pub(crate) struct Shared<S> {
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    store: S,
+    passwords: Passwords,
+    limits: AttemptLimits,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: UserStore> Server<S> {
+    /// A server with `config` over `store`, on the system clock.
+    pub fn new(config: ServerConfig, store: S) -> Self {
+        Self {
+            config,
+            store,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` for session times and attempt limits (tests move it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Serves clients on `listener` until `shutdown` is cancelled, then
+    /// tells every client `bye`, waits up to the configured drain time for
+    /// their handlers to finish, and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), HashError> {
+        let passwords = tokio::task::spawn_blocking(Passwords::new)
+            .await
+            .map_err(|err| HashError::from_join(&err))??;
+        let limits = AttemptLimits::new(ATTEMPT_TRACKING_CAP, self.config.auth_attempts_per_minute);
+        let shared = Arc::new(Shared {
+            config: self.config,
+            stats: Arc::new(Stats::new()),
+            store: self.store,
+            passwords,
+            limits,
+            clock: self.clock,
+        });
+        listener::Listener::new(listener, shared, shutdown)
+            .serve()
+            .await;
+        Ok(())
+    }
+}
+
+/// Serves clients with `config` over `store` until `shutdown`; see
+/// [`Server::serve`].
+pub async fn run<S: UserStore>(
+    config: ServerConfig,
+    store: S,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), HashError> {
+    Server::new(config, store).serve(listener, shutdown).await
 }

@@ -15,6 +15,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::{
     Shared,
     connection::{Connection, close_gracefully, error_msg, hello},
+    store::UserStore,
 };
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
@@ -23,18 +24,18 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Time allowed to tell an extra client that the server is busy.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub(crate) struct Listener {
+pub(crate) struct Listener<S> {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
-impl Listener {
+impl<S: UserStore> Listener<S> {
     pub(crate) fn new(
         listener: TcpListener,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
         shutdown: CancellationToken,
     ) -> Self {
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -77,7 +78,7 @@ impl Listener {
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
         let id = uuid::Uuid::new_v4();
-        let span = info_span!("conn", %id, %peer);
+        let span = info_span!("conn", %id, %peer, user = tracing::field::Empty);
         if let Err(err) = stream.set_nodelay(true) {
             warn!(parent: &span, error = %err, "cannot set TCP_NODELAY");
         }

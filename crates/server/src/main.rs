@@ -8,12 +8,17 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
+use clap::Subcommand;
+use echo_proto::Secret;
 use echo_server::{
-    ServerConfig, bind_with_fallback,
+    Server, ServerConfig, admin,
+    auth::{Clock, SystemClock},
+    bind_with_fallback,
     config::{FileConfig, RunArgs},
     daemon,
     logging::LogSetup,
     prompt,
+    store::{FileStore, StoreError},
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -24,13 +29,51 @@ use tracing::{error, info, warn};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    admin: Option<Admin>,
     #[command(flatten)]
     run: RunArgs,
 }
 
+/// Work on the store of a server that is not running.
+#[derive(Debug, Subcommand)]
+enum Admin {
+    /// Manage users (passwords are read from a hidden prompt, or from the
+    /// first line of standard input when it is not a terminal)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage session tokens
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user
+    Add { name: String },
+    /// List the users
+    List,
+    /// Remove a user and their sessions
+    Remove { name: String },
+    /// Change a user's password (revokes their sessions)
+    Passwd { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List a user's live sessions
+    List { user: String },
+    /// Revoke all of a user's sessions
+    Revoke { user: String },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match start(&cli.run) {
+    let result = match cli.admin {
+        Some(admin) => administer(&cli.run, admin),
+        None => start(&cli.run),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("echo-server: {err:#}");
@@ -46,6 +89,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     };
     let config = ServerConfig::resolve(args, file, ask_port_on_terminal)?;
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
+    let store = FileStore::open(&config.data_dir, config.lifetimes())?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
     let announcement = bound.announcement();
 
@@ -61,7 +105,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(&config, bound.listener, &announcement));
+    let result = runtime.block_on(serve(&config, store, bound.listener, &announcement));
     if let Err(err) = &result {
         error!("{err:#}");
     }
@@ -82,6 +126,7 @@ fn announce(line: &str) -> anyhow::Result<()> {
 
 async fn serve(
     config: &ServerConfig,
+    store: FileStore,
     listener: std::net::TcpListener,
     announcement: &str,
 ) -> anyhow::Result<()> {
@@ -110,8 +155,79 @@ async fn serve(
     if let Err(err) = daemon::notify_ready() {
         warn!(error = %err, "cannot notify systemd");
     }
-    echo_server::run(config.clone(), listener, shutdown).await;
+    Server::new(config.clone(), store)
+        .serve(listener, shutdown)
+        .await?;
     Ok(())
+}
+
+fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let config = ServerConfig::resolve(args, file, |_| Ok(None))?;
+    let store = FileStore::open(&config.data_dir, config.lifetimes()).map_err(|err| match err {
+        StoreError::Locked { .. } => anyhow::anyhow!("{err}: stop the server first"),
+        other => other.into(),
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let now = SystemClock.now();
+    let min = config.min_password_length;
+    let output = runtime.block_on(async {
+        match command {
+            Admin::User(UserCommand::Add { name }) => {
+                admin::add_user(&store, &name, read_password(true)?, min, now).await
+            }
+            Admin::User(UserCommand::List) => admin::list_users(&store).await,
+            Admin::User(UserCommand::Remove { name }) => admin::remove_user(&store, &name).await,
+            Admin::User(UserCommand::Passwd { name }) => {
+                admin::set_password(&store, &name, read_password(true)?, min).await
+            }
+            Admin::Session(SessionCommand::List { user }) => {
+                admin::list_sessions(&store, &user, now).await
+            }
+            Admin::Session(SessionCommand::Revoke { user }) => {
+                admin::revoke_sessions(&store, &user).await
+            }
+        }
+        .map_err(anyhow::Error::from)
+    })?;
+    print!("{output}");
+    if !output.is_empty() && !output.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// A password from a hidden prompt (asked twice when `confirm`), or the
+/// first line of standard input when it is not a terminal. Never a flag:
+/// flags show up in `ps` and shell history.
+fn read_password(confirm: bool) -> Result<Secret, admin::AdminError> {
+    let refused =
+        |err: io::Error| admin::AdminError::Refused(format!("cannot read the password: {err}"));
+    if io::stdin().is_terminal() {
+        let mut prompt = dialoguer::Password::new().with_prompt("Password");
+        if confirm {
+            prompt = prompt.with_confirmation("Repeat the password", "the passwords differ");
+        }
+        return prompt
+            .interact()
+            .map(Secret::new)
+            .map_err(|err| refused(io::Error::other(err.to_string())));
+    }
+    let mut line = String::new();
+    io::stdin().read_line(&mut line).map_err(refused)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(admin::AdminError::Refused(
+            "no password on standard input".into(),
+        ));
+    }
+    Ok(Secret::new(password))
 }
 
 /// Asks for the port when standard input is a terminal; otherwise (a

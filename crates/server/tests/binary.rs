@@ -17,7 +17,11 @@ use echo_proto::{
 use nix::sys::signal::Signal;
 
 fn connect(server: &ServerProcess) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    connect_to(server.addr())
+}
+
+fn connect_to(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -26,6 +30,21 @@ fn connect(server: &ServerProcess) -> TcpStream {
         Some(ServerMsg::Hello { .. })
     ));
     stream
+}
+
+/// Identification mode: answers `ask_name` if asked, until `greet`.
+fn identify(stream: &mut TcpStream) {
+    loop {
+        match stream.recv_msg::<ServerMsg>().unwrap() {
+            Some(ServerMsg::AskName {}) => stream
+                .send_msg(&ClientMsg::Name {
+                    name: "tester".into(),
+                })
+                .unwrap(),
+            Some(ServerMsg::Greet { .. }) => return,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 fn log_text(dir: &std::path::Path) -> String {
@@ -50,7 +69,11 @@ fn prints_one_listening_line_and_moves_off_a_busy_port() {
     let dir = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().port();
-    let server = ServerProcess::start(dir.path(), &["--port", &busy.to_string()], &[]);
+    let server = ServerProcess::start(
+        dir.path(),
+        &["--port", &busy.to_string(), "--mode", "ident"],
+        &[],
+    );
     let moved = server.addr().port();
     assert!(moved > busy);
     assert_eq!(
@@ -58,6 +81,7 @@ fn prints_one_listening_line_and_moves_off_a_busy_port() {
         format!("listening on 127.0.0.1:{moved} (port {busy} was busy)")
     );
     let mut stream = connect(&server);
+    identify(&mut stream);
     stream
         .send_msg(&ClientMsg::Say {
             id: 1,
@@ -84,6 +108,10 @@ fn sigterm_says_bye_flushes_the_log_and_exits_zero() {
     let mut server = ServerProcess::start(dir.path(), &["--port", "0"], &[]);
     let mut stream = connect(&server);
     let client_addr = stream.local_addr().unwrap();
+    assert!(matches!(
+        stream.recv_msg::<ServerMsg>().unwrap(),
+        Some(ServerMsg::AskAuth { .. })
+    ));
     server.signal(Signal::SIGTERM);
     assert_eq!(
         stream.recv_msg::<ServerMsg>().unwrap(),
@@ -124,8 +152,13 @@ fn the_log_records_each_connect_and_disconnect_with_the_peer() {
     let mut server = ServerProcess::start(dir.path(), &["--port", "0"], &[]);
     let mut peers = Vec::new();
     for _ in 0..3 {
-        let stream = connect(&server);
+        let mut stream = connect(&server);
         peers.push(stream.local_addr().unwrap());
+        // Read what the server said, so closing is a clean FIN, not a reset.
+        assert!(matches!(
+            stream.recv_msg::<ServerMsg>().unwrap(),
+            Some(ServerMsg::AskAuth { .. })
+        ));
         drop(stream);
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -221,7 +254,15 @@ fn daemon_mode_detaches_and_writes_the_pid_file() {
     let pid_arg = pid_file.to_str().unwrap();
     let mut server = ServerProcess::start(
         dir.path(),
-        &["--port", "0", "--daemon", "--pid-file", pid_arg],
+        &[
+            "--port",
+            "0",
+            "--mode",
+            "ident",
+            "--daemon",
+            "--pid-file",
+            pid_arg,
+        ],
         &[],
     );
     // The foreground process exits once the daemon is on its own.
@@ -236,14 +277,9 @@ fn daemon_mode_detaches_and_writes_the_pid_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = nix::unistd::Pid::from_raw(pid.trim().parse().unwrap());
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert!(matches!(
-        stream.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Hello { .. })
-    ));
+    let mut stream = connect_to(addr);
+    identify(&mut stream);
+    // A raw text frame: the blocking helpers speak plain text too.
     stream
         .send_text("{\"type\":\"say\",\"id\":1,\"text\":\"daemon\"}")
         .unwrap();

@@ -50,6 +50,7 @@ async fn help_whoami_and_stats_answer() {
     let whoami = client.ask(2, "/whoami").await;
     let local = client.stream.local_addr().unwrap().to_string();
     assert!(whoami[0].contains(&local), "{whoami:?}");
+    assert!(whoami[0].starts_with("you are tester"), "{whoami:?}");
     let stats = client.ask(3, "/stats").await;
     assert_eq!(stats.len(), 3);
     assert!(stats[1].starts_with("connections now: 1"), "{stats:?}");
@@ -200,7 +201,7 @@ async fn connections_over_the_limit_are_refused_with_server_busy() {
     let server = TestServer::start(config).await;
     let mut first = server.connect().await;
     let _second = server.connect().await;
-    let mut third = server.connect().await;
+    let mut third = server.connect_raw().await;
     assert!(matches!(
         third.recv().await,
         ServerMsg::Error {
@@ -214,10 +215,16 @@ async fn connections_over_the_limit_are_refused_with_server_busy() {
     first.stream.shutdown().await.unwrap();
     assert!(first.try_recv().await.is_none());
     let mut fourth = loop {
-        let mut client = server.connect().await;
-        match client.ask(1, "in").await.as_slice() {
-            [reply] if reply == "in" => break client,
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        let mut client = server.connect_raw().await;
+        match client.recv().await {
+            ServerMsg::Error {
+                code: ErrorCode::ServerBusy,
+                ..
+            } => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ServerMsg::Greet { .. } => break client,
+            other => panic!("unexpected {other:?}"),
         }
     };
     assert_eq!(fourth.ask(2, "yes").await, vec!["yes"]);
@@ -273,4 +280,104 @@ async fn shutdown_says_bye_to_every_client_and_returns() {
         TcpStream::connect(server.addr).await.is_err(),
         "still listening"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_dropped_by_the_handshake_timeout() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_secs(10),
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut client = server.connect_raw().await;
+    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let started = Instant::now();
+    assert_eq!(
+        client.recv().await,
+        ServerMsg::Bye {
+            reason: ByeReason::Timeout
+        }
+    );
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "not the idle timeout"
+    );
+    assert!(client.try_recv().await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handshake_deadline_holds_however_often_the_client_answers_badly() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_secs(10),
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut client = server.connect_raw().await;
+    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        client
+            .send(&ClientMsg::Name {
+                name: String::new(),
+            })
+            .await;
+        match client.recv().await {
+            ServerMsg::Error {
+                code: ErrorCode::InvalidName,
+                ..
+            } => {
+                assert_eq!(client.recv().await, ServerMsg::AskName {});
+            }
+            ServerMsg::Bye {
+                reason: ByeReason::Timeout,
+            } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(14));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn say_before_the_handshake_is_a_fatal_protocol_violation() {
+    let server = TestServer::start(test_config()).await;
+    let mut client = server.connect_raw().await;
+    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    client.say(1, "too early").await;
+    assert!(matches!(
+        client.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::UnexpectedMessage,
+            fatal: true,
+            ..
+        }
+    ));
+    assert!(client.try_recv().await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn frames_over_the_handshake_limit_are_refused_before_authentication() {
+    let server = TestServer::start(test_config()).await;
+    let mut client = server.connect_raw().await;
+    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let big = format!("{{\"type\":\"name\",\"name\":\"{}\"}}", "x".repeat(5000));
+    client.stream.send_frame(big.as_bytes()).await.unwrap();
+    assert!(matches!(
+        client.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::FrameTooLarge,
+            fatal: true,
+            ..
+        }
+    ));
+    // After the handshake the larger limit applies.
+    let mut client = server.connect().await;
+    let text = "y".repeat(30_000);
+    assert_eq!(client.ask(1, &text).await, vec![text]);
+    server.stop().await;
 }

@@ -246,7 +246,9 @@ fn write_loop(
                 match reloaded {
                     Some(fresh) => state.state = fresh,
                     None => {
-                        error!("the store could not undo the failed write; refusing further writes");
+                        error!(
+                            "the store could not undo the failed write; refusing further writes"
+                        );
                         state.poisoned = true;
                     }
                 }
@@ -323,7 +325,9 @@ fn compact_if_due(
 /// Locks a mutex, recovering it if a thread panicked while holding it: the
 /// state is updated by single assignments, never left half-changed.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unix_now() -> UnixTime {
@@ -347,7 +351,12 @@ impl UserStore for FileStore {
         Ok(self.read(|state| state.identities.get(&ip).map(|i| i.name.clone())))
     }
 
-    async fn remember_identity(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
+    async fn remember_identity(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
         let record = Record::Ident {
             ip,
             name: name.to_owned(),
@@ -423,7 +432,12 @@ impl UserStore for FileStore {
             if !state.users.contains_key(name) {
                 return Err(StoreError::NoSuchUser(name.to_owned()));
             }
-            Ok((vec![Record::UserDel { name: name.to_owned() }], ()))
+            Ok((
+                vec![Record::UserDel {
+                    name: name.to_owned(),
+                }],
+                (),
+            ))
         })
         .await
     }

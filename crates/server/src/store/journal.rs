@@ -315,7 +315,10 @@ impl Journal {
         drop(file);
         std::fs::rename(&tmp, &self.path)?;
         sync_dir(&self.path)?;
-        self.file = OpenOptions::new().read(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
         self.len = bytes.len() as u64;
         self.records = records.len();
         Ok(())
@@ -332,7 +335,9 @@ impl Journal {
             path: self.path.display().to_string(),
             source,
         })?;
-        let complete = usize::try_from(self.len).unwrap_or(usize::MAX).min(bytes.len());
+        let complete = usize::try_from(self.len)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
         replay(&self.path, &bytes[..complete]).map(|(state, _, _)| state)
     }
 }

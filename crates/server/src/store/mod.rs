@@ -119,7 +119,10 @@ pub enum StoreError {
 /// that changes something returns only once the change is durable.
 pub trait UserStore: Clone + Send + Sync + 'static {
     /// The name last remembered for `ip`.
-    fn identity(&self, ip: IpAddr) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    fn identity(
+        &self,
+        ip: IpAddr,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Remembers `name` for `ip`, seen at `now`.
     fn remember_identity(
@@ -130,7 +133,10 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The user called `name`.
-    fn user(&self, name: &str) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    fn user(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
 
     /// Every user, by name.
     fn users(&self) -> impl Future<Output = Result<Vec<UserRecord>, StoreError>> + Send;
@@ -166,10 +172,14 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 
     /// Revokes one chain; false if it did not exist.
-    fn revoke_session(&self, family: Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_session(&self, family: Uuid)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Revokes every chain of `user`; returns how many there were.
-    fn revoke_user_sessions(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    fn revoke_user_sessions(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// The live chains of `user`.
     fn sessions(

@@ -13,38 +13,96 @@ use echo_proto::{
     ClientMsg, ServerMsg,
     ext::{AsyncFrameRead, AsyncFrameWrite},
 };
-use echo_server::ServerConfig;
+use echo_server::{Server, ServerConfig, auth::Clock, store::FileStore};
 use tokio::{net::TcpStream, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-/// A server running in this test's runtime on `127.0.0.1:0`.
+/// A server running in this test's runtime on `127.0.0.1:0`, with a file
+/// store in a temporary directory.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
+    pub store: FileStore,
+    pub data: tempfile::TempDir,
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(pub std::sync::atomic::AtomicU64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    pub fn at(now: u64) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(now.into()))
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl TestServer {
     pub async fn start(config: ServerConfig) -> Self {
+        Self::start_with_clock(config, None).await
+    }
+
+    pub async fn start_with_clock(
+        config: ServerConfig,
+        clock: Option<std::sync::Arc<dyn Clock>>,
+    ) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        Self::start_on(config, store, data, clock).await
+    }
+
+    pub async fn start_on(
+        config: ServerConfig,
+        store: FileStore,
+        data: tempfile::TempDir,
+        clock: Option<std::sync::Arc<dyn Clock>>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(echo_server::run(config, listener, shutdown.clone()));
+        let mut server = Server::new(config, store.clone());
+        if let Some(clock) = clock {
+            server = server.with_clock(clock);
+        }
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { server.serve(listener, token).await.unwrap() });
         Self {
             addr,
             shutdown,
             task,
+            store,
+            data,
         }
     }
 
-    /// Connects and reads the `hello`.
-    pub async fn connect(&self) -> TestClient {
+    /// Connects and reads the `hello` (nothing more).
+    pub async fn connect_raw(&self) -> TestClient {
         let stream = TcpStream::connect(self.addr).await.unwrap();
-        let mut client = TestClient { stream };
-        assert!(matches!(
-            client.recv().await,
-            ServerMsg::Hello { proto: 1, .. }
-        ));
+        TestClient::after_hello(stream).await
+    }
+
+    /// Connects from `source` (any 127.x.y.z address) and reads the `hello`.
+    pub async fn connect_from(&self, source: &str) -> TestClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        TestClient::after_hello(stream).await
+    }
+
+    /// Connects in identification mode and gets through to the conversation.
+    pub async fn connect(&self) -> TestClient {
+        let mut client = self.connect_raw().await;
+        client.identify("tester").await;
         client
     }
 
@@ -54,10 +112,20 @@ impl TestServer {
     }
 }
 
-/// A config for tests: auth mode, nothing written outside temp dirs.
+/// A config for tests: identification mode, so a connection goes straight
+/// to the conversation once it has a name.
 pub fn test_config() -> ServerConfig {
     ServerConfig {
-        data_dir: std::env::temp_dir().join("echo-server-tests-unused"),
+        mode: echo_proto::Mode::Ident,
+        ..ServerConfig::default()
+    }
+}
+
+/// A config for authentication tests.
+pub fn auth_config() -> ServerConfig {
+    ServerConfig {
+        mode: echo_proto::Mode::Auth,
+        auth_attempts_per_minute: 10_000,
         ..ServerConfig::default()
     }
 }
@@ -68,6 +136,15 @@ pub struct TestClient {
 }
 
 impl TestClient {
+    pub async fn after_hello(stream: TcpStream) -> Self {
+        let mut client = Self { stream };
+        assert!(matches!(
+            client.recv().await,
+            ServerMsg::Hello { proto: 1, .. }
+        ));
+        client
+    }
+
     pub async fn send(&mut self, msg: &ClientMsg) {
         self.stream.send_msg(msg).await.unwrap();
     }
@@ -83,6 +160,24 @@ impl TestClient {
     /// The next frame, or `None` once the server has closed.
     pub async fn try_recv(&mut self) -> Option<ServerMsg> {
         self.stream.recv_msg::<ServerMsg>().await.ok().flatten()
+    }
+
+    /// Answers `ask_name` (or takes the `greet` of a known address).
+    pub async fn identify(&mut self, name: &str) -> (String, bool) {
+        match self.recv().await {
+            ServerMsg::AskName {} => {
+                self.send(&ClientMsg::Name {
+                    name: name.to_owned(),
+                })
+                .await;
+                match self.recv().await {
+                    ServerMsg::Greet { name, known } => (name, known),
+                    other => panic!("expected greet, got {other:?}"),
+                }
+            }
+            ServerMsg::Greet { name, known } => (name, known),
+            other => panic!("expected ask_name or greet, got {other:?}"),
+        }
     }
 
     pub async fn say(&mut self, id: u64, text: &str) {

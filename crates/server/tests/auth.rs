@@ -1,0 +1,509 @@
+//! Identification and authentication against a real server on loopback.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{ManualClock, TestClient, TestServer, auth_config, test_config};
+use echo_proto::{ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg};
+use echo_server::ServerConfig;
+
+const PASSWORD: &str = "correct horse battery";
+const DAY: u64 = 86_400;
+const T0: u64 = 1_800_000_000;
+
+fn register(user: &str, password: &str) -> ClientMsg {
+    ClientMsg::Register {
+        user: user.into(),
+        password: Secret::new(password),
+    }
+}
+
+fn login(user: &str, password: &str) -> ClientMsg {
+    ClientMsg::Login {
+        user: user.into(),
+        password: Secret::new(password),
+    }
+}
+
+fn resume(token: &str) -> ClientMsg {
+    ClientMsg::Resume {
+        token: Secret::new(token),
+    }
+}
+
+/// Connects in auth mode and reads `ask_auth`, returning its suggestion.
+async fn connect_auth(server: &TestServer) -> (TestClient, Option<String>) {
+    let mut client = server.connect_raw().await;
+    match client.recv().await {
+        ServerMsg::AskAuth { suggested_user } => (client, suggested_user),
+        other => panic!("expected ask_auth, got {other:?}"),
+    }
+}
+
+/// Sends `msg` and expects `welcome`; returns the token.
+async fn expect_welcome(client: &mut TestClient, msg: &ClientMsg, user: &str) -> String {
+    client.send(msg).await;
+    match client.recv().await {
+        ServerMsg::Welcome { user: u, token, .. } => {
+            assert_eq!(u, user);
+            token.expose().to_owned()
+        }
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Sends `msg` and expects an error with `code`; returns `attempts_left`.
+async fn expect_error(client: &mut TestClient, msg: &ClientMsg, code: ErrorCode) -> Option<u32> {
+    client.send(msg).await;
+    match client.recv().await {
+        ServerMsg::Error {
+            code: got,
+            fatal: false,
+            attempts_left,
+            ..
+        } if got == code => attempts_left,
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+async fn registered(server: &TestServer, user: &str) -> String {
+    let (mut client, _) = connect_auth(server).await;
+    expect_welcome(&mut client, &register(user, PASSWORD), user).await
+}
+
+#[tokio::test]
+async fn identification_asks_unknown_addresses_and_greets_known_ones() {
+    let server = TestServer::start(test_config()).await;
+    let mut first = server.connect_from("127.0.0.2").await;
+    assert_eq!(first.recv().await, ServerMsg::AskName {});
+    first
+        .send(&ClientMsg::Name {
+            name: "  Ann  ".into(),
+        })
+        .await;
+    assert_eq!(
+        first.recv().await,
+        ServerMsg::Greet {
+            name: "Ann".into(),
+            known: false
+        }
+    );
+    assert_eq!(
+        first.ask(1, "/whoami").await[0].split(',').next().unwrap(),
+        "you are Ann"
+    );
+
+    let mut again = server.connect_from("127.0.0.2").await;
+    assert_eq!(
+        again.recv().await,
+        ServerMsg::Greet {
+            name: "Ann".into(),
+            known: true
+        }
+    );
+    assert_eq!(again.ask(1, "hi").await, vec!["hi"]);
+
+    let mut other = server.connect_from("127.0.0.3").await;
+    assert_eq!(other.recv().await, ServerMsg::AskName {});
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_name_is_refused_and_asked_again() {
+    let server = TestServer::start(test_config()).await;
+    let mut client = server.connect_from("127.0.0.4").await;
+    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    for bad in ["   ", &"x".repeat(65), "tab\there"] {
+        client.send(&ClientMsg::Name { name: bad.into() }).await;
+        assert!(matches!(
+            client.recv().await,
+            ServerMsg::Error {
+                code: ErrorCode::InvalidName,
+                fatal: false,
+                ..
+            }
+        ));
+        assert_eq!(client.recv().await, ServerMsg::AskName {});
+    }
+    client.send(&ClientMsg::Name { name: "Bob".into() }).await;
+    assert_eq!(
+        client.recv().await,
+        ServerMsg::Greet {
+            name: "Bob".into(),
+            known: false
+        }
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn identities_survive_a_restart() {
+    let server = TestServer::start(test_config()).await;
+    let mut client = server.connect_from("127.0.0.5").await;
+    client.identify("Cleo").await;
+    let data = tempfile::tempdir().unwrap();
+    let path = server.data.path().to_owned();
+    drop(client);
+    let TestServer {
+        shutdown,
+        task,
+        store,
+        data: old,
+        ..
+    } = server;
+    shutdown.cancel();
+    task.await.unwrap();
+    drop(store);
+    let store = echo_server::store::FileStore::open(&path, test_config().lifetimes()).unwrap();
+    let server = TestServer::start_on(test_config(), store, data, None).await;
+    let mut client = server.connect_from("127.0.0.5").await;
+    assert_eq!(client.identify("ignored").await, ("Cleo".into(), true));
+    drop(old);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn register_then_login_with_the_right_password() {
+    let server = TestServer::start(auth_config()).await;
+    let (mut client, suggested) = connect_auth(&server).await;
+    assert_eq!(suggested, None);
+    let token = expect_welcome(&mut client, &register("ann", PASSWORD), "ann").await;
+    assert_eq!(token.len(), 64);
+    assert!(client.ask(1, "/whoami").await[0].starts_with("you are ann,"));
+
+    let (mut client, suggested) = connect_auth(&server).await;
+    assert_eq!(
+        suggested.as_deref(),
+        Some("ann"),
+        "the address now suggests its user"
+    );
+    let left = expect_error(
+        &mut client,
+        &login("ann", "wrong horse battery"),
+        ErrorCode::InvalidCredentials,
+    )
+    .await;
+    assert_eq!(left, Some(4));
+    let again = expect_welcome(&mut client, &login("ann", PASSWORD), "ann").await;
+    assert_ne!(again, token);
+    assert_eq!(client.ask(2, "hello").await, vec!["hello"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_user_gets_the_same_answer_as_a_wrong_password() {
+    let server = TestServer::start(auth_config()).await;
+    registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    client.send(&login("ann", "wrong horse battery")).await;
+    let wrong = client.recv().await;
+    client.send(&login("nobody", "wrong horse battery")).await;
+    let unknown = client.recv().await;
+    let strip = |msg: ServerMsg| match msg {
+        ServerMsg::Error {
+            code,
+            message,
+            fatal,
+            ..
+        } => (code, message, fatal),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(strip(wrong), strip(unknown));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn five_failures_on_one_connection_end_it() {
+    let server = TestServer::start(auth_config()).await;
+    let (mut client, _) = connect_auth(&server).await;
+    for left in (1..5).rev() {
+        let got = expect_error(
+            &mut client,
+            &login("ghost", "wrong horse battery"),
+            ErrorCode::InvalidCredentials,
+        )
+        .await;
+        assert_eq!(got, Some(left));
+    }
+    client.send(&login("ghost", "wrong horse battery")).await;
+    assert!(matches!(
+        client.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::InvalidCredentials,
+            attempts_left: Some(0),
+            ..
+        }
+    ));
+    assert_eq!(
+        client.recv().await,
+        ServerMsg::Bye {
+            reason: ByeReason::TooManyAttempts
+        }
+    );
+    assert!(client.try_recv().await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_backs_off_after_five_failures_whatever_the_connection() {
+    let server = TestServer::start(auth_config()).await;
+    registered(&server, "ann").await;
+    for _ in 0..5 {
+        let (mut client, _) = connect_auth(&server).await;
+        expect_error(
+            &mut client,
+            &login("ann", "wrong horse battery"),
+            ErrorCode::InvalidCredentials,
+        )
+        .await;
+    }
+    let (mut client, _) = connect_auth(&server).await;
+    // Even the right password waits out the back-off.
+    expect_error(&mut client, &login("ann", PASSWORD), ErrorCode::RateLimited).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_address_gets_a_limited_number_of_password_attempts() {
+    let config = ServerConfig {
+        auth_attempts_per_minute: 3,
+        ..auth_config()
+    };
+    let server = TestServer::start(config).await;
+    let (mut client, _) = connect_auth(&server).await;
+    for user in ["a1", "a2", "a3"] {
+        expect_error(
+            &mut client,
+            &login(user, "wrong horse battery"),
+            ErrorCode::InvalidCredentials,
+        )
+        .await;
+    }
+    let (mut client, _) = connect_auth(&server).await;
+    expect_error(
+        &mut client,
+        &login("a4", "wrong horse battery"),
+        ErrorCode::RateLimited,
+    )
+    .await;
+    expect_error(
+        &mut client,
+        &register("newbie", PASSWORD),
+        ErrorCode::RateLimited,
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_name_and_weak_passwords_are_refused_with_reasons() {
+    let server = TestServer::start(auth_config()).await;
+    registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    expect_error(
+        &mut client,
+        &register("ann", PASSWORD),
+        ErrorCode::NameTaken,
+    )
+    .await;
+    for weak in ["short", "password", "12345678", "qwertyuiop"] {
+        client.send(&register("bob", weak)).await;
+        match client.recv().await {
+            ServerMsg::Error {
+                code: ErrorCode::WeakPassword,
+                message,
+                fatal: false,
+                ..
+            } => {
+                assert!(message.starts_with("the password is"), "{message}");
+            }
+            other => panic!("{weak}: unexpected {other:?}"),
+        }
+    }
+    let huge = "x".repeat(2000);
+    expect_error(
+        &mut client,
+        &register("bob", &huge),
+        ErrorCode::WeakPassword,
+    )
+    .await;
+    expect_error(
+        &mut client,
+        &register(" ", PASSWORD),
+        ErrorCode::InvalidName,
+    )
+    .await;
+    expect_welcome(&mut client, &register("bob", PASSWORD), "bob").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_rotates_the_token_and_the_old_one_then_fails() {
+    let server = TestServer::start(auth_config()).await;
+    let first = registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    let second = expect_welcome(&mut client, &resume(&first), "ann").await;
+    assert_ne!(second, first);
+    assert_eq!(client.ask(1, "back").await, vec!["back"]);
+    let (mut client, _) = connect_auth(&server).await;
+    let third = expect_welcome(&mut client, &resume(&second), "ann").await;
+    assert_ne!(third, second);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_token_revokes_the_whole_chain() {
+    let server = TestServer::start(auth_config()).await;
+    let stolen = registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    let current = expect_welcome(&mut client, &resume(&stolen), "ann").await;
+
+    let (mut thief, _) = connect_auth(&server).await;
+    thief.send(&resume(&stolen)).await;
+    assert!(matches!(
+        thief.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::TokenInvalid,
+            ..
+        }
+    ));
+    assert!(
+        matches!(thief.recv().await, ServerMsg::AskAuth { .. }),
+        "asked for the password again"
+    );
+
+    // The rightful holder's newer token died with the chain.
+    let (mut client, _) = connect_auth(&server).await;
+    expect_error(&mut client, &resume(&current), ErrorCode::TokenInvalid).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_may_come_before_ask_auth_is_read() {
+    let server = TestServer::start(auth_config()).await;
+    let token = registered(&server, "ann").await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut client = TestClient { stream };
+    client.send(&resume(&token)).await;
+    assert!(matches!(client.recv().await, ServerMsg::Hello { .. }));
+    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+    assert!(matches!(client.recv().await, ServerMsg::Welcome { .. }));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_tokens_are_invalid_and_the_password_is_asked_again() {
+    let server = TestServer::start(auth_config()).await;
+    let (mut client, _) = connect_auth(&server).await;
+    for garbage in ["", "not a token", &"f".repeat(64), &"é".repeat(500)] {
+        expect_error(&mut client, &resume(garbage), ErrorCode::TokenInvalid).await;
+        assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_expire_after_seven_idle_days_and_thirty_days_in_all() {
+    let clock = ManualClock::at(T0);
+    let server = TestServer::start_with_clock(auth_config(), Some(clock.clone())).await;
+    let (mut client, _) = connect_auth(&server).await;
+    client.send(&register("ann", PASSWORD)).await;
+    let ServerMsg::Welcome {
+        token, expires_at, ..
+    } = client.recv().await
+    else {
+        panic!("expected welcome")
+    };
+    assert_eq!(expires_at, T0 + 7 * DAY);
+
+    // Idle for more than seven days: gone.
+    clock.advance(7 * DAY);
+    let (mut client, _) = connect_auth(&server).await;
+    expect_error(
+        &mut client,
+        &resume(token.expose()),
+        ErrorCode::TokenInvalid,
+    )
+    .await;
+    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+
+    // Used every six days: alive until thirty days after the login.
+    let mut token = expect_welcome(&mut client, &login("ann", PASSWORD), "ann").await;
+    let login_time = T0 + 7 * DAY;
+    for _ in 0..4 {
+        clock.advance(6 * DAY);
+        let (mut client, _) = connect_auth(&server).await;
+        client.send(&resume(&token)).await;
+        let ServerMsg::Welcome {
+            token: next,
+            expires_at,
+            ..
+        } = client.recv().await
+        else {
+            panic!("expected welcome")
+        };
+        assert!(expires_at <= login_time + 30 * DAY);
+        token = next.expose().to_owned();
+    }
+    clock.advance(6 * DAY);
+    let (mut client, _) = connect_auth(&server).await;
+    expect_error(&mut client, &resume(&token), ErrorCode::TokenInvalid).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session() {
+    let server = TestServer::start(auth_config()).await;
+    let token = registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    let token = expect_welcome(&mut client, &resume(&token), "ann").await;
+    client.send(&ClientMsg::Logout {}).await;
+    assert_eq!(
+        client.recv().await,
+        ServerMsg::Bye {
+            reason: ByeReason::Logout
+        }
+    );
+    let (mut client, _) = connect_auth(&server).await;
+    expect_error(&mut client, &resume(&token), ErrorCode::TokenInvalid).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn messages_out_of_turn_during_authentication_are_fatal() {
+    let server = TestServer::start(auth_config()).await;
+    let (mut client, _) = connect_auth(&server).await;
+    client.say(1, "let me in").await;
+    assert!(matches!(
+        client.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::UnexpectedMessage,
+            fatal: true,
+            ..
+        }
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_store_holds_no_password_and_no_token_in_clear() {
+    let server = TestServer::start(auth_config()).await;
+    let first = registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    let second = expect_welcome(&mut client, &resume(&first), "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    let third = expect_welcome(&mut client, &login("ann", PASSWORD), "ann").await;
+    let dir = server.data.path().to_owned();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        seen += text.len();
+        for secret in [PASSWORD, &first, &second, &third] {
+            assert!(!text.contains(secret), "a secret is in the store in clear");
+        }
+        assert!(!text.contains("correct"), "no part of the password either");
+    }
+    assert!(seen > 0, "the store wrote something");
+    server.stop().await;
+}

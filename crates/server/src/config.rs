@@ -302,10 +302,15 @@ impl FileConfig {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|err| ConfigError::Parse {
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
-            message: err.to_string(),
+            message,
         })
+    }
+
+    /// Parses config text; the error says what is wrong and where.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|err| err.to_string())
     }
 }
 

@@ -319,3 +319,22 @@ fn the_example_config_lists_exactly_the_defaults() {
     .unwrap();
     assert_eq!(resolved, ServerConfig::default());
 }
+
+#[test]
+fn the_example_config_documents_every_setting() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/server.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // serde names every accepted key when it meets an unknown one.
+    let err = echo_server::config::FileConfig::parse("no_such_key = 1").unwrap_err();
+    let listed = err.split("expected one of").nth(1).unwrap().to_owned();
+    let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+    assert!(keys.len() > 20, "{err}");
+    for key in keys {
+        let set = format!("\n{key} = ");
+        let commented = format!("\n# {key} = ");
+        assert!(
+            text.contains(&set) || text.contains(&commented),
+            "config/server.toml lacks {key}"
+        );
+    }
+}

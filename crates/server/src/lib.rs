@@ -22,7 +22,6 @@ pub mod daemon;
 mod listener;
 pub mod logging;
 pub mod net;
-pub mod prompt;
 pub mod stats;
 pub mod store;
 

@@ -17,7 +17,6 @@ use echo_server::{
     config::{FileConfig, RunArgs},
     daemon,
     logging::LogSetup,
-    prompt,
     store::{FileStore, StoreError},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -210,14 +209,9 @@ fn read_password(confirm: bool) -> Result<Secret, admin::AdminError> {
     let refused =
         |err: io::Error| admin::AdminError::Refused(format!("cannot read the password: {err}"));
     if io::stdin().is_terminal() {
-        let mut prompt = dialoguer::Password::new().with_prompt("Password");
-        if confirm {
-            prompt = prompt.with_confirmation("Repeat the password", "the passwords differ");
-        }
-        return prompt
-            .interact()
+        return echo_prompt::hidden("Password", confirm)
             .map(Secret::new)
-            .map_err(|err| refused(io::Error::other(err.to_string())));
+            .map_err(refused);
     }
     let mut line = String::new();
     io::stdin().read_line(&mut line).map_err(refused)?;
@@ -236,12 +230,12 @@ fn ask_port_on_terminal(default: u16) -> io::Result<Option<u16>> {
     if !io::stdin().is_terminal() {
         return Ok(None);
     }
-    let port = prompt::ask(
+    let port = echo_prompt::ask(
         &mut io::stdin().lock(),
         &mut io::stderr(),
         "Port",
         &default,
-        prompt::parse_port,
+        echo_prompt::parse_port,
     )?;
     Ok(Some(port))
 }

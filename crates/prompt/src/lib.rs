@@ -1,5 +1,9 @@
 //! Interactive questions on a terminal (the lab's task 2): an empty answer
-//! takes the default, a bad one is explained and asked again.
+//! takes the default, a bad one is explained and asked again. Shared by
+//! `echo-server` (`Port [13131]:`) and `echo-client` (`Host`, `Port`, names).
+//!
+//! The functions work on any `BufRead` / `Write`, so the rules are tested
+//! without a terminal; the binaries pass standard input and standard error.
 
 use std::io::{self, BufRead, Write};
 
@@ -45,6 +49,51 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// Asks for a secret on the terminal without echoing it; with `confirm`,
+/// asks twice and again until both answers match. An empty answer is asked
+/// again. Only for a terminal: callers decide what to do without one.
+pub fn hidden(label: &str, confirm: bool) -> io::Result<String> {
+    let mut question = dialoguer::Password::new().with_prompt(label);
+    if confirm {
+        question =
+            question.with_confirmation(format!("{label} again"), "The two differ; once more.");
+    }
+    question.interact().map_err(|err| match err {
+        dialoguer::Error::IO(err) => err,
+    })
+}
+
+/// Longest host name accepted (RFC 1035).
+const MAX_HOST_LEN: usize = 253;
+
+/// Parses a host typed by a person: an IPv4 or IPv6 address, or a host name
+/// made of dot-separated labels of letters, digits and hyphens.
+pub fn parse_host(text: &str) -> Result<String, String> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(bare.to_owned());
+    }
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if name.len() <= MAX_HOST_LEN && name.split('.').all(valid_label) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a host name or address: use letters, digits, hyphens and dots, \
+             or an IP address."
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +130,32 @@ mod tests {
         assert!(shown.contains("0 is out of range"));
         assert!(shown.contains("70000 is out of range"));
         assert!(shown.contains("\"-1\" is not a number"));
+    }
+
+    #[test]
+    fn hosts_are_names_or_addresses() {
+        for good in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "echo.example.org",
+            "a-b.c1",
+        ] {
+            assert!(parse_host(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "bad host",
+            "-x.org",
+            "x..org",
+            "under_score",
+            "ä.org",
+            "a:b",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_host("[::1]").unwrap(), "::1");
     }
 
     #[test]

@@ -1,2 +1,23 @@
-//! The echo-client library: connecting to an echo-server and speaking
-//! protocol v1. The REPL and pipe mode arrive with the client issue.
+//! The echo-client library: everything the `echo-client` binary does, in
+//! pieces a program (or a test) can use on its own.
+//!
+//! - [`config`]: where to connect: flags, environment, config file, prompts.
+//! - [`Connection`]: a connection to a server; frames in on a background
+//!   task, frames out through the proto crate's stream extension traits.
+//! - [`handshake`]: following the server through identification or
+//!   authentication, with the [`Credentials`] a person or a script supplies.
+//! - [`TokenJar`]: the session tokens ("cookies"), one per server, in a file
+//!   only its owner can read.
+//! - [`ClientError`]: every failure as one sentence, with the exit code the
+//!   binary returns for it.
+
+pub mod config;
+mod connection;
+mod error;
+pub mod handshake;
+mod jar;
+
+pub use connection::{Connection, Incoming};
+pub use error::ClientError;
+pub use handshake::{AuthRequest, Credentials, Established, handshake};
+pub use jar::TokenJar;

@@ -1,6 +1,94 @@
-//! `echo-client`: not implemented yet; see the README.
+//! `echo-client`: a REPL on a terminal, a pipe for scripts. See the README.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("echo-client: not implemented yet (see the client issue)");
-    std::process::ExitCode::FAILURE
+mod pipe;
+mod repl;
+
+use std::{
+    io::{self, IsTerminal},
+    process::ExitCode,
+};
+
+use clap::Parser;
+use echo_client::{
+    ClientError,
+    config::{ClientArgs, ClientConfig, FileConfig},
+};
+
+/// Echo client: talks to echo-server. On a terminal it is an interactive
+/// REPL; with standard input from a pipe it sends each line and prints the
+/// replies (credentials from --user / ECHO_USER and ECHO_PASSWORD).
+///
+/// Exit codes: 0 done, 1 usage or local error (a missing credential
+/// included), 2 cannot connect, 3 refused by the server (wrong password,
+/// taken name, ...), 4 connection lost or closed before all replies came,
+/// 5 protocol error.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    args: ClientArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("echo-client: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let interactive = io::stdin().is_terminal();
+    let result = runtime.block_on(async {
+        if interactive {
+            repl::run(&cli.args).await
+        } else {
+            pipe::run(&cli.args).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("echo-client: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Resolves the settings; `interactive` allows the `Host` / `Port` questions.
+fn resolve_config(args: &ClientArgs, interactive: bool) -> Result<ClientConfig, ClientError> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let mut ask_host = |default: &String| -> io::Result<Option<String>> {
+        if !interactive {
+            return Ok(None);
+        }
+        let host = echo_prompt::ask(
+            &mut io::stdin().lock(),
+            &mut io::stdout(),
+            "Host",
+            default,
+            echo_prompt::parse_host,
+        )?;
+        Ok(Some(host))
+    };
+    let mut ask_port = |default: &u16| -> io::Result<Option<u16>> {
+        if !interactive {
+            return Ok(None);
+        }
+        let port = echo_prompt::ask(
+            &mut io::stdin().lock(),
+            &mut io::stdout(),
+            "Port",
+            default,
+            echo_prompt::parse_port,
+        )?;
+        Ok(Some(port))
+    };
+    ClientConfig::resolve(args, file, &mut ask_host, &mut ask_port)
 }

@@ -17,17 +17,48 @@ pub fn ask<T: std::fmt::Display + Clone>(
     default: &T,
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> io::Result<T> {
+    ask_inner(input, output, label, Some(default), parse)
+}
+
+/// Asks `label:` until `parse` accepts a non-empty answer. The end of input
+/// is an `UnexpectedEof` error: there is nothing to fall back on.
+pub fn ask_required<T: std::fmt::Display + Clone>(
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    label: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> io::Result<T> {
+    ask_inner(input, output, label, None, parse)
+}
+
+fn ask_inner<T: std::fmt::Display + Clone>(
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    label: &str,
+    default: Option<&T>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> io::Result<T> {
     loop {
-        write!(output, "{label} [{default}]: ")?;
+        match default {
+            Some(default) => write!(output, "{label} [{default}]: ")?,
+            None => write!(output, "{label}: ")?,
+        }
         output.flush()?;
         let mut line = String::new();
         if input.read_line(&mut line)? == 0 {
             writeln!(output)?;
-            return Ok(default.clone());
+            return default
+                .cloned()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no answer"));
         }
         let answer = line.trim();
-        if answer.is_empty() {
-            return Ok(default.clone());
+        match (answer.is_empty(), default) {
+            (true, Some(default)) => return Ok(default.clone()),
+            (true, None) => {
+                writeln!(output, "An answer is needed.")?;
+                continue;
+            }
+            (false, _) => {}
         }
         match parse(answer) {
             Ok(value) => return Ok(value),
@@ -156,6 +187,24 @@ mod tests {
             assert!(parse_host(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_host("[::1]").unwrap(), "::1");
+    }
+
+    #[test]
+    fn a_required_answer_is_asked_until_given() {
+        let mut output = Vec::new();
+        let name = ask_required(&mut "\n  Ann \n".as_bytes(), &mut output, "Name", |s| {
+            Ok(s.to_owned())
+        })
+        .unwrap();
+        assert_eq!(name, "Ann");
+        assert_eq!(
+            String::from_utf8(output).unwrap(),
+            "Name: An answer is needed.\nName: "
+        );
+        let err = ask_required(&mut "".as_bytes(), &mut Vec::new(), "Name", |s| {
+            Ok(s.to_owned())
+        });
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

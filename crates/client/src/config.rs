@@ -1,0 +1,118 @@
+//! Where to connect and where to keep things: flags, environment, the
+//! config file, prompts on a terminal, defaults, in that order.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::{ClientError, TokenJar};
+
+/// Host used when nothing else names one.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Port used when nothing else names one.
+pub const DEFAULT_PORT: u16 = 13131;
+
+/// Flags of `echo-client`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ClientArgs {
+    /// Server host name or address [default: 127.0.0.1]
+    #[arg(long, env = "ECHO_CLIENT_HOST")]
+    pub host: Option<String>,
+    /// Server port [default: 13131]
+    #[arg(long, env = "ECHO_CLIENT_PORT")]
+    pub port: Option<u16>,
+    /// TOML config file (see config/client.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where session tokens are kept [default: $XDG_STATE_HOME/echo-client/tokens.json]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// User name (pipe mode; the name to give in identification mode)
+    #[arg(long, env = "ECHO_USER")]
+    pub user: Option<String>,
+    /// Pipe mode: register the user instead of logging in
+    #[arg(long)]
+    pub register: bool,
+}
+
+/// The config file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    host: Option<String>,
+    port: Option<u16>,
+    token_file: Option<PathBuf>,
+    history_file: Option<PathBuf>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The token jar's file.
+    pub token_file: PathBuf,
+    /// The REPL's history file.
+    pub history_file: PathBuf,
+}
+
+/// Asks for a value on a terminal; `None` when there is no terminal.
+pub type Ask<'a, T> = &'a mut dyn FnMut(&T) -> io::Result<Option<T>>;
+
+impl ClientConfig {
+    /// Merges the sources. `ask_host` / `ask_port` are called only when no
+    /// source named the value.
+    pub fn resolve(
+        args: &ClientArgs,
+        file: FileConfig,
+        ask_host: Ask<'_, String>,
+        ask_port: Ask<'_, u16>,
+    ) -> Result<Self, ClientError> {
+        let asked = |err: io::Error| ClientError::Local(format!("cannot read the answer: {err}"));
+        let host = match args.host.clone().or(file.host) {
+            Some(host) => echo_prompt::parse_host(&host).map_err(ClientError::Usage)?,
+            None => ask_host(&DEFAULT_HOST.to_owned())
+                .map_err(asked)?
+                .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+        };
+        let port = match args.port.or(file.port) {
+            Some(0) => return Err(ClientError::Usage("port 0 is not a server port".into())),
+            Some(port) => port,
+            None => ask_port(&DEFAULT_PORT)
+                .map_err(asked)?
+                .unwrap_or(DEFAULT_PORT),
+        };
+        let state = crate::jar::state_dir().unwrap_or_else(|| PathBuf::from("."));
+        let token_file = args
+            .token_file
+            .clone()
+            .or(file.token_file)
+            .or_else(TokenJar::default_path)
+            .unwrap_or_else(|| state.join("tokens.json"));
+        let history_file = file.history_file.unwrap_or_else(|| state.join("history"));
+        Ok(Self {
+            host,
+            port,
+            token_file,
+            history_file,
+        })
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file.
+    pub fn load(path: &Path) -> Result<Self, ClientError> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ClientError::Usage(format!("cannot read config file {}: {err}", path.display()))
+        })?;
+        toml::from_str(&text).map_err(|err| {
+            ClientError::Usage(format!("invalid config file {}: {err}", path.display()))
+        })
+    }
+}

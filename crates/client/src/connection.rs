@@ -1,0 +1,145 @@
+//! A connection to an echo-server.
+
+use std::time::Duration;
+
+use echo_proto::{
+    ClientMsg, MAX_FRAME_LENGTH, ServerMsg, decode_message,
+    ext::{AsyncFrameRead, AsyncFrameWrite},
+};
+use tokio::{
+    io::BufReader,
+    net::{TcpStream, tcp::OwnedWriteHalf},
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use crate::ClientError;
+
+/// Time allowed to establish the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connected server. Frames are read by a background task as soon as they
+/// arrive, so the REPL can print them while the user types.
+#[derive(Debug)]
+pub struct Connection {
+    server: String,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
+    writer: OwnedWriteHalf,
+    reader: JoinHandle<()>,
+    next_id: u64,
+}
+
+/// What the reader task hands over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message.
+    Msg(ServerMsg),
+    /// A frame this client does not understand (a newer server?); the
+    /// connection goes on.
+    Unreadable(String),
+    /// The connection is over: `None` if the server closed it cleanly.
+    Closed(Option<String>),
+}
+
+impl Connection {
+    /// Connects to `host:port`. A failure is one sentence naming the address.
+    pub async fn connect(host: &str, port: u16) -> Result<Self, ClientError> {
+        let server = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let failed = |reason: String| ClientError::Connect {
+            addr: server.clone(),
+            reason,
+        };
+        let stream =
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
+                Err(_) => return Err(failed("no answer within 10 s".into())),
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(failed("connection refused (is the server running?)".into()));
+                }
+                Ok(Err(err)) => return Err(failed(err.to_string())),
+                Ok(Ok(stream)) => stream,
+            };
+        stream
+            .set_nodelay(true)
+            .map_err(|err| failed(err.to_string()))?;
+        let (read, writer) = stream.into_split();
+        let (tx, incoming) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_frames(BufReader::new(read), tx));
+        Ok(Self {
+            server,
+            incoming,
+            writer,
+            reader,
+            next_id: 1,
+        })
+    }
+
+    /// `host:port` as connected to: the key of this server's token.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        self.writer
+            .send_msg(msg)
+            .await
+            .map_err(|err| ClientError::Lost(err.to_string()))
+    }
+
+    /// Sends `text` as a `say` and returns its id.
+    pub async fn say(&mut self, text: String) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientMsg::Say { id, text }).await?;
+        Ok(id)
+    }
+
+    /// The next thing from the server; after `Closed`, `Closed` again.
+    pub async fn recv(&mut self) -> Incoming {
+        self.incoming.recv().await.unwrap_or(Incoming::Closed(None))
+    }
+
+    /// The next message, or the error that ended the connection.
+    pub async fn recv_msg(&mut self) -> Result<ServerMsg, ClientError> {
+        loop {
+            match self.recv().await {
+                Incoming::Msg(msg) => return Ok(msg),
+                Incoming::Unreadable(_) => continue,
+                Incoming::Closed(None) => {
+                    return Err(ClientError::Lost("the server closed the connection".into()));
+                }
+                Incoming::Closed(Some(reason)) => return Err(ClientError::Lost(reason)),
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn read_frames(
+    mut read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tx: mpsc::UnboundedSender<Incoming>,
+) {
+    loop {
+        let event = match read.recv_frame_max(MAX_FRAME_LENGTH).await {
+            Ok(Some(payload)) => match decode_message::<ServerMsg>(&payload) {
+                Ok(msg) => Incoming::Msg(msg),
+                Err(err) => Incoming::Unreadable(err.to_string()),
+            },
+            Ok(None) => Incoming::Closed(None),
+            Err(err) => Incoming::Closed(Some(err.to_string())),
+        };
+        let last = matches!(event, Incoming::Closed(_));
+        if tx.send(event).is_err() || last {
+            return;
+        }
+    }
+}

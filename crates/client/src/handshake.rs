@@ -1,0 +1,202 @@
+//! Following the server from `hello` to the conversation: identification
+//! (lab task 5) or authentication (lab task 6), resuming with a saved token
+//! when there is one.
+
+use echo_proto::{ClientMsg, ErrorCode, Mode, Secret, ServerMsg};
+
+use crate::{ClientError, Connection, TokenJar};
+
+/// What a person (prompts) or a script (flags and environment) answers.
+pub trait Credentials {
+    /// Identification mode: the name to give this server.
+    fn name(&mut self) -> Result<String, ClientError>;
+
+    /// Authentication mode: log in or register; `suggested_user` is the
+    /// server's guess from this address.
+    fn choose(&mut self, suggested_user: Option<&str>) -> Result<AuthRequest, ClientError>;
+
+    /// The server refused the last answer (`attempts_left` for passwords).
+    /// `Ok` asks again; an error gives up.
+    fn refused(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        attempts_left: Option<u32>,
+    ) -> Result<(), ClientError>;
+
+    /// The saved token was not accepted; a password is needed now.
+    fn token_rejected(&mut self) {}
+}
+
+/// An answer to `ask_auth`.
+#[derive(Debug, Clone)]
+pub enum AuthRequest {
+    /// An existing user.
+    Login {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A new user.
+    Register {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+}
+
+/// Where the handshake ended: in the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Established {
+    /// The server's software, from `hello`.
+    pub server: String,
+    /// Identification or authentication.
+    pub mode: Mode,
+    /// The name the server knows us by.
+    pub name: String,
+    /// Identification: whether the address was known. Authentication:
+    /// whether a saved token let us in.
+    pub recognised: bool,
+}
+
+/// Reads `hello` and follows the server's mode until the conversation can
+/// start. In authentication mode a token saved in `jar` for this server is
+/// presented first, without asking anything; each `welcome` replaces the
+/// saved token, and a rejected one is deleted.
+pub async fn handshake(
+    conn: &mut Connection,
+    jar: Option<&TokenJar>,
+    creds: &mut impl Credentials,
+) -> Result<Established, ClientError> {
+    let (server, mode) = match conn.recv_msg().await? {
+        ServerMsg::Hello {
+            server,
+            proto: 1,
+            mode,
+            ..
+        } => (server, mode),
+        ServerMsg::Hello { proto, .. } => {
+            return Err(ClientError::Protocol(format!(
+                "the server speaks protocol {proto}; this client speaks 1"
+            )));
+        }
+        other => return Err(unexpected(&other)),
+    };
+    let (name, recognised) = match mode {
+        Mode::Ident => identify(conn, creds).await?,
+        Mode::Auth => authenticate(conn, jar, creds).await?,
+    };
+    Ok(Established {
+        server,
+        mode,
+        name,
+        recognised,
+    })
+}
+
+async fn identify(
+    conn: &mut Connection,
+    creds: &mut impl Credentials,
+) -> Result<(String, bool), ClientError> {
+    loop {
+        match conn.recv_msg().await? {
+            ServerMsg::AskName {} => {
+                let name = creds.name()?;
+                conn.send(&ClientMsg::Name { name }).await?;
+            }
+            ServerMsg::Greet { name, known } => return Ok((name, known)),
+            other => refusal_or_end(other, creds)?,
+        }
+    }
+}
+
+async fn authenticate(
+    conn: &mut Connection,
+    jar: Option<&TokenJar>,
+    creds: &mut impl Credentials,
+) -> Result<(String, bool), ClientError> {
+    let server = conn.server().to_owned();
+    let mut resuming = false;
+    if let Some(token) = jar.map(|jar| jar.get(&server)).transpose()?.flatten() {
+        // Sent before reading `ask_auth`: the server accepts that order.
+        conn.send(&ClientMsg::Resume { token }).await?;
+        resuming = true;
+    }
+    let mut suggested: Option<String> = None;
+    loop {
+        match conn.recv_msg().await? {
+            ServerMsg::AskAuth { suggested_user } => {
+                suggested = suggested_user;
+                if !resuming {
+                    attempt(conn, creds, suggested.as_deref()).await?;
+                }
+            }
+            ServerMsg::Welcome { user, token, .. } => {
+                if let Some(jar) = jar {
+                    jar.set(&server, &token)?;
+                }
+                return Ok((user, resuming));
+            }
+            ServerMsg::Error {
+                code: ErrorCode::TokenInvalid,
+                fatal: false,
+                ..
+            } if resuming => {
+                // An `ask_auth` follows; the prompts start there.
+                resuming = false;
+                if let Some(jar) = jar {
+                    jar.remove(&server)?;
+                }
+                creds.token_rejected();
+            }
+            other => {
+                // The last failure is followed by `bye`: no point asking.
+                let last = matches!(
+                    other,
+                    ServerMsg::Error {
+                        attempts_left: Some(0),
+                        ..
+                    }
+                );
+                refusal_or_end(other, creds)?;
+                if !last {
+                    attempt(conn, creds, suggested.as_deref()).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn attempt(
+    conn: &mut Connection,
+    creds: &mut impl Credentials,
+    suggested: Option<&str>,
+) -> Result<(), ClientError> {
+    let msg = match creds.choose(suggested)? {
+        AuthRequest::Login { user, password } => ClientMsg::Login { user, password },
+        AuthRequest::Register { user, password } => ClientMsg::Register { user, password },
+    };
+    conn.send(&msg).await
+}
+
+/// A non-fatal `error` goes to `creds`; anything else ends the handshake.
+fn refusal_or_end(msg: ServerMsg, creds: &mut impl Credentials) -> Result<(), ClientError> {
+    match msg {
+        ServerMsg::Error {
+            code,
+            message,
+            fatal: false,
+            attempts_left,
+        } => creds.refused(code, &message, attempts_left),
+        ServerMsg::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+        ServerMsg::Bye { reason } => Err(ClientError::Bye(reason)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(msg: &ServerMsg) -> ClientError {
+    use echo_proto::Message;
+    ClientError::Protocol(format!("unexpected {} during the handshake", msg.kind()))
+}

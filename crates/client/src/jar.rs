@@ -1,0 +1,151 @@
+//! The token jar: one session token per server (`host:port`), kept in one
+//! file that only its owner can read, replaced atomically.
+
+use std::{
+    collections::BTreeMap,
+    fs::OpenOptions,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use echo_proto::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::ClientError;
+
+/// The token file.
+#[derive(Debug, Clone)]
+pub struct TokenJar {
+    path: PathBuf,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct JarFile {
+    tokens: BTreeMap<String, Secret>,
+}
+
+impl TokenJar {
+    /// A jar kept at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// `$XDG_STATE_HOME/echo-client/tokens.json`, or
+    /// `~/.local/state/echo-client/tokens.json`.
+    pub fn default_path() -> Option<PathBuf> {
+        state_dir().map(|dir| dir.join("tokens.json"))
+    }
+
+    /// Where the jar is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The token saved for `server`.
+    pub fn get(&self, server: &str) -> Result<Option<Secret>, ClientError> {
+        Ok(self.load()?.tokens.remove(server))
+    }
+
+    /// Saves `token` for `server`, replacing any earlier one.
+    pub fn set(&self, server: &str, token: &Secret) -> Result<(), ClientError> {
+        let mut jar = self.load()?;
+        jar.tokens.insert(server.to_owned(), token.clone());
+        self.save(&jar)
+    }
+
+    /// Forgets the token for `server`.
+    pub fn remove(&self, server: &str) -> Result<(), ClientError> {
+        let mut jar = self.load()?;
+        if jar.tokens.remove(server).is_some() {
+            self.save(&jar)?;
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> Result<JarFile, ClientError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                ClientError::Local(format!(
+                    "the token file {} is damaged ({err}); delete it to log in again",
+                    self.path.display()
+                ))
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(JarFile::default()),
+            Err(err) => Err(self.local_error(&err)),
+        }
+    }
+
+    /// Writes a temporary file created with mode 0600, syncs it and renames
+    /// it over the jar: a crash leaves the old jar or the new one.
+    fn save(&self, jar: &JarFile) -> Result<(), ClientError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|err| self.local_error(&err))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let _ = std::fs::remove_file(&tmp);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            // Serializing a map of strings cannot fail.
+            #[allow(clippy::unwrap_used)]
+            file.write_all(&serde_json::to_vec_pretty(jar).unwrap())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|err| self.local_error(&err))
+    }
+
+    fn local_error(&self, err: &std::io::Error) -> ClientError {
+        ClientError::Local(format!("token file {}: {err}", self.path.display()))
+    }
+}
+
+/// The client's state directory (XDG).
+pub(crate) fn state_dir() -> Option<PathBuf> {
+    let from_env = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    from_env
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .map(|dir| dir.join("echo-client"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn tokens_are_kept_per_server_in_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let jar = TokenJar::new(dir.path().join("sub/tokens.json"));
+        assert_eq!(jar.get("a:1").unwrap(), None);
+        jar.set("a:1", &Secret::new("one")).unwrap();
+        jar.set("b:2", &Secret::new("two")).unwrap();
+        jar.set("a:1", &Secret::new("three")).unwrap();
+        assert_eq!(jar.get("a:1").unwrap(), Some(Secret::new("three")));
+        assert_eq!(jar.get("b:2").unwrap(), Some(Secret::new("two")));
+        let mode = std::fs::metadata(jar.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        jar.remove("a:1").unwrap();
+        assert_eq!(jar.get("a:1").unwrap(), None);
+        assert_eq!(jar.get("b:2").unwrap(), Some(Secret::new("two")));
+    }
+
+    #[test]
+    fn a_damaged_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let err = TokenJar::new(&path).get("a:1").unwrap_err().to_string();
+        assert!(
+            err.contains("damaged") && err.contains("tokens.json"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Pipe mode: no prompts, no line editor. Each input line is a `say`; each
+//! reply is a line on standard output; the exit code says how it went.
+
+use std::{
+    collections::VecDeque,
+    io::{self, Write},
+};
+
+use echo_client::{
+    AuthRequest, ClientError, Connection, Credentials, Incoming, TokenJar, config::ClientArgs,
+    handshake,
+};
+use echo_proto::{ErrorCode, Secret, ServerMsg};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Credentials from flags and the environment, never from a prompt.
+struct ScriptCredentials {
+    user: Option<String>,
+    password: Option<Secret>,
+    register: bool,
+}
+
+impl Credentials for ScriptCredentials {
+    fn name(&mut self) -> Result<String, ClientError> {
+        self.user
+            .clone()
+            .ok_or(ClientError::MissingCredential("--user or ECHO_USER"))
+    }
+
+    fn choose(&mut self, _suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
+        let user = self.name()?;
+        let password = self
+            .password
+            .clone()
+            .ok_or(ClientError::MissingCredential("ECHO_PASSWORD"))?;
+        Ok(if self.register {
+            AuthRequest::Register { user, password }
+        } else {
+            AuthRequest::Login { user, password }
+        })
+    }
+
+    fn refused(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        _attempts_left: Option<u32>,
+    ) -> Result<(), ClientError> {
+        // A script cannot answer differently the second time: give up.
+        Err(ClientError::Refused {
+            code,
+            message: message.to_owned(),
+        })
+    }
+}
+
+pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
+    let config = crate::resolve_config(args, false)?;
+    let jar = TokenJar::new(&config.token_file);
+    let mut creds = ScriptCredentials {
+        user: args.user.clone(),
+        password: std::env::var("ECHO_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+        register: args.register,
+    };
+    let mut conn = Connection::connect(&config.host, config.port).await?;
+    handshake(&mut conn, Some(&jar), &mut creds).await?;
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut pending: VecDeque<u64> = VecDeque::new();
+    let mut input_done = false;
+    let mut stdout = io::stdout();
+    let printed = |err: io::Error| ClientError::Local(format!("cannot write the output: {err}"));
+    while !(input_done && pending.is_empty()) {
+        tokio::select! {
+            line = lines.next_line(), if !input_done => match line {
+                Ok(Some(line)) => pending.push_back(conn.say(line).await?),
+                Ok(None) => input_done = true,
+                Err(err) => return Err(ClientError::Local(format!("cannot read the input: {err}"))),
+            },
+            incoming = conn.recv() => match incoming {
+                Incoming::Msg(ServerMsg::Reply { re, text, last }) => {
+                    writeln!(stdout, "{text}").and_then(|()| stdout.flush()).map_err(printed)?;
+                    if last && pending.front() == Some(&re) {
+                        pending.pop_front();
+                    } else if last {
+                        return Err(ClientError::Protocol(format!("a final reply to {re}, which is not the oldest question")));
+                    }
+                }
+                // Answers come in order: an error takes the place of the
+                // oldest question's replies.
+                Incoming::Msg(ServerMsg::Error { message, fatal: false, .. }) => {
+                    eprintln!("echo-client: error: {message}");
+                    pending.pop_front();
+                }
+                Incoming::Msg(ServerMsg::Error { message, .. }) => {
+                    return Err(ClientError::Lost(message));
+                }
+                Incoming::Msg(ServerMsg::Bye { reason }) => return Err(ClientError::Bye(reason)),
+                Incoming::Msg(_) => {}
+                Incoming::Unreadable(err) => eprintln!("echo-client: skipped a frame: {err}"),
+                Incoming::Closed(reason) => {
+                    return Err(ClientError::Lost(reason.unwrap_or_else(|| "the server closed the connection".into())));
+                }
+            },
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! The interactive client: prompts for what it needs, then a line editor
+//! with history that prints every server frame the moment it arrives, also
+//! while the user is typing.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use echo_client::{
+    AuthRequest, ClientError, Connection, Credentials, Established, Incoming, TokenJar,
+    config::{ClientArgs, ClientConfig},
+    handshake,
+};
+use echo_proto::{ClientMsg, ErrorCode, Mode, Secret, ServerMsg};
+use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
+
+/// Lines of history kept.
+const HISTORY_LINES: usize = 1000;
+
+/// Commands the client handles itself.
+const CLIENT_COMMANDS: &[(&str, &str)] = &[
+    ("/help", "this list, then the server's commands"),
+    ("/quit", "leave (Ctrl-D too)"),
+    ("/logout", "end the session and forget its token"),
+    (
+        "/reconnect",
+        "connect again, with the saved token if there is one",
+    ),
+];
+
+/// Asks the person at the terminal.
+struct TerminalCredentials;
+
+/// What ends one run of the line editor.
+enum Action {
+    Quit,
+    Reconnect,
+}
+
+impl Credentials for TerminalCredentials {
+    fn name(&mut self) -> Result<String, ClientError> {
+        echo_prompt::ask_required(
+            &mut io::stdin().lock(),
+            &mut io::stdout(),
+            "Your name",
+            |s| Ok(s.to_owned()),
+        )
+        .map_err(terminal_error)
+    }
+
+    fn choose(&mut self, suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
+        let (mut input, mut output) = (io::stdin().lock(), io::stdout());
+        let register = echo_prompt::ask(
+            &mut input,
+            &mut output,
+            "Log in or register? (l/r)",
+            &"l".to_owned(),
+            |answer| match answer.to_lowercase().as_str() {
+                "l" | "login" | "log in" => Ok("l".to_owned()),
+                "r" | "register" => Ok("r".to_owned()),
+                _ => Err("Answer l to log in or r to register.".to_owned()),
+            },
+        )
+        .map_err(terminal_error)?
+            == "r";
+        let not_empty = |s: &str| Ok(s.to_owned());
+        let user = match suggested {
+            Some(user) if !register => {
+                echo_prompt::ask(&mut input, &mut output, "User", &user.to_owned(), not_empty)
+            }
+            _ => echo_prompt::ask_required(&mut input, &mut output, "User", not_empty),
+        }
+        .map_err(terminal_error)?;
+        drop(input);
+        let password =
+            Secret::new(echo_prompt::hidden("Password", register).map_err(terminal_error)?);
+        Ok(if register {
+            AuthRequest::Register { user, password }
+        } else {
+            AuthRequest::Login { user, password }
+        })
+    }
+
+    fn refused(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        attempts_left: Option<u32>,
+    ) -> Result<(), ClientError> {
+        match (code, attempts_left) {
+            (_, Some(left)) => println!("{message} ({left} attempt(s) left)"),
+            _ => println!("{message}"),
+        }
+        Ok(())
+    }
+
+    fn token_rejected(&mut self) {
+        println!("The saved session is no longer valid; please log in.");
+    }
+}
+
+pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
+    let config = crate::resolve_config(args, true)?;
+    let jar = TokenJar::new(&config.token_file);
+    let history = History::new(&config.history_file);
+    let mut session = Some(connect(&config, &jar).await?);
+    let mut entries = history.load();
+    loop {
+        let (mut editor, mut out) = Readline::new("> ".to_owned()).map_err(terminal_error)?;
+        editor.set_max_history(HISTORY_LINES);
+        editor.set_history_entries(entries.clone());
+        editor.should_print_line_on(true, false);
+        let action = chat(&mut editor, &mut out, &mut session, &jar, &history).await;
+        entries = editor.get_history_entries().iter().cloned().collect();
+        let _ = editor.flush();
+        drop(editor);
+        match action? {
+            Action::Quit => return Ok(()),
+            Action::Reconnect => {
+                session = None;
+                match connect(&config, &jar).await {
+                    Ok(conn) => session = Some(conn),
+                    Err(err) => println!("{err}. Try /reconnect again, or /quit."),
+                }
+            }
+        }
+    }
+}
+
+/// Connects, follows the handshake (prompting if needed) and says hello.
+async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, ClientError> {
+    let mut conn = Connection::connect(&config.host, config.port).await?;
+    let established = handshake(&mut conn, Some(jar), &mut TerminalCredentials).await?;
+    println!("{}", greeting(&established));
+    println!(
+        "Connected to {} ({}). Type /help for commands, /quit to leave.",
+        conn.server(),
+        established.server
+    );
+    Ok(conn)
+}
+
+fn greeting(established: &Established) -> String {
+    match (established.mode, established.recognised) {
+        (Mode::Ident, true) => format!("Hello again, {}!", established.name),
+        (Mode::Ident, false) => format!("Hello, {}! Nice to meet you.", established.name),
+        (Mode::Auth, true) => format!("Welcome back, {} (session resumed).", established.name),
+        (Mode::Auth, false) => format!("Welcome, {}.", established.name),
+    }
+}
+
+async fn chat(
+    editor: &mut Readline,
+    out: &mut SharedWriter,
+    session: &mut Option<Connection>,
+    jar: &TokenJar,
+    history: &History,
+) -> Result<Action, ClientError> {
+    loop {
+        tokio::select! {
+            event = editor.readline() => {
+                let line = match event.map_err(terminal_error)? {
+                    ReadlineEvent::Line(line) => line,
+                    ReadlineEvent::Eof => return Ok(Action::Quit),
+                    // Ctrl-C has cleared the line.
+                    ReadlineEvent::Interrupted => continue,
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                editor.add_history_entry(line.clone());
+                history.append(&line);
+                match line.trim() {
+                    "/quit" | "/exit" => return Ok(Action::Quit),
+                    "/reconnect" => return Ok(Action::Reconnect),
+                    "/help" => {
+                        let _ = writeln!(out, "Client commands:");
+                        for (command, what) in CLIENT_COMMANDS {
+                            let _ = writeln!(out, "  {command}: {what}");
+                        }
+                        let _ = writeln!(out, "Server commands:");
+                        send_line(out, session, line).await;
+                    }
+                    "/logout" => match session {
+                        Some(conn) => {
+                            let server = conn.server().to_owned();
+                            if let Err(err) = jar.remove(&server) {
+                                let _ = writeln!(out, "{err}");
+                            }
+                            if let Err(err) = conn.send(&ClientMsg::Logout {}).await {
+                                let _ = writeln!(out, "{err}");
+                            }
+                        }
+                        None => {
+                            let _ = writeln!(out, "Not connected.");
+                        }
+                    },
+                    _ => send_line(out, session, line).await,
+                }
+            }
+            incoming = next_incoming(session) => {
+                if !show(out, incoming) {
+                    *session = None;
+                }
+            }
+        }
+    }
+}
+
+async fn send_line(out: &mut SharedWriter, session: &mut Option<Connection>, line: String) {
+    match session {
+        Some(conn) => {
+            if let Err(err) = conn.say(line).await {
+                let _ = writeln!(out, "{err}. Type /reconnect to connect again.");
+                *session = None;
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Not connected: type /reconnect to connect again, or /quit."
+            );
+        }
+    }
+}
+
+async fn next_incoming(session: &mut Option<Connection>) -> Incoming {
+    match session {
+        Some(conn) => conn.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Prints what came in; false when the connection is over.
+fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
+    let line = match incoming {
+        Incoming::Msg(ServerMsg::Reply { text, .. }) => text,
+        Incoming::Msg(ServerMsg::Error { message, fatal, .. }) => {
+            let _ = writeln!(out, "error: {message}");
+            return !fatal;
+        }
+        Incoming::Msg(ServerMsg::Bye { reason }) => {
+            let _ = writeln!(
+                out,
+                "* {}. Type /reconnect to connect again, or /quit.",
+                ClientError::Bye(reason)
+            );
+            return false;
+        }
+        Incoming::Msg(other) => format!("(unexpected {other:?})"),
+        Incoming::Unreadable(err) => format!("(skipped a frame this client cannot read: {err})"),
+        Incoming::Closed(reason) => {
+            let why = reason.unwrap_or_else(|| "the server closed the connection".into());
+            let _ = writeln!(
+                out,
+                "* Disconnected: {why}. Type /reconnect to connect again, or /quit."
+            );
+            return false;
+        }
+    };
+    let _ = writeln!(out, "{line}");
+    true
+}
+
+/// The history file: one line per entry, appended as lines are entered.
+struct History {
+    path: PathBuf,
+}
+
+impl History {
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    fn load(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let skip = lines.len().saturating_sub(HISTORY_LINES);
+        lines.into_iter().skip(skip).collect()
+    }
+
+    /// Best effort: a history that cannot be written is not worth stopping
+    /// the conversation for.
+    fn append(&self, line: &str) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut file) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+fn terminal_error(err: impl std::fmt::Display) -> ClientError {
+    ClientError::Local(format!("terminal: {err}"))
+}

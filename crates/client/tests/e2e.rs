@@ -1,0 +1,440 @@
+//! echo-client end to end against a real server on loopback: pipe mode for
+//! scripts, and the interactive REPL through a pseudo-terminal.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use echo_proto::Mode;
+use echo_server::{Server, ServerConfig, store::FileStore};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery";
+const CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
+
+/// A server on its own thread and runtime, with its store in a temp dir.
+struct TestServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl TestServer {
+    fn start(mode: Mode) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            mode,
+            auth_attempts_per_minute: 10_000,
+            ..ServerConfig::default()
+        };
+        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                Server::new(config, store)
+                    .serve(listener, token)
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            addr,
+            shutdown,
+            thread: Some(thread),
+            _data: data,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs the client in pipe mode with `input` on standard input.
+fn pipe(
+    server: &TestServer,
+    tokens: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+) -> Output {
+    let mut command = Command::new(CLIENT);
+    command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &server.addr.port().to_string(),
+        ])
+        .arg("--token-file")
+        .arg(tokens)
+        .args(args)
+        .env_remove("ECHO_USER")
+        .env_remove("ECHO_PASSWORD")
+        .env_remove("ECHO_CLIENT_HOST")
+        .env_remove("ECHO_CLIENT_PORT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn token_file(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("state/tokens.json")
+}
+
+#[test]
+fn pipe_mode_registers_logs_in_and_echoes() {
+    let server = TestServer::start(Mode::Auth);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(&dir);
+    let creds = [("ECHO_USER", "ann"), ("ECHO_PASSWORD", PASSWORD)];
+    let out = pipe(&server, &tokens, &["--register"], &creds, "hello\nпривет\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\nпривет\n");
+    std::fs::remove_file(&tokens).unwrap();
+    let out = pipe(&server, &tokens, &[], &creds, "logged in\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "logged in\n");
+}
+
+#[test]
+fn repeat_four_prints_four_lines_and_waits_for_the_last() {
+    let server = TestServer::start(Mode::Auth);
+    let dir = tempfile::tempdir().unwrap();
+    let creds = [("ECHO_USER", "bob"), ("ECHO_PASSWORD", PASSWORD)];
+    let out = pipe(
+        &server,
+        &token_file(&dir),
+        &["--register"],
+        &creds,
+        "/repeat 4 hi\nafter\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\nhi\nhi\nhi\nafter\n");
+}
+
+#[test]
+fn the_token_file_is_private_and_lets_the_next_run_in_without_a_password() {
+    let server = TestServer::start(Mode::Auth);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(&dir);
+    let creds = [("ECHO_USER", "cleo"), ("ECHO_PASSWORD", PASSWORD)];
+    let out = pipe(&server, &tokens, &["--register"], &creds, "one\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::fs::metadata(&tokens).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let first = std::fs::read_to_string(&tokens).unwrap();
+
+    // No password at all: the saved token does it, and is replaced.
+    let out = pipe(&server, &tokens, &[], &[("ECHO_USER", "cleo")], "two\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "two\n");
+    assert_ne!(
+        std::fs::read_to_string(&tokens).unwrap(),
+        first,
+        "tokens rotate"
+    );
+    let out = pipe(&server, &tokens, &[], &[], "three\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Deleting the token file means the password is needed again.
+    std::fs::remove_file(&tokens).unwrap();
+    let out = pipe(&server, &tokens, &[], &[("ECHO_USER", "cleo")], "four\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("missing credential: set ECHO_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+    let out = pipe(&server, &tokens, &[], &creds, "five\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "five\n");
+}
+
+#[test]
+fn a_wrong_password_exits_non_zero_with_a_clear_message() {
+    let server = TestServer::start(Mode::Auth);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(&dir);
+    let creds = [("ECHO_USER", "dan"), ("ECHO_PASSWORD", PASSWORD)];
+    assert!(
+        pipe(&server, &tokens, &["--register"], &creds, "")
+            .status
+            .success()
+    );
+    std::fs::remove_file(&tokens).unwrap();
+    let wrong = [("ECHO_USER", "dan"), ("ECHO_PASSWORD", "not the password")];
+    let out = pipe(&server, &tokens, &[], &wrong, "x\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stderr(&out), "echo-client: wrong user name or password\n");
+    assert_eq!(stdout(&out), "");
+    let out = pipe(&server, &tokens, &["--register"], &creds, "x\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("is taken"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_stale_token_falls_back_to_the_password() {
+    let server = TestServer::start(Mode::Auth);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(&dir);
+    let creds = [("ECHO_USER", "eve"), ("ECHO_PASSWORD", PASSWORD)];
+    assert!(
+        pipe(&server, &tokens, &["--register"], &creds, "")
+            .status
+            .success()
+    );
+    let saved = std::fs::read_to_string(&tokens).unwrap();
+    assert!(
+        pipe(&server, &tokens, &[], &[], "rotate\n")
+            .status
+            .success()
+    );
+    // Put back the rotated-away token: the server revokes the chain and the
+    // client deletes it, then logs in with the password.
+    std::fs::write(&tokens, &saved).unwrap();
+    let out = pipe(&server, &tokens, &[], &creds, "fallback\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "fallback\n");
+}
+
+#[test]
+fn identification_mode_uses_the_user_name() {
+    let server = TestServer::start(Mode::Ident);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(&dir);
+    let out = pipe(&server, &tokens, &["--user", "Fay"], &[], "/whoami\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("you are Fay, connected from 127.0.0.1:"),
+        "{}",
+        stdout(&out)
+    );
+    let out = pipe(&server, &tokens, &[], &[], "x\n");
+    assert!(
+        out.status.success(),
+        "a known address needs no name: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn errors_for_one_line_do_not_stop_the_rest() {
+    let server = TestServer::start(Mode::Ident);
+    let dir = tempfile::tempdir().unwrap();
+    let out = pipe(
+        &server,
+        &token_file(&dir),
+        &["--user", "Gus"],
+        &[],
+        "a\n/nope\nb\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "a\nb\n");
+    assert!(
+        stderr(&out).contains("error: unknown command /nope"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn no_server_is_one_sentence_and_exit_code_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(CLIENT)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "echo-client: cannot connect to 127.0.0.1:{port}: connection refused (is the server running?)\n"
+        )
+    );
+}
+
+mod terminal {
+    use rexpect::reader::Options;
+    use rexpect::session::{PtySession, spawn_with_options};
+
+    use super::*;
+
+    /// Types `text` and Enter. A terminal sends a carriage return for Enter;
+    /// in cooked mode the tty turns it into a newline, in raw mode (the line
+    /// editor) it is the Enter key itself.
+    fn enter(client: &mut PtySession, text: &str) -> Result<(), rexpect::error::Error> {
+        client.send(&format!("{text}\r"))?;
+        client.flush()
+    }
+
+    fn spawn(args: &[&str], dir: &Path) -> PtySession {
+        let mut command = Command::new(CLIENT);
+        command
+            .args(args)
+            .arg("--token-file")
+            .arg(dir.join("tokens.json"))
+            .env("XDG_STATE_HOME", dir)
+            .env_remove("ECHO_USER")
+            .env_remove("ECHO_CLIENT_HOST")
+            .env_remove("ECHO_CLIENT_PORT");
+        let options = Options::new()
+            .timeout_ms(Some(15_000))
+            .strip_ansi_escape_codes(true);
+        spawn_with_options(command, options).unwrap()
+    }
+
+    #[test]
+    fn prompts_take_defaults_re_ask_bad_values_and_the_repl_chats() {
+        let server = TestServer::start(Mode::Auth);
+        let dir = tempfile::tempdir().unwrap();
+        let port = server.addr.port().to_string();
+        let mut client = spawn(&[], dir.path());
+        client.exp_string("Host [127.0.0.1]: ").unwrap();
+        enter(&mut client, "bad host!").unwrap();
+        client.exp_string("is not a host name or address").unwrap();
+        client.exp_string("Host [127.0.0.1]: ").unwrap();
+        enter(&mut client, "").unwrap();
+        client.exp_string("Port [13131]: ").unwrap();
+        enter(&mut client, "abc").unwrap();
+        client.exp_string("\"abc\" is not a number").unwrap();
+        client.exp_string("Port [13131]: ").unwrap();
+        enter(&mut client, "70000").unwrap();
+        client.exp_string("70000 is out of range").unwrap();
+        client.exp_string("Port [13131]: ").unwrap();
+        enter(&mut client, &port).unwrap();
+        client
+            .exp_string("Log in or register? (l/r) [l]: ")
+            .unwrap();
+        enter(&mut client, "r").unwrap();
+        client.exp_string("User: ").unwrap();
+        enter(&mut client, "hana").unwrap();
+        client.exp_string("Password").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client.exp_string("Password again").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client.exp_string("Welcome, hana.").unwrap();
+        client.exp_string("> ").unwrap();
+        enter(&mut client, "/repeat 4 ping").unwrap();
+        for _ in 0..4 {
+            client.exp_string("ping").unwrap();
+        }
+        enter(&mut client, "/quit").unwrap();
+        client.exp_eof().unwrap();
+
+        // The token lets the next run in without a question.
+        let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+        client
+            .exp_string("Welcome back, hana (session resumed).")
+            .unwrap();
+        client.exp_string("> ").unwrap();
+        enter(&mut client, "hello there").unwrap();
+        client.exp_string("hello there").unwrap();
+        client.send_control('d').unwrap();
+        client.exp_eof().unwrap();
+        let history = std::fs::read_to_string(dir.path().join("echo-client/history")).unwrap();
+        assert!(history.contains("/repeat 4 ping\n") && history.contains("hello there\n"));
+    }
+
+    #[test]
+    fn logout_forgets_the_token_and_reconnect_asks_for_the_password() {
+        let server = TestServer::start(Mode::Auth);
+        let dir = tempfile::tempdir().unwrap();
+        let port = server.addr.port().to_string();
+        let tokens = dir.path().join("tokens.json");
+        let out = pipe(
+            &server,
+            &tokens,
+            &["--register"],
+            &[("ECHO_USER", "ivan"), ("ECHO_PASSWORD", PASSWORD)],
+            "",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+        client.exp_string("Welcome back, ivan").unwrap();
+        client.exp_string("> ").unwrap();
+        enter(&mut client, "/logout").unwrap();
+        client.exp_string("logged out").unwrap();
+        enter(&mut client, "/reconnect").unwrap();
+        client
+            .exp_string("Log in or register? (l/r) [l]: ")
+            .unwrap();
+        enter(&mut client, "").unwrap();
+        client.exp_string("User [ivan]: ").unwrap();
+        enter(&mut client, "").unwrap();
+        client.exp_string("Password").unwrap();
+        enter(&mut client, "wrong wrong wrong").unwrap();
+        client
+            .exp_string("wrong user name or password (4 attempt(s) left)")
+            .unwrap();
+        client
+            .exp_string("Log in or register? (l/r) [l]: ")
+            .unwrap();
+        enter(&mut client, "l").unwrap();
+        client.exp_string("User [ivan]: ").unwrap();
+        enter(&mut client, "").unwrap();
+        client.exp_string("Password").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client.exp_string("Welcome, ivan.").unwrap();
+        enter(&mut client, "/quit").unwrap();
+        client.exp_eof().unwrap();
+    }
+
+    #[test]
+    fn identification_asks_for_a_name_once() {
+        let server = TestServer::start(Mode::Ident);
+        let dir = tempfile::tempdir().unwrap();
+        let port = server.addr.port().to_string();
+        let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+        client.exp_string("Your name: ").unwrap();
+        enter(&mut client, "Jo").unwrap();
+        client.exp_string("Hello, Jo! Nice to meet you.").unwrap();
+        enter(&mut client, "/quit").unwrap();
+        client.exp_eof().unwrap();
+        let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+        client.exp_string("Hello again, Jo!").unwrap();
+        client.send_control('d').unwrap();
+        client.exp_eof().unwrap();
+    }
+}

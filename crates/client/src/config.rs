@@ -116,3 +116,60 @@ impl FileConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/client.toml");
+
+    #[test]
+    fn the_example_config_parses_to_the_defaults_and_documents_every_key() {
+        let file = FileConfig::load(Path::new(EXAMPLE)).unwrap();
+        let config = ClientConfig::resolve(
+            &ClientArgs::default(),
+            file,
+            &mut |_| panic!("the example names a host"),
+            &mut |_| panic!("the example names a port"),
+        )
+        .unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port),
+            (DEFAULT_HOST, DEFAULT_PORT)
+        );
+        let text = std::fs::read_to_string(EXAMPLE).unwrap();
+        let err = toml::from_str::<FileConfig>("no_such_key = 1")
+            .unwrap_err()
+            .to_string();
+        let listed = err.split("expected one of").nth(1).unwrap().to_owned();
+        for key in listed.split('`').skip(1).step_by(2) {
+            let set = format!("\n{key} = ");
+            let commented = format!("\n# {key} = ");
+            assert!(
+                text.contains(&set) || text.contains(&commented),
+                "client.toml lacks {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_bad_hosts_are_refused() {
+        let file: FileConfig = toml::from_str("host = \"example.org\"\nport = 1000\n").unwrap();
+        let args = ClientArgs {
+            port: Some(2000),
+            ..ClientArgs::default()
+        };
+        let config =
+            ClientConfig::resolve(&args, file, &mut |_| Ok(None), &mut |_| Ok(None)).unwrap();
+        assert_eq!((config.host.as_str(), config.port), ("example.org", 2000));
+        let bad = ClientArgs {
+            host: Some("not a host".into()),
+            ..ClientArgs::default()
+        };
+        let err =
+            ClientConfig::resolve(&bad, FileConfig::default(), &mut |_| Ok(None), &mut |_| {
+                Ok(None)
+            });
+        assert!(matches!(err, Err(ClientError::Usage(_))));
+    }
+}

@@ -28,23 +28,15 @@ pub trait Credentials {
     fn token_rejected(&mut self) {}
 }
 
-/// An answer to `ask_auth`.
+/// An answer to `ask_auth`: log in as, or register, `user`.
 #[derive(Debug, Clone)]
-pub enum AuthRequest {
-    /// An existing user.
-    Login {
-        /// User name.
-        user: String,
-        /// Password.
-        password: Secret,
-    },
-    /// A new user.
-    Register {
-        /// User name.
-        user: String,
-        /// Password.
-        password: Secret,
-    },
+pub struct AuthRequest {
+    /// Create the user rather than log in.
+    pub register: bool,
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: Secret,
 }
 
 /// Where the handshake ended: in the conversation.
@@ -174,9 +166,15 @@ async fn attempt(
     creds: &mut impl Credentials,
     suggested: Option<&str>,
 ) -> Result<(), ClientError> {
-    let msg = match creds.choose(suggested)? {
-        AuthRequest::Login { user, password } => ClientMsg::Login { user, password },
-        AuthRequest::Register { user, password } => ClientMsg::Register { user, password },
+    let AuthRequest {
+        register,
+        user,
+        password,
+    } = creds.choose(suggested)?;
+    let msg = if register {
+        ClientMsg::Register { user, password }
+    } else {
+        ClientMsg::Login { user, password }
     };
     conn.send(&msg).await
 }

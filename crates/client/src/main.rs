@@ -64,31 +64,28 @@ fn resolve_config(args: &ClientArgs, interactive: bool) -> Result<ClientConfig, 
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let mut ask_host = |default: &String| -> io::Result<Option<String>> {
-        if !interactive {
-            return Ok(None);
-        }
-        let host = echo_prompt::ask(
-            &mut io::stdin().lock(),
-            &mut io::stdout(),
-            "Host",
-            default,
-            echo_prompt::parse_host,
-        )?;
-        Ok(Some(host))
-    };
-    let mut ask_port = |default: &u16| -> io::Result<Option<u16>> {
-        if !interactive {
-            return Ok(None);
-        }
-        let port = echo_prompt::ask(
-            &mut io::stdin().lock(),
-            &mut io::stdout(),
-            "Port",
-            default,
-            echo_prompt::parse_port,
-        )?;
-        Ok(Some(port))
-    };
+    let mut ask_host =
+        |default: &String| ask(interactive, "Host", default, echo_prompt::parse_host);
+    let mut ask_port = |default: &u16| ask(interactive, "Port", default, echo_prompt::parse_port);
     ClientConfig::resolve(args, file, &mut ask_host, &mut ask_port)
+}
+
+/// Asks `label [default]:` on the terminal; `None` without one.
+fn ask<T: std::fmt::Display + Clone>(
+    interactive: bool,
+    label: &str,
+    default: &T,
+    parse: fn(&str) -> Result<T, String>,
+) -> io::Result<Option<T>> {
+    if !interactive {
+        return Ok(None);
+    }
+    echo_prompt::ask(
+        &mut io::stdin().lock(),
+        &mut io::stdout(),
+        label,
+        default,
+        parse,
+    )
+    .map(Some)
 }

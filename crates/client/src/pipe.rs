@@ -33,10 +33,10 @@ impl Credentials for ScriptCredentials {
             .password
             .clone()
             .ok_or(ClientError::MissingCredential("ECHO_PASSWORD"))?;
-        Ok(if self.register {
-            AuthRequest::Register { user, password }
-        } else {
-            AuthRequest::Login { user, password }
+        Ok(AuthRequest {
+            register: self.register,
+            user,
+            password,
         })
     }
 

@@ -76,10 +76,10 @@ impl Credentials for TerminalCredentials {
         drop(input);
         let password =
             Secret::new(echo_prompt::hidden("Password", register).map_err(terminal_error)?);
-        Ok(if register {
-            AuthRequest::Register { user, password }
-        } else {
-            AuthRequest::Login { user, password }
+        Ok(AuthRequest {
+            register,
+            user,
+            password,
         })
     }
 

@@ -1,0 +1,97 @@
+//! What the child processes run: the real server (the echo-server library,
+//! with the same logging and store as the binary) and the reference echo.
+
+use std::{io::Write, path::Path};
+
+use anyhow::Context;
+use echo_proto::Mode;
+use echo_server::{Server, ServerConfig, logging::LogSetup, store::FileStore};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the real server under test: the defaults, with limits
+/// raised so that the benchmark measures speed, not refusals.
+pub fn server_config(mode: Mode, dir: &Path) -> ServerConfig {
+    ServerConfig {
+        mode,
+        data_dir: dir.join("data"),
+        log_dir: dir.join("logs"),
+        max_connections: 50_000,
+        auth_attempts_per_minute: 100_000_000,
+        handshake_timeout: std::time::Duration::from_secs(120),
+        ..ServerConfig::default()
+    }
+}
+
+/// Runs the real server until standard input closes.
+pub fn serve(mode: Mode, dir: &Path) -> anyhow::Result<()> {
+    let config = server_config(mode, dir);
+    let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
+    let store = FileStore::open(&config.data_dir, config.lifetimes())?;
+    let _guard = logs.install();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        announce(&listener)?;
+        let shutdown = stop_on_stdin_close();
+        Server::new(config, store)
+            .serve(listener, shutdown)
+            .await
+            .context("server failed")
+    })
+}
+
+/// Runs the plainest Tokio echo: read into a buffer, write it back; no
+/// framing, no JSON, no state.
+pub fn reference() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        announce(&listener)?;
+        let shutdown = stop_on_stdin_close();
+        loop {
+            let (stream, _) = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => accepted?,
+            };
+            tokio::spawn(echo(stream));
+        }
+    })
+}
+
+async fn echo(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn announce(listener: &TcpListener) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {}", listener.local_addr()?)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The parent stops a child by closing its standard input.
+fn stop_on_stdin_close() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        trigger.cancel();
+    });
+    token
+}

@@ -1,0 +1,244 @@
+//! Closed-loop load: each connection keeps `depth` messages in flight and
+//! sends the next one when an answer is complete, for a fixed time after a
+//! warm-up. Both targets are sent the very same bytes: a `say` frame.
+
+use std::{collections::VecDeque, net::SocketAddr, time::Duration};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use echo_proto::{
+    ClientMsg, FrameCodec, Json, MAX_FRAME_LENGTH, Secret, ServerMsg, decode_message,
+    ext::{AsyncFrameRead, AsyncFrameWrite},
+};
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::Instant,
+};
+use tokio_util::codec::{Encoder, FramedRead};
+
+/// What is measured: the echo-server or the plain reference echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// echo-server: frames, JSON, the state machine.
+    Real,
+    /// The reference echo: bytes back as they came.
+    Reference,
+}
+
+/// How the connections reach the conversation on the real server.
+#[derive(Debug, Clone)]
+pub enum Handshake {
+    /// Identification mode: give a name if asked.
+    Ident,
+    /// Authentication mode: log in as `user`.
+    Login { user: String, password: String },
+}
+
+/// One closed-loop run.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub connections: usize,
+    pub payload: usize,
+    pub depth: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct Measured {
+    /// Round trips completed inside the measured window.
+    pub round_trips: u64,
+    /// Latency of each, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Length of the window.
+    pub seconds: f64,
+}
+
+/// The bytes of one `say` frame with `payload` bytes of text.
+pub fn say_frame(payload: usize) -> Bytes {
+    let msg = ClientMsg::Say {
+        id: 1,
+        text: "x".repeat(payload),
+    };
+    let mut buf = bytes::BytesMut::new();
+    // A `say` of at most a few MiB always encodes.
+    #[allow(clippy::unwrap_used)]
+    FrameCodec::with_max_frame_length(MAX_FRAME_LENGTH)
+        .encode(Json(&msg), &mut buf)
+        .unwrap();
+    buf.freeze()
+}
+
+pub fn histogram() -> Histogram<u64> {
+    // Microseconds up to an hour, 3 significant digits: valid bounds.
+    #[allow(clippy::unwrap_used)]
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap()
+}
+
+/// Connects `count` clients through the handshake, `parallel` at a time.
+pub async fn connect_many(
+    addr: SocketAddr,
+    target: Target,
+    handshakes: Vec<Handshake>,
+    parallel: usize,
+) -> anyhow::Result<Vec<TcpStream>> {
+    let mut streams = Vec::with_capacity(handshakes.len());
+    let mut pending =
+        futures_util::stream::iter(handshakes.into_iter().map(|handshake| async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            if target == Target::Real {
+                handshake_on(&mut stream, &handshake).await?;
+            }
+            anyhow::Ok(stream)
+        }))
+        .buffer_unordered(parallel.max(1));
+    while let Some(stream) = pending.next().await {
+        streams.push(stream.context("a benchmark connection failed")?);
+    }
+    Ok(streams)
+}
+
+/// Takes a fresh connection to the real server through its handshake.
+pub async fn handshake_on(stream: &mut TcpStream, handshake: &Handshake) -> anyhow::Result<()> {
+    loop {
+        let msg: ServerMsg = stream.recv_msg().await?.context("server closed")?;
+        match (msg, handshake) {
+            (ServerMsg::Hello { .. }, _) => {}
+            (ServerMsg::AskName {}, _) => {
+                stream
+                    .send_msg(&ClientMsg::Name {
+                        name: "bench".into(),
+                    })
+                    .await?;
+            }
+            (ServerMsg::Greet { .. }, _) | (ServerMsg::Welcome { .. }, _) => return Ok(()),
+            (ServerMsg::AskAuth { .. }, Handshake::Login { user, password }) => {
+                let login = ClientMsg::Login {
+                    user: user.clone(),
+                    password: Secret::new(password.clone()),
+                };
+                stream.send_msg(&login).await?;
+            }
+            (other, _) => bail!("unexpected {other:?} in the handshake"),
+        }
+    }
+}
+
+/// Runs closed-loop ping-pong on `streams` and measures the window after
+/// the warm-up.
+pub async fn ping_pong(
+    streams: Vec<TcpStream>,
+    target: Target,
+    load: Load,
+) -> anyhow::Result<Measured> {
+    let frame = say_frame(load.payload);
+    let start = Instant::now();
+    let from = start + load.warmup;
+    let end = from + load.duration;
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            let frame = frame.clone();
+            tokio::spawn(one_connection(stream, target, frame, load.depth, from, end))
+        })
+        .collect();
+    let mut latency = histogram();
+    let mut round_trips = 0;
+    for task in tasks {
+        let (count, hist) = task.await??;
+        round_trips += count;
+        latency.add(&hist)?;
+    }
+    Ok(Measured {
+        round_trips,
+        latency,
+        seconds: load.duration.as_secs_f64(),
+    })
+}
+
+async fn one_connection(
+    stream: TcpStream,
+    target: Target,
+    frame: Bytes,
+    depth: usize,
+    from: Instant,
+    end: Instant,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let (read, mut write) = stream.into_split();
+    let mut hist = histogram();
+    let mut count = 0u64;
+    let mut sent = VecDeque::with_capacity(depth);
+    let burst: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * depth)
+        .collect();
+    write.write_all(&burst).await?;
+    for _ in 0..depth {
+        sent.push_back(Instant::now());
+    }
+    let mut answers = Answers::new(read, target, frame.len());
+    loop {
+        answers.next().await?;
+        let now = Instant::now();
+        let sent_at = sent.pop_front().context("an answer nobody asked for")?;
+        if sent_at >= from && now <= end {
+            hist.record(now.duration_since(sent_at).as_micros().max(1) as u64)?;
+            count += 1;
+        }
+        if now >= end {
+            return Ok((count, hist));
+        }
+        write.write_all(&frame).await?;
+        sent.push_back(Instant::now());
+    }
+}
+
+/// Reads complete answers: a final `reply` frame from the real server, the
+/// same number of bytes as sent from the reference.
+enum Answers {
+    Real(FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>, bool),
+    Reference(tokio::net::tcp::OwnedReadHalf, Vec<u8>),
+}
+
+impl Answers {
+    fn new(read: tokio::net::tcp::OwnedReadHalf, target: Target, frame_len: usize) -> Self {
+        match target {
+            Target::Real => Answers::Real(
+                FramedRead::new(read, FrameCodec::with_max_frame_length(MAX_FRAME_LENGTH)),
+                false,
+            ),
+            Target::Reference => Answers::Reference(read, vec![0; frame_len]),
+        }
+    }
+
+    async fn next(&mut self) -> anyhow::Result<()> {
+        match self {
+            Answers::Real(frames, checked) => loop {
+                let payload = frames.next().await.context("server closed")??;
+                if !*checked {
+                    // The first answer is parsed whole, to be sure it is a
+                    // reply; the rest only looked at for the final flag.
+                    let msg: ServerMsg = decode_message(&payload)?;
+                    if !matches!(msg, ServerMsg::Reply { .. }) {
+                        bail!("expected a reply, got {msg:?}");
+                    }
+                    *checked = true;
+                }
+                if payload.ends_with(b"\"last\":true}") {
+                    return Ok(());
+                }
+            },
+            Answers::Reference(read, buf) => {
+                read.read_exact(buf).await?;
+                Ok(())
+            }
+        }
+    }
+}

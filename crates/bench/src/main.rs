@@ -1,0 +1,294 @@
+//! `echo-bench`: measures echo-server against a plain Tokio echo on the same
+//! machine, in the style of `redis-benchmark`. See docs/BENCHMARKS.md.
+
+mod children;
+mod load;
+mod procs;
+mod scenarios;
+
+use std::{io::Write, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use echo_proto::Mode;
+use scenarios::{EchoRow, IdleResult, Plan, ResumeResult, Spread, StormResult};
+use serde::Serialize;
+
+/// Load generator for echo-server. Every echo scenario measures the real
+/// server and a plain Tokio echo alternately in the same run, so the result
+/// is a ratio that holds on a noisy machine.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    child: Option<Child>,
+    /// Scenarios to run
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::Echo, Scenario::LoginStorm, Scenario::Resume, Scenario::Idle])]
+    scenario: Vec<Scenario>,
+    /// Connection counts for the echo scenario
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 50, 1000])]
+    connections: Vec<usize>,
+    /// Payload sizes in bytes for the echo scenario
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 16384])]
+    payload: Vec<usize>,
+    /// Messages in flight per connection (1 = ping-pong)
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16])]
+    depth: Vec<usize>,
+    /// Seconds measured per run
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Seconds of warm-up before each measured run
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Repetitions; the table shows medians with min-max
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Connections logging in continuously in the login storm
+    #[arg(long, default_value_t = 50)]
+    storm: usize,
+    /// Established sessions ping-ponging during the login storm
+    #[arg(long, default_value_t = 50)]
+    established: usize,
+    /// Concurrent workers in the resume scenario
+    #[arg(long, default_value_t = 32)]
+    resume_workers: usize,
+    /// Idle authenticated connections in the memory scenario
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// A smoke run of a few seconds (CI): tiny counts, one repetition
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Child {
+    /// (internal) run the real server for a benchmark
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, value_enum)]
+        mode: ModeArg,
+    },
+    /// (internal) run the reference echo
+    #[command(hide = true)]
+    Reference,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Echo,
+    LoginStorm,
+    Resume,
+    Idle,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Ident,
+    Auth,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    machine: String,
+    echo: Vec<EchoRow>,
+    login_storm: Option<StormResult>,
+    resume: Option<ResumeResult>,
+    idle: Option<IdleResult>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.child {
+        Some(Child::Serve { mode }) => {
+            let mode = match mode {
+                ModeArg::Ident => Mode::Ident,
+                ModeArg::Auth => Mode::Auth,
+            };
+            std::env::current_dir()
+                .context("no working directory")
+                .and_then(|dir| children::serve(mode, &dir))
+        }
+        Some(Child::Reference) => children::reference(),
+        None => bench(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("echo-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(cli: &Cli) -> anyhow::Result<()> {
+    raise_open_file_limit(cli);
+    let plan = if cli.quick {
+        Plan {
+            connections: vec![1, 8],
+            payloads: vec![64],
+            depths: vec![1, 4],
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(300),
+            reps: 1,
+            storm: 4,
+            resume_workers: 4,
+            idle_connections: 200,
+        }
+    } else {
+        Plan {
+            connections: cli.connections.clone(),
+            payloads: cli.payload.clone(),
+            depths: cli.depth.clone(),
+            warmup: Duration::from_secs_f64(cli.warmup),
+            duration: Duration::from_secs_f64(cli.duration),
+            reps: cli.reps.max(1),
+            storm: cli.storm,
+            resume_workers: cli.resume_workers,
+            idle_connections: cli.idle_connections,
+        }
+    };
+    let established = if cli.quick { 4 } else { cli.established };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut report = Report {
+        machine: machine(),
+        ..Report::default()
+    };
+    runtime.block_on(async {
+        for scenario in &cli.scenario {
+            // A fresh directory (store and logs) per scenario.
+            let dir = tempfile::tempdir()?;
+            match scenario {
+                Scenario::Echo => report.echo = scenarios::echo(&plan, dir.path()).await?,
+                Scenario::LoginStorm => {
+                    report.login_storm =
+                        Some(scenarios::login_storm(&plan, established, dir.path()).await?);
+                }
+                Scenario::Resume => {
+                    report.resume = Some(scenarios::resume(&plan, dir.path()).await?)
+                }
+                Scenario::Idle => report.idle = Some(scenarios::idle(&plan, dir.path()).await?),
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    progress("");
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// Lets one process hold every client socket of the idle scenario.
+fn raise_open_file_limit(cli: &Cli) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let wanted = (cli.idle_connections as u64) * 2 + 1024;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let target = wanted.min(hard);
+        if soft < target && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_err() {
+            eprintln!("echo-bench: cannot raise the open-file limit to {target}");
+        }
+        if hard < wanted && cli.scenario.contains(&Scenario::Idle) && !cli.quick {
+            eprintln!(
+                "echo-bench: the open-file limit ({hard}) is below the {wanted} the idle scenario needs; \
+                 raise it (ulimit -Hn) or lower --idle-connections"
+            );
+        }
+    }
+}
+
+/// Prints a progress line over the previous one on standard error.
+fn progress(line: &str) {
+    let mut err = std::io::stderr();
+    let _ = write!(err, "\r\x1b[2K{line}");
+    let _ = err.flush();
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+}
+
+fn spread(s: &Spread, digits: usize) -> String {
+    format!("{:.d$} ({:.d$}-{:.d$})", s.median, s.min, s.max, d = digits)
+}
+
+fn print_table(report: &Report) {
+    println!("machine: {}", report.machine);
+    if !report.echo.is_empty() {
+        println!(
+            "\nEcho: round trips per second and p99 latency, echo-server vs the plain Tokio echo"
+        );
+        println!(
+            "median of repetitions (min-max); ratio = echo-server / reference, per repetition"
+        );
+        println!(
+            "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
+            "conns",
+            "payload",
+            "depth",
+            "echo-server rt/s",
+            "reference rt/s",
+            "rt/s ratio",
+            "echo-server p99 us",
+            "reference p99 us",
+            "p99 ratio"
+        );
+        for row in &report.echo {
+            println!(
+                "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
+                row.connections,
+                row.payload,
+                row.depth,
+                spread(&row.real_rps, 0),
+                spread(&row.reference_rps, 0),
+                spread(&row.rps_ratio, 2),
+                spread(&row.real_p99_us, 0),
+                spread(&row.reference_p99_us, 0),
+                spread(&row.p99_ratio, 2),
+            );
+        }
+    }
+    if let Some(storm) = &report.login_storm {
+        println!(
+            "\nLogin storm: {} established sessions' p99, quiet {} us, during {} logging-in connections {} us: ratio {}; logins/s {}",
+            storm.established,
+            spread(&storm.p99_quiet_us, 0),
+            storm.storm,
+            spread(&storm.p99_storm_us, 0),
+            spread(&storm.p99_ratio, 2),
+            spread(&storm.logins_per_sec, 0),
+        );
+    }
+    if let Some(resume) = &report.resume {
+        println!(
+            "\nResume: {} workers, connect + resume + one say: {} per second",
+            resume.workers,
+            spread(&resume.resumes_per_sec, 0)
+        );
+    }
+    if let Some(idle) = &report.idle {
+        println!(
+            "\nIdle memory: {} authenticated idle connections: server RSS {} KiB -> {} KiB (peak {} KiB), {:.1} KiB per connection",
+            idle.connections,
+            idle.rss_before_kib,
+            idle.rss_after_kib,
+            idle.peak_rss_kib,
+            idle.kib_per_connection
+        );
+    }
+}

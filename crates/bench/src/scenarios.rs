@@ -1,0 +1,454 @@
+//! The scenarios of docs/BENCHMARKS.md.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use echo_proto::{
+    ClientMsg, Mode, Secret, ServerMsg,
+    ext::{AsyncFrameRead, AsyncFrameWrite},
+};
+use echo_server::{
+    auth::Passwords,
+    store::{FileStore, TokenHash, UserRecord, UserStore},
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
+
+use crate::{
+    children::server_config,
+    load::{Handshake, Load, Measured, Target, connect_many, ping_pong, say_frame},
+    procs::Proc,
+    progress,
+};
+
+/// The password of every benchmark user.
+const PASSWORD: &str = "bench horse battery staple";
+
+/// Knobs shared by the scenarios.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub connections: Vec<usize>,
+    pub payloads: Vec<usize>,
+    pub depths: Vec<usize>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub reps: usize,
+    pub storm: usize,
+    pub resume_workers: usize,
+    pub idle_connections: usize,
+}
+
+/// A median with the smallest and largest of the repetitions.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// One target's numbers in one repetition.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    pub round_trips_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub server_cpu_percent: f64,
+}
+
+/// Scenario 1, one line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoRow {
+    pub connections: usize,
+    pub payload: usize,
+    pub depth: usize,
+    pub real: Vec<Sample>,
+    pub reference: Vec<Sample>,
+    pub rps_ratio: Spread,
+    pub p99_ratio: Spread,
+    pub real_rps: Spread,
+    pub reference_rps: Spread,
+    pub real_p99_us: Spread,
+    pub reference_p99_us: Spread,
+}
+
+/// Scenario 2.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormResult {
+    pub established: usize,
+    pub storm: usize,
+    pub p99_quiet_us: Spread,
+    pub p99_storm_us: Spread,
+    pub p99_ratio: Spread,
+    pub logins_per_sec: Spread,
+}
+
+/// Scenario 3.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeResult {
+    pub workers: usize,
+    pub resumes_per_sec: Spread,
+}
+
+/// Scenario 4.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleResult {
+    pub connections: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub peak_rss_kib: u64,
+    pub kib_per_connection: f64,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n == 0 {
+            return Self {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Self {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        }
+    }
+}
+
+fn sample(measured: &Measured, cpu_before: f64, cpu_after: f64, wall: f64) -> Sample {
+    let q = |q: f64| measured.latency.value_at_quantile(q) as f64;
+    Sample {
+        round_trips_per_sec: measured.round_trips as f64 / measured.seconds,
+        p50_us: q(0.5),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+        server_cpu_percent: 100.0 * (cpu_after - cpu_before) / wall,
+    }
+}
+
+/// Measures one target once: fresh connections, then the closed loop.
+async fn measure(proc: &Proc, target: Target, load: Load) -> anyhow::Result<Sample> {
+    let handshakes = vec![Handshake::Ident; load.connections];
+    let streams = connect_many(proc.addr, target, handshakes, 100).await?;
+    let before = proc.stats()?;
+    let started = std::time::Instant::now();
+    let measured = ping_pong(streams, target, load).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let after = proc.stats()?;
+    Ok(sample(&measured, before.cpu_secs, after.cpu_secs, wall))
+}
+
+/// Scenario 1: echo throughput and latency, real and reference alternately.
+pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
+    let real = Proc::spawn(&["serve", "--mode", "ident"], dir)?;
+    let reference = Proc::spawn(&["reference"], dir)?;
+    let mut rows = Vec::new();
+    for &connections in &plan.connections {
+        for &payload in &plan.payloads {
+            for &depth in &plan.depths {
+                let load = Load {
+                    connections,
+                    payload,
+                    depth,
+                    warmup: plan.warmup,
+                    duration: plan.duration,
+                };
+                let (mut reals, mut refs) = (Vec::new(), Vec::new());
+                for rep in 0..plan.reps {
+                    progress(&format!(
+                        "echo c={connections} payload={payload} depth={depth} rep {}/{}",
+                        rep + 1,
+                        plan.reps
+                    ));
+                    reals.push(measure(&real, Target::Real, load).await?);
+                    refs.push(measure(&reference, Target::Reference, load).await?);
+                }
+                let ratio = |f: fn(&Sample) -> f64| {
+                    Spread::of(reals.iter().zip(&refs).map(|(r, b)| f(r) / f(b)))
+                };
+                rows.push(EchoRow {
+                    connections,
+                    payload,
+                    depth,
+                    rps_ratio: ratio(|s| s.round_trips_per_sec),
+                    p99_ratio: ratio(|s| s.p99_us),
+                    real_rps: Spread::of(reals.iter().map(|s| s.round_trips_per_sec)),
+                    reference_rps: Spread::of(refs.iter().map(|s| s.round_trips_per_sec)),
+                    real_p99_us: Spread::of(reals.iter().map(|s| s.p99_us)),
+                    reference_p99_us: Spread::of(refs.iter().map(|s| s.p99_us)),
+                    real: reals,
+                    reference: refs,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Writes users (and sessions with known tokens) straight into a store
+/// before its server starts: one real Argon2id hash shared by all, so setup
+/// takes seconds, not an hour of hashing.
+async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
+    let config = server_config(Mode::Auth, dir);
+    let store = FileStore::open(&config.data_dir, config.lifetimes())?;
+    let passwords = tokio::task::spawn_blocking(Passwords::new).await??;
+    let hash = passwords.hash(Secret::new(PASSWORD)).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut writes = futures_util::stream::iter(users.iter().map(|user| {
+        let store = store.clone();
+        let hash = hash.clone();
+        async move {
+            let record = UserRecord {
+                name: user.clone(),
+                password_hash: hash,
+                created: now,
+            };
+            store.create_user(record).await?;
+            if tokens {
+                store
+                    .create_session(TokenHash::of(&token_of(user)), user, now)
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+    }))
+    .buffer_unordered(512);
+    while let Some(done) = writes.next().await {
+        done?;
+    }
+    Ok(())
+}
+
+/// The first token of a pre-made session.
+fn token_of(user: &str) -> String {
+    format!("bench-token-{user}")
+}
+
+/// Scenario 2: established sessions' latency with and without a login storm.
+pub async fn login_storm(
+    plan: &Plan,
+    established: usize,
+    dir: &Path,
+) -> anyhow::Result<StormResult> {
+    let storm = plan.storm;
+    let users: Vec<String> = (0..established)
+        .map(|i| format!("e{i}"))
+        .chain((0..storm).map(|i| format!("s{i}")))
+        .collect();
+    populate(dir, &users, false).await?;
+    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+    let load = Load {
+        connections: established,
+        payload: 64,
+        depth: 1,
+        warmup: plan.warmup,
+        duration: plan.duration,
+    };
+    let logins = |range: std::ops::Range<usize>, prefix: &str| -> Vec<Handshake> {
+        range
+            .map(|i| Handshake::Login {
+                user: format!("{prefix}{i}"),
+                password: PASSWORD.into(),
+            })
+            .collect()
+    };
+    let (mut quiet, mut stormy, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..plan.reps {
+        progress(&format!("login storm rep {}/{}: quiet", rep + 1, plan.reps));
+        let streams =
+            connect_many(server.addr, Target::Real, logins(0..established, "e"), 50).await?;
+        let measured = ping_pong(streams, Target::Real, load).await?;
+        quiet.push(measured.latency.value_at_quantile(0.99) as f64);
+
+        progress(&format!("login storm rep {}/{}: storm", rep + 1, plan.reps));
+        let streams =
+            connect_many(server.addr, Target::Real, logins(0..established, "e"), 50).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..storm)
+            .map(|i| {
+                let (stop, count, addr) = (Arc::clone(&stop), Arc::clone(&count), server.addr);
+                let handshake = Handshake::Login {
+                    user: format!("s{i}"),
+                    password: PASSWORD.into(),
+                };
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut stream = TcpStream::connect(addr).await?;
+                        crate::load::handshake_on(&mut stream, &handshake).await?;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let measured = ping_pong(streams, Target::Real, load).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.await??;
+        }
+        stormy.push(measured.latency.value_at_quantile(0.99) as f64);
+        rates.push(count.load(Ordering::Relaxed) as f64 / elapsed);
+    }
+    Ok(StormResult {
+        established,
+        storm,
+        p99_ratio: Spread::of(quiet.iter().zip(&stormy).map(|(q, s)| s / q)),
+        p99_quiet_us: Spread::of(quiet),
+        p99_storm_us: Spread::of(stormy),
+        logins_per_sec: Spread::of(rates),
+    })
+}
+
+/// Scenario 3: new connection + `resume` + one `say`, as fast as possible.
+pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
+    let workers = plan.resume_workers;
+    let users: Vec<String> = (0..workers).map(|i| format!("r{i}")).collect();
+    populate(dir, &users, true).await?;
+    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+    let mut tokens: Vec<String> = users.iter().map(|u| token_of(u)).collect();
+    let frame = say_frame(64);
+    let mut rates = Vec::new();
+    for rep in 0..plan.reps {
+        progress(&format!("resume rep {}/{}", rep + 1, plan.reps));
+        let start = Instant::now();
+        let (from, end) = (start + plan.warmup, start + plan.warmup + plan.duration);
+        let tasks: Vec<_> = tokens
+            .drain(..)
+            .map(|token| tokio::spawn(resume_loop(server.addr, token, frame.clone(), from, end)))
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            let (count, token) = task.await??;
+            total += count;
+            tokens.push(token);
+        }
+        rates.push(total as f64 / plan.duration.as_secs_f64());
+    }
+    Ok(ResumeResult {
+        workers,
+        resumes_per_sec: Spread::of(rates),
+    })
+}
+
+async fn resume_loop(
+    addr: SocketAddr,
+    mut token: String,
+    say: bytes::Bytes,
+    from: Instant,
+    end: Instant,
+) -> anyhow::Result<(u64, String)> {
+    let mut count = 0;
+    while Instant::now() < end {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        stream
+            .send_msg(&ClientMsg::Resume {
+                token: Secret::new(token.clone()),
+            })
+            .await?;
+        loop {
+            match stream
+                .recv_msg::<ServerMsg>()
+                .await?
+                .context("server closed")?
+            {
+                ServerMsg::Welcome { token: next, .. } => {
+                    token = next.expose().to_owned();
+                    break;
+                }
+                ServerMsg::Hello { .. } | ServerMsg::AskAuth { .. } => {}
+                other => anyhow::bail!("resume refused: {other:?}"),
+            }
+        }
+        stream.write_all(&say).await?;
+        let reply = stream
+            .recv_msg::<ServerMsg>()
+            .await?
+            .context("server closed")?;
+        anyhow::ensure!(
+            matches!(reply, ServerMsg::Reply { last: true, .. }),
+            "bad reply {reply:?}"
+        );
+        if Instant::now() >= from {
+            count += 1;
+        }
+    }
+    Ok((count, token))
+}
+
+/// Scenario 4: server memory per idle authenticated connection.
+pub async fn idle(plan: &Plan, dir: &Path) -> anyhow::Result<IdleResult> {
+    let n = plan.idle_connections;
+    progress(&format!("idle: creating {n} users and sessions"));
+    let users: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+    populate(dir, &users, true).await?;
+    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+    // One connection first, so that the runtime's threads and buffers are
+    // counted in the baseline, not against the idle connections.
+    let mut warm = TcpStream::connect(server.addr).await?;
+    let _: Option<ServerMsg> = warm.recv_msg().await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.stats()?;
+    progress(&format!("idle: opening {n} authenticated connections"));
+    let mut streams = Vec::with_capacity(n);
+    let mut opened = futures_util::stream::iter(users.iter().map(|user| {
+        let (addr, token) = (server.addr, token_of(user));
+        async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream
+                .send_msg(&ClientMsg::Resume {
+                    token: Secret::new(token),
+                })
+                .await?;
+            loop {
+                match stream
+                    .recv_msg::<ServerMsg>()
+                    .await?
+                    .context("server closed")?
+                {
+                    ServerMsg::Welcome { .. } => return anyhow::Ok(stream),
+                    ServerMsg::Hello { .. } | ServerMsg::AskAuth { .. } => {}
+                    other => anyhow::bail!("resume refused: {other:?}"),
+                }
+            }
+        }
+    }))
+    .buffer_unordered(200);
+    while let Some(stream) = opened.next().await {
+        streams.push(stream?);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.stats()?;
+    drop(streams);
+    Ok(IdleResult {
+        connections: n,
+        rss_before_kib: before.rss_kib,
+        rss_after_kib: after.rss_kib,
+        peak_rss_kib: after.peak_rss_kib,
+        kib_per_connection: (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64,
+    })
+}

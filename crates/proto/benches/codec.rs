@@ -14,7 +14,10 @@ fn frames(count: usize, payload: usize) -> BytesMut {
     let mut codec = FrameCodec::with_max_frame_length(MAX_FRAME_LENGTH);
     let mut buf = BytesMut::new();
     for id in 0..count as u64 {
-        let msg = ClientMsg::Say { id, text: "x".repeat(payload) };
+        let msg = ClientMsg::Say {
+            id,
+            text: "x".repeat(payload),
+        };
         codec.encode(Json(&msg), &mut buf).unwrap();
     }
     buf
@@ -45,7 +48,11 @@ fn codec(c: &mut Criterion) {
                 }
             });
         });
-        let reply = ServerMsg::Reply { re: 7, text: "x".repeat(payload), last: true };
+        let reply = ServerMsg::Reply {
+            re: 7,
+            text: "x".repeat(payload),
+            last: true,
+        };
         group.bench_function("encode 100 replies", |b| {
             let mut codec = FrameCodec::with_max_frame_length(MAX_FRAME_LENGTH);
             let mut buf = BytesMut::with_capacity(stream.len() * 2);

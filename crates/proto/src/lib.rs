@@ -10,6 +10,8 @@
 //! - [`ClientMsg`] / [`ServerMsg`]: protocol v1, one JSON object per frame,
 //!   tagged by its `"type"` field, and [`decode_message`], which turns a bad
 //!   payload into a typed [`ProtoError`] that maps to a wire [`ErrorCode`].
+//! - [`fast`]: the server's echo fast path, a `say` echoed without
+//!   unescaping and re-escaping its text.
 //! - [`ext`]: extension traits that give any async stream (and, blocking,
 //!   `std::net::TcpStream`) `send_text` / `recv_text` / `send_msg` /
 //!   `recv_msg`: the lab's "extend the socket class" extra credit.
@@ -21,6 +23,7 @@
 mod codec;
 mod error;
 pub mod ext;
+pub mod fast;
 pub mod header;
 mod message;
 

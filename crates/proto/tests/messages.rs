@@ -196,3 +196,48 @@ fn kind_matches_the_serialized_type() {
         assert!(ClientMsg::TYPES.contains(&msg.kind()));
     }
 }
+
+mod fast_path {
+    use echo_proto::{
+        ServerMsg,
+        fast::{RawReply, RawSay},
+    };
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_raw_reply_encodes_exactly_like_a_reply(text in any::<String>(), re in any::<u64>(), last in any::<bool>()) {
+            prop_assume!(!text.starts_with('/'));
+            let payload = serde_json::to_vec(&super::ClientMsg::Say { id: re, text: text.clone() }).unwrap();
+            let Some(say) = RawSay::parse(&payload) else {
+                // Only a text whose first character is escaped is left out.
+                let first = text.chars().next().unwrap();
+                prop_assert!(first < ' ' || first == '"' || first == '\\', "{:?}", first);
+                return Ok(());
+            };
+            prop_assert_eq!(say.id, re);
+            let raw = serde_json::to_string(&RawReply { re: say.id, text: say.text, last }).unwrap();
+            let general = serde_json::to_string(&ServerMsg::Reply { re, text, last }).unwrap();
+            prop_assert_eq!(raw, general);
+        }
+    }
+
+    #[test]
+    fn commands_and_odd_messages_take_the_general_path() {
+        for payload in [
+            r#"{"type":"say","id":1,"text":"/repeat 4 x"}"#,
+            r#"{"type":"say","id":1,"text":"\/repeat 4 x"}"#,
+            r#"{"type":"say","id":1,"text":"\u002frepeat"}"#,
+            r#"{"type":"say","id":1,"text":5}"#,
+            r#"{"type":"say","id":1}"#,
+            r#"{"type":"name","id":1,"text":"x"}"#,
+            r#"{"type":"s\u0061y","id":1,"text":"x"}"#,
+            "not json",
+        ] {
+            assert!(RawSay::parse(payload.as_bytes()).is_none(), "{payload}");
+        }
+        assert!(RawSay::parse(b"{\"type\":\"say\",\"id\":1,\"text\":\"\xff\"}").is_none());
+        let say = RawSay::parse(br#"{"id":9,"text":"caf\u00e9","type":"say"}"#).unwrap();
+        assert_eq!((say.id, say.text.get()), (9, r#""caf\u00e9""#));
+    }
+}

@@ -1,20 +1,33 @@
 //! One task per connection: the hello → identify → authenticate → echo state
 //! machine, with every read raced against shutdown and a deadline.
 
-use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    pin::{Pin, pin},
+    sync::Arc,
+    task::Poll,
+    time::Duration,
+};
 
+use bytes::BytesMut;
 use echo_proto::{
     ByeReason, ClientMsg, ErrorCode, FrameCodec, Json, MAX_FRAME_LENGTH, Message, PROTOCOL_VERSION,
     ProtoError, Secret, ServerMsg, decode_message,
+    fast::{RawReply, RawSay},
 };
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     sync::OwnedSemaphorePermit,
     time::{Instant, sleep_until, timeout},
 };
-use tokio_util::{codec::Framed, sync::CancellationToken};
+use tokio_util::{
+    codec::Framed,
+    sync::{CancellationToken, WaitForCancellationFutureOwned},
+};
 use tracing::{debug, error, info, warn};
 
 use crate::{
@@ -42,7 +55,9 @@ pub(crate) struct Connection<S> {
     peer: SocketAddr,
     id: uuid::Uuid,
     shared: Arc<Shared<S>>,
-    shutdown: CancellationToken,
+    /// Created once and polled by every wait: a connection's own child
+    /// token, so waiting does not contend on a lock shared by all.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 /// Where a connection is in its life. Each state carries what it needs, and
@@ -113,7 +128,7 @@ impl<S: UserStore> Connection<S> {
             peer,
             id,
             shared,
-            shutdown,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
         }
     }
 
@@ -259,6 +274,8 @@ impl<S: UserStore> Connection<S> {
             expires_at: info.expires,
         })
         .await?;
+        // Out now, not after the store write below.
+        self.flush().await?;
         // The next connection from this address is offered this user.
         let ip = self.peer.ip();
         if let Err(err) = self
@@ -418,7 +435,21 @@ impl<S: UserStore> Connection<S> {
         self.framed.codec_mut().set_max_frame_length(max_frame);
         loop {
             let deadline = Instant::now() + self.shared.config.idle_timeout;
-            match self.recv(deadline).await? {
+            let payload = self.next_frame(deadline).await?;
+            if let Some(say) = RawSay::parse(&payload) {
+                self.shared.stats.message_served();
+                let reply = RawReply {
+                    re: say.id,
+                    text: say.text,
+                    last: true,
+                };
+                self.feed([reply]).await?;
+                continue;
+            }
+            let Some(msg) = self.decode(&payload).await? else {
+                continue;
+            };
+            match msg {
                 ClientMsg::Say { id, text } => self.answer(&session, id, text).await?,
                 ClientMsg::Logout {} => {
                     if let Some(family) = session.family {
@@ -495,34 +526,56 @@ impl<S: UserStore> Connection<S> {
     /// goes on; anything that breaks the stream ends the connection.
     async fn recv(&mut self, deadline: Instant) -> Result<ClientMsg, Ending> {
         loop {
-            let frame = tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => return Err(Ending::Shutdown),
-                () = sleep_until(deadline) => return Err(Ending::Timeout),
-                frame = self.framed.next() => frame,
-            };
-            let payload = match frame {
-                None => return Err(Ending::ClientLeft),
-                Some(Ok(payload)) => payload,
-                Some(Err(ProtoError::Io(err))) => return Err(Ending::Lost(err)),
-                Some(Err(err)) => {
-                    return Err(Ending::Violation {
-                        code: err.code(),
-                        message: err.to_string(),
-                    });
-                }
-            };
-            match decode_message::<ClientMsg>(&payload) {
-                Ok(msg) => {
-                    debug!(kind = msg.kind(), "received");
-                    return Ok(msg);
-                }
-                Err(err) => {
-                    warn!(error = %err, "bad request");
-                    self.send(error_msg(err.code(), err.to_string(), false))
-                        .await?;
+            let payload = self.next_frame(deadline).await?;
+            if let Some(msg) = self.decode(&payload).await? {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// Parses a payload; a bad one is answered with a non-fatal `error`.
+    async fn decode(&mut self, payload: &[u8]) -> Result<Option<ClientMsg>, Ending> {
+        match decode_message::<ClientMsg>(payload) {
+            Ok(msg) => {
+                debug!(kind = msg.kind(), "received");
+                Ok(Some(msg))
+            }
+            Err(err) => {
+                warn!(error = %err, "bad request");
+                self.send(error_msg(err.code(), err.to_string(), false))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The next frame. One already received (the client sends several
+    /// before reading) is taken at once, and the replies written so far stay
+    /// buffered, to leave in one write; only before waiting for the network
+    /// are they flushed. The wait races shutdown and `deadline`.
+    async fn next_frame(&mut self, deadline: Instant) -> Result<BytesMut, Ending> {
+        let framed = &mut self.framed;
+        let ready = std::future::poll_fn(|cx| Poll::Ready(framed.poll_next_unpin(cx))).await;
+        let frame = match ready {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                self.flush().await?;
+                tokio::select! {
+                    biased;
+                    () = self.shutdown.as_mut() => return Err(Ending::Shutdown),
+                    () = sleep_until(deadline) => return Err(Ending::Timeout),
+                    frame = self.framed.next() => frame,
                 }
             }
+        };
+        match frame {
+            None => Err(Ending::ClientLeft),
+            Some(Ok(payload)) => Ok(payload),
+            Some(Err(ProtoError::Io(err))) => Err(Ending::Lost(err)),
+            Some(Err(err)) => Err(Ending::Violation {
+                code: err.code(),
+                message: err.to_string(),
+            }),
         }
     }
 
@@ -544,36 +597,49 @@ impl<S: UserStore> Connection<S> {
         self.send_all(replies).await
     }
 
-    /// Writes frames with one flush, within the write timeout and racing
-    /// shutdown. Framed flushes by itself once its buffer passes its
-    /// backpressure boundary, so a long burst does not pile up in memory.
+    /// Queues messages for the client. They leave at the next flush (before
+    /// the connection waits for input), or earlier when the buffer passes
+    /// its backpressure boundary, so a long burst does not pile up in memory.
     async fn send_all(&mut self, msgs: impl IntoIterator<Item = ServerMsg>) -> Result<(), Ending> {
-        let write_timeout = self.shared.config.write_timeout;
+        self.feed(msgs).await
+    }
+
+    async fn feed<T: Serialize>(
+        &mut self,
+        msgs: impl IntoIterator<Item = T>,
+    ) -> Result<(), Ending> {
+        let limit = self.shared.config.write_timeout;
         let framed = &mut self.framed;
-        let write = async {
+        let write = async move {
             for msg in msgs {
                 framed.feed(Json(&msg)).await?;
             }
-            SinkExt::<Json<&ServerMsg>>::flush(framed).await
+            Ok(())
         };
-        let result = tokio::select! {
-            biased;
-            () = self.shutdown.cancelled() => return Err(Ending::Shutdown),
-            result = timeout(write_timeout, write) => result,
-        };
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(ProtoError::Io(err))) => Err(Ending::Lost(err)),
-            Ok(Err(err)) => {
+        match bounded(write, limit, self.shutdown.as_mut()).await? {
+            Ok(()) => Ok(()),
+            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
+            Err(err) => {
                 // Only an encoding error is left: a reply over the frame cap.
                 // The buffer holds no partial frame, so say so and go on.
                 warn!(error = %err, "reply not sent");
                 let msg = error_msg(err.code(), err.to_string(), false);
-                match timeout(write_timeout, self.framed.send(Json(&msg))).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) | Err(_) => Err(Ending::WriteTimedOut),
+                let framed = &mut self.framed;
+                match bounded(framed.feed(Json(&msg)), limit, self.shutdown.as_mut()).await? {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Ending::WriteTimedOut),
                 }
             }
+        }
+    }
+
+    /// Writes out everything queued.
+    async fn flush(&mut self) -> Result<(), Ending> {
+        let limit = self.shared.config.write_timeout;
+        let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
+        match bounded(flush, limit, self.shutdown.as_mut()).await? {
+            Ok(()) => Ok(()),
+            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
             Err(_) => Err(Ending::WriteTimedOut),
         }
     }
@@ -645,6 +711,26 @@ pub(crate) fn hello<S>(shared: &Shared<S>) -> ServerMsg {
         server: concat!("echo-server ", env!("CARGO_PKG_VERSION")).to_owned(),
         proto: PROTOCOL_VERSION,
         mode: shared.config.mode,
+    }
+}
+
+/// Runs a write. It almost always completes at its first poll, and then
+/// costs no timer; only a write that has to wait (the client is not reading)
+/// is bounded by `limit` and raced against shutdown.
+async fn bounded<T>(
+    write: impl Future<Output = T>,
+    limit: Duration,
+    shutdown: Pin<&mut WaitForCancellationFutureOwned>,
+) -> Result<T, Ending> {
+    let mut write = pin!(write);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
+    {
+        return Ok(done);
+    }
+    tokio::select! {
+        biased;
+        () = shutdown => Err(Ending::Shutdown),
+        done = timeout(limit, write) => done.map_err(|_| Ending::WriteTimedOut),
     }
 }
 

@@ -89,7 +89,7 @@ impl<S: UserStore> Listener<S> {
                     peer,
                     id,
                     Arc::clone(&self.shared),
-                    self.shutdown.clone(),
+                    self.shutdown.child_token(),
                 );
                 self.tasks.spawn(connection.run(permit).instrument(span));
             }

@@ -381,3 +381,67 @@ async fn frames_over_the_handshake_limit_are_refused_before_authentication() {
     assert_eq!(client.ask(1, &text).await, vec![text]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn escaped_and_unicode_texts_come_back_the_same() {
+    let server = TestServer::start(test_config()).await;
+    let mut client = server.connect().await;
+    for text in [
+        "tab\tquote\"backslash\\slash/",
+        "\u{1}control\u{1f}",
+        "é, я, 😀",
+        "\"starts with a quote",
+        "\\starts with a backslash",
+        "",
+    ] {
+        assert_eq!(client.ask(1, text).await, vec![text.to_owned()]);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_messages_are_answered_in_order() {
+    let server = TestServer::start(test_config()).await;
+    let mut client = server.connect().await;
+    let mut batch = Vec::new();
+    let texts: Vec<String> = (0..30)
+        .map(|i| {
+            if i % 7 == 3 {
+                "/repeat 2 r".to_owned()
+            } else {
+                format!("m{i}")
+            }
+        })
+        .collect();
+    for (id, text) in texts.iter().enumerate() {
+        let msg = ClientMsg::Say {
+            id: id as u64,
+            text: text.clone(),
+        };
+        let json = serde_json::to_vec(&msg).unwrap();
+        batch.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        batch.extend_from_slice(&json);
+    }
+    // All thirty in one write.
+    client.stream.write_all(&batch).await.unwrap();
+    for (id, text) in texts.iter().enumerate() {
+        let expected = if text.starts_with('/') { 2 } else { 1 };
+        for n in 0..expected {
+            match client.recv().await {
+                ServerMsg::Reply {
+                    re,
+                    text: got,
+                    last,
+                } => {
+                    assert_eq!(re, id as u64);
+                    assert_eq!(last, n + 1 == expected);
+                    if expected == 1 {
+                        assert_eq!(&got, text);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    server.stop().await;
+}

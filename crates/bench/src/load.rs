@@ -7,7 +7,7 @@ use std::{collections::VecDeque, net::SocketAddr, time::Duration};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use echo_proto::{
-    ClientMsg, FrameCodec, Json, MAX_FRAME_LENGTH, Secret, ServerMsg, decode_message,
+    ClientMsg, ErrorCode, FrameCodec, Json, MAX_FRAME_LENGTH, Secret, ServerMsg, decode_message,
     ext::{AsyncFrameRead, AsyncFrameWrite},
 };
 use futures_util::StreamExt;
@@ -35,6 +35,8 @@ pub enum Handshake {
     Ident,
     /// Authentication mode: log in as `user`.
     Login { user: String, password: String },
+    /// Authentication mode: register `user`, or log in if it exists.
+    Account { user: String, password: String },
 }
 
 /// One closed-loop run.
@@ -117,12 +119,26 @@ pub async fn handshake_on(stream: &mut TcpStream, handshake: &Handshake) -> anyh
                     .await?;
             }
             (ServerMsg::Greet { .. }, _) | (ServerMsg::Welcome { .. }, _) => return Ok(()),
-            (ServerMsg::AskAuth { .. }, Handshake::Login { user, password }) => {
+            (ServerMsg::AskAuth { .. }, Handshake::Login { user, password })
+            | (
+                ServerMsg::Error {
+                    code: ErrorCode::NameTaken,
+                    ..
+                },
+                Handshake::Account { user, password },
+            ) => {
                 let login = ClientMsg::Login {
                     user: user.clone(),
                     password: Secret::new(password.clone()),
                 };
                 stream.send_msg(&login).await?;
+            }
+            (ServerMsg::AskAuth { .. }, Handshake::Account { user, password }) => {
+                let register = ClientMsg::Register {
+                    user: user.clone(),
+                    password: Secret::new(password.clone()),
+                };
+                stream.send_msg(&register).await?;
             }
             (other, _) => bail!("unexpected {other:?} in the handshake"),
         }

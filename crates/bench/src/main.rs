@@ -55,6 +55,14 @@ struct Cli {
     /// Idle authenticated connections in the memory scenario
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
+    /// How echo connections get to the conversation: `ident`, or `auth`
+    /// (each connection registers user benchN, or logs in as it)
+    #[arg(long, value_enum, default_value_t = ModeArg::Ident)]
+    mode: ModeArg,
+    /// Measure the echo-server at HOST:PORT instead of starting one (echo
+    /// scenario only; its CPU time is then not shown)
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<std::net::SocketAddr>,
     /// A smoke run of a few seconds (CI): tiny counts, one repetition
     #[arg(long)]
     quick: bool,
@@ -90,6 +98,15 @@ enum ModeArg {
     Auth,
 }
 
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Ident => Mode::Ident,
+            ModeArg::Auth => Mode::Auth,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 struct Report {
     machine: String,
@@ -102,15 +119,9 @@ struct Report {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.child {
-        Some(Child::Serve { mode }) => {
-            let mode = match mode {
-                ModeArg::Ident => Mode::Ident,
-                ModeArg::Auth => Mode::Auth,
-            };
-            std::env::current_dir()
-                .context("no working directory")
-                .and_then(|dir| children::serve(mode, &dir))
-        }
+        Some(Child::Serve { mode }) => std::env::current_dir()
+            .context("no working directory")
+            .and_then(|dir| children::serve((*mode).into(), &dir)),
         Some(Child::Reference) => children::reference(),
         None => bench(&cli),
     };
@@ -127,6 +138,8 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
     raise_open_file_limit(cli);
     let plan = if cli.quick {
         Plan {
+            mode: cli.mode.into(),
+            target: cli.target,
             connections: vec![1, 8],
             payloads: vec![64],
             depths: vec![1, 4],
@@ -139,6 +152,8 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         }
     } else {
         Plan {
+            mode: cli.mode.into(),
+            target: cli.target,
             connections: cli.connections.clone(),
             payloads: cli.payload.clone(),
             depths: cli.depth.clone(),

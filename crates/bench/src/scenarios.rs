@@ -36,6 +36,10 @@ const PASSWORD: &str = "bench horse battery staple";
 /// Knobs shared by the scenarios.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// How echo connections reach the conversation.
+    pub mode: Mode,
+    /// An external server to measure instead of starting one.
+    pub target: Option<SocketAddr>,
     pub connections: Vec<usize>,
     pub payloads: Vec<usize>,
     pub depths: Vec<usize>,
@@ -145,22 +149,66 @@ fn sample(measured: &Measured, cpu_before: f64, cpu_after: f64, wall: f64) -> Sa
     }
 }
 
+/// A server to measure: started here (its CPU time is then known), or
+/// given by address.
+enum Endpoint {
+    Local(Proc),
+    External(SocketAddr),
+}
+
+impl Endpoint {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Endpoint::Local(proc) => proc.addr,
+            Endpoint::External(addr) => *addr,
+        }
+    }
+
+    /// CPU seconds used so far; 0 for a server elsewhere.
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        match self {
+            Endpoint::Local(proc) => Ok(proc.stats()?.cpu_secs),
+            Endpoint::External(_) => Ok(0.0),
+        }
+    }
+}
+
 /// Measures one target once: fresh connections, then the closed loop.
-async fn measure(proc: &Proc, target: Target, load: Load) -> anyhow::Result<Sample> {
-    let handshakes = vec![Handshake::Ident; load.connections];
-    let streams = connect_many(proc.addr, target, handshakes, 100).await?;
-    let before = proc.stats()?;
+async fn measure(
+    endpoint: &Endpoint,
+    target: Target,
+    mode: Mode,
+    load: Load,
+) -> anyhow::Result<Sample> {
+    let handshakes = (0..load.connections)
+        .map(|i| match mode {
+            Mode::Ident => Handshake::Ident,
+            Mode::Auth => Handshake::Account {
+                user: format!("bench{i}"),
+                password: PASSWORD.into(),
+            },
+        })
+        .collect();
+    let streams = connect_many(endpoint.addr(), target, handshakes, 100).await?;
+    let before = endpoint.cpu_secs()?;
     let started = std::time::Instant::now();
     let measured = ping_pong(streams, target, load).await?;
     let wall = started.elapsed().as_secs_f64();
-    let after = proc.stats()?;
-    Ok(sample(&measured, before.cpu_secs, after.cpu_secs, wall))
+    let after = endpoint.cpu_secs()?;
+    Ok(sample(&measured, before, after, wall))
 }
 
 /// Scenario 1: echo throughput and latency, real and reference alternately.
 pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
-    let real = Proc::spawn(&["serve", "--mode", "ident"], dir)?;
-    let reference = Proc::spawn(&["reference"], dir)?;
+    let mode = match plan.mode {
+        Mode::Ident => "ident",
+        Mode::Auth => "auth",
+    };
+    let real = match plan.target {
+        Some(addr) => Endpoint::External(addr),
+        None => Endpoint::Local(Proc::spawn(&["serve", "--mode", mode], dir)?),
+    };
+    let reference = Endpoint::Local(Proc::spawn(&["reference"], dir)?);
     let mut rows = Vec::new();
     for &connections in &plan.connections {
         for &payload in &plan.payloads {
@@ -179,8 +227,8 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
                         rep + 1,
                         plan.reps
                     ));
-                    reals.push(measure(&real, Target::Real, load).await?);
-                    refs.push(measure(&reference, Target::Reference, load).await?);
+                    reals.push(measure(&real, Target::Real, plan.mode, load).await?);
+                    refs.push(measure(&reference, Target::Reference, plan.mode, load).await?);
                 }
                 let ratio = |f: fn(&Sample) -> f64| {
                     Spread::of(reals.iter().zip(&refs).map(|(r, b)| f(r) / f(b)))

@@ -409,13 +409,19 @@ impl<S: UserStore> Connection<S> {
             password_hash,
             created: now,
         };
-        match shared.store.create_user(record).await {
-            Ok(()) => {}
-            Err(StoreError::NameTaken(_)) => return Err(taken()),
-            Err(err) => return Err(refused_by_store(err)),
+        let token = new_token();
+        match shared
+            .store
+            .register(record, TokenHash::of(token.expose()))
+            .await
+        {
+            Ok(info) => {
+                info!(user = %name, "registered");
+                Ok(Granted { token, info })
+            }
+            Err(StoreError::NameTaken(_)) => Err(taken()),
+            Err(err) => Err(refused_by_store(err)),
         }
-        info!(user = %name, "registered");
-        self.open_session(&name, now).await
     }
 
     async fn open_session(&self, user: &str, now: u64) -> Result<Granted, Refusal> {

@@ -134,6 +134,16 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    // A file-size limit (RLIMIT_FSIZE) would otherwise kill the process at the
+    // first write past it; handled, the write fails with EFBIG, the store
+    // refuses that change and the server goes on.
+    let mut file_too_large =
+        signal(SignalKind::from_raw(nix::libc::SIGXFSZ)).context("cannot watch SIGXFSZ")?;
+    tokio::spawn(async move {
+        while file_too_large.recv().await.is_some() {
+            warn!("a write went past the file-size limit (SIGXFSZ)");
+        }
+    });
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         let name = tokio::select! {

@@ -406,6 +406,45 @@ impl UserStore for FileStore {
         .await
     }
 
+    async fn register(
+        &self,
+        user: UserRecord,
+        token: TokenHash,
+    ) -> Result<SessionInfo, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        self.write(|state| {
+            if state.users.contains_key(&user.name) {
+                return Err(StoreError::NameTaken(user.name.clone()));
+            }
+            let family = Uuid::new_v4();
+            let now = user.created;
+            let info = SessionInfo {
+                family,
+                user: user.name.clone(),
+                created: now,
+                last_used: now,
+                expires: lifetimes.expires(now, now),
+            };
+            let records = vec![
+                Record::User {
+                    name: user.name.clone(),
+                    hash: user.password_hash,
+                    created: now,
+                },
+                Record::Session {
+                    family,
+                    user: user.name,
+                    token: token.to_hex(),
+                    created: now,
+                    used: now,
+                    rotated: Vec::new(),
+                },
+            ];
+            Ok((records, info))
+        })
+        .await
+    }
+
     async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
         self.write(|state| {
             let user = state

@@ -144,6 +144,14 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     /// Adds a user; [`StoreError::NameTaken`] if the name exists.
     fn create_user(&self, user: UserRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Adds a user and starts their first session chain, in one change: both
+    /// or neither are stored. [`StoreError::NameTaken`] if the name exists.
+    fn register(
+        &self,
+        user: UserRecord,
+        token: TokenHash,
+    ) -> impl Future<Output = Result<SessionInfo, StoreError>> + Send;
+
     /// Replaces a user's password hash and revokes all of their sessions.
     fn set_password(
         &self,

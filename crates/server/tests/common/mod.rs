@@ -218,7 +218,22 @@ impl ServerProcess {
     /// Starts the binary with `args` (plus `--log-dir` and `--data-dir` in
     /// `dir`) and reads its first line of output.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
+        Self::start_command(
+            Command::new(env!("CARGO_BIN_EXE_echo-server")),
+            dir,
+            args,
+            env,
+        )
+    }
+
+    /// Like [`ServerProcess::start`], with `command` (which runs the server,
+    /// possibly through a wrapper such as `prlimit`).
+    pub fn start_command(
+        mut command: Command,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         command
             .args(args)
             .arg("--log-dir")

@@ -50,6 +50,10 @@ impl<S: UserStore> Listener<S> {
 
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
+        let trimmer = tokio::spawn(trim_memory(
+            Arc::clone(&self.shared.stats),
+            self.shutdown.clone(),
+        ));
         let local = self.listener.local_addr().ok();
         info!(addr = ?local, mode = ?self.shared.config.mode, "server started");
         loop {
@@ -74,6 +78,7 @@ impl<S: UserStore> Listener<S> {
         // rather than accepted and then told `bye`.
         drop(self.listener);
         drain(&self.tasks, self.shared.config.drain_timeout).await;
+        trimmer.abort();
     }
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
@@ -101,6 +106,43 @@ impl<S: UserStore> Listener<S> {
         }
     }
 }
+
+/// How often to check whether many connections have closed.
+const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+/// Connections closed since the last trim that make another worth it.
+const TRIM_AFTER_CLOSED: u64 = 256;
+
+/// Gives the memory of closed connections back to the OS. The allocator
+/// keeps freed memory for reuse, so after a burst of clients the process
+/// would stay at its peak size; once many connections have closed, this asks
+/// it to return the free pages (a few milliseconds, on the blocking pool).
+async fn trim_memory(stats: Arc<crate::stats::Stats>, shutdown: CancellationToken) {
+    let mut closed_at_last_trim = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = sleep(TRIM_INTERVAL) => {}
+        }
+        let closed = stats.connections_total() - stats.connections_now();
+        if closed - closed_at_last_trim >= TRIM_AFTER_CLOSED {
+            closed_at_last_trim = closed;
+            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim takes an integer and only walks the allocator's
+    // own free lists, which it locks itself.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 /// Waits up to `drain` for every connection task to finish; they have all
 /// seen the shutdown signal and are saying `bye`.

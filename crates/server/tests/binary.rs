@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use common::{ServerProcess, free_port};
+use common::{ServerProcess, connect_blocking, free_port, identify_blocking};
 use echo_proto::{
     ByeReason, ClientMsg, ServerMsg,
     ext::{BlockingFrameRead, BlockingFrameWrite},
@@ -17,34 +17,11 @@ use echo_proto::{
 use nix::sys::signal::Signal;
 
 fn connect(server: &ServerProcess) -> TcpStream {
-    connect_to(server.addr())
+    connect_blocking(server.addr())
 }
 
-fn connect_to(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert!(matches!(
-        stream.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Hello { .. })
-    ));
-    stream
-}
-
-/// Identification mode: answers `ask_name` if asked, until `greet`.
 fn identify(stream: &mut TcpStream) {
-    loop {
-        match stream.recv_msg::<ServerMsg>().unwrap() {
-            Some(ServerMsg::AskName {}) => stream
-                .send_msg(&ClientMsg::Name {
-                    name: "tester".into(),
-                })
-                .unwrap(),
-            Some(ServerMsg::Greet { .. }) => return,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    identify_blocking(stream, "tester");
 }
 
 fn log_text(dir: &std::path::Path) -> String {
@@ -277,7 +254,7 @@ fn daemon_mode_detaches_and_writes_the_pid_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = nix::unistd::Pid::from_raw(pid.trim().parse().unwrap());
-    let mut stream = connect_to(addr);
+    let mut stream = connect_blocking(addr);
     identify(&mut stream);
     // A raw text frame: the blocking helpers speak plain text too.
     stream

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ServerProcess, TestServer, auth_config, test_config};
+use common::{
+    ServerProcess, TestServer, auth_config, connect_blocking, identify_blocking, noise, test_config,
+};
 use echo_proto::{
     ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg,
     ext::{AsyncFrameWrite, BlockingFrameRead, BlockingFrameWrite},
@@ -176,14 +178,6 @@ async fn a_client_that_stops_reading_during_a_flood_is_dropped_not_the_server() 
     server.stop().await;
 }
 
-/// xorshift64*: reproducible noise without another dependency.
-fn noise(seed: &mut u64) -> u64 {
-    *seed ^= *seed >> 12;
-    *seed ^= *seed << 25;
-    *seed ^= *seed >> 27;
-    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_random_byte_streams_never_hurt_the_server() {
     let config = ServerConfig {
@@ -246,22 +240,8 @@ fn graceful_shutdown_under_load_says_bye_to_everyone_and_exits_in_time() {
     let addr = server.addr();
     let clients: Vec<_> = (0..200)
         .map(|i| {
-            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(15)))
-                .unwrap();
-            loop {
-                match stream.recv_msg::<ServerMsg>().unwrap() {
-                    Some(ServerMsg::AskName {}) => stream
-                        .send_msg(&ClientMsg::Name {
-                            name: format!("c{i}"),
-                        })
-                        .unwrap(),
-                    Some(ServerMsg::Greet { .. }) => break,
-                    Some(_) => {}
-                    None => panic!("closed"),
-                }
-            }
+            let mut stream = connect_blocking(addr);
+            identify_blocking(&mut stream, &format!("c{i}"));
             stream
         })
         .collect();
@@ -335,11 +315,7 @@ fn a_failing_disk_refuses_the_change_and_the_server_goes_on() {
     let mut refused = 0;
     for i in 0..40 {
         let user = format!("user{i:02}");
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let _hello = stream.recv_msg::<ServerMsg>().unwrap();
+        let mut stream = connect_blocking(addr);
         let _ask = stream.recv_msg::<ServerMsg>().unwrap();
         stream
             .send_msg(&ClientMsg::Register {
@@ -363,14 +339,7 @@ fn a_failing_disk_refuses_the_change_and_the_server_goes_on() {
         welcomed.len()
     );
     // Still serving, and still saying why it cannot log anyone in.
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert!(matches!(
-        stream.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Hello { .. })
-    ));
+    let mut stream = connect_blocking(addr);
     assert!(matches!(
         stream.recv_msg::<ServerMsg>().unwrap(),
         Some(ServerMsg::AskAuth { .. })

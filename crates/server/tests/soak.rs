@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, TestServer, auth_config};
+use common::{ServerProcess, TestServer, auth_config, noise};
 use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
@@ -92,14 +92,6 @@ fn server_rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap()
-}
-
-/// xorshift64*: reproducible noise.
-fn noise(seed: &mut u64) -> u64 {
-    *seed ^= *seed >> 12;
-    *seed ^= *seed << 25;
-    *seed ^= *seed >> 27;
-    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 #[test]

@@ -299,3 +299,44 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Connects with a blocking socket (10 s read timeout) and reads `hello`.
+pub fn connect_blocking(addr: SocketAddr) -> std::net::TcpStream {
+    use echo_proto::ext::BlockingFrameRead;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(matches!(
+        stream.recv_msg::<ServerMsg>().unwrap(),
+        Some(ServerMsg::Hello { .. })
+    ));
+    stream
+}
+
+/// Identification mode, blocking: answers `ask_name` with `name` if asked,
+/// until `greet`.
+pub fn identify_blocking(stream: &mut std::net::TcpStream, name: &str) {
+    use echo_proto::ext::{BlockingFrameRead, BlockingFrameWrite};
+    loop {
+        match stream.recv_msg::<ServerMsg>().unwrap() {
+            Some(ServerMsg::AskName {}) => {
+                stream
+                    .send_msg(&ClientMsg::Name {
+                        name: name.to_owned(),
+                    })
+                    .unwrap();
+            }
+            Some(ServerMsg::Greet { .. }) => return,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// xorshift64*: reproducible noise without another dependency.
+pub fn noise(seed: &mut u64) -> u64 {
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}

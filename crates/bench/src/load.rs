@@ -17,7 +17,7 @@ use tokio::{
     net::TcpStream,
     time::Instant,
 };
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::Encoder;
 
 /// What is measured: the echo-server or the plain reference echo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,22 @@ pub struct Measured {
     pub latency: Histogram<u64>,
     /// Length of the window.
     pub seconds: f64,
+}
+
+/// The bytes of the `reply` frame that echoes [`say_frame`].
+pub fn reply_frame(payload: usize) -> Bytes {
+    let msg = ServerMsg::Reply {
+        re: 1,
+        text: "x".repeat(payload),
+        last: true,
+    };
+    let mut buf = bytes::BytesMut::new();
+    // As in `say_frame`.
+    #[allow(clippy::unwrap_used)]
+    FrameCodec::with_max_frame_length(MAX_FRAME_LENGTH)
+        .encode(Json(&msg), &mut buf)
+        .unwrap();
+    buf.freeze()
 }
 
 /// The bytes of one `say` frame with `payload` bytes of text.
@@ -153,14 +169,17 @@ pub async fn ping_pong(
     load: Load,
 ) -> anyhow::Result<Measured> {
     let frame = say_frame(load.payload);
+    let reply = reply_frame(load.payload);
     let start = Instant::now();
     let from = start + load.warmup;
     let end = from + load.duration;
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|stream| {
-            let frame = frame.clone();
-            tokio::spawn(one_connection(stream, target, frame, load.depth, from, end))
+            let (frame, reply) = (frame.clone(), reply.clone());
+            tokio::spawn(one_connection(
+                stream, target, frame, reply, load.depth, from, end,
+            ))
         })
         .collect();
     let mut latency = histogram();
@@ -181,6 +200,7 @@ async fn one_connection(
     stream: TcpStream,
     target: Target,
     frame: Bytes,
+    reply: Bytes,
     depth: usize,
     from: Instant,
     end: Instant,
@@ -199,7 +219,7 @@ async fn one_connection(
     for _ in 0..depth {
         sent.push_back(Instant::now());
     }
-    let mut answers = Answers::new(read, target, frame.len());
+    let mut answers = Answers::new(read, target, &frame, &reply);
     loop {
         answers.next().await?;
         let now = Instant::now();
@@ -216,45 +236,51 @@ async fn one_connection(
     }
 }
 
-/// Reads complete answers: a final `reply` frame from the real server, the
-/// same number of bytes as sent from the reference.
-enum Answers {
-    Real(FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>, bool),
-    Reference(tokio::net::tcp::OwnedReadHalf, Vec<u8>),
+/// Reads complete answers. Both targets are read the same way, one
+/// `read_exact` of the answer's known length, so the load generator does the
+/// same work for both: the reference sends back the bytes it got, the real
+/// server a `reply` frame whose bytes are known in advance (checked whole the
+/// first time, by its header and final flag after that).
+struct Answers {
+    read: tokio::net::tcp::OwnedReadHalf,
+    buf: Vec<u8>,
+    expected: Option<Bytes>,
+    checked: bool,
 }
 
 impl Answers {
-    fn new(read: tokio::net::tcp::OwnedReadHalf, target: Target, frame_len: usize) -> Self {
-        match target {
-            Target::Real => Answers::Real(
-                FramedRead::new(read, FrameCodec::with_max_frame_length(MAX_FRAME_LENGTH)),
-                false,
-            ),
-            Target::Reference => Answers::Reference(read, vec![0; frame_len]),
+    fn new(
+        read: tokio::net::tcp::OwnedReadHalf,
+        target: Target,
+        frame: &Bytes,
+        reply: &Bytes,
+    ) -> Self {
+        let (len, expected) = match target {
+            Target::Real => (reply.len(), Some(reply.clone())),
+            Target::Reference => (frame.len(), None),
+        };
+        Self {
+            read,
+            buf: vec![0; len],
+            expected,
+            checked: false,
         }
     }
 
     async fn next(&mut self) -> anyhow::Result<()> {
-        match self {
-            Answers::Real(frames, checked) => loop {
-                let payload = frames.next().await.context("server closed")??;
-                if !*checked {
-                    // The first answer is parsed whole, to be sure it is a
-                    // reply; the rest only looked at for the final flag.
-                    let msg: ServerMsg = decode_message(&payload)?;
-                    if !matches!(msg, ServerMsg::Reply { .. }) {
-                        bail!("expected a reply, got {msg:?}");
-                    }
-                    *checked = true;
-                }
-                if payload.ends_with(b"\"last\":true}") {
-                    return Ok(());
-                }
-            },
-            Answers::Reference(read, buf) => {
-                read.read_exact(buf).await?;
-                Ok(())
+        self.read.read_exact(&mut self.buf).await?;
+        let Some(expected) = &self.expected else {
+            return Ok(());
+        };
+        if !self.checked {
+            if self.buf[..] != expected[..] {
+                let msg: ServerMsg = decode_message(&self.buf[echo_proto::HEADER_LEN..])?;
+                bail!("expected the echo of the say, got {msg:?}");
             }
+            self.checked = true;
+        } else if self.buf[..4] != expected[..4] || !self.buf.ends_with(b"\"last\":true}") {
+            bail!("an answer that is not the final reply");
         }
+        Ok(())
     }
 }

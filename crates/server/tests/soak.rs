@@ -140,7 +140,7 @@ fn a_thousand_clients_with_random_abrupt_disconnects() {
                             }
                         };
                         let text = format!("client {client} trip {done}");
-                        if noise(&mut seed) % 50 == 0 {
+                        if noise(&mut seed).is_multiple_of(50) {
                             // Vanish abruptly: half a frame, then a reset.
                             let _ = client_conn.stream.write_all(&[0, 0, 0, 40, b'{']).await;
                             let _ = client_conn.stream.set_zero_linger();

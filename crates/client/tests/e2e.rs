@@ -27,14 +27,28 @@ struct TestServer {
 
 impl TestServer {
     fn start(mode: Mode) -> Self {
-        let data = tempfile::tempdir().unwrap();
+        Self::start_on(mode, tempfile::tempdir().unwrap(), "127.0.0.1:0")
+    }
+
+    /// Stops this server and starts another on the same port and store.
+    fn restart(mut self, mode: Mode) -> Self {
+        let addr = self.addr;
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        let data = std::mem::replace(&mut self._data, tempfile::tempdir().unwrap());
+        Self::start_on(mode, data, &addr.to_string())
+    }
+
+    fn start_on(mode: Mode, data: tempfile::TempDir, bind: &str) -> Self {
         let config = ServerConfig {
             mode,
             auth_attempts_per_minute: 10_000,
             ..ServerConfig::default()
         };
         let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let shutdown = CancellationToken::new();
@@ -419,6 +433,38 @@ mod terminal {
         client.exp_string("Welcome, ivan.").unwrap();
         enter(&mut client, "/quit").unwrap();
         client.exp_eof().unwrap();
+    }
+
+    #[test]
+    fn the_user_is_told_when_the_server_goes_away_and_reconnect_resumes() {
+        let server = TestServer::start(Mode::Auth);
+        let dir = tempfile::tempdir().unwrap();
+        let port = server.addr.port().to_string();
+        let tokens = dir.path().join("tokens.json");
+        let creds = [("ECHO_USER", "kim"), ("ECHO_PASSWORD", PASSWORD)];
+        assert!(
+            pipe(&server, &tokens, &["--register"], &creds, "")
+                .status
+                .success()
+        );
+        let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+        client.exp_string("Welcome back, kim").unwrap();
+        client.exp_string("> ").unwrap();
+        let server = server.restart(Mode::Auth);
+        client
+            .exp_string("the server closed the connection (it is shutting down)")
+            .unwrap();
+        enter(&mut client, "hello?").unwrap();
+        client.exp_string("Not connected").unwrap();
+        enter(&mut client, "/reconnect").unwrap();
+        client
+            .exp_string("Welcome back, kim (session resumed).")
+            .unwrap();
+        enter(&mut client, "back again").unwrap();
+        client.exp_string("back again").unwrap();
+        enter(&mut client, "/quit").unwrap();
+        client.exp_eof().unwrap();
+        drop(server);
     }
 
     #[test]

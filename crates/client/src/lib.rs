@@ -4,7 +4,7 @@
 //! - [`config`]: where to connect: flags, environment, config file, prompts.
 //! - [`Connection`]: a connection to a server; frames in on a background
 //!   task, frames out through the proto crate's stream extension traits.
-//! - [`handshake`]: following the server through identification or
+//! - [`handshake()`]: following the server through identification or
 //!   authentication, with the [`Credentials`] a person or a script supplies.
 //! - [`TokenJar`]: the session tokens ("cookies"), one per server, in a file
 //!   only its owner can read.

@@ -1,5 +1,6 @@
 //! The echo-server daemon as a library: `main.rs` parses flags, sets up
-//! logging and calls [`run`]; tests call [`run`] directly on `127.0.0.1:0`.
+//! logging, opens the store and calls [`Server::serve`]; tests do the same
+//! on `127.0.0.1:0`.
 //!
 //! The parts:
 //!
@@ -12,6 +13,12 @@
 //! - `connection`: one task per client, the state machine hello → identify
 //!   → authenticate → echo (lab tasks 5, 6 and 8).
 //! - [`commands`]: the `/commands` a client can `say`.
+//! - [`store`]: the [`store::UserStore`] trait and the embedded file store
+//!   (users, identities by IP, sessions), durable before anything is
+//!   acknowledged.
+//! - [`auth`]: passwords (Argon2id), names, tokens and attempt limits.
+//! - [`admin`]: `echo-server user …` / `session …` on a stopped server's store.
+//! - [`stats`]: the counters behind `/stats`.
 
 pub mod admin;
 pub mod auth;

@@ -76,13 +76,7 @@ async fn a_kilobyte_password_within_the_frame_limit_is_refused_as_too_long() {
 
 #[tokio::test(start_paused = true)]
 async fn a_header_that_never_completes_is_dropped_by_the_handshake_timeout() {
-    let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(10),
-        ..test_config()
-    };
-    let server = TestServer::start(config).await;
-    let mut client = server.connect_raw().await;
-    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let (server, mut client) = TestServer::asked_for_a_name(Duration::from_secs(10)).await;
     client.stream.write_all(&[0, 0]).await.unwrap();
     let started = Instant::now();
     assert_eq!(
@@ -97,13 +91,7 @@ async fn a_header_that_never_completes_is_dropped_by_the_handshake_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn slowloris_one_byte_a_second_is_dropped_by_the_handshake_timeout() {
-    let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(10),
-        ..test_config()
-    };
-    let server = TestServer::start(config).await;
-    let mut client = server.connect_raw().await;
-    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let (server, mut client) = TestServer::asked_for_a_name(Duration::from_secs(10)).await;
     let frame = {
         let json = serde_json::to_vec(&ClientMsg::Name {
             name: "slow".repeat(10),

@@ -284,13 +284,7 @@ async fn shutdown_says_bye_to_every_client_and_returns() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_is_dropped_by_the_handshake_timeout() {
-    let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(10),
-        ..test_config()
-    };
-    let server = TestServer::start(config).await;
-    let mut client = server.connect_raw().await;
-    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let (server, mut client) = TestServer::asked_for_a_name(Duration::from_secs(10)).await;
     let started = Instant::now();
     assert_eq!(
         client.recv().await,
@@ -309,13 +303,7 @@ async fn a_silent_client_is_dropped_by_the_handshake_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn the_handshake_deadline_holds_however_often_the_client_answers_badly() {
-    let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(10),
-        ..test_config()
-    };
-    let server = TestServer::start(config).await;
-    let mut client = server.connect_raw().await;
-    assert_eq!(client.recv().await, ServerMsg::AskName {});
+    let (server, mut client) = TestServer::asked_for_a_name(Duration::from_secs(10)).await;
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;

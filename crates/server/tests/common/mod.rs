@@ -99,6 +99,19 @@ impl TestServer {
         TestClient::after_hello(stream).await
     }
 
+    /// An identification-mode server with `handshake_timeout`, and a client
+    /// that has just been asked for its name (and has not answered).
+    pub async fn asked_for_a_name(handshake_timeout: Duration) -> (Self, TestClient) {
+        let config = ServerConfig {
+            handshake_timeout,
+            ..test_config()
+        };
+        let server = Self::start(config).await;
+        let mut client = server.connect_raw().await;
+        assert_eq!(client.recv().await, ServerMsg::AskName {});
+        (server, client)
+    }
+
     /// Connects in identification mode and gets through to the conversation.
     pub async fn connect(&self) -> TestClient {
         let mut client = self.connect_raw().await;

@@ -11,10 +11,7 @@ use serde::Deserialize;
 
 use crate::{ClientError, TokenJar};
 
-/// Host used when nothing else names one.
-pub const DEFAULT_HOST: &str = "127.0.0.1";
-/// Port used when nothing else names one.
-pub const DEFAULT_PORT: u16 = 13131;
+pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
 
 /// Flags of `echo-client`.
 #[derive(Debug, Default, Clone, Args)]

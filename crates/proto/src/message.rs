@@ -10,6 +10,14 @@ use crate::ProtoError;
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The port a server listens on and a client connects to when nothing else
+/// names one (the lab's 13131).
+pub const DEFAULT_PORT: u16 = 13131;
+
+/// The host a server listens on and a client connects to when nothing else
+/// names one.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
 /// A password or session token: serialized as a plain JSON string, but never
 /// shown by `Debug`, so a message can be logged without leaking it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +226,18 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
+}
+
+impl ServerMsg {
+    /// An `error` frame with no attempt count.
+    pub fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Self {
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+            fatal,
+            attempts_left: None,
+        }
+    }
 }
 
 impl Secret {

@@ -1,7 +1,14 @@
 //! Server commands: a `say` whose text starts with `/` (the lab's task 8,
-//! "one message, several answers").
+//! "one message, several answers"). Parsing and running both live here, so
+//! a new command is one edit to this file: a variant, its `HELP` line, its
+//! arm in [`Command::parse`] and in [`Command::run`].
 
 use std::time::Duration;
+
+use echo_proto::ErrorCode;
+use uuid::Uuid;
+
+use crate::{stats::Stats, transport::Peer};
 
 /// A parsed `/command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +37,34 @@ pub enum CommandError {
     /// The command's arguments are wrong.
     #[error("{0}")]
     Bad(String),
+}
+
+/// Who is asking, and what the server can tell them.
+#[derive(Debug)]
+pub struct Caller<'a> {
+    /// The identified or authenticated name.
+    pub name: &'a str,
+    /// Where the client connects from.
+    pub peer: &'a Peer,
+    /// The connection's id.
+    pub connection: Uuid,
+    /// The server's counters.
+    pub stats: &'a Stats,
+}
+
+/// A command's replies, made one at a time as they are sent, so `/repeat`
+/// never holds all of its copies at once.
+#[derive(Debug)]
+pub enum Replies {
+    /// Lines computed up front (they are few and short).
+    Lines(std::vec::IntoIter<String>),
+    /// The same text, `left` more times.
+    Repeat {
+        /// Copies still to send.
+        left: u32,
+        /// The text.
+        text: String,
+    },
 }
 
 /// One line of `/help` per command, in the order shown.
@@ -70,6 +105,65 @@ impl<'a> Command<'a> {
             _ => Err(CommandError::Unknown(
                 name.chars().take(MAX_ECHOED_NAME).collect(),
             )),
+        }
+    }
+}
+
+impl Command<'_> {
+    /// Runs the command for `caller`.
+    pub fn run(&self, caller: &Caller<'_>) -> Replies {
+        match self {
+            Command::Help => Replies::Lines(help_lines().into_iter()),
+            Command::Whoami => Replies::Lines(
+                vec![format!(
+                    "you are {}, connected from {} (connection {})",
+                    caller.name, caller.peer, caller.connection
+                )]
+                .into_iter(),
+            ),
+            Command::Stats => {
+                let stats = caller.stats;
+                Replies::Lines(
+                    vec![
+                        format!("uptime: {}", format_uptime(stats.uptime())),
+                        format!(
+                            "connections now: {} (since start: {})",
+                            stats.connections_now(),
+                            stats.connections_total()
+                        ),
+                        format!("messages served: {}", stats.messages_served()),
+                    ]
+                    .into_iter(),
+                )
+            }
+            Command::Repeat { count, text } => Replies::Repeat {
+                left: *count,
+                text: (*text).to_owned(),
+            },
+        }
+    }
+}
+
+impl CommandError {
+    /// The wire error code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CommandError::Unknown(_) => ErrorCode::UnknownCommand,
+            CommandError::Bad(_) => ErrorCode::BadCommand,
+        }
+    }
+}
+
+impl Iterator for Replies {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        match self {
+            Replies::Lines(lines) => lines.next(),
+            Replies::Repeat { left, text } => {
+                *left = left.checked_sub(1)?;
+                Some(text.clone())
+            }
         }
     }
 }
@@ -149,6 +243,32 @@ mod tests {
         let lines = help_lines();
         assert_eq!(lines.len(), 4);
         assert!(lines[3].starts_with("/repeat N TEXT:"));
+    }
+
+    #[test]
+    fn repeat_makes_its_copies_one_at_a_time() {
+        let peer = Peer::direct("192.0.2.7:4000".parse().unwrap());
+        let stats = Stats::new();
+        let caller = Caller {
+            name: "ann",
+            peer: &peer,
+            connection: Uuid::nil(),
+            stats: &stats,
+        };
+        let replies = Command::Repeat {
+            count: 3,
+            text: "hi",
+        }
+        .run(&caller);
+        assert_eq!(replies.collect::<Vec<_>>(), ["hi", "hi", "hi"]);
+        let whoami: Vec<String> = Command::Whoami.run(&caller).collect();
+        assert_eq!(
+            whoami,
+            [format!(
+                "you are ann, connected from 192.0.2.7:4000 (connection {})",
+                Uuid::nil()
+            )]
+        );
     }
 
     #[test]

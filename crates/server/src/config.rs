@@ -10,12 +10,9 @@ use clap::Args;
 use echo_proto::Mode;
 use serde::Deserialize;
 
-use crate::store::Lifetimes;
+use crate::store::{Lifetimes, StoreLocation};
 
-/// Port used when nothing else names one (the lab's 13131).
-pub const DEFAULT_PORT: u16 = 13131;
-/// Host used when nothing else names one.
-pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
 
 /// Everything the server needs to run, fully resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,13 +274,18 @@ impl ServerConfig {
                 echo_proto::MAX_FRAME_LENGTH
             )));
         }
-        if self.min_password_length < crate::auth::MIN_PASSWORD_CHARS {
+        if self.min_password_length < crate::auth::passwords::MIN_PASSWORD_CHARS {
             return Err(ConfigError::Invalid(format!(
                 "min_password_length must be at least {}",
-                crate::auth::MIN_PASSWORD_CHARS
+                crate::auth::passwords::MIN_PASSWORD_CHARS
             )));
         }
         Ok(())
+    }
+
+    /// Which store to open.
+    pub fn store_location(&self) -> StoreLocation {
+        StoreLocation::File(self.data_dir.clone())
     }
 
     /// Session lifetimes in seconds, for the store.

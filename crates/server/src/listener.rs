@@ -1,21 +1,27 @@
-//! The accept loop: admits connections up to the limit, spawns one task per
-//! connection, and drains them at shutdown.
+//! The accept loop (lab task 1: clients come and go, the listener stays):
+//! admits connections up to the limit, spawns one task per connection, and
+//! drains them at shutdown. The loop itself never waits for a client: each
+//! task prepares its transport, then runs its session (or says
+//! `server_busy`).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use echo_proto::{ErrorCode, ext::AsyncFrameWrite};
+use echo_proto::{ErrorCode, ServerMsg, ext::AsyncFrameWrite};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
-    time::{sleep, timeout},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, sleep, timeout},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+use uuid::Uuid;
 
 use crate::{
-    Shared,
-    connection::{Connection, close_gracefully, error_msg, hello},
+    context::Context,
+    session::{Session, hello},
+    stats::Stats,
     store::UserStore,
+    transport::close_gracefully,
 };
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
@@ -26,7 +32,7 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Listener<S> {
     listener: TcpListener,
-    shared: Arc<Shared<S>>,
+    ctx: Arc<Context<S>>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -35,13 +41,13 @@ pub(crate) struct Listener<S> {
 impl<S: UserStore> Listener<S> {
     pub(crate) fn new(
         listener: TcpListener,
-        shared: Arc<Shared<S>>,
+        ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
     ) -> Self {
-        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
         Self {
             listener,
-            shared,
+            ctx,
             limit,
             shutdown,
             tasks: TaskTracker::new(),
@@ -51,11 +57,11 @@ impl<S: UserStore> Listener<S> {
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
         let trimmer = tokio::spawn(trim_memory(
-            Arc::clone(&self.shared.stats),
+            Arc::clone(&self.ctx.stats),
             self.shutdown.clone(),
         ));
         let local = self.listener.local_addr().ok();
-        info!(addr = ?local, mode = ?self.shared.config.mode, "server started");
+        info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
         loop {
             let accepted = tokio::select! {
                 () = self.shutdown.cancelled() => break,
@@ -77,33 +83,55 @@ impl<S: UserStore> Listener<S> {
         // Stop listening at once, so new clients are refused by the OS
         // rather than accepted and then told `bye`.
         drop(self.listener);
-        drain(&self.tasks, self.shared.config.drain_timeout).await;
+        drain(&self.tasks, self.ctx.config.drain_timeout).await;
         trimmer.abort();
     }
 
-    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
-        let id = uuid::Uuid::new_v4();
-        let span = info_span!("conn", %id, %peer, user = tracing::field::Empty);
-        if let Err(err) = stream.set_nodelay(true) {
-            warn!(parent: &span, error = %err, "cannot set TCP_NODELAY");
+    fn admit(&self, stream: TcpStream, addr: SocketAddr) {
+        let id = Uuid::new_v4();
+        let span = info_span!("conn", %id, peer = %addr, user = tracing::field::Empty);
+        let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
+        let task = connection(
+            Arc::clone(&self.ctx),
+            stream,
+            addr,
+            id,
+            permit,
+            self.shutdown.child_token(),
+        );
+        self.tasks.spawn(task.instrument(span));
+    }
+}
+
+/// One connection's task: the transport step, then the session, or, over
+/// the connection limit, `server_busy` at once.
+async fn connection<S: UserStore>(
+    ctx: Arc<Context<S>>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    id: Uuid,
+    permit: Option<OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
+    let now = Instant::now();
+    let deadline = match permit {
+        Some(_) => now + ctx.config.handshake_timeout,
+        None => now + REFUSE_TIMEOUT,
+    };
+    let (stream, peer) = match ctx.acceptor.prepare(tcp, addr, deadline, &shutdown).await {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            debug!(error = %err, "dropped before the first frame");
+            return;
         }
-        match Arc::clone(&self.limit).try_acquire_owned() {
-            Ok(permit) => {
-                let connection = Connection::new(
-                    stream,
-                    peer,
-                    id,
-                    Arc::clone(&self.shared),
-                    self.shutdown.child_token(),
-                );
-                self.tasks.spawn(connection.run(permit).instrument(span));
-            }
-            Err(_) => {
-                let hello = hello(&self.shared);
-                self.tasks
-                    .spawn(refuse_busy(stream, hello).instrument(span));
-            }
-        }
+    };
+    let Some(permit) = permit else {
+        refuse_busy(stream, hello(ctx.config.mode)).await;
+        return;
+    };
+    let session = Session::new(stream, peer, id, ctx, shutdown);
+    if let Some(stream) = session.run(deadline, permit).await {
+        close_gracefully(stream).await;
     }
 }
 
@@ -116,7 +144,7 @@ const TRIM_AFTER_CLOSED: u64 = 256;
 /// keeps freed memory for reuse, so after a burst of clients the process
 /// would stay at its peak size; once many connections have closed, this asks
 /// it to return the free pages (a few milliseconds, on the blocking pool).
-async fn trim_memory(stats: Arc<crate::stats::Stats>, shutdown: CancellationToken) {
+async fn trim_memory(stats: Arc<Stats>, shutdown: CancellationToken) {
     let mut closed_at_last_trim = 0;
     loop {
         tokio::select! {
@@ -165,11 +193,11 @@ async fn drain(tasks: &TaskTracker, drain: Duration) {
 
 /// Tells a client over the connection limit so at once (`hello`, then a fatal
 /// `server_busy`) instead of leaving it waiting in the backlog.
-async fn refuse_busy(mut stream: TcpStream, hello: echo_proto::ServerMsg) {
+async fn refuse_busy(mut stream: crate::transport::Stream, hello: ServerMsg) {
     warn!("refused: connection limit reached");
-    let busy = error_msg(
+    let busy = ServerMsg::error(
         ErrorCode::ServerBusy,
-        "the server is at its connection limit; try again later".to_owned(),
+        "the server is at its connection limit; try again later",
         true,
     );
     let tell = async {

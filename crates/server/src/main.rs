@@ -4,6 +4,7 @@
 use std::{
     io::{self, IsTerminal, Write},
     process::ExitCode,
+    sync::Arc,
 };
 
 use anyhow::Context;
@@ -11,13 +12,12 @@ use clap::Parser;
 use clap::Subcommand;
 use echo_proto::Secret;
 use echo_server::{
-    Server, ServerConfig, admin,
-    auth::{Clock, SystemClock},
-    bind_with_fallback,
+    Server, ServerConfig, admin, bind_with_fallback,
+    clock::{Clock, SystemClock},
     config::{FileConfig, RunArgs},
     daemon,
     logging::LogSetup,
-    store::{FileStore, StoreError},
+    store::{self, Store, StoreError},
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -81,14 +81,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(args: &RunArgs) -> anyhow::Result<()> {
+/// The settings from the flags, the config file they name and `ask_port`.
+fn load_config(
+    args: &RunArgs,
+    ask_port: impl FnOnce(u16) -> io::Result<Option<u16>>,
+) -> anyhow::Result<ServerConfig> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let config = ServerConfig::resolve(args, file, ask_port_on_terminal)?;
+    Ok(ServerConfig::resolve(args, file, ask_port)?)
+}
+
+/// Opens the store the configuration names.
+fn open_store(config: &ServerConfig) -> Result<Store, StoreError> {
+    store::open(
+        &config.store_location(),
+        config.lifetimes(),
+        Arc::new(SystemClock),
+    )
+}
+
+fn start(args: &RunArgs) -> anyhow::Result<()> {
+    let config = load_config(args, ask_port_on_terminal)?;
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
-    let store = FileStore::open(&config.data_dir, config.lifetimes())?;
+    let store = open_store(&config)?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
     let announcement = bound.announcement();
 
@@ -125,7 +142,7 @@ fn announce(line: &str) -> anyhow::Result<()> {
 
 async fn serve(
     config: &ServerConfig,
-    store: FileStore,
+    store: Store,
     listener: std::net::TcpListener,
     announcement: &str,
 ) -> anyhow::Result<()> {
@@ -171,13 +188,9 @@ async fn serve(
 }
 
 fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let config = ServerConfig::resolve(args, file, |_| Ok(None))?;
-    let store = FileStore::open(&config.data_dir, config.lifetimes()).map_err(|err| match err {
-        StoreError::Locked { .. } => anyhow::anyhow!("{err}: stop the server first"),
+    let config = load_config(args, |_| Ok(None))?;
+    let store = open_store(&config).map_err(|err| match err {
+        StoreError::InUse { .. } => anyhow::anyhow!("{err}: stop the server first"),
         other => other.into(),
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()

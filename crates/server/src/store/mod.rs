@@ -1,19 +1,23 @@
 //! The user store: users, identities (IP → name) and sessions, behind the
 //! [`UserStore`] trait so that the connection handlers never know how data
 //! is kept. [`FileStore`] is the embedded default; a PostgreSQL store for
-//! running several servers will implement the same trait.
+//! running several servers implements the same trait and passes the same
+//! conformance suite (`crates/server/tests/conformance/`).
+//!
+//! [`open`] picks the store from the configuration at run time and returns a
+//! [`Store`], which dispatches to the chosen backend.
 
+mod any;
 mod file;
-mod journal;
 
 use std::{fmt, future::Future, net::IpAddr};
 
+pub use any::{Store, StoreLocation, open};
 pub use file::FileStore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// Seconds since the Unix epoch.
-pub type UnixTime = u64;
+pub use crate::clock::UnixTime;
 
 /// A registered user.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,7 +80,8 @@ pub enum Rotation {
     Unknown,
 }
 
-/// Store failures. None of them carries a password, hash or token.
+/// Store failures, in kinds that fit any backend. None of them carries a
+/// password, hash or token.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `create_user` with a name that exists.
@@ -85,30 +90,32 @@ pub enum StoreError {
     /// An operation on a user that does not exist.
     #[error("no user {0:?}")]
     NoSuchUser(String),
-    /// Another process owns the store.
-    #[error("the store {path} is in use by another echo-server process")]
-    Locked {
-        /// The lock file.
-        path: String,
+    /// Another process owns the store (the file store's lock).
+    #[error("the store {what} is in use by another echo-server process")]
+    InUse {
+        /// What is held: the lock file.
+        what: String,
     },
-    /// A store file could not be parsed.
-    #[error("corrupt store file {path}, line {line}: {message}")]
+    /// Stored data could not be read: damaged, or from a newer version.
+    #[error("corrupt store {what}: {message}")]
     Corrupt {
-        /// The file.
-        path: String,
-        /// The 1-based line number.
-        line: usize,
+        /// Where: the file and line, or the table.
+        what: String,
         /// What is wrong.
         message: String,
     },
-    /// Reading or writing a store file failed; nothing was changed.
-    #[error("store I/O error on {path}: {source}")]
+    /// Reading or writing failed; nothing was changed.
+    #[error("store I/O error on {what}: {source}")]
     Io {
-        /// The file or directory.
-        path: String,
+        /// The file, directory or connection.
+        what: String,
         /// Why.
         source: std::io::Error,
     },
+    /// The store cannot be reached now (a database that is down); trying
+    /// again later may work. Nothing was changed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     /// An earlier write failure left the store unable to write safely.
     #[error("the store stopped writing after an earlier failure; restart the server")]
     Poisoned,
@@ -214,17 +221,12 @@ impl TokenHash {
     }
 
     fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     fn from_hex(text: &str) -> Option<Self> {
-        if text.len() != 64 || !text.is_ascii() {
-            return None;
-        }
         let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-        }
+        hex::decode_to_slice(text, &mut bytes).ok()?;
         Some(Self(bytes))
     }
 }

@@ -13,7 +13,7 @@ use echo_proto::{
     ClientMsg, ServerMsg,
     ext::{AsyncFrameRead, AsyncFrameWrite},
 };
-use echo_server::{Server, ServerConfig, auth::Clock, store::FileStore};
+use echo_server::{Server, ServerConfig, clock::Clock, store::FileStore};
 use tokio::{net::TcpStream, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 

@@ -20,7 +20,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{StoreError, TokenHash, UnixTime};
+use crate::store::{StoreError, TokenHash, UnixTime};
 
 /// Rotated-away tokens remembered per chain, to detect their reuse.
 const MAX_ROTATED_KEPT: usize = 64;
@@ -241,7 +241,7 @@ impl Journal {
     /// line is cut off; any other damage is an error naming the line.
     pub fn open(path: &Path) -> Result<(Self, State), StoreError> {
         let io_error = |source| StoreError::Io {
-            path: path.display().to_string(),
+            what: path.display().to_string(),
             source,
         };
         let existed = path.exists();
@@ -332,7 +332,7 @@ impl Journal {
     /// Replays the file as it is on disk now (after a failed write).
     pub fn reload(&self) -> Result<State, StoreError> {
         let bytes = std::fs::read(&self.path).map_err(|source| StoreError::Io {
-            path: self.path.display().to_string(),
+            what: self.path.display().to_string(),
             source,
         })?;
         let complete = usize::try_from(self.len)
@@ -370,8 +370,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(State, usize, usize), StoreError
             break;
         }
         let corrupt = |message: String| StoreError::Corrupt {
-            path: path.display().to_string(),
-            line: index + 1,
+            what: format!("file {}, line {}", path.display(), index + 1),
             message,
         };
         let record: Record =

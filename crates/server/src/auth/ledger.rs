@@ -1,0 +1,326 @@
+//! The attempt ledger: failed passwords per account and password attempts
+//! per address, checked before any password work is done.
+//!
+//! [`AttemptLedger`] is the seam: [`MemoryLedger`] keeps the counts in this
+//! process (reset by a restart); a ledger in a shared database makes the
+//! limits hold across servers. Its methods return boxed futures so that the
+//! ledger can be chosen at run time; they run a few times per login, never
+//! per message, so the allocation costs nothing that shows.
+
+use std::{collections::HashMap, fmt, future::Future, hash::Hash, net::IpAddr, pin::Pin};
+
+use std::sync::Mutex;
+
+use crate::{clock::UnixTime, store::StoreError, sync::lock};
+
+/// Consecutive failures on an account before back-off starts.
+const FREE_FAILURES: u32 = 5;
+/// Longest back-off, in seconds.
+const MAX_BACKOFF_SECS: u64 = 15 * 60;
+/// Failures an account may collect in a day.
+const MAX_FAILURES_PER_DAY: u32 = 100;
+
+/// What a ledger call returns: a boxed future, so ledgers can be swapped at
+/// run time. A shared ledger can fail ([`StoreError`]); the memory one never does.
+pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A refusal: try again after `retry_after` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// Seconds to wait.
+    pub retry_after: u64,
+}
+
+/// Where attempt limits are counted.
+pub trait AttemptLedger: Send + Sync + fmt::Debug {
+    /// Takes one password attempt from `ip`'s allowance, or says how long
+    /// to wait for the next one.
+    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>>;
+
+    /// Whether `user` may try a password now.
+    fn check_account<'a>(
+        &'a self,
+        user: &'a str,
+        now: UnixTime,
+    ) -> LedgerFuture<'a, Result<(), Limited>>;
+
+    /// Counts a failed password for `user`; from the fifth in a row each one
+    /// blocks the account for twice as long as the one before.
+    fn record_failure<'a>(&'a self, user: &'a str, now: UnixTime) -> LedgerFuture<'a, ()>;
+
+    /// A correct password: the account's run of failures is over.
+    fn record_success<'a>(&'a self, user: &'a str) -> LedgerFuture<'a, ()>;
+}
+
+/// Attempt limits per account and per address, in this process's memory,
+/// bounded.
+#[derive(Debug)]
+pub struct MemoryLedger {
+    accounts: Mutex<BoundedMap<String, AccountAttempts>>,
+    addresses: Mutex<BoundedMap<IpAddr, Bucket>>,
+    per_minute: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AccountAttempts {
+    consecutive: u32,
+    blocked_until: UnixTime,
+    day: u64,
+    today: u32,
+}
+
+/// A token bucket: `tokens` refill at `per_minute` a minute up to the cap.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    updated: UnixTime,
+}
+
+/// A map that never holds more than `cap` entries: when full, the entry
+/// touched longest ago is dropped. Keys come from the network (user names,
+/// addresses), so without a cap a flood of distinct ones would grow it
+/// without end.
+#[derive(Debug)]
+struct BoundedMap<K, V> {
+    entries: HashMap<K, (V, UnixTime)>,
+    cap: usize,
+}
+
+impl MemoryLedger {
+    /// Limits with room for `cap` accounts and `cap` addresses, allowing
+    /// `per_minute` password attempts a minute from one address.
+    pub fn new(cap: usize, per_minute: u32) -> Self {
+        Self {
+            accounts: Mutex::new(BoundedMap::new(cap)),
+            addresses: Mutex::new(BoundedMap::new(cap)),
+            per_minute,
+        }
+    }
+
+    /// How many accounts and addresses are tracked (for tests and stats).
+    pub fn tracked(&self) -> (usize, usize) {
+        (lock(&self.accounts).len(), lock(&self.addresses).len())
+    }
+
+    fn take_from_bucket(&self, ip: IpAddr, now: UnixTime) -> Result<(), Limited> {
+        let per_minute = f64::from(self.per_minute.max(1));
+        let mut addresses = lock(&self.addresses);
+        let bucket = addresses.entry(ip, now, || Bucket {
+            tokens: per_minute,
+            updated: now,
+        });
+        let elapsed = now.saturating_sub(bucket.updated) as f64;
+        bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - bucket.tokens) * 60.0 / per_minute).ceil() as u64;
+            Err(Limited {
+                retry_after: wait.max(1),
+            })
+        }
+    }
+
+    fn account_allowed(&self, user: &str, now: UnixTime) -> Result<(), Limited> {
+        let accounts = lock(&self.accounts);
+        let Some(account) = accounts.get(user) else {
+            return Ok(());
+        };
+        if account.day == now / 86_400 && account.today >= MAX_FAILURES_PER_DAY {
+            return Err(Limited {
+                retry_after: 86_400 - now % 86_400,
+            });
+        }
+        if account.blocked_until > now {
+            return Err(Limited {
+                retry_after: account.blocked_until - now,
+            });
+        }
+        Ok(())
+    }
+
+    fn count_failure(&self, user: &str, now: UnixTime) {
+        let mut accounts = lock(&self.accounts);
+        let account = accounts.entry(user.to_owned(), now, AccountAttempts::default);
+        let day = now / 86_400;
+        if account.day != day {
+            account.day = day;
+            account.today = 0;
+        }
+        account.today += 1;
+        account.consecutive += 1;
+        if account.consecutive >= FREE_FAILURES {
+            let doublings = (account.consecutive - FREE_FAILURES).min(20);
+            let backoff = (1u64 << doublings).min(MAX_BACKOFF_SECS);
+            account.blocked_until = now + backoff;
+        }
+    }
+
+    fn count_success(&self, user: &str) {
+        let mut accounts = lock(&self.accounts);
+        if let Some(account) = accounts.get_mut(user) {
+            account.consecutive = 0;
+            account.blocked_until = 0;
+        }
+    }
+}
+
+/// The memory ledger's answers are ready at once.
+fn ready<'a, T: Send + 'a>(value: T) -> LedgerFuture<'a, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+impl AttemptLedger for MemoryLedger {
+    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>> {
+        ready(self.take_from_bucket(ip, now))
+    }
+
+    fn check_account<'a>(
+        &'a self,
+        user: &'a str,
+        now: UnixTime,
+    ) -> LedgerFuture<'a, Result<(), Limited>> {
+        ready(self.account_allowed(user, now))
+    }
+
+    fn record_failure<'a>(&'a self, user: &'a str, now: UnixTime) -> LedgerFuture<'a, ()> {
+        self.count_failure(user, now);
+        ready(())
+    }
+
+    fn record_success<'a>(&'a self, user: &'a str) -> LedgerFuture<'a, ()> {
+        self.count_success(user);
+        ready(())
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.get(key).map(|(value, _)| value)
+    }
+
+    fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.get_mut(key).map(|(value, _)| value)
+    }
+
+    /// The entry for `key`, created with `make` (dropping the stalest entry
+    /// first if the map is full), marked as touched at `now`.
+    fn entry(&mut self, key: K, now: UnixTime, make: impl FnOnce() -> V) -> &mut V {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.cap {
+            // O(n), but only when full; the cap keeps n small.
+            if let Some(stalest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, touched))| *touched)
+                .map(|(k, _)| k.clone())
+            {
+                self.entries.remove(&stalest);
+            }
+        }
+        let slot = self.entries.entry(key).or_insert_with(|| (make(), now));
+        slot.1 = now;
+        &mut slot.0
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accounts_back_off_after_five_failures_in_a_row() {
+        let ledger = MemoryLedger::new(100, 1000);
+        for _ in 0..4 {
+            ledger.record_failure("ann", 1000).await.unwrap();
+            assert!(ledger.check_account("ann", 1000).await.unwrap().is_ok());
+        }
+        ledger.record_failure("ann", 1000).await.unwrap();
+        assert_eq!(
+            ledger.check_account("ann", 1000).await.unwrap(),
+            Err(Limited { retry_after: 1 })
+        );
+        assert!(ledger.check_account("ann", 1001).await.unwrap().is_ok());
+        ledger.record_failure("ann", 1001).await.unwrap();
+        assert_eq!(
+            ledger.check_account("ann", 1001).await.unwrap(),
+            Err(Limited { retry_after: 2 })
+        );
+        ledger.record_success("ann").await.unwrap();
+        assert!(ledger.check_account("ann", 1001).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_account_gets_at_most_100_failures_a_day() {
+        let ledger = MemoryLedger::new(100, 1000);
+        let day = 86_400 * 20_000;
+        for i in 0..100 {
+            ledger.record_failure("ann", day + i).await.unwrap();
+            ledger.record_success("ann").await.unwrap();
+        }
+        assert!(
+            ledger
+                .check_account("ann", day + 200)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            ledger
+                .check_account("ann", day + 86_400)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_gets_its_allowance_per_minute() {
+        let ledger = MemoryLedger::new(100, 10);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..10 {
+            assert!(ledger.charge_address(ip, 5000).await.unwrap().is_ok());
+        }
+        assert_eq!(
+            ledger.charge_address(ip, 5000).await.unwrap(),
+            Err(Limited { retry_after: 6 })
+        );
+        assert!(ledger.charge_address(ip, 5006).await.unwrap().is_ok());
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(ledger.charge_address(other, 5000).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn tracking_memory_is_bounded_under_a_flood_of_names_and_addresses() {
+        let ledger = MemoryLedger::new(1000, 10);
+        for i in 0..20_000u32 {
+            ledger
+                .record_failure(&format!("user{i}"), u64::from(i))
+                .await
+                .unwrap();
+            let ip = IpAddr::from(i.to_be_bytes());
+            let _ = ledger.charge_address(ip, u64::from(i)).await.unwrap();
+        }
+        assert_eq!(ledger.tracked(), (1000, 1000));
+    }
+}

@@ -1,0 +1,331 @@
+//! The authenticator: the one place where the store, the attempt ledger and
+//! passwords meet (lab tasks 5 and 6). It takes what a client asked for and
+//! returns a decision, a [`Grant`] or a [`Refusal`] carrying the wire error
+//! code; it never touches a socket, so it is tested without one.
+//!
+//! - [`passwords`]: Argon2id hashing and the rules for new passwords.
+//! - [`names`]: what a name may be.
+//! - [`tokens`]: fresh session tokens.
+//! - [`ledger`]: attempt limits per account and per address, behind a seam.
+
+pub mod ledger;
+pub mod names;
+pub mod passwords;
+pub mod tokens;
+
+use std::{net::IpAddr, sync::Arc};
+
+use echo_proto::{ErrorCode, Secret};
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+pub use ledger::{AttemptLedger, Limited, MemoryLedger};
+pub use names::{MAX_NAME_CHARS, validate_name};
+pub use passwords::{HashError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Passwords, check_password};
+pub use tokens::new_token;
+
+use crate::clock::Clock;
+use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
+use names::shown_name;
+
+/// Failed attempts one connection may make before `bye`.
+pub const ATTEMPTS_PER_CONNECTION: u32 = 5;
+
+/// Identifies and authenticates clients over a store: a cheap `Clone`.
+#[derive(Debug, Clone)]
+pub struct Authenticator<S> {
+    store: S,
+    passwords: Passwords,
+    ledger: Arc<dyn AttemptLedger>,
+    clock: Arc<dyn Clock>,
+    min_password_length: usize,
+}
+
+/// A successful `resume`, `login` or `register`: the token to hand to the
+/// client (its hash is in the store) and the session it belongs to.
+#[derive(Debug)]
+pub struct Grant {
+    /// The new session token.
+    pub token: Secret,
+    /// The session chain.
+    pub session: SessionInfo,
+}
+
+/// A refused request: the `error` frame to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The wire error code.
+    pub code: ErrorCode,
+    /// A sentence for people.
+    pub message: String,
+    /// Whether it uses up one of the connection's attempts.
+    pub counts: bool,
+}
+
+impl<S: UserStore> Authenticator<S> {
+    /// An authenticator over `store`, counting attempts in `ledger`.
+    pub fn new(
+        store: S,
+        passwords: Passwords,
+        ledger: Arc<dyn AttemptLedger>,
+        clock: Arc<dyn Clock>,
+        min_password_length: usize,
+    ) -> Self {
+        Self {
+            store,
+            passwords,
+            ledger,
+            clock,
+            min_password_length,
+        }
+    }
+
+    /// The clock everything here reads.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Identification (lab task 5): the name known for `ip`, if any; a known
+    /// address's last visit is recorded.
+    pub async fn known_name(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
+        let known = self.store.identity(ip).await?;
+        if let Some(name) = &known {
+            let now = self.clock.now();
+            if let Err(err) = self.store.remember_identity(ip, name, now).await {
+                warn!(error = %err, "cannot record when this address was last seen");
+            }
+        }
+        Ok(known)
+    }
+
+    /// Remembers the name a new address gave; returns it as stored.
+    pub async fn name_address(&self, ip: IpAddr, name: &str) -> Result<String, Refusal> {
+        let name = validate_name(name).map_err(|reason| Refusal {
+            code: ErrorCode::InvalidName,
+            message: reason,
+            counts: false,
+        })?;
+        let now = self.clock.now();
+        match self.store.remember_identity(ip, &name, now).await {
+            Ok(()) => Ok(name),
+            Err(err) => {
+                error!(error = %err, "cannot store a name");
+                Err(Refusal {
+                    code: ErrorCode::Internal,
+                    message: "the server could not save the name; try again".into(),
+                    counts: false,
+                })
+            }
+        }
+    }
+
+    /// The user last authenticated from `ip`, offered in `ask_auth`.
+    pub async fn suggested_user(&self, ip: IpAddr) -> Option<String> {
+        self.store.identity(ip).await.unwrap_or_else(|err| {
+            warn!(error = %err, "cannot look up this address");
+            None
+        })
+    }
+
+    /// After `welcome`: the next connection from `ip` is offered `user`.
+    pub async fn remember_user(&self, ip: IpAddr, user: &str) {
+        let now = self.clock.now();
+        if let Err(err) = self.store.remember_identity(ip, user, now).await {
+            warn!(error = %err, "cannot remember the user for this address");
+        }
+    }
+
+    /// `resume`: rotates the token if it is the current one of a live chain.
+    pub async fn resume(&self, token: &Secret) -> Result<Grant, Refusal> {
+        let now = self.clock.now();
+        let next = new_token();
+        let rotation = self
+            .store
+            .rotate_session(
+                TokenHash::of(token.expose()),
+                TokenHash::of(next.expose()),
+                now,
+            )
+            .await
+            .map_err(refused_by_store)?;
+        match rotation {
+            Rotation::Rotated(session) => {
+                info!(user = %session.user, family = %session.family, "session resumed; token rotated");
+                Ok(Grant {
+                    token: next,
+                    session,
+                })
+            }
+            Rotation::Reused { user, family } => {
+                warn!(user = %user, %family, "a rotated-away token was presented: session chain revoked");
+                Err(token_invalid())
+            }
+            Rotation::Expired { user } => {
+                info!(user = %user, "resume refused: session expired");
+                Err(token_invalid())
+            }
+            Rotation::Unknown => {
+                info!("resume refused: unknown token");
+                Err(token_invalid())
+            }
+        }
+    }
+
+    /// `login`: checks the limits, then the password, then opens a session.
+    pub async fn login(&self, user: &str, password: Secret, ip: IpAddr) -> Result<Grant, Refusal> {
+        let now = self.clock.now();
+        let user = user.trim();
+        let shown = shown_name(user);
+        self.ledger
+            .charge_address(ip, now)
+            .await
+            .map_err(refused_by_store)?
+            .map_err(rate_limited)?;
+        self.ledger
+            .check_account(user, now)
+            .await
+            .map_err(refused_by_store)?
+            .map_err(|limit| {
+                warn!(user = %shown, "login refused: account is backing off");
+                rate_limited(limit)
+            })?;
+        let hash = if password.expose().len() > MAX_PASSWORD_BYTES {
+            None
+        } else {
+            let record = self.store.user(user).await.map_err(refused_by_store)?;
+            record.map(|record| record.password_hash)
+        };
+        let matches = self.passwords.verify(password, hash).await.map_err(|err| {
+            error!(error = %err, "password check failed");
+            internal()
+        })?;
+        if !matches {
+            self.ledger
+                .record_failure(user, now)
+                .await
+                .map_err(refused_by_store)?;
+            warn!(user = %shown, "login failed");
+            return Err(Refusal {
+                code: ErrorCode::InvalidCredentials,
+                message: "wrong user name or password".into(),
+                counts: true,
+            });
+        }
+        if let Err(err) = self.ledger.record_success(user).await {
+            warn!(error = %err, "cannot clear the account's failures");
+        }
+        let token = new_token();
+        let session = self
+            .store
+            .create_session(TokenHash::of(token.expose()), user, now)
+            .await
+            .map_err(refused_by_store)?;
+        info!(user = %shown, "logged in");
+        Ok(Grant { token, session })
+    }
+
+    /// `register`: checks the name, the password and the limits, then
+    /// creates the user and their first session in one store change.
+    pub async fn register(
+        &self,
+        user: &str,
+        password: Secret,
+        ip: IpAddr,
+    ) -> Result<Grant, Refusal> {
+        let now = self.clock.now();
+        let name = validate_name(user).map_err(|reason| Refusal {
+            code: ErrorCode::InvalidName,
+            message: reason,
+            counts: false,
+        })?;
+        check_password(&name, password.expose(), self.min_password_length).map_err(|reason| {
+            Refusal {
+                code: ErrorCode::WeakPassword,
+                message: reason,
+                counts: false,
+            }
+        })?;
+        self.ledger
+            .charge_address(ip, now)
+            .await
+            .map_err(refused_by_store)?
+            .map_err(rate_limited)?;
+        let taken = || Refusal {
+            code: ErrorCode::NameTaken,
+            message: format!("the user name {name:?} is taken"),
+            counts: false,
+        };
+        if self
+            .store
+            .user(&name)
+            .await
+            .map_err(refused_by_store)?
+            .is_some()
+        {
+            return Err(taken());
+        }
+        let password_hash = self.passwords.hash(password).await.map_err(|err| {
+            error!(error = %err, "password hashing failed");
+            internal()
+        })?;
+        let record = UserRecord {
+            name: name.clone(),
+            password_hash,
+            created: now,
+        };
+        let token = new_token();
+        match self
+            .store
+            .register(record, TokenHash::of(token.expose()))
+            .await
+        {
+            Ok(session) => {
+                info!(user = %name, "registered");
+                Ok(Grant { token, session })
+            }
+            Err(StoreError::NameTaken(_)) => Err(taken()),
+            Err(err) => Err(refused_by_store(err)),
+        }
+    }
+
+    /// `logout`: revokes the chain.
+    pub async fn logout(&self, family: Uuid) {
+        match self.store.revoke_session(family).await {
+            Ok(_) => info!(%family, "logged out: session revoked"),
+            Err(err) => error!(error = %err, "logout: cannot revoke the session"),
+        }
+    }
+}
+
+fn refused_by_store(err: StoreError) -> Refusal {
+    error!(error = %err, "store failure");
+    internal()
+}
+
+fn internal() -> Refusal {
+    Refusal {
+        code: ErrorCode::Internal,
+        message: "the server failed; nothing was changed, try again".into(),
+        counts: false,
+    }
+}
+
+fn token_invalid() -> Refusal {
+    Refusal {
+        code: ErrorCode::TokenInvalid,
+        message: "the session token is unknown, expired or revoked; log in with your password"
+            .into(),
+        counts: true,
+    }
+}
+
+fn rate_limited(limit: Limited) -> Refusal {
+    Refusal {
+        code: ErrorCode::RateLimited,
+        message: format!("too many attempts; try again in {} s", limit.retry_after),
+        counts: true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

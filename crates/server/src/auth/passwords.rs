@@ -1,0 +1,204 @@
+//! Passwords: Argon2id hashing off the async threads, and the rules a new
+//! password must meet.
+
+use std::sync::Arc;
+
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
+    password_hash::{
+        SaltString,
+        rand_core::{OsRng, RngCore},
+    },
+};
+use echo_proto::Secret;
+use tokio::sync::Semaphore;
+
+/// Longest password, in bytes; longer ones are refused before hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Shortest password allowed, whatever the configuration says.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Argon2id hashing on the blocking pool, at most one hash per core at a
+/// time, so logins never stall the threads that serve echo traffic.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    permits: Arc<Semaphore>,
+    /// Verified against when the user does not exist, so an unknown user
+    /// costs the same time as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+/// Why a password could not be hashed or checked (a bug or an exhausted
+/// machine, never the user's fault).
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+impl HashError {
+    /// A hashing task that panicked or was cancelled.
+    pub fn from_join(err: &tokio::task::JoinError) -> Self {
+        Self(err.to_string())
+    }
+}
+
+impl Passwords {
+    /// Sets up hashing with one permit per core.
+    pub fn new() -> Result<Self, HashError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut dummy = [0u8; 32];
+        OsRng.fill_bytes(&mut dummy);
+        let dummy_hash = hash_blocking(&hex::encode(dummy))?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(cores)),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// [`Passwords::new`] on the blocking pool (it hashes once).
+    pub async fn start() -> Result<Self, HashError> {
+        tokio::task::spawn_blocking(Self::new)
+            .await
+            .map_err(|err| HashError::from_join(&err))?
+    }
+
+    /// Hashes `password` into an Argon2id PHC string with a fresh salt.
+    pub async fn hash(&self, password: Secret) -> Result<String, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_blocking(password.expose()))
+            .await
+            .map_err(|e| HashError(e.to_string()))?
+    }
+
+    /// Whether `password` matches `hash`; with no hash (unknown user) it
+    /// checks against a dummy hash and returns false, taking the same time.
+    pub async fn verify(&self, password: Secret, hash: Option<String>) -> Result<bool, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let matches =
+            tokio::task::spawn_blocking(move || verify_blocking(password.expose(), &hash))
+                .await
+                .map_err(|e| HashError(e.to_string()))??;
+        Ok(known && matches)
+    }
+}
+
+/// The OWASP parameters: Argon2id, 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    // Constant, valid parameters: `Params::new` cannot fail on them.
+    #[allow(clippy::unwrap_used)]
+    let params = Params::new(19_456, 2, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+fn verify_blocking(password: &str, hash: &str) -> Result<bool, HashError> {
+    let parsed = PasswordHash::new(hash).map_err(|e| HashError(e.to_string()))?;
+    Ok(argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
+}
+
+/// Checks a new password: long enough, not too long, not easily guessed
+/// (zxcvbn score 2 or more, with the user name counted as a known word).
+pub fn check_password(user: &str, password: &str, min_chars: usize) -> Result<(), String> {
+    let min_chars = min_chars.max(MIN_PASSWORD_CHARS);
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "the password is longer than {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    if password.chars().count() < min_chars {
+        return Err(format!(
+            "the password is shorter than {min_chars} characters"
+        ));
+    }
+    let estimate = zxcvbn::zxcvbn(password, &[user]);
+    if estimate.score() < zxcvbn::Score::Two {
+        let why = estimate
+            .feedback()
+            .and_then(|feedback| feedback.warning())
+            .map_or_else(|| "it is too easy to guess".to_owned(), |w| w.to_string());
+        return Err(format!("the password is too weak: {why}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords_are_refused_with_a_reason() {
+        assert!(
+            check_password("ann", "short", 8)
+                .unwrap_err()
+                .contains("shorter than 8")
+        );
+        assert!(
+            check_password("ann", "password", 8)
+                .unwrap_err()
+                .contains("too weak")
+        );
+        assert!(check_password("ann", "12345678", 8).is_err());
+        assert!(check_password("ann", "ann12345", 8).is_err());
+        assert!(
+            check_password("ann", &"x".repeat(1025), 8)
+                .unwrap_err()
+                .contains("longer")
+        );
+        assert!(check_password("ann", "correct horse battery", 8).is_ok());
+        assert!(check_password("ann", "correct horse battery", 30).is_err());
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_with_owasp_parameters_and_unique_salts() {
+        let passwords = Passwords::new().unwrap();
+        let a = passwords
+            .hash(Secret::new("correct horse battery"))
+            .await
+            .unwrap();
+        let b = passwords
+            .hash(Secret::new("correct horse battery"))
+            .await
+            .unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "each password gets its own salt");
+        let salt = PasswordHash::new(&a).unwrap().salt.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(salt.decode_b64(&mut buf).unwrap().len(), 16);
+        assert!(
+            passwords
+                .verify(Secret::new("correct horse battery"), Some(a.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !passwords
+                .verify(Secret::new("wrong horse battery"), Some(a))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !passwords
+                .verify(Secret::new("anything at all"), None)
+                .await
+                .unwrap()
+        );
+    }
+}

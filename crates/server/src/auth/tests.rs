@@ -1,0 +1,181 @@
+//! The authenticator's decisions, without a socket: a file store in a
+//! temporary directory, a clock moved by hand, an in-memory ledger.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use echo_proto::{ErrorCode, Secret};
+
+use super::{Authenticator, MemoryLedger, Passwords};
+use crate::{clock::Clock, store::FileStore};
+
+const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug)]
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Fixture {
+    auth: Authenticator<FileStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+async fn fixture(attempts_per_minute: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), Default::default()).unwrap();
+    let auth = Authenticator::new(
+        store,
+        Passwords::start().await.unwrap(),
+        Arc::new(MemoryLedger::new(100, attempts_per_minute)),
+        Arc::new(ManualClock(AtomicU64::new(1_000_000))),
+        8,
+    );
+    Fixture { auth, _dir: dir }
+}
+
+#[tokio::test]
+async fn register_then_login_and_a_wrong_password_counts() {
+    let f = fixture(100).await;
+    let here = ip("192.0.2.1");
+    let grant = f
+        .auth
+        .register(" ann ", PASSWORD.into(), here)
+        .await
+        .unwrap();
+    assert_eq!(grant.session.user, "ann");
+    assert_eq!(grant.token.expose().len(), 64);
+    let wrong = f
+        .auth
+        .login("ann", "wrong horse battery".into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code, ErrorCode::InvalidCredentials);
+    assert!(wrong.counts);
+    let unknown = f
+        .auth
+        .login("nobody", PASSWORD.into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown, wrong, "unknown user and wrong password look alike");
+    let again = f.auth.login("ann", PASSWORD.into(), here).await.unwrap();
+    assert_ne!(again.session.family, grant.session.family);
+}
+
+#[tokio::test]
+async fn register_refusals_say_why_and_cost_no_attempt() {
+    let f = fixture(100).await;
+    let here = ip("192.0.2.1");
+    let weak = f
+        .auth
+        .register("ann", "password".into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!((weak.code, weak.counts), (ErrorCode::WeakPassword, false));
+    let bad = f
+        .auth
+        .register("", PASSWORD.into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!((bad.code, bad.counts), (ErrorCode::InvalidName, false));
+    f.auth.register("ann", PASSWORD.into(), here).await.unwrap();
+    let taken = f
+        .auth
+        .register("ann", PASSWORD.into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!((taken.code, taken.counts), (ErrorCode::NameTaken, false));
+}
+
+#[tokio::test]
+async fn a_resumed_token_rotates_and_its_replay_ends_the_chain() {
+    let f = fixture(100).await;
+    let first = f
+        .auth
+        .register("ann", PASSWORD.into(), ip("192.0.2.1"))
+        .await
+        .unwrap();
+    let second = f.auth.resume(&first.token).await.unwrap();
+    assert_eq!(second.session.family, first.session.family);
+    assert_ne!(second.token, first.token);
+    let replay = f.auth.resume(&first.token).await.unwrap_err();
+    assert_eq!(
+        (replay.code, replay.counts),
+        (ErrorCode::TokenInvalid, true)
+    );
+    // The thief's replay revoked the chain: the current token is dead too.
+    let current = f.auth.resume(&second.token).await.unwrap_err();
+    assert_eq!(current.code, ErrorCode::TokenInvalid);
+    let unknown = f.auth.resume(&Secret::new("00")).await.unwrap_err();
+    assert_eq!(unknown.code, ErrorCode::TokenInvalid);
+}
+
+#[tokio::test]
+async fn an_address_runs_out_of_password_attempts() {
+    let f = fixture(2).await;
+    let here = ip("192.0.2.1");
+    for _ in 0..2 {
+        let refusal = f
+            .auth
+            .login("ann", PASSWORD.into(), here)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::InvalidCredentials);
+    }
+    let limited = f
+        .auth
+        .login("ann", PASSWORD.into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (limited.code, limited.counts),
+        (ErrorCode::RateLimited, true)
+    );
+    assert!(
+        limited.message.contains("try again in 30 s"),
+        "{}",
+        limited.message
+    );
+    let register = f
+        .auth
+        .register("bob", PASSWORD.into(), here)
+        .await
+        .unwrap_err();
+    assert_eq!(register.code, ErrorCode::RateLimited);
+    // Another address is not affected.
+    f.auth
+        .register("bob", PASSWORD.into(), ip("192.0.2.2"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn identification_remembers_a_valid_name_per_address() {
+    let f = fixture(100).await;
+    let here = ip("2001:db8::7");
+    assert_eq!(f.auth.known_name(here).await.unwrap(), None);
+    let refusal = f.auth.name_address(here, "a\u{7}b").await.unwrap_err();
+    assert_eq!(
+        (refusal.code, refusal.counts),
+        (ErrorCode::InvalidName, false)
+    );
+    assert_eq!(f.auth.name_address(here, "  Ann ").await.unwrap(), "Ann");
+    assert_eq!(
+        f.auth.known_name(here).await.unwrap().as_deref(),
+        Some("Ann")
+    );
+    assert_eq!(f.auth.suggested_user(here).await.as_deref(), Some("Ann"));
+}

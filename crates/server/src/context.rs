@@ -1,0 +1,21 @@
+//! What every connection shares: settings, the authenticator (store,
+//! attempt ledger, passwords, clock), the counters and the transport step.
+//! One `Arc<Context>` per server, cloned into each connection's task. It
+//! imports only the parts below it, never the listener or the sessions.
+
+use std::sync::Arc;
+
+use crate::{ServerConfig, auth::Authenticator, stats::Stats, transport::Acceptor};
+
+/// The shared state of one running server.
+#[derive(Debug)]
+pub(crate) struct Context<S> {
+    /// Resolved settings.
+    pub config: ServerConfig,
+    /// Identification and authentication decisions.
+    pub auth: Authenticator<S>,
+    /// The counters behind `/stats`.
+    pub stats: Arc<Stats>,
+    /// The step between accept and the first frame.
+    pub acceptor: Acceptor,
+}

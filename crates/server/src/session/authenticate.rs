@@ -1,0 +1,99 @@
+//! Authentication (lab task 6): `resume` with a token, `login` or `register`
+//! with a password, at most [`ATTEMPTS_PER_CONNECTION`] failures per
+//! connection. The authenticator decides; this step only speaks.
+
+use echo_proto::{ClientMsg, Message, ServerMsg};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
+
+use super::{Ending, Established, Session, State};
+use crate::{
+    auth::{ATTEMPTS_PER_CONNECTION, Grant},
+    store::UserStore,
+};
+
+impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
+    /// Offers the ways in, naming the user last seen from this address.
+    pub(super) async fn authenticate(&mut self, deadline: Instant) -> Result<State, Ending> {
+        let suggested_user = self.ctx.auth.suggested_user(self.peer.ip()).await;
+        let ask = ServerMsg::AskAuth { suggested_user };
+        self.wire.send(ask.clone()).await?;
+        Ok(State::Credentials {
+            deadline,
+            attempts_left: ATTEMPTS_PER_CONNECTION,
+            ask,
+        })
+    }
+
+    /// Takes one `resume`, `login` or `register` and answers it.
+    pub(super) async fn credentials(
+        &mut self,
+        deadline: Instant,
+        mut attempts_left: u32,
+        ask: ServerMsg,
+    ) -> Result<State, Ending> {
+        let auth = &self.ctx.auth;
+        let ip = self.peer.ip();
+        let (outcome, ask_again) = match self.wire.recv(deadline).await? {
+            ClientMsg::Resume { token } => (auth.resume(&token).await, true),
+            ClientMsg::Login { user, password } => (auth.login(&user, password, ip).await, false),
+            ClientMsg::Register { user, password } => {
+                (auth.register(&user, password, ip).await, false)
+            }
+            other => return Err(Ending::unexpected(other.kind(), "during authentication")),
+        };
+        let refusal = match outcome {
+            Ok(grant) => return self.welcome(grant).await,
+            Err(refusal) => refusal,
+        };
+        let mut attempts = None;
+        if refusal.counts {
+            attempts_left -= 1;
+            attempts = Some(attempts_left);
+        }
+        let refused = ServerMsg::Error {
+            code: refusal.code,
+            message: refusal.message,
+            fatal: false,
+            attempts_left: attempts,
+        };
+        if attempts_left == 0 {
+            self.wire.send(refused).await?;
+            return Err(Ending::TooManyAttempts);
+        }
+        if ask_again {
+            self.wire.feed([refused, ask.clone()]).await?;
+        } else {
+            self.wire.send(refused).await?;
+        }
+        Ok(State::Credentials {
+            deadline,
+            attempts_left,
+            ask,
+        })
+    }
+
+    async fn welcome(&mut self, grant: Grant) -> Result<State, Ending> {
+        let Grant { token, session } = grant;
+        tracing::Span::current().record("user", session.user.as_str());
+        self.wire
+            .send(ServerMsg::Welcome {
+                user: session.user.clone(),
+                token,
+                expires_at: session.expires,
+            })
+            .await?;
+        // Out now, not after the store write below.
+        self.wire.flush().await?;
+        self.ctx
+            .auth
+            .remember_user(self.peer.ip(), &session.user)
+            .await;
+        Ok(State::Echo(Established {
+            name: session.user,
+            family: Some(session.family),
+        }))
+    }
+}

@@ -1,0 +1,87 @@
+//! The conversation (lab task 8): every `say` gets one or more replies.
+//! Plain text takes the fast path (echoed as the JSON string it came as);
+//! a `/command` is parsed and run by `commands.rs`.
+
+use echo_proto::{
+    ClientMsg, Message, ServerMsg,
+    fast::{RawReply, RawSay},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
+use tracing::debug;
+
+use super::{Ending, Established, Session, State};
+use crate::{
+    commands::{Caller, Command},
+    store::UserStore,
+};
+
+impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
+    /// Answers `say` until the client leaves, logs out or goes quiet.
+    pub(super) async fn echo(&mut self, established: Established) -> Result<State, Ending> {
+        self.wire.set_max_frame(self.ctx.config.max_frame);
+        loop {
+            let deadline = Instant::now() + self.ctx.config.idle_timeout;
+            let payload = self.wire.next_frame(deadline).await?;
+            if let Some(say) = RawSay::parse(&payload) {
+                self.ctx.stats.message_served();
+                let reply = RawReply {
+                    re: say.id,
+                    text: say.text,
+                    last: true,
+                };
+                self.wire.feed([reply]).await?;
+                continue;
+            }
+            let Some(msg) = self.wire.decode(&payload).await? else {
+                continue;
+            };
+            match msg {
+                ClientMsg::Say { id, text } => self.answer(&established, id, text).await?,
+                ClientMsg::Logout {} => {
+                    if let Some(family) = established.family {
+                        self.ctx.auth.logout(family).await;
+                    }
+                    return Err(Ending::Logout);
+                }
+                other => return Err(Ending::unexpected(other.kind(), "after the handshake")),
+            }
+        }
+    }
+
+    /// Answers one `say` that did not take the fast path: plain text is
+    /// echoed in one reply, a `/command` may get several, and a bad command
+    /// gets an `error`.
+    async fn answer(
+        &mut self,
+        established: &Established,
+        id: u64,
+        text: String,
+    ) -> Result<(), Ending> {
+        self.ctx.stats.message_served();
+        if !text.starts_with('/') {
+            debug!(id, bytes = text.len(), "echo");
+            return self.wire.send_replies(id, [text]).await;
+        }
+        let caller = Caller {
+            name: &established.name,
+            peer: &self.peer,
+            connection: self.id,
+            stats: &self.ctx.stats,
+        };
+        match Command::parse(&text, self.ctx.config.max_repeat) {
+            Ok(command) => {
+                let replies = command.run(&caller);
+                self.wire.send_replies(id, replies).await
+            }
+            Err(err) => {
+                debug!(error = %err, "bad command");
+                self.wire
+                    .send(ServerMsg::error(err.code(), err.to_string(), false))
+                    .await
+            }
+        }
+    }
+}

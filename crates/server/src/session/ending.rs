@@ -1,0 +1,73 @@
+//! How a connection ends: decides the last frame sent and the log line.
+
+use std::{fmt, io};
+
+use echo_proto::{ByeReason, ErrorCode, ServerMsg};
+
+/// How a connection ends.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// The client closed the connection between frames.
+    ClientLeft,
+    /// The connection broke: a reset, or an end in the middle of a frame.
+    Lost(io::Error),
+    /// A write did not finish in time (the client stopped reading).
+    WriteTimedOut,
+    /// The handshake or idle deadline passed: `bye {timeout}`.
+    Timeout,
+    /// The server is shutting down: `bye {shutdown}`.
+    Shutdown,
+    /// The client logged out: `bye {logout}`.
+    Logout,
+    /// Too many failed attempts: `bye {too_many_attempts}`.
+    TooManyAttempts,
+    /// A protocol violation: a fatal `error` frame.
+    Violation { code: ErrorCode, message: String },
+}
+
+impl Ending {
+    /// A valid message at the wrong time: a fatal protocol violation.
+    pub(crate) fn unexpected(kind: &str, when: &str) -> Self {
+        Ending::Violation {
+            code: ErrorCode::UnexpectedMessage,
+            message: format!("{kind} is not allowed {when}"),
+        }
+    }
+
+    /// The last frame this ending calls for, if the client can still get one.
+    pub(crate) fn farewell(&self) -> Option<ServerMsg> {
+        let reason = match self {
+            Ending::Timeout => ByeReason::Timeout,
+            Ending::Shutdown => ByeReason::Shutdown,
+            Ending::Logout => ByeReason::Logout,
+            Ending::TooManyAttempts => ByeReason::TooManyAttempts,
+            Ending::Violation { code, message } => {
+                return Some(ServerMsg::error(*code, message.clone(), true));
+            }
+            Ending::ClientLeft | Ending::Lost(_) | Ending::WriteTimedOut => return None,
+        };
+        Some(ServerMsg::Bye { reason })
+    }
+
+    /// Whether this is an ordinary end (logged at `info`, others at `warn`).
+    pub(crate) fn is_ordinary(&self) -> bool {
+        matches!(self, Ending::ClientLeft | Ending::Logout | Ending::Shutdown)
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::ClientLeft => f.write_str("client closed the connection"),
+            Ending::Lost(err) => write!(f, "connection lost: {err}"),
+            Ending::WriteTimedOut => f.write_str("client stopped reading (write timed out)"),
+            Ending::Timeout => f.write_str("timed out"),
+            Ending::Shutdown => f.write_str("server shutting down"),
+            Ending::Logout => f.write_str("logged out"),
+            Ending::TooManyAttempts => f.write_str("too many failed attempts"),
+            Ending::Violation { code, message } => {
+                write!(f, "protocol violation ({code:?}): {message}")
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! One session per connection: the hello → identify or authenticate → echo
+//! state machine (lab tasks 5, 6 and 8), over any stream the transport step
+//! prepared. Each state is an enum variant carrying its own data (the
+//! handshake deadline, the attempts left), moved from step to step by value;
+//! one file per state holds its step:
+//!
+//! - `identify.rs`: [`State::Identify`] and [`State::Naming`];
+//! - `authenticate.rs`: [`State::Authenticate`] and [`State::Credentials`];
+//! - `echo.rs`: [`State::Echo`], the conversation.
+//!
+//! `wire.rs` reads and writes the frames; `ending.rs` says how it ends.
+//! Decisions about names, passwords and tokens are the authenticator's.
+
+mod authenticate;
+mod echo;
+mod ending;
+mod identify;
+mod wire;
+
+use std::sync::Arc;
+
+use echo_proto::{Mode, PROTOCOL_VERSION, ServerMsg};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::OwnedSemaphorePermit,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::{context::Context, store::UserStore, transport::Peer};
+pub(crate) use ending::Ending;
+use wire::Wire;
+
+/// A client's session: its frames, who it is, and what the server shares.
+pub(crate) struct Session<S, T> {
+    wire: Wire<T>,
+    peer: Peer,
+    id: Uuid,
+    ctx: Arc<Context<S>>,
+}
+
+/// Where a session is. The handshake states carry the deadline by which it
+/// must be over.
+enum State {
+    /// Identification mode: look the client's address up (lab task 5).
+    Identify { deadline: Instant },
+    /// The address was unknown: waiting for a `name`.
+    Naming { deadline: Instant },
+    /// Authentication mode: offer `resume`, `login` or `register`.
+    Authenticate { deadline: Instant },
+    /// Waiting for credentials; `ask` is sent again after a failed `resume`.
+    Credentials {
+        deadline: Instant,
+        attempts_left: u32,
+        ask: ServerMsg,
+    },
+    /// Established: answer `say` until the client leaves.
+    Echo(Established),
+}
+
+/// What is known about an established client.
+struct Established {
+    /// The identified or authenticated name.
+    name: String,
+    /// The session chain, in authentication mode (revoked by `logout`).
+    family: Option<Uuid>,
+}
+
+impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
+    /// A session over a prepared stream.
+    pub(crate) fn new(
+        stream: T,
+        peer: Peer,
+        id: Uuid,
+        ctx: Arc<Context<S>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let config = &ctx.config;
+        let wire = Wire::new(
+            stream,
+            shutdown,
+            config.max_frame_handshake,
+            config.write_timeout,
+        );
+        Self {
+            wire,
+            peer,
+            id,
+            ctx,
+        }
+    }
+
+    /// Serves the session to its end, and gives the stream back if the
+    /// client was sent a last frame and should be let go gracefully. The
+    /// permit is held until then, so the connection limit cannot leak on any
+    /// path.
+    pub(crate) async fn run(
+        mut self,
+        deadline: Instant,
+        _permit: OwnedSemaphorePermit,
+    ) -> Option<T> {
+        let _counted = self.ctx.stats.connection();
+        info!("connected");
+        let ending = self.drive(deadline).await;
+        if ending.is_ordinary() {
+            info!(reason = %ending, "disconnected");
+        } else {
+            warn!(reason = %ending, "disconnected");
+        }
+        let last = ending.farewell()?;
+        Some(self.wire.finish(Some(last)).await)
+    }
+
+    async fn drive(&mut self, deadline: Instant) -> Ending {
+        if let Err(ending) = self.wire.send(hello(self.ctx.config.mode)).await {
+            return ending;
+        }
+        let mut state = match self.ctx.config.mode {
+            Mode::Ident => State::Identify { deadline },
+            Mode::Auth => State::Authenticate { deadline },
+        };
+        loop {
+            if let Some(name) = state.entered() {
+                info!(state = name, "state");
+            }
+            let next = match state {
+                State::Identify { deadline } => self.identify(deadline).await,
+                State::Naming { deadline } => self.naming(deadline).await,
+                State::Authenticate { deadline } => self.authenticate(deadline).await,
+                State::Credentials {
+                    deadline,
+                    attempts_left,
+                    ask,
+                } => self.credentials(deadline, attempts_left, ask).await,
+                State::Echo(established) => self.echo(established).await,
+            };
+            state = match next {
+                Ok(next) => next,
+                Err(ending) => return ending,
+            };
+        }
+    }
+}
+
+impl State {
+    /// The name logged when the session enters one of the three stages.
+    fn entered(&self) -> Option<&'static str> {
+        match self {
+            State::Identify { .. } => Some("identify"),
+            State::Authenticate { .. } => Some("authenticate"),
+            State::Echo(_) => Some("echo"),
+            State::Naming { .. } | State::Credentials { .. } => None,
+        }
+    }
+}
+
+/// The first frame of every connection.
+pub(crate) fn hello(mode: Mode) -> ServerMsg {
+    ServerMsg::Hello {
+        server: concat!("echo-server ", env!("CARGO_PKG_VERSION")).to_owned(),
+        proto: PROTOCOL_VERSION,
+        mode,
+    }
+}

@@ -1,0 +1,154 @@
+//! The wire over an in-memory duplex stream: no sockets.
+
+use std::time::Duration;
+
+use echo_proto::{
+    ByeReason, ClientMsg, ErrorCode, ServerMsg,
+    ext::{AsyncFrameRead, AsyncFrameWrite},
+};
+use tokio::{
+    io::{AsyncWriteExt, DuplexStream, duplex},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{Ending, Wire};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn pair(shutdown: &CancellationToken) -> (Wire<DuplexStream>, DuplexStream) {
+    let (server, client) = duplex(1 << 20);
+    (Wire::new(server, shutdown.clone(), 4096, LONG), client)
+}
+
+async fn next(client: &mut DuplexStream) -> ServerMsg {
+    client.recv_msg().await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_bad_payload_gets_an_error_and_the_wait_goes_on() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, mut client) = pair(&shutdown);
+    client.send_text("{not json").await.unwrap();
+    client
+        .send_msg(&ClientMsg::Name { name: "ann".into() })
+        .await
+        .unwrap();
+    let msg = wire.recv(Instant::now() + LONG).await.unwrap();
+    assert_eq!(msg, ClientMsg::Name { name: "ann".into() });
+    wire.flush().await.unwrap();
+    assert!(matches!(
+        next(&mut client).await,
+        ServerMsg::Error {
+            code: ErrorCode::BadJson,
+            fatal: false,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn replies_queued_between_reads_leave_together_before_the_next_wait() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, mut client) = pair(&shutdown);
+    wire.send_replies(7, ["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        .await
+        .unwrap();
+    // Nothing is written until the wire waits for input.
+    let waited = tokio::spawn(async move {
+        let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
+        (wire, ending)
+    });
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        match next(&mut client).await {
+            ServerMsg::Reply { re: 7, text, last } => got.push((text, last)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            ("a".to_owned(), false),
+            ("b".to_owned(), false),
+            ("c".to_owned(), true)
+        ]
+    );
+    client.shutdown().await.unwrap();
+    drop(client);
+    let (_, ending) = waited.await.unwrap();
+    assert!(matches!(ending, Ending::ClientLeft), "{ending}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_ends_at_the_deadline() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, _client) = pair(&shutdown);
+    let started = Instant::now();
+    let ending = wire
+        .next_frame(started + Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(ending, Ending::Timeout));
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_wait_ends_at_shutdown() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, _client) = pair(&shutdown);
+    shutdown.cancel();
+    let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
+    assert!(matches!(ending, Ending::Shutdown));
+}
+
+#[tokio::test]
+async fn the_frame_limit_is_raised_once_the_client_is_trusted() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, mut client) = pair(&shutdown);
+    wire.set_max_frame(8192);
+    client.send_text(&"x".repeat(5000)).await.unwrap();
+    assert_eq!(
+        wire.next_frame(Instant::now() + LONG).await.unwrap().len(),
+        5000
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_a_violation_that_names_its_code() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, mut client) = pair(&shutdown);
+    client.send_text(&"x".repeat(5000)).await.unwrap();
+    let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
+    let Some(ServerMsg::Error { code, fatal, .. }) = ending.farewell() else {
+        panic!("{ending}")
+    };
+    assert_eq!((code, fatal), (ErrorCode::FrameTooLarge, true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let shutdown = CancellationToken::new();
+    let (server, _client) = duplex(1024);
+    let mut wire = Wire::new(server, shutdown, 4096, Duration::from_secs(10));
+    let started = Instant::now();
+    let ending = wire
+        .send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
+        .await
+        .unwrap_err();
+    assert!(matches!(ending, Ending::WriteTimedOut), "{ending}");
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn the_last_frame_goes_out_with_what_was_queued() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, mut client) = pair(&shutdown);
+    wire.send(ServerMsg::AskName {}).await.unwrap();
+    let bye = ServerMsg::Bye {
+        reason: ByeReason::Timeout,
+    };
+    let _stream = wire.finish(Some(bye.clone())).await;
+    assert_eq!(next(&mut client).await, ServerMsg::AskName {});
+    assert_eq!(next(&mut client).await, bye);
+}

@@ -1,0 +1,123 @@
+//! The store chosen at run time: [`StoreLocation`] says which backend the
+//! configuration names, [`open`] opens it, and [`Store`] passes each call
+//! to it (an enum, not a trait object: [`UserStore`]'s async methods are
+//! generic, and a `match` per call costs nothing next to the work behind it).
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use uuid::Uuid;
+
+use super::{
+    FileStore, Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord,
+    UserStore,
+};
+use crate::clock::Clock;
+
+/// Where the configuration says the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded file store in this directory.
+    File(PathBuf),
+}
+
+/// An open store of whichever backend was configured.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// The embedded journal-backed store.
+    File(FileStore),
+}
+
+/// Opens the store at `location`.
+pub fn open(
+    location: &StoreLocation,
+    lifetimes: Lifetimes,
+    clock: Arc<dyn Clock>,
+) -> Result<Store, StoreError> {
+    match location {
+        StoreLocation::File(dir) => {
+            FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
+        }
+    }
+}
+
+/// Runs the same call on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::File($store) => $call.await,
+        }
+    };
+}
+
+impl UserStore for Store {
+    async fn identity(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.identity(ip))
+    }
+
+    async fn remember_identity(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.remember_identity(ip, name, now))
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self, s => s.user(name))
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        dispatch!(self, s => s.users())
+    }
+
+    async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_user(user))
+    }
+
+    async fn register(
+        &self,
+        user: UserRecord,
+        token: TokenHash,
+    ) -> Result<SessionInfo, StoreError> {
+        dispatch!(self, s => s.register(user, token))
+    }
+
+    async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_password(name, password_hash))
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.remove_user(name))
+    }
+
+    async fn create_session(
+        &self,
+        token: TokenHash,
+        user: &str,
+        now: UnixTime,
+    ) -> Result<SessionInfo, StoreError> {
+        dispatch!(self, s => s.create_session(token, user, now))
+    }
+
+    async fn rotate_session(
+        &self,
+        presented: TokenHash,
+        next: TokenHash,
+        now: UnixTime,
+    ) -> Result<Rotation, StoreError> {
+        dispatch!(self, s => s.rotate_session(presented, next, now))
+    }
+
+    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_session(family))
+    }
+
+    async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.revoke_user_sessions(user))
+    }
+
+    async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
+        dispatch!(self, s => s.sessions(user, now))
+    }
+}

@@ -1,0 +1,278 @@
+//! [`UserStore`] for [`FileStore`]: reads from memory, each change as
+//! journal records.
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use super::{
+    FileStore,
+    journal::{Family, Record},
+};
+use crate::store::{
+    Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+};
+
+fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionInfo {
+    SessionInfo {
+        family,
+        user: chain.user.clone(),
+        created: chain.created,
+        last_used: chain.last_used,
+        expires: lifetimes.expires(chain.created, chain.last_used),
+    }
+}
+
+impl UserStore for FileStore {
+    async fn identity(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
+        Ok(self.read(|state| state.identities.get(&ip).map(|i| i.name.clone())))
+    }
+
+    async fn remember_identity(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let record = Record::Ident {
+            ip,
+            name: name.to_owned(),
+            seen: now,
+        };
+        self.write(|_| Ok((vec![record], ()))).await
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.read(|state| {
+            state.users.get(name).map(|user| UserRecord {
+                name: name.to_owned(),
+                password_hash: user.hash.clone(),
+                created: user.created,
+            })
+        }))
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut users = self.read(|state| {
+            state
+                .users
+                .iter()
+                .map(|(name, user)| UserRecord {
+                    name: name.clone(),
+                    password_hash: user.hash.clone(),
+                    created: user.created,
+                })
+                .collect::<Vec<_>>()
+        });
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
+    }
+
+    async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
+        self.write(|state| {
+            if state.users.contains_key(&user.name) {
+                return Err(StoreError::NameTaken(user.name.clone()));
+            }
+            let record = Record::User {
+                name: user.name,
+                hash: user.password_hash,
+                created: user.created,
+            };
+            Ok((vec![record], ()))
+        })
+        .await
+    }
+
+    async fn register(
+        &self,
+        user: UserRecord,
+        token: TokenHash,
+    ) -> Result<SessionInfo, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        self.write(|state| {
+            if state.users.contains_key(&user.name) {
+                return Err(StoreError::NameTaken(user.name.clone()));
+            }
+            let family = Uuid::new_v4();
+            let now = user.created;
+            let info = SessionInfo {
+                family,
+                user: user.name.clone(),
+                created: now,
+                last_used: now,
+                expires: lifetimes.expires(now, now),
+            };
+            let records = vec![
+                Record::User {
+                    name: user.name.clone(),
+                    hash: user.password_hash,
+                    created: now,
+                },
+                Record::Session {
+                    family,
+                    user: user.name,
+                    token: token.to_hex(),
+                    created: now,
+                    used: now,
+                    rotated: Vec::new(),
+                },
+            ];
+            Ok((records, info))
+        })
+        .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
+        self.write(|state| {
+            let user = state
+                .users
+                .get(name)
+                .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
+            let records = vec![
+                Record::User {
+                    name: name.to_owned(),
+                    hash: password_hash,
+                    created: user.created,
+                },
+                Record::RevokeUser {
+                    name: name.to_owned(),
+                },
+            ];
+            Ok((records, ()))
+        })
+        .await
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        self.write(|state| {
+            if !state.users.contains_key(name) {
+                return Err(StoreError::NoSuchUser(name.to_owned()));
+            }
+            Ok((
+                vec![Record::UserDel {
+                    name: name.to_owned(),
+                }],
+                (),
+            ))
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        token: TokenHash,
+        user: &str,
+        now: UnixTime,
+    ) -> Result<SessionInfo, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        self.write(|state| {
+            if !state.users.contains_key(user) {
+                return Err(StoreError::NoSuchUser(user.to_owned()));
+            }
+            let family = Uuid::new_v4();
+            let record = Record::Session {
+                family,
+                user: user.to_owned(),
+                token: token.to_hex(),
+                created: now,
+                used: now,
+                rotated: Vec::new(),
+            };
+            let info = SessionInfo {
+                family,
+                user: user.to_owned(),
+                created: now,
+                last_used: now,
+                expires: lifetimes.expires(now, now),
+            };
+            Ok((vec![record], info))
+        })
+        .await
+    }
+
+    async fn rotate_session(
+        &self,
+        presented: TokenHash,
+        next: TokenHash,
+        now: UnixTime,
+    ) -> Result<Rotation, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        self.write(|state| {
+            let Some(chain) = state
+                .tokens
+                .get(&presented)
+                .and_then(|family| state.families.get_key_value(family))
+            else {
+                return Ok((Vec::new(), Rotation::Unknown));
+            };
+            let (family, chain) = (*chain.0, chain.1);
+            if !chain.current.ct_eq(&presented) {
+                let outcome = Rotation::Reused {
+                    user: chain.user.clone(),
+                    family,
+                };
+                return Ok((vec![Record::Revoke { family }], outcome));
+            }
+            if lifetimes.expires(chain.created, chain.last_used) <= now {
+                let outcome = Rotation::Expired {
+                    user: chain.user.clone(),
+                };
+                return Ok((vec![Record::Revoke { family }], outcome));
+            }
+            let record = Record::Session {
+                family,
+                user: chain.user.clone(),
+                token: next.to_hex(),
+                created: chain.created,
+                used: now,
+                rotated: Vec::new(),
+            };
+            let mut info = session_info(family, chain, lifetimes);
+            info.last_used = now;
+            info.expires = lifetimes.expires(chain.created, now);
+            Ok((vec![record], Rotation::Rotated(info)))
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
+        self.write(|state| {
+            if state.families.contains_key(&family) {
+                Ok((vec![Record::Revoke { family }], true))
+            } else {
+                Ok((Vec::new(), false))
+            }
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
+        self.write(|state| {
+            let count = state.families.values().filter(|c| c.user == user).count();
+            let records = if count > 0 {
+                vec![Record::RevokeUser {
+                    name: user.to_owned(),
+                }]
+            } else {
+                Vec::new()
+            };
+            Ok((records, count))
+        })
+        .await
+    }
+
+    async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        let mut sessions = self.read(|state| {
+            state
+                .families
+                .iter()
+                .filter(|(_, chain)| chain.user == user)
+                .map(|(family, chain)| session_info(*family, chain, lifetimes))
+                .filter(|info| info.expires > now)
+                .collect::<Vec<_>>()
+        });
+        sessions.sort_by_key(|info| info.created);
+        Ok(sessions)
+    }
+}

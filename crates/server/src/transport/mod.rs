@@ -1,0 +1,122 @@
+//! The step between `accept` and the first frame, and the last one after
+//! the last frame.
+//!
+//! [`Acceptor::prepare`] turns an accepted TCP connection into the stream
+//! the session speaks over and the [`Peer`] it speaks for, within the
+//! handshake deadline and raced against shutdown. This is where a PROXY
+//! protocol header is read (it carries the real client address, so the
+//! `Peer` is only known after it) and then a TLS handshake is made (the
+//! prepared stream then becomes an enum of plain and TLS, matched per poll,
+//! never boxed). Everything above works on any
+//! `AsyncRead + AsyncWrite + Unpin + Send` stream.
+
+use std::{fmt, io, net::SocketAddr, time::Duration};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    time::{Instant, sleep_until, timeout},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Most bytes read and thrown away while waiting for the client to close.
+const LINGER_MAX_BYTES: usize = 64 * 1024;
+/// Time allowed for the client to close its side after our last frame.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The stream a session speaks over once the transport is prepared.
+pub(crate) type Stream = TcpStream;
+
+/// Who a connection speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address: identification, limits and logs use it.
+    pub addr: SocketAddr,
+    /// The proxy the connection came through, when a PROXY header named
+    /// another client address.
+    pub via: Option<SocketAddr>,
+}
+
+/// Prepares accepted connections. It holds what the transport step needs
+/// (today nothing: TCP as it is; the TLS configuration and the addresses
+/// trusted to send PROXY headers come here).
+#[derive(Debug, Default)]
+pub(crate) struct Acceptor {}
+
+/// Why a connection was dropped before its first frame.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The handshake deadline passed during the transport step.
+    #[error("timed out before the first frame")]
+    Timeout,
+    /// The server began shutting down.
+    #[error("server shutting down")]
+    Shutdown,
+    /// The connection failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl Peer {
+    /// A client connected straight to us.
+    pub fn direct(addr: SocketAddr) -> Self {
+        Self { addr, via: None }
+    }
+
+    /// The client's IP address.
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.addr.ip()
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.via {
+            None => write!(f, "{}", self.addr),
+            Some(via) => write!(f, "{} via {via}", self.addr),
+        }
+    }
+}
+
+impl Acceptor {
+    /// Prepares `tcp`, accepted from `addr`, by `deadline`.
+    pub(crate) async fn prepare(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<(Stream, Peer), TransportError> {
+        if let Err(err) = tcp.set_nodelay(true) {
+            warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+        let steps = async move { Ok::<_, TransportError>((tcp, Peer::direct(addr))) };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Err(TransportError::Shutdown),
+            () = sleep_until(deadline) => Err(TransportError::Timeout),
+            prepared = steps => prepared,
+        }
+    }
+}
+
+/// Closes our side and reads (and drops) what the client still sends until
+/// it closes too, for a short while. Closing with unread data makes the
+/// kernel send a reset, which can destroy the frames we just wrote.
+pub(crate) async fn close_gracefully<T: AsyncRead + AsyncWrite + Unpin>(mut stream: T) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_MAX_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = timeout(LINGER_TIMEOUT, drain).await;
+}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::{ServerConfig, auth::Authenticator, stats::Stats, transport::Acceptor};
+use crate::{auth::Authenticator, config::ServerConfig, stats::Stats, transport::Acceptor};
 
 /// The shared state of one running server.
 #[derive(Debug)]

@@ -7,9 +7,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ServerConfig,
     auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
     clock::{Clock, SystemClock},
+    config::ServerConfig,
     context::Context,
     listener::Listener,
     stats::Stats,

@@ -1,4 +1,5 @@
-//! The scenarios of docs/BENCHMARKS.md.
+//! The scenarios that log in: a login storm beside established sessions,
+//! resumes as fast as possible, and the memory of idle sessions.
 
 use std::{
     net::SocketAddr,
@@ -17,240 +18,20 @@ use echo_proto::{
 };
 use echo_server::{
     auth::Passwords,
+    clock::{Clock, SystemClock},
     store::{FileStore, TokenHash, UserRecord, UserStore},
 };
 use futures_util::StreamExt;
-use serde::Serialize;
 use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
 
 use crate::{
     children::server_config,
-    load::{Handshake, Load, Measured, Target, connect_many, ping_pong, say_frame},
+    load::{Handshake, Load, Target, connect_many, ping_pong, say_frame},
     procs::Proc,
     progress,
 };
 
-/// The password of every benchmark user.
-const PASSWORD: &str = "bench horse battery staple";
-
-/// Knobs shared by the scenarios.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// How echo connections reach the conversation.
-    pub mode: Mode,
-    /// An external server to measure instead of starting one.
-    pub target: Option<SocketAddr>,
-    pub connections: Vec<usize>,
-    pub payloads: Vec<usize>,
-    pub depths: Vec<usize>,
-    pub warmup: Duration,
-    pub duration: Duration,
-    pub reps: usize,
-    pub storm: usize,
-    pub resume_workers: usize,
-    pub idle_connections: usize,
-}
-
-/// A median with the smallest and largest of the repetitions.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Spread {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-/// One target's numbers in one repetition.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Sample {
-    pub round_trips_per_sec: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub server_cpu_percent: f64,
-}
-
-/// Scenario 1, one line of the table.
-#[derive(Debug, Clone, Serialize)]
-pub struct EchoRow {
-    pub connections: usize,
-    pub payload: usize,
-    pub depth: usize,
-    pub real: Vec<Sample>,
-    pub reference: Vec<Sample>,
-    pub rps_ratio: Spread,
-    pub p99_ratio: Spread,
-    pub real_rps: Spread,
-    pub reference_rps: Spread,
-    pub real_p99_us: Spread,
-    pub reference_p99_us: Spread,
-}
-
-/// Scenario 2.
-#[derive(Debug, Clone, Serialize)]
-pub struct StormResult {
-    pub established: usize,
-    pub storm: usize,
-    pub p99_quiet_us: Spread,
-    pub p99_storm_us: Spread,
-    pub p99_ratio: Spread,
-    pub logins_per_sec: Spread,
-}
-
-/// Scenario 3.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResumeResult {
-    pub workers: usize,
-    pub resumes_per_sec: Spread,
-}
-
-/// Scenario 4.
-#[derive(Debug, Clone, Serialize)]
-pub struct IdleResult {
-    pub connections: usize,
-    pub rss_before_kib: u64,
-    pub rss_after_kib: u64,
-    pub peak_rss_kib: u64,
-    pub kib_per_connection: f64,
-}
-
-impl Spread {
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
-        let mut values: Vec<f64> = values.into_iter().collect();
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        if n == 0 {
-            return Self {
-                median: f64::NAN,
-                min: f64::NAN,
-                max: f64::NAN,
-            };
-        }
-        let median = if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        };
-        Self {
-            median,
-            min: values[0],
-            max: values[n - 1],
-        }
-    }
-}
-
-fn sample(measured: &Measured, cpu_before: f64, cpu_after: f64, wall: f64) -> Sample {
-    let q = |q: f64| measured.latency.value_at_quantile(q) as f64;
-    Sample {
-        round_trips_per_sec: measured.round_trips as f64 / measured.seconds,
-        p50_us: q(0.5),
-        p99_us: q(0.99),
-        p999_us: q(0.999),
-        server_cpu_percent: 100.0 * (cpu_after - cpu_before) / wall,
-    }
-}
-
-/// A server to measure: started here (its CPU time is then known), or
-/// given by address.
-enum Endpoint {
-    Local(Proc),
-    External(SocketAddr),
-}
-
-impl Endpoint {
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Endpoint::Local(proc) => proc.addr,
-            Endpoint::External(addr) => *addr,
-        }
-    }
-
-    /// CPU seconds used so far; 0 for a server elsewhere.
-    fn cpu_secs(&self) -> anyhow::Result<f64> {
-        match self {
-            Endpoint::Local(proc) => Ok(proc.stats()?.cpu_secs),
-            Endpoint::External(_) => Ok(0.0),
-        }
-    }
-}
-
-/// Measures one target once: fresh connections, then the closed loop.
-async fn measure(
-    endpoint: &Endpoint,
-    target: Target,
-    mode: Mode,
-    load: Load,
-) -> anyhow::Result<Sample> {
-    let handshakes = (0..load.connections)
-        .map(|i| match mode {
-            Mode::Ident => Handshake::Ident,
-            Mode::Auth => Handshake::Account {
-                user: format!("bench{i}"),
-                password: PASSWORD.into(),
-            },
-        })
-        .collect();
-    let streams = connect_many(endpoint.addr(), target, handshakes, 100).await?;
-    let before = endpoint.cpu_secs()?;
-    let started = std::time::Instant::now();
-    let measured = ping_pong(streams, target, load).await?;
-    let wall = started.elapsed().as_secs_f64();
-    let after = endpoint.cpu_secs()?;
-    Ok(sample(&measured, before, after, wall))
-}
-
-/// Scenario 1: echo throughput and latency, real and reference alternately.
-pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
-    let mode = match plan.mode {
-        Mode::Ident => "ident",
-        Mode::Auth => "auth",
-    };
-    let real = match plan.target {
-        Some(addr) => Endpoint::External(addr),
-        None => Endpoint::Local(Proc::spawn(&["serve", "--mode", mode], dir)?),
-    };
-    let reference = Endpoint::Local(Proc::spawn(&["reference"], dir)?);
-    let mut rows = Vec::new();
-    for &connections in &plan.connections {
-        for &payload in &plan.payloads {
-            for &depth in &plan.depths {
-                let load = Load {
-                    connections,
-                    payload,
-                    depth,
-                    warmup: plan.warmup,
-                    duration: plan.duration,
-                };
-                let (mut reals, mut refs) = (Vec::new(), Vec::new());
-                for rep in 0..plan.reps {
-                    progress(&format!(
-                        "echo c={connections} payload={payload} depth={depth} rep {}/{}",
-                        rep + 1,
-                        plan.reps
-                    ));
-                    reals.push(measure(&real, Target::Real, plan.mode, load).await?);
-                    refs.push(measure(&reference, Target::Reference, plan.mode, load).await?);
-                }
-                let ratio = |f: fn(&Sample) -> f64| {
-                    Spread::of(reals.iter().zip(&refs).map(|(r, b)| f(r) / f(b)))
-                };
-                rows.push(EchoRow {
-                    connections,
-                    payload,
-                    depth,
-                    rps_ratio: ratio(|s| s.round_trips_per_sec),
-                    p99_ratio: ratio(|s| s.p99_us),
-                    real_rps: Spread::of(reals.iter().map(|s| s.round_trips_per_sec)),
-                    reference_rps: Spread::of(refs.iter().map(|s| s.round_trips_per_sec)),
-                    real_p99_us: Spread::of(reals.iter().map(|s| s.p99_us)),
-                    reference_p99_us: Spread::of(refs.iter().map(|s| s.p99_us)),
-                    real: reals,
-                    reference: refs,
-                });
-            }
-        }
-    }
-    Ok(rows)
-}
+use super::{IdleResult, PASSWORD, Plan, ResumeResult, Spread, StormResult};
 
 /// Writes users (and sessions with known tokens) straight into a store
 /// before its server starts: one real Argon2id hash shared by all, so setup
@@ -258,11 +39,9 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
 async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
     let config = server_config(Mode::Auth, dir);
     let store = FileStore::open(&config.data_dir, config.lifetimes())?;
-    let passwords = tokio::task::spawn_blocking(Passwords::new).await??;
+    let passwords = Passwords::start().await?;
     let hash = passwords.hash(Secret::new(PASSWORD)).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let now = SystemClock.now();
     let mut writes = futures_util::stream::iter(users.iter().map(|user| {
         let store = store.clone();
         let hash = hash.clone();

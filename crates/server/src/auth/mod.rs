@@ -224,36 +224,48 @@ impl<S: UserStore> Authenticator<S> {
         Ok(Grant { token, session })
     }
 
-    /// `register`: checks the name, the password and the limits, then
-    /// creates the user and their first session in one store change.
+    /// `register`: takes one attempt from the address's allowance, then
+    /// checks the name, whether it is free and the password's strength
+    /// (cheapest first; the strength estimate and the hash run off the async
+    /// threads), and creates the user and their first session in one store
+    /// change. Every refusal uses up one of the connection's attempts: a
+    /// registration is a password attempt whatever its outcome.
     pub async fn register(
         &self,
         user: &str,
         password: Secret,
         ip: IpAddr,
     ) -> Result<Grant, Refusal> {
+        let outcome = self.try_register(user, password, ip).await;
+        if let Err(refusal) = &outcome {
+            info!(user = %shown_name(user), code = ?refusal.code, "registration refused");
+        }
+        outcome
+    }
+
+    async fn try_register(
+        &self,
+        user: &str,
+        password: Secret,
+        ip: IpAddr,
+    ) -> Result<Grant, Refusal> {
         let now = self.clock.now();
-        let name = validate_name(user).map_err(|reason| Refusal {
-            code: ErrorCode::InvalidName,
-            message: reason,
-            counts: false,
-        })?;
-        check_password(&name, password.expose(), self.min_password_length).map_err(|reason| {
-            Refusal {
-                code: ErrorCode::WeakPassword,
-                message: reason,
-                counts: false,
-            }
-        })?;
         self.ledger
             .charge_address(ip, now)
             .await
             .map_err(refused_by_store)?
             .map_err(rate_limited)?;
-        let taken = || Refusal {
-            code: ErrorCode::NameTaken,
-            message: format!("the user name {name:?} is taken"),
-            counts: false,
+        let refused = |code, message| Refusal {
+            code,
+            message,
+            counts: true,
+        };
+        let name = validate_name(user).map_err(|reason| refused(ErrorCode::InvalidName, reason))?;
+        let taken = || {
+            refused(
+                ErrorCode::NameTaken,
+                format!("the user name {name:?} is taken"),
+            )
         };
         if self
             .store
@@ -264,6 +276,14 @@ impl<S: UserStore> Authenticator<S> {
         {
             return Err(taken());
         }
+        self.passwords
+            .check_new(&name, &password, self.min_password_length)
+            .await
+            .map_err(|err| {
+                error!(error = %err, "password strength check failed");
+                internal()
+            })?
+            .map_err(|reason| refused(ErrorCode::WeakPassword, reason))?;
         let password_hash = self.passwords.hash(password).await.map_err(|err| {
             error!(error = %err, "password hashing failed");
             internal()

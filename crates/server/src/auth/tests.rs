@@ -76,7 +76,7 @@ async fn register_then_login_and_a_wrong_password_counts() {
 }
 
 #[tokio::test]
-async fn register_refusals_say_why_and_cost_no_attempt() {
+async fn register_refusals_say_why_and_each_costs_an_attempt() {
     let f = fixture(100).await;
     let here = ip("192.0.2.1");
     let weak = f
@@ -97,7 +97,7 @@ async fn register_refusals_say_why_and_cost_no_attempt() {
         .register("ann", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!((taken.code, taken.counts), (ErrorCode::NameTaken, false));
+    assert_eq!((taken.code, taken.counts), (ErrorCode::NameTaken, true));
 }
 
 #[tokio::test]

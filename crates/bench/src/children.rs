@@ -20,6 +20,9 @@ pub fn server_config(mode: Mode, dir: &Path) -> ServerConfig {
         data_dir: dir.join("data"),
         log_dir: dir.join("logs"),
         max_connections: 50_000,
+        // Every load connection comes from 127.0.0.1.
+        max_connections_per_ip: 50_000,
+        max_handshakes_per_ip: 50_000,
         auth_attempts_per_minute: 100_000_000,
         handshake_timeout: std::time::Duration::from_secs(120),
         ..ServerConfig::default()

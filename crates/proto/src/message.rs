@@ -74,6 +74,9 @@ pub enum ErrorCode {
     BadCommand,
     /// The server is at its connection limit.
     ServerBusy,
+    /// The client's address (an IPv6 /64) has as many connections, or
+    /// connections still in the handshake, as the server allows one source.
+    TooManyConnections,
     /// A name that is empty, too long or has unprintable characters.
     InvalidName,
     /// `register` with a user name that exists.
@@ -218,6 +221,7 @@ impl ErrorCode {
         ErrorCode::UnknownCommand,
         ErrorCode::BadCommand,
         ErrorCode::ServerBusy,
+        ErrorCode::TooManyConnections,
         ErrorCode::InvalidName,
         ErrorCode::NameTaken,
         ErrorCode::WeakPassword,

@@ -35,6 +35,11 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Connections served at once; more get `server_busy`.
     pub max_connections: usize,
+    /// Connections one address (an IPv6 /64) may hold at once; more get
+    /// `too_many_connections`.
+    pub max_connections_per_ip: usize,
+    /// Connections from one address still in the handshake at once.
+    pub max_handshakes_per_ip: usize,
     /// Time a connection has to finish identification or authentication.
     pub handshake_timeout: Duration,
     /// Time an established session may stay silent.
@@ -78,6 +83,8 @@ pub struct FileConfig {
     log_keep: Option<usize>,
     log_level: Option<String>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_handshakes_per_ip: Option<usize>,
     handshake_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     write_timeout: Option<u64>,
@@ -116,6 +123,12 @@ pub struct RunArgs {
     /// Connections served at once; more are refused with server_busy [default: 1024]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Connections one address (IPv6: one /64) may hold; more are refused with too_many_connections [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Connections from one address still in the handshake at once [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_handshakes_per_ip: Option<usize>,
     /// Seconds a client has to identify or authenticate [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub handshake_timeout: Option<u64>,
@@ -169,6 +182,8 @@ impl Default for ServerConfig {
             log_keep: 14,
             log_level: "info".to_owned(),
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            max_handshakes_per_ip: 32,
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(10),
@@ -222,6 +237,14 @@ impl ServerConfig {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(d.max_connections),
+            max_connections_per_ip: args
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            max_handshakes_per_ip: args
+                .max_handshakes_per_ip
+                .or(file.max_handshakes_per_ip)
+                .unwrap_or(d.max_handshakes_per_ip),
             handshake_timeout: secs(
                 args.handshake_timeout,
                 file.handshake_timeout,
@@ -249,6 +272,8 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("max_handshakes_per_ip", self.max_handshakes_per_ip as u64),
             ("handshake_timeout", self.handshake_timeout.as_secs()),
             ("idle_timeout", self.idle_timeout.as_secs()),
             ("write_timeout", self.write_timeout.as_secs()),

@@ -1,11 +1,15 @@
 //! What every connection shares: settings, the authenticator (store,
-//! attempt ledger, passwords, clock), the counters and the transport step.
+//! attempt ledger, passwords, clock), the counters, the transport step and
+//! the per-source limits.
 //! One `Arc<Context>` per server, cloned into each connection's task. It
 //! imports only the parts below it, never the listener or the sessions.
 
 use std::sync::Arc;
 
-use crate::{auth::Authenticator, config::ServerConfig, stats::Stats, transport::Acceptor};
+use crate::{
+    admission::Sources, auth::Authenticator, config::ServerConfig, stats::Stats,
+    transport::Acceptor,
+};
 
 /// The shared state of one running server.
 #[derive(Debug)]
@@ -18,4 +22,6 @@ pub(crate) struct Context<S> {
     pub stats: Arc<Stats>,
     /// The step between accept and the first frame.
     pub acceptor: Acceptor,
+    /// Connections and handshakes per source address.
+    pub sources: Sources,
 }

@@ -13,6 +13,7 @@
 //!   authenticator, counters, transport) and hands it to the listener.
 //! - `listener`: the accept loop, the connection limit and shutdown (lab
 //!   task 1: any client may come and go; the listener never stops for it).
+//! - [`admission`]: connections and handshakes per source address.
 //! - [`transport`]: the step between accept and the first frame, where a
 //!   PROXY header and a TLS handshake go; [`transport::Peer`].
 //! - `session`: one per connection, the state machine hello → identify or
@@ -28,6 +29,7 @@
 //! - [`stats`]: the counters behind `/stats`.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod commands;

@@ -6,7 +6,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use echo_proto::{ErrorCode, ServerMsg, ext::AsyncFrameWrite};
+use echo_proto::{ErrorCode, Mode, ServerMsg, ext::AsyncFrameWrite};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -17,17 +17,18 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use uuid::Uuid;
 
 use crate::{
+    admission::OverLimit,
     context::Context,
     session::{Session, hello},
     stats::Stats,
     store::UserStore,
-    transport::close_gracefully,
+    transport::{Stream, close_gracefully},
 };
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Time allowed to tell an extra client that the server is busy.
+/// Time allowed to tell an extra client that it cannot be served.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Listener<S> {
@@ -126,10 +127,33 @@ async fn connection<S: UserStore>(
         }
     };
     let Some(permit) = permit else {
-        refuse_busy(stream, hello(ctx.config.mode)).await;
+        warn!("refused: connection limit reached");
+        let busy = "the server is at its connection limit; try again later";
+        refuse(stream, ctx.config.mode, ErrorCode::ServerBusy, busy).await;
         return;
     };
-    let session = Session::new(stream, peer, id, ctx, shutdown);
+    let slot = match ctx.sources.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(over) => {
+            drop(permit);
+            warn!(limit = ?over, "refused: too many connections from this address");
+            let message = match over {
+                OverLimit::Connections => "this address has too many connections open; close some",
+                OverLimit::Handshakes => {
+                    "this address has too many connections logging in at once; try again later"
+                }
+            };
+            refuse(
+                stream,
+                ctx.config.mode,
+                ErrorCode::TooManyConnections,
+                message,
+            )
+            .await;
+            return;
+        }
+    };
+    let session = Session::new(stream, peer, id, ctx, shutdown, slot);
     if let Some(stream) = session.run(deadline, permit).await {
         close_gracefully(stream).await;
     }
@@ -191,18 +215,13 @@ async fn drain(tasks: &TaskTracker, drain: Duration) {
     }
 }
 
-/// Tells a client over the connection limit so at once (`hello`, then a fatal
-/// `server_busy`) instead of leaving it waiting in the backlog.
-async fn refuse_busy(mut stream: crate::transport::Stream, hello: ServerMsg) {
-    warn!("refused: connection limit reached");
-    let busy = ServerMsg::error(
-        ErrorCode::ServerBusy,
-        "the server is at its connection limit; try again later",
-        true,
-    );
+/// Tells a client it cannot be served (`hello`, then a fatal `code`) at
+/// once instead of leaving it waiting in the backlog.
+async fn refuse(mut stream: Stream, mode: Mode, code: ErrorCode, message: &str) {
+    let refusal = ServerMsg::error(code, message, true);
     let tell = async {
-        stream.send_msg(&hello).await?;
-        stream.send_msg(&busy).await
+        stream.send_msg(&hello(mode)).await?;
+        stream.send_msg(&refusal).await
     };
     if let Ok(Ok(())) = timeout(REFUSE_TIMEOUT, tell).await {
         close_gracefully(stream).await;

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admission::Sources,
     auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
     clock::{Clock, SystemClock},
     config::ServerConfig,
@@ -78,7 +79,9 @@ impl<S: UserStore> Server<S> {
             self.clock,
             config.min_password_length,
         );
+        let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {
+            sources,
             config,
             auth,
             stats: Arc::new(Stats::new()),

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestClient, TestServer, auth_config};
-use echo_proto::{ClientMsg, Secret, ServerMsg, ext::AsyncFrameRead};
+use common::{TestClient, TestServer, auth_config, test_config};
+use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
 use echo_server::ServerConfig;
 use tokio::net::TcpStream;
 
@@ -119,6 +119,106 @@ async fn costly_passwords_do_not_stall_other_clients() {
     assert!(
         hello_p50 < Duration::from_millis(50),
         "a new connection waited {hello_p50:?} (median) for hello during the attack: {hellos:?}"
+    );
+    server.stop().await;
+}
+
+/// Connects from `source` and returns the frames the server sends before it
+/// waits for the client (at most two, within a second).
+async fn first_frames(server: &TestServer, source: &str) -> (TcpStream, Vec<ServerMsg>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(1), stream.recv_msg::<ServerMsg>());
+        match next.await {
+            Ok(Ok(Some(frame))) => frames.push(frame),
+            _ => break,
+        }
+    }
+    (stream, frames)
+}
+
+fn is_refused_per_source(frames: &[ServerMsg]) -> bool {
+    matches!(
+        frames,
+        [
+            ServerMsg::Hello { .. },
+            ServerMsg::Error {
+                code: ErrorCode::TooManyConnections,
+                fatal: true,
+                ..
+            }
+        ]
+    )
+}
+
+#[tokio::test]
+async fn silent_sockets_from_one_address_leave_room_for_others() {
+    // The attack: one address opens more silent sockets than the server has
+    // slots. With the default per-source limits it holds 32 of the 40.
+    let config = ServerConfig {
+        max_connections: 40,
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..40 {
+        let (stream, frames) = first_frames(&server, "127.0.0.2").await;
+        if is_refused_per_source(&frames) {
+            refused += 1;
+        } else {
+            assert!(matches!(
+                frames[..],
+                [ServerMsg::Hello { .. }, ServerMsg::AskName {}]
+            ));
+            held.push(stream);
+        }
+    }
+    assert_eq!((held.len(), refused), (32, 8));
+    let mut other = server.connect_from("127.0.0.3").await;
+    other.identify("bystander").await;
+    assert_eq!(other.ask(1, "still here").await, ["still here"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn established_connections_count_against_their_address_too() {
+    let config = ServerConfig {
+        max_connections_per_ip: 3,
+        max_handshakes_per_ip: 2,
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut first = server.connect_from("127.0.0.2").await;
+    let mut second = server.connect_from("127.0.0.2").await;
+    let (_, frames) = first_frames(&server, "127.0.0.2").await;
+    assert!(is_refused_per_source(&frames), "{frames:?}");
+    // Once through the handshake, they leave room for one more.
+    first.identify("ann").await;
+    second.identify("ann").await;
+    let mut third = server.connect_from("127.0.0.2").await;
+    third.identify("ann").await;
+    let (_, frames) = first_frames(&server, "127.0.0.2").await;
+    assert!(is_refused_per_source(&frames), "{frames:?}");
+    let mut other = server.connect_from("127.0.0.3").await;
+    other.identify("bob").await;
+    // A connection that leaves gives its place back.
+    drop(third);
+    let mut admitted = false;
+    for _ in 0..100 {
+        let (_, frames) = first_frames(&server, "127.0.0.2").await;
+        if !is_refused_per_source(&frames) {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        admitted,
+        "the place of a closed connection was not given back"
     );
     server.stop().await;
 }

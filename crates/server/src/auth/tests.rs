@@ -84,13 +84,13 @@ async fn register_refusals_say_why_and_each_costs_an_attempt() {
         .register("ann", "password".into(), here)
         .await
         .unwrap_err();
-    assert_eq!((weak.code, weak.counts), (ErrorCode::WeakPassword, false));
+    assert_eq!((weak.code, weak.counts), (ErrorCode::WeakPassword, true));
     let bad = f
         .auth
         .register("", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!((bad.code, bad.counts), (ErrorCode::InvalidName, false));
+    assert_eq!((bad.code, bad.counts), (ErrorCode::InvalidName, true));
     f.auth.register("ann", PASSWORD.into(), here).await.unwrap();
     let taken = f
         .auth
@@ -160,6 +160,18 @@ async fn an_address_runs_out_of_password_attempts() {
         .register("bob", PASSWORD.into(), ip("192.0.2.2"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn refused_registrations_use_up_the_address_allowance() {
+    let f = fixture(2).await;
+    let here = ip("192.0.2.1");
+    for _ in 0..2 {
+        let weak = f.auth.register("bob", "password".into(), here).await;
+        assert_eq!(weak.unwrap_err().code, ErrorCode::WeakPassword);
+    }
+    let limited = f.auth.register("bob", PASSWORD.into(), here).await;
+    assert_eq!(limited.unwrap_err().code, ErrorCode::RateLimited);
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::{context::Context, store::UserStore, transport::Peer};
+use crate::{admission::SourceSlot, context::Context, store::UserStore, transport::Peer};
 pub(crate) use ending::Ending;
 use wire::Wire;
 
@@ -37,6 +37,8 @@ use wire::Wire;
 pub(crate) struct Session<S, T> {
     wire: Wire<T>,
     peer: Peer,
+    /// The connection's place in its source's limits.
+    slot: SourceSlot,
     id: Uuid,
     ctx: Arc<Context<S>>,
 }
@@ -76,6 +78,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         id: Uuid,
         ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
+        slot: SourceSlot,
     ) -> Self {
         let config = &ctx.config;
         let wire = Wire::new(
@@ -87,6 +90,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         Self {
             wire,
             peer,
+            slot,
             id,
             ctx,
         }
@@ -134,7 +138,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                     attempts_left,
                     ask,
                 } => self.credentials(deadline, attempts_left, ask).await,
-                State::Echo(established) => self.echo(established).await,
+                State::Echo(established) => {
+                    self.slot.handshake_done();
+                    self.echo(established).await
+                }
             };
             state = match next {
                 Ok(next) => next,

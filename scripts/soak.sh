@@ -5,6 +5,8 @@
 #   - timing of failed logins: unknown user against wrong password;
 #   - 1,000 clients x 100 round trips with random abrupt disconnects, and the
 #     server's memory afterwards;
+#   - 1,000 clients asking for `/repeat 100` of 65,000 bytes and never
+#     reading: the server's memory;
 #   - both fuzz targets for FUZZ_SECONDS each (default 120).
 # Release builds; about 8 minutes on 2 cores. Prints the figures it measured.
 set -euo pipefail
@@ -13,4 +15,5 @@ cd "$(dirname "$0")/.."
 export ECHO_SOAK_KILLS=${ECHO_SOAK_KILLS:-20}
 cargo test --release -p echo-server --test operations -- kill_9 --nocapture
 cargo test --release -p echo-server --test soak -- --ignored --nocapture --test-threads 1
+cargo test --release -p echo-server --test attacks -- --ignored --nocapture --test-threads 1
 scripts/fuzz.sh all "${FUZZ_SECONDS:-120}"

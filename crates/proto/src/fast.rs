@@ -4,6 +4,8 @@
 //! string means the same however its characters are escaped), a fraction of
 //! the work on long texts.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -46,6 +48,61 @@ impl<'a> RawSay<'a> {
         let plain = say.kind == "say"
             && raw.first() == Some(&b'"')
             && !matches!(raw.get(1), Some(b'/' | b'\\'));
-        plain.then_some(say)
+        // serde_json keeps a lone surrogate escape (`\ud800`) in a raw value
+        // but refuses it in a string: let the general path answer it.
+        if !plain || (has_unicode_escape(raw) && say.text_unescaped().is_none()) {
+            return None;
+        }
+        Some(say)
     }
+
+    fn text_unescaped(&self) -> Option<Cow<'a, str>> {
+        let raw = self.text.get();
+        match serde_json::from_str::<&'a str>(raw) {
+            Ok(text) => Some(Cow::Borrowed(text)),
+            Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+        }
+    }
+}
+
+/// A `say` whose text is a `/command`: the text unescaped, and borrowed from
+/// the payload when it has no escapes, so a long argument is not copied.
+#[derive(Debug)]
+pub struct CommandSay<'a> {
+    /// The `id` to answer with.
+    pub id: u64,
+    /// The command line, starting with `/`.
+    pub text: Cow<'a, str>,
+}
+
+impl<'a> CommandSay<'a> {
+    /// Parses `payload` if it is a `say` whose text starts with `/`; anything
+    /// else, or in doubt, is `None` (the general path decides).
+    pub fn parse(payload: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let say: RawSay<'a> = serde_json::from_str(text).ok()?;
+        if say.kind != "say" {
+            return None;
+        }
+        let text = say.text_unescaped()?;
+        text.starts_with('/')
+            .then_some(CommandSay { id: say.id, text })
+    }
+}
+
+/// A `reply` whose text is borrowed; encodes exactly like
+/// [`crate::ServerMsg::Reply`] with that text, without owning a copy of it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "reply")]
+pub struct TextReply<'a> {
+    /// The `say` answered.
+    pub re: u64,
+    /// The text.
+    pub text: &'a str,
+    /// Whether this is the final reply.
+    pub last: bool,
+}
+
+fn has_unicode_escape(raw: &[u8]) -> bool {
+    memchr::memmem::find(raw, b"\\u").is_some()
 }

@@ -3,7 +3,7 @@
 //! a new command is one edit to this file: a variant, its `HELP` line, its
 //! arm in [`Command::parse`] and in [`Command::run`].
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use echo_proto::ErrorCode;
 use uuid::Uuid;
@@ -53,9 +53,9 @@ pub struct Caller<'a> {
 }
 
 /// A command's replies, made one at a time as they are sent, so `/repeat`
-/// never holds all of its copies at once.
+/// never holds its copies: each one borrows the text of the request.
 #[derive(Debug)]
-pub enum Replies {
+pub enum Replies<'a> {
     /// Lines computed up front (they are few and short).
     Lines(std::vec::IntoIter<String>),
     /// The same text, `left` more times.
@@ -63,7 +63,7 @@ pub enum Replies {
         /// Copies still to send.
         left: u32,
         /// The text.
-        text: String,
+        text: &'a str,
     },
 }
 
@@ -109,9 +109,9 @@ impl<'a> Command<'a> {
     }
 }
 
-impl Command<'_> {
+impl<'a> Command<'a> {
     /// Runs the command for `caller`.
-    pub fn run(&self, caller: &Caller<'_>) -> Replies {
+    pub fn run(&self, caller: &Caller<'_>) -> Replies<'a> {
         match self {
             Command::Help => Replies::Lines(help_lines().into_iter()),
             Command::Whoami => Replies::Lines(
@@ -136,10 +136,7 @@ impl Command<'_> {
                     .into_iter(),
                 )
             }
-            Command::Repeat { count, text } => Replies::Repeat {
-                left: *count,
-                text: (*text).to_owned(),
-            },
+            Command::Repeat { count, text } => Replies::Repeat { left: *count, text },
         }
     }
 }
@@ -154,15 +151,15 @@ impl CommandError {
     }
 }
 
-impl Iterator for Replies {
-    type Item = String;
+impl<'a> Iterator for Replies<'a> {
+    type Item = Cow<'a, str>;
 
-    fn next(&mut self) -> Option<String> {
+    fn next(&mut self) -> Option<Cow<'a, str>> {
         match self {
-            Replies::Lines(lines) => lines.next(),
+            Replies::Lines(lines) => lines.next().map(Cow::Owned),
             Replies::Repeat { left, text } => {
                 *left = left.checked_sub(1)?;
-                Some(text.clone())
+                Some(Cow::Borrowed(*text))
             }
         }
     }
@@ -261,7 +258,10 @@ mod tests {
         }
         .run(&caller);
         assert_eq!(replies.collect::<Vec<_>>(), ["hi", "hi", "hi"]);
-        let whoami: Vec<String> = Command::Whoami.run(&caller).collect();
+        let whoami: Vec<String> = Command::Whoami
+            .run(&caller)
+            .map(|line| line.into_owned())
+            .collect();
         assert_eq!(
             whoami,
             [format!(

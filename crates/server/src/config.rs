@@ -14,6 +14,10 @@ use crate::store::{Lifetimes, StoreLocation};
 
 pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
 
+/// Smallest `max_output_buffer`: the output a connection writes out in one
+/// go (its write buffer's backpressure boundary).
+pub const MIN_OUTPUT_BUFFER: usize = 64 * 1024;
+
 /// Everything the server needs to run, fully resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -54,10 +58,15 @@ pub struct ServerConfig {
     pub max_frame: usize,
     /// Most replies one `/repeat` may ask for.
     pub max_repeat: u32,
+    /// Most bytes of output held for one client; over it the client is
+    /// dropped (and logged).
+    pub max_output_buffer: usize,
     /// Days a session token stays valid without use.
     pub session_idle_days: u64,
     /// Days a session chain stays valid after its login, however used.
     pub session_max_days: u64,
+    /// Days an address's name is kept after it was last seen.
+    pub identity_days: u64,
     /// Shortest password `register` accepts (never under 8).
     pub min_password_length: usize,
     /// Password attempts (`login`, `register`) one IP address may make a minute.
@@ -92,8 +101,10 @@ pub struct FileConfig {
     max_frame_handshake: Option<usize>,
     max_frame: Option<usize>,
     max_repeat: Option<u32>,
+    max_output_buffer: Option<usize>,
     session_idle_days: Option<u64>,
     session_max_days: Option<u64>,
+    identity_days: Option<u64>,
     min_password_length: Option<usize>,
     auth_attempts_per_minute: Option<u32>,
     pid_file: Option<PathBuf>,
@@ -191,8 +202,10 @@ impl Default for ServerConfig {
             max_frame_handshake: 4 * 1024,
             max_frame: echo_proto::DEFAULT_MAX_FRAME_LENGTH,
             max_repeat: 100,
+            max_output_buffer: 1024 * 1024,
             session_idle_days: 7,
             session_max_days: 30,
+            identity_days: 365,
             min_password_length: 8,
             auth_attempts_per_minute: 30,
             daemon: false,
@@ -256,8 +269,10 @@ impl ServerConfig {
             max_frame_handshake: file.max_frame_handshake.unwrap_or(d.max_frame_handshake),
             max_frame: file.max_frame.unwrap_or(d.max_frame),
             max_repeat: file.max_repeat.unwrap_or(d.max_repeat),
+            max_output_buffer: file.max_output_buffer.unwrap_or(d.max_output_buffer),
             session_idle_days: file.session_idle_days.unwrap_or(d.session_idle_days),
             session_max_days: file.session_max_days.unwrap_or(d.session_max_days),
+            identity_days: file.identity_days.unwrap_or(d.identity_days),
             min_password_length: file.min_password_length.unwrap_or(d.min_password_length),
             auth_attempts_per_minute: file
                 .auth_attempts_per_minute
@@ -283,6 +298,7 @@ impl ServerConfig {
             ("log_keep", self.log_keep as u64),
             ("session_idle_days", self.session_idle_days),
             ("session_max_days", self.session_max_days),
+            ("identity_days", self.identity_days),
             (
                 "auth_attempts_per_minute",
                 u64::from(self.auth_attempts_per_minute),
@@ -297,6 +313,11 @@ impl ServerConfig {
             return Err(ConfigError::Invalid(format!(
                 "max_frame_handshake must not exceed max_frame, nor max_frame {} bytes",
                 echo_proto::MAX_FRAME_LENGTH
+            )));
+        }
+        if self.max_output_buffer < MIN_OUTPUT_BUFFER {
+            return Err(ConfigError::Invalid(format!(
+                "max_output_buffer must be at least {MIN_OUTPUT_BUFFER} bytes"
             )));
         }
         if self.min_password_length < crate::auth::passwords::MIN_PASSWORD_CHARS {
@@ -318,6 +339,7 @@ impl ServerConfig {
         Lifetimes {
             idle: self.session_idle_days.saturating_mul(86_400),
             absolute: self.session_max_days.saturating_mul(86_400),
+            identity: self.identity_days.saturating_mul(86_400),
         }
     }
 }

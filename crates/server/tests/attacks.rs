@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestClient, TestServer, auth_config, test_config};
+use common::{ServerProcess, TestClient, TestServer, auth_config, rss_kib, test_config};
 use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
 use echo_server::ServerConfig;
 use tokio::net::TcpStream;
@@ -221,4 +221,63 @@ async fn established_connections_count_against_their_address_too() {
         "the place of a closed connection was not given back"
     );
     server.stop().await;
+}
+
+/// `clients` connections each ask for `/repeat 100` of 65,000 bytes and never
+/// read; the server may grow by at most `limit_mib` (the issue's figure is
+/// 300 MiB for 1,000 clients).
+async fn unread_repeats(clients: u64, limit_mib: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--port",
+        "0",
+        "--mode",
+        "ident",
+        "--max-connections",
+        "4096",
+        "--max-connections-per-ip",
+        "4096",
+        "--max-handshakes-per-ip",
+        "4096",
+    ];
+    let server = ServerProcess::start(dir.path(), &args, &[]);
+    let (addr, pid) = (server.addr(), server.child.id());
+    let connect = || async move {
+        let mut client = TestClient::after_hello(TcpStream::connect(addr).await.unwrap()).await;
+        client.identify("attacker").await;
+        client
+    };
+    let mut bystander = connect().await;
+    let before = rss_kib(pid);
+    let request = format!("/repeat 100 {}", "r".repeat(65_000));
+    let mut attackers = Vec::new();
+    for id in 0..clients {
+        let mut client = connect().await;
+        client.say(id, &request).await;
+        attackers.push(client);
+    }
+    // The server makes replies until every attacker's socket is full.
+    let mut peak = before;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(pid));
+    }
+    assert_eq!(bystander.ask(1, "still here").await, ["still here"]);
+    let grown_mib = (peak - before) / 1024;
+    eprintln!(
+        "{clients} unread /repeat 100 x 65,000 bytes: server RSS {before} KiB -> peak {peak} KiB (+{grown_mib} MiB)"
+    );
+    assert!(grown_mib <= limit_mib, "the server grew by {grown_mib} MiB");
+    drop(attackers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_that_are_never_read_hold_little_memory() {
+    unread_repeats(200, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by scripts/soak.sh"]
+async fn a_thousand_repeats_that_are_never_read_hold_little_memory() {
+    unread_repeats(1000, 300).await;
 }

@@ -84,16 +84,6 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
     server.stop().await;
 }
 
-fn server_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 #[ignore = "long: run by scripts/soak.sh"]
 fn a_thousand_clients_with_random_abrupt_disconnects() {
@@ -111,7 +101,7 @@ fn a_thousand_clients_with_random_abrupt_disconnects() {
     );
     let (addr, pid) = (server.addr(), server.child.id());
     std::thread::sleep(Duration::from_millis(300));
-    let start_rss = server_rss_kib(pid);
+    let start_rss = common::rss_kib(pid);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
     let (completed, dropped, peak) = runtime.block_on(async move {
@@ -120,7 +110,7 @@ fn a_thousand_clients_with_random_abrupt_disconnects() {
             let peak = std::sync::Arc::clone(&peak);
             tokio::spawn(async move {
                 loop {
-                    let rss = server_rss_kib(pid);
+                    let rss = common::rss_kib(pid);
                     peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -175,7 +165,7 @@ fn a_thousand_clients_with_random_abrupt_disconnects() {
     // The server gives freed memory back every 2 s once many connections
     // have closed.
     std::thread::sleep(Duration::from_secs(5));
-    let end_rss = server_rss_kib(pid);
+    let end_rss = common::rss_kib(pid);
     eprintln!(
         "1000 clients: {completed} round trips, all correct, {dropped} abrupt disconnects, {:.1} s; \
          server RSS {start_rss} KiB at start, {peak} KiB at peak, {end_rss} KiB after",

@@ -8,7 +8,7 @@ mod conformance;
 use std::{io::Write, net::IpAddr, path::Path};
 
 use common::ManualClock;
-use conformance::{Backend, LIFETIMES, user};
+use conformance::{Backend, LIFETIMES, name_of, user};
 use echo_server::store::{
     self, FileStore, Rotation, Store, StoreError, StoreLocation, TokenHash, UserStore,
 };
@@ -160,7 +160,7 @@ async fn the_journal_is_compacted_on_the_stores_clock_and_still_holds_everything
         "the journal was never compacted: {lines} lines"
     );
     let store = open();
-    assert_eq!(store.identity(ip).await.unwrap().as_deref(), Some("Ann"));
+    assert_eq!(name_of(&store, ip, 150).await.as_deref(), Some("Ann"));
     assert!(store.user("ann").await.unwrap().is_some());
     assert!(matches!(
         store
@@ -184,4 +184,31 @@ fn debug_output_shows_no_hash() {
     let shown = format!("{:?} {:?}", user("ann"), TokenHash::of("secret"));
     assert!(!shown.contains("argon2"), "{shown}");
     assert!(shown.contains("ann"));
+}
+
+#[tokio::test]
+async fn compaction_forgets_identities_unseen_for_their_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(0);
+    let store = FileStore::open_with_clock(dir.path(), LIFETIMES, clock.clone()).unwrap();
+    let (gone, kept): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    store.remember_identity(gone, "Old", 0).await.unwrap();
+    clock.advance(LIFETIMES.identity + 1);
+    for seen in 0..3000 {
+        store
+            .remember_identity(kept, "New", LIFETIMES.identity + seen)
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let text = std::fs::read_to_string(journal(dir.path())).unwrap();
+    assert!(
+        text.lines().count() < 1500,
+        "the journal was never compacted"
+    );
+    assert!(
+        !text.contains("10.0.0.1"),
+        "an expired identity survived compaction"
+    );
+    assert!(text.contains("10.0.0.2"));
 }

@@ -27,7 +27,16 @@ impl Clock for ManualClock {
 
 struct Fixture {
     auth: Authenticator<FileStore>,
-    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Lines in the store's journal: one per change written.
+    fn changes_written(&self) -> usize {
+        let journal = self.dir.path().join(crate::store::JOURNAL_FILE);
+        std::fs::read_to_string(journal).unwrap().lines().count()
+    }
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -37,14 +46,15 @@ fn ip(text: &str) -> IpAddr {
 async fn fixture(attempts_per_minute: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), Default::default()).unwrap();
+    let clock = Arc::new(ManualClock(AtomicU64::new(1_000_000)));
     let auth = Authenticator::new(
         store,
         Passwords::start().await.unwrap(),
         Arc::new(MemoryLedger::new(100, attempts_per_minute)),
-        Arc::new(ManualClock(AtomicU64::new(1_000_000))),
+        clock.clone(),
         8,
     );
-    Fixture { auth, _dir: dir }
+    Fixture { auth, clock, dir }
 }
 
 #[tokio::test]
@@ -190,4 +200,30 @@ async fn identification_remembers_a_valid_name_per_address() {
         Some("Ann")
     );
     assert_eq!(f.auth.suggested_user(here).await.as_deref(), Some("Ann"));
+}
+
+#[tokio::test]
+async fn a_returning_address_is_written_down_at_most_once_a_day() {
+    let f = fixture(100).await;
+    let here = ip("192.0.2.9");
+    f.auth.name_address(here, "Ann").await.unwrap();
+    let written = f.changes_written();
+    for _ in 0..10 {
+        assert_eq!(
+            f.auth.known_name(here).await.unwrap().as_deref(),
+            Some("Ann")
+        );
+        f.auth.remember_user(here, "Ann").await;
+    }
+    assert_eq!(f.changes_written(), written, "a known address cost a write");
+    f.clock.0.fetch_add(86_400, Ordering::SeqCst);
+    f.auth.known_name(here).await.unwrap();
+    assert_eq!(
+        f.changes_written(),
+        written + 1,
+        "a day later the visit is recorded"
+    );
+    // A new user from the same address is written at once.
+    f.auth.remember_user(here, "Bob").await;
+    assert_eq!(f.auth.suggested_user(here).await.as_deref(), Some("Bob"));
 }

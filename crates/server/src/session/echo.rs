@@ -4,7 +4,7 @@
 
 use echo_proto::{
     ClientMsg, Message, ServerMsg,
-    fast::{RawReply, RawSay},
+    fast::{CommandSay, RawReply, RawSay},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -35,11 +35,15 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 self.wire.feed([reply]).await?;
                 continue;
             }
+            if let Some(say) = CommandSay::parse(&payload) {
+                self.answer(&established, say.id, &say.text).await?;
+                continue;
+            }
             let Some(msg) = self.wire.decode(&payload).await? else {
                 continue;
             };
             match msg {
-                ClientMsg::Say { id, text } => self.answer(&established, id, text).await?,
+                ClientMsg::Say { id, text } => self.answer(&established, id, &text).await?,
                 ClientMsg::Logout {} => {
                     if let Some(family) = established.family {
                         self.ctx.auth.logout(family).await;
@@ -58,7 +62,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         &mut self,
         established: &Established,
         id: u64,
-        text: String,
+        text: &str,
     ) -> Result<(), Ending> {
         self.ctx.stats.message_served();
         if !text.starts_with('/') {
@@ -71,7 +75,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             connection: self.id,
             stats: &self.ctx.stats,
         };
-        match Command::parse(&text, self.ctx.config.max_repeat) {
+        match Command::parse(text, self.ctx.config.max_repeat) {
             Ok(command) => {
                 let replies = command.run(&caller);
                 self.wire.send_replies(id, replies).await

@@ -13,6 +13,8 @@ pub(crate) enum Ending {
     Lost(io::Error),
     /// A write did not finish in time (the client stopped reading).
     WriteTimedOut,
+    /// The output held for the client passed `max_output_buffer`.
+    OutputOverLimit { held: usize, max_output: usize },
     /// The handshake or idle deadline passed: `bye {timeout}`.
     Timeout,
     /// The server is shutting down: `bye {shutdown}`.
@@ -44,7 +46,10 @@ impl Ending {
             Ending::Violation { code, message } => {
                 return Some(ServerMsg::error(*code, message.clone(), true));
             }
-            Ending::ClientLeft | Ending::Lost(_) | Ending::WriteTimedOut => return None,
+            Ending::ClientLeft
+            | Ending::Lost(_)
+            | Ending::WriteTimedOut
+            | Ending::OutputOverLimit { .. } => return None,
         };
         Some(ServerMsg::Bye { reason })
     }
@@ -61,6 +66,10 @@ impl fmt::Display for Ending {
             Ending::ClientLeft => f.write_str("client closed the connection"),
             Ending::Lost(err) => write!(f, "connection lost: {err}"),
             Ending::WriteTimedOut => f.write_str("client stopped reading (write timed out)"),
+            Ending::OutputOverLimit { held, max_output } => write!(
+                f,
+                "output held for the client ({held} bytes) passed max_output_buffer ({max_output} bytes)"
+            ),
             Ending::Timeout => f.write_str("timed out"),
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::Logout => f.write_str("logged out"),

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::{admission::SourceSlot, context::Context, store::UserStore, transport::Peer};
 pub(crate) use ending::Ending;
-use wire::Wire;
+use wire::{OutputLimits, Wire};
 
 /// A client's session: its frames, who it is, and what the server shares.
 pub(crate) struct Session<S, T> {
@@ -81,12 +81,11 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         slot: SourceSlot,
     ) -> Self {
         let config = &ctx.config;
-        let wire = Wire::new(
-            stream,
-            shutdown,
-            config.max_frame_handshake,
-            config.write_timeout,
-        );
+        let limits = OutputLimits {
+            write_timeout: config.write_timeout,
+            max_output: config.max_output_buffer,
+        };
+        let wire = Wire::new(stream, shutdown, config.max_frame_handshake, limits);
         Self {
             wire,
             peer,

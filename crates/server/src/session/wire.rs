@@ -13,6 +13,7 @@ use std::{
 use bytes::BytesMut;
 use echo_proto::{
     ClientMsg, FrameCodec, Json, MAX_FRAME_LENGTH, ProtoError, ServerMsg, decode_message,
+    fast::TextReply,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -41,6 +42,8 @@ const READ_BUFFER: usize = 64 * 1024;
 /// A connection's frames.
 pub(crate) struct Wire<T> {
     framed: Framed<T, FrameCodec>,
+    /// Most bytes of output held for the client (`max_output_buffer`).
+    max_output: usize,
     /// Created once and polled by every wait: a connection's own child
     /// token, so waiting does not contend on a lock shared by all.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -50,15 +53,25 @@ pub(crate) struct Wire<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// Frames over `stream`, reading at most `max_frame` bytes a frame
     /// until [`Wire::set_max_frame`] says otherwise.
+    /// Output is written out whenever more than [`READ_BUFFER`] bytes of it
+    /// are held (Framed's backpressure boundary: a feed waits for the client
+    /// to take them, bounded by `write_timeout`), so a client that does not
+    /// read holds at most that plus one reply; a reply that would take the
+    /// output held past `max_output` ends the connection.
     pub(crate) fn new(
         stream: T,
         shutdown: CancellationToken,
         max_frame: usize,
-        write_timeout: Duration,
+        limits: OutputLimits,
     ) -> Self {
         let codec = FrameCodec::with_limits(max_frame, MAX_FRAME_LENGTH);
+        let OutputLimits {
+            write_timeout,
+            max_output,
+        } = limits;
         Self {
             framed: Framed::with_capacity(stream, codec, READ_BUFFER),
+            max_output,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             write_timeout,
         }
@@ -133,19 +146,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     }
 
     /// Queues one `reply` per text, the last one marked `last`. The texts
-    /// are taken one at a time, as the write buffer drains.
-    pub(crate) async fn send_replies(
+    /// are taken one at a time, as the write buffer drains, and encoded
+    /// from where they are (no copy per reply).
+    pub(crate) async fn send_replies<S: AsRef<str>>(
         &mut self,
         re: u64,
-        texts: impl IntoIterator<Item = String>,
+        texts: impl IntoIterator<Item = S>,
     ) -> Result<(), Ending> {
         let mut texts = texts.into_iter().peekable();
-        let replies = std::iter::from_fn(|| {
-            let text = texts.next()?;
+        while let Some(text) = texts.next() {
             let last = texts.peek().is_none();
-            Some(ServerMsg::Reply { re, text, last })
-        });
-        self.feed(replies).await
+            let text = text.as_ref();
+            self.feed([TextReply { re, text, last }]).await?;
+        }
+        Ok(())
     }
 
     /// Queues messages for the client. They leave at the next flush (before
@@ -156,15 +170,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         msgs: impl IntoIterator<Item = M>,
     ) -> Result<(), Ending> {
         let limit = self.write_timeout;
+        let max_output = self.max_output;
         let framed = &mut self.framed;
         let write = async move {
             for msg in msgs {
                 framed.feed(Json(&msg)).await?;
+                let held = framed.write_buffer().len();
+                if held > max_output {
+                    return Ok(Err(Ending::OutputOverLimit { held, max_output }));
+                }
             }
-            Ok(())
+            Ok(Ok(()))
         };
         match bounded(write, limit, self.shutdown.as_mut()).await? {
-            Ok(()) => Ok(()),
+            Ok(queued) => queued,
             Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
             Err(err) => {
                 // Only an encoding error is left: a reply over the frame cap.
@@ -200,6 +219,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         }
         framed.into_inner()
     }
+}
+
+/// How much output a connection may hold, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputLimits {
+    /// Time a write may wait for the client to take output.
+    pub write_timeout: Duration,
+    /// Most bytes of output held for the client.
+    pub max_output: usize,
 }
 
 /// Runs a write. It almost always completes at its first poll, and then

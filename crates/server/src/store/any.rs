@@ -8,8 +8,8 @@ use std::{net::IpAddr, path::PathBuf, sync::Arc};
 use uuid::Uuid;
 
 use super::{
-    FileStore, Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord,
-    UserStore,
+    FileStore, Identity, Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
+    UserRecord, UserStore,
 };
 use crate::clock::Clock;
 
@@ -50,8 +50,8 @@ macro_rules! dispatch {
 }
 
 impl UserStore for Store {
-    async fn identity(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.identity(ip))
+    async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
+        dispatch!(self, s => s.identity(ip, now))
     }
 
     async fn remember_identity(

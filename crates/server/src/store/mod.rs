@@ -13,7 +13,7 @@ mod file;
 use std::{fmt, future::Future, net::IpAddr};
 
 pub use any::{Store, StoreLocation, open};
-pub use file::FileStore;
+pub use file::{FileStore, JOURNAL_FILE};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -28,6 +28,15 @@ pub struct UserRecord {
     pub password_hash: String,
     /// When the user was created.
     pub created: UnixTime,
+}
+
+/// The name known for an address (identification mode, lab task 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The name the client gave.
+    pub name: String,
+    /// When the address was last seen.
+    pub seen: UnixTime,
 }
 
 /// The SHA-256 of a session token: all the store ever keeps of a token.
@@ -49,13 +58,15 @@ pub struct SessionInfo {
     pub expires: UnixTime,
 }
 
-/// How long sessions live.
+/// How long sessions and identities live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
     /// Seconds a token stays valid without use.
     pub idle: u64,
     /// Seconds a chain stays valid after its login, however used.
     pub absolute: u64,
+    /// Seconds an address's name is kept after it was last seen.
+    pub identity: u64,
 }
 
 /// The outcome of presenting a token for rotation.
@@ -125,11 +136,13 @@ pub enum StoreError {
 /// Implementations are cheap `Clone` handles onto shared state. A method
 /// that changes something returns only once the change is durable.
 pub trait UserStore: Clone + Send + Sync + 'static {
-    /// The name last remembered for `ip`.
+    /// The name remembered for `ip`, unless it was last seen longer than
+    /// [`Lifetimes::identity`] before `now`.
     fn identity(
         &self,
         ip: IpAddr,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<Identity>, StoreError>> + Send;
 
     /// Remembers `name` for `ip`, seen at `now`.
     fn remember_identity(
@@ -247,6 +260,11 @@ impl fmt::Debug for UserRecord {
 }
 
 impl Lifetimes {
+    /// Whether an identity last seen at `seen` is still kept at `now`.
+    pub fn identity_kept(&self, seen: UnixTime, now: UnixTime) -> bool {
+        seen.saturating_add(self.identity) > now
+    }
+
     /// When a chain started at `created` and last used at `last_used` expires.
     pub fn expires(&self, created: UnixTime, last_used: UnixTime) -> UnixTime {
         created
@@ -260,6 +278,7 @@ impl Default for Lifetimes {
         Self {
             idle: 7 * 86_400,
             absolute: 30 * 86_400,
+            identity: 365 * 86_400,
         }
     }
 }

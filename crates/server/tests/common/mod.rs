@@ -143,6 +143,17 @@ pub fn auth_config() -> ServerConfig {
     }
 }
 
+/// The resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
 /// A protocol client made of the proto crate's extension traits.
 pub struct TestClient {
     pub stream: TcpStream,

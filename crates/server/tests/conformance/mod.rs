@@ -7,12 +7,15 @@
 
 use std::{future::Future, net::IpAddr};
 
-use echo_server::store::{Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore};
+use echo_server::store::{
+    Identity, Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore,
+};
 
 /// Session lifetimes every case assumes.
 pub const LIFETIMES: Lifetimes = Lifetimes {
     idle: 100,
     absolute: 1000,
+    identity: 500,
 };
 
 /// A store under test.
@@ -39,6 +42,7 @@ macro_rules! conformance_suite {
             sessions_expire_idle_and_absolute,
             a_new_password_and_removal_revoke_sessions,
             identities_are_remembered_and_replaced,
+            identities_unseen_for_their_lifetime_are_forgotten,
             users_are_listed_by_name,
             revoking_one_chain_leaves_the_others,
         );
@@ -52,6 +56,15 @@ macro_rules! conformance_suite {
             }
         )+
     };
+}
+
+/// The name `store` knows for `ip` at `now`.
+pub async fn name_of(store: &impl UserStore, ip: IpAddr, now: u64) -> Option<String> {
+    store
+        .identity(ip, now)
+        .await
+        .unwrap()
+        .map(|known| known.name)
 }
 
 pub fn user(name: &str) -> UserRecord {
@@ -78,7 +91,7 @@ pub async fn changes_survive_reopening(backend: &impl Backend) {
     let store = backend.open().await;
     assert_eq!(store.user("ann").await.unwrap(), Some(user("ann")));
     assert_eq!(store.user("bob").await.unwrap(), None);
-    assert_eq!(store.identity(ip).await.unwrap().as_deref(), Some("Ann"));
+    assert_eq!(name_of(&store, ip, 20).await.as_deref(), Some("Ann"));
     assert_eq!(store.sessions("ann", 20).await.unwrap().len(), 1);
 }
 
@@ -283,12 +296,33 @@ pub async fn identities_are_remembered_and_replaced(backend: &impl Backend) {
     let store = backend.open().await;
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let v6: IpAddr = "2001:db8::1".parse().unwrap();
-    assert_eq!(store.identity(ip).await.unwrap(), None);
+    assert_eq!(store.identity(ip, 1).await.unwrap(), None);
     store.remember_identity(ip, "Ann", 1).await.unwrap();
     store.remember_identity(v6, "Bob", 1).await.unwrap();
     store.remember_identity(ip, "Anna", 2).await.unwrap();
-    assert_eq!(store.identity(ip).await.unwrap().as_deref(), Some("Anna"));
-    assert_eq!(store.identity(v6).await.unwrap().as_deref(), Some("Bob"));
+    assert_eq!(
+        store.identity(ip, 3).await.unwrap(),
+        Some(Identity {
+            name: "Anna".into(),
+            seen: 2
+        })
+    );
+    assert_eq!(name_of(&store, v6, 3).await.as_deref(), Some("Bob"));
+}
+
+pub async fn identities_unseen_for_their_lifetime_are_forgotten(backend: &impl Backend) {
+    let store = backend.open().await;
+    let ip: IpAddr = "192.0.2.1".parse().unwrap();
+    store.remember_identity(ip, "Ann", 100).await.unwrap();
+    let last_day = 100 + LIFETIMES.identity - 1;
+    assert_eq!(name_of(&store, ip, last_day).await.as_deref(), Some("Ann"));
+    assert_eq!(store.identity(ip, last_day + 1).await.unwrap(), None);
+    // Seen again, it lives on.
+    store.remember_identity(ip, "Ann", last_day).await.unwrap();
+    assert_eq!(
+        name_of(&store, ip, last_day + 1).await.as_deref(),
+        Some("Ann")
+    );
 }
 
 pub async fn users_are_listed_by_name(backend: &impl Backend) {

@@ -12,13 +12,23 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Ending, Wire};
+use super::{Ending, OutputLimits, Wire};
 
 const LONG: Duration = Duration::from_secs(60);
 
+fn limits(write_timeout: Duration) -> OutputLimits {
+    OutputLimits {
+        write_timeout,
+        max_output: 1 << 20,
+    }
+}
+
 fn pair(shutdown: &CancellationToken) -> (Wire<DuplexStream>, DuplexStream) {
     let (server, client) = duplex(1 << 20);
-    (Wire::new(server, shutdown.clone(), 4096, LONG), client)
+    (
+        Wire::new(server, shutdown.clone(), 4096, limits(LONG)),
+        client,
+    )
 }
 
 async fn next(client: &mut DuplexStream) -> ServerMsg {
@@ -130,7 +140,7 @@ async fn an_oversized_frame_is_a_violation_that_names_its_code() {
 async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
     let shutdown = CancellationToken::new();
     let (server, _client) = duplex(1024);
-    let mut wire = Wire::new(server, shutdown, 4096, Duration::from_secs(10));
+    let mut wire = Wire::new(server, shutdown, 4096, limits(Duration::from_secs(10)));
     let started = Instant::now();
     let ending = wire
         .send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
@@ -151,4 +161,50 @@ async fn the_last_frame_goes_out_with_what_was_queued() {
     let _stream = wire.finish(Some(bye.clone())).await;
     assert_eq!(next(&mut client).await, ServerMsg::AskName {});
     assert_eq!(next(&mut client).await, bye);
+}
+
+#[tokio::test]
+async fn output_past_the_limit_ends_the_connection() {
+    let shutdown = CancellationToken::new();
+    let (server, _client) = duplex(1 << 20);
+    let limits = OutputLimits {
+        write_timeout: LONG,
+        max_output: 100_000,
+    };
+    let mut wire = Wire::new(server, shutdown, 4096, limits);
+    wire.send_replies(1, ["x".repeat(50_000)]).await.unwrap();
+    let ending = wire
+        .send_replies(2, ["y".repeat(100_000)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            ending,
+            Ending::OutputOverLimit {
+                max_output: 100_000,
+                ..
+            }
+        ),
+        "{ending}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_does_not_read_holds_little_output() {
+    let shutdown = CancellationToken::new();
+    let (server, _client) = duplex(64 * 1024);
+    let mut wire = Wire::new(server, shutdown, 4096, limits(Duration::from_secs(10)));
+    let text = "z".repeat(65_000);
+    // 100 replies of 65,000 bytes are made one at a time: the write waits
+    // for the client long before they are all made.
+    let ending = wire
+        .send_replies(1, std::iter::repeat_n(text, 100))
+        .await
+        .unwrap_err();
+    assert!(matches!(ending, Ending::WriteTimedOut), "{ending}");
+    let held = wire.framed.write_buffer().len();
+    assert!(
+        held < 200_000,
+        "{held} bytes held for a client that does not read"
+    );
 }

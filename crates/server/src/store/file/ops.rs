@@ -10,7 +10,8 @@ use super::{
     journal::{Family, Record},
 };
 use crate::store::{
-    Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+    Identity, Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord,
+    UserStore,
 };
 
 fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionInfo {
@@ -24,8 +25,15 @@ fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionIn
 }
 
 impl UserStore for FileStore {
-    async fn identity(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
-        Ok(self.read(|state| state.identities.get(&ip).map(|i| i.name.clone())))
+    async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        Ok(self.read(|state| {
+            let known = state.identities.get(&ip)?;
+            lifetimes.identity_kept(known.seen, now).then(|| Identity {
+                name: known.name.clone(),
+                seen: known.seen,
+            })
+        }))
     }
 
     async fn remember_identity(

@@ -103,6 +103,10 @@ fn compact_if_due(
         for family in expired {
             guard.state.revoke(family);
         }
+        guard
+            .state
+            .identities
+            .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
         let queued: Vec<Pending> = rx.try_iter().collect();
         (guard.state.snapshot(), queued)
     };

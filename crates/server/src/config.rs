@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub min_password_length: usize,
     /// Password attempts (`login`, `register`) one IP address may make a minute.
     pub auth_attempts_per_minute: u32,
+    /// Whether `ask_auth` names the user last logged in from the address.
+    pub suggest_user: bool,
     /// Detach from the terminal after binding.
     pub daemon: bool,
     /// Where to write the process id, if anywhere.
@@ -107,6 +109,7 @@ pub struct FileConfig {
     identity_days: Option<u64>,
     min_password_length: Option<usize>,
     auth_attempts_per_minute: Option<u32>,
+    suggest_user: Option<bool>,
     pid_file: Option<PathBuf>,
 }
 
@@ -208,6 +211,7 @@ impl Default for ServerConfig {
             identity_days: 365,
             min_password_length: 8,
             auth_attempts_per_minute: 30,
+            suggest_user: true,
             daemon: false,
             pid_file: None,
         }
@@ -277,6 +281,7 @@ impl ServerConfig {
             auth_attempts_per_minute: file
                 .auth_attempts_per_minute
                 .unwrap_or(d.auth_attempts_per_minute),
+            suggest_user: file.suggest_user.unwrap_or(d.suggest_user),
             daemon: args.daemon,
             pid_file: args.pid_file.clone().or(file.pid_file),
         };

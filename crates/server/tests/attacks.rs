@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, TestClient, TestServer, auth_config, rss_kib, test_config};
+use common::{ServerProcess, TestClient, TestServer, auth_config, read_logs, rss_kib, test_config};
 use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
 use echo_server::ServerConfig;
 use tokio::net::TcpStream;
@@ -280,4 +280,46 @@ async fn repeats_that_are_never_read_hold_little_memory() {
 #[ignore = "long: run by scripts/soak.sh"]
 async fn a_thousand_repeats_that_are_never_read_hold_little_memory() {
     unread_repeats(1000, 300).await;
+}
+
+#[tokio::test]
+async fn client_strings_cannot_forge_or_disguise_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &["--port", "0"], &[]);
+    let forged = "mallory\n2026-11-21T00:00:00.000000Z  INFO forged: admin logged in";
+    let disguised = "\u{1b}[2Kvic\u{202e}mit\u{200b}";
+    for user in [forged, disguised] {
+        let stream = TcpStream::connect(server.addr()).await.unwrap();
+        let mut client = TestClient::after_hello(stream).await;
+        assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+        for msg in [
+            ClientMsg::Login {
+                user: user.into(),
+                password: Secret::new("wrong horse battery"),
+            },
+            ClientMsg::Register {
+                user: user.into(),
+                password: Secret::new(PASSWORD),
+            },
+        ] {
+            client.send(&msg).await;
+            assert!(matches!(client.recv().await, ServerMsg::Error { .. }));
+        }
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let log = read_logs(dir.path());
+    assert!(
+        log.lines()
+            .all(|line| !line.starts_with("2026-11-21T00:00:00")),
+        "a client forged a log line:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{202e}') && !log.contains('\u{200b}'));
+    // The failed names are still there for operators and fail2ban, escaped.
+    assert!(
+        log.contains("login failed user=mallory\\u{a}2026-11-21T00:00:00.000000Z  INFO forged"),
+        "{log}"
+    );
+    assert!(log.contains("\\u{1b}[2Kvic\\u{202e}mit\\u{200b}"), "{log}");
+    assert!(log.contains("registration refused"), "{log}");
 }

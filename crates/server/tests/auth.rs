@@ -163,6 +163,19 @@ async fn identities_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn the_suggested_user_can_be_turned_off() {
+    let config = ServerConfig {
+        suggest_user: false,
+        ..auth_config()
+    };
+    let server = TestServer::start(config).await;
+    registered(&server, "ann").await;
+    let (_, suggested) = connect_auth(&server).await;
+    assert_eq!(suggested, None, "suggest_user = false still named the user");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn register_then_login_with_the_right_password() {
     let server = TestServer::start(auth_config()).await;
     let (mut client, suggested) = connect_auth(&server).await;

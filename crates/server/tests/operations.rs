@@ -343,10 +343,7 @@ fn a_whole_session_leaves_no_password_or_token_in_the_logs() {
     server.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 
-    let mut log = String::new();
-    for entry in std::fs::read_dir(dir.path().join("logs")).unwrap() {
-        log.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
-    }
+    let log = common::read_logs(dir.path());
     for expected in [
         "registered",
         "session resumed; token rotated",

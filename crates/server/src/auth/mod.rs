@@ -24,9 +24,8 @@ pub use names::{MAX_NAME_CHARS, validate_name};
 pub use passwords::{HashError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Passwords, check_password};
 pub use tokens::new_token;
 
-use crate::clock::Clock;
 use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
-use names::shown_name;
+use crate::{clock::Clock, logging::shown};
 
 /// Failed attempts one connection may make before `bye`.
 pub const ATTEMPTS_PER_CONNECTION: u32 = 5;
@@ -168,18 +167,18 @@ impl<S: UserStore> Authenticator<S> {
             .map_err(refused_by_store)?;
         match rotation {
             Rotation::Rotated(session) => {
-                info!(user = %session.user, family = %session.family, "session resumed; token rotated");
+                info!(user = %shown(&session.user), family = %session.family, "session resumed; token rotated");
                 Ok(Grant {
                     token: next,
                     session,
                 })
             }
             Rotation::Reused { user, family } => {
-                warn!(user = %user, %family, "a rotated-away token was presented: session chain revoked");
+                warn!(user = %shown(&user), %family, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
             Rotation::Expired { user } => {
-                info!(user = %user, "resume refused: session expired");
+                info!(user = %shown(&user), "resume refused: session expired");
                 Err(token_invalid())
             }
             Rotation::Unknown => {
@@ -193,7 +192,7 @@ impl<S: UserStore> Authenticator<S> {
     pub async fn login(&self, user: &str, password: Secret, ip: IpAddr) -> Result<Grant, Refusal> {
         let now = self.clock.now();
         let user = user.trim();
-        let shown = shown_name(user);
+        let shown = shown(user);
         self.ledger
             .charge_address(ip, now)
             .await
@@ -256,7 +255,7 @@ impl<S: UserStore> Authenticator<S> {
     ) -> Result<Grant, Refusal> {
         let outcome = self.try_register(user, password, ip).await;
         if let Err(refusal) = &outcome {
-            info!(user = %shown_name(user), code = ?refusal.code, "registration refused");
+            info!(user = %shown(user), code = ?refusal.code, "registration refused");
         }
         outcome
     }
@@ -318,7 +317,7 @@ impl<S: UserStore> Authenticator<S> {
             .await
         {
             Ok(session) => {
-                info!(user = %name, "registered");
+                info!(user = %shown(&name), "registered");
                 Ok(Grant { token, session })
             }
             Err(StoreError::NameTaken(_)) => Err(taken()),

@@ -1,11 +1,7 @@
-//! Names: what an identification name or a user name may be, and how a
-//! client-chosen name is shown in the log.
+//! Names: what an identification name or a user name may be.
 
 /// Longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
-
-/// Longest piece of a client-chosen user name written to the log.
-const MAX_LOGGED_NAME: usize = 64;
 
 /// Checks a name (an identification name or a user name): trimmed, 1 to 64
 /// characters, none of them a control character. Returns the trimmed name
@@ -26,11 +22,6 @@ pub fn validate_name(name: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-/// A client-chosen name, cut short for the log.
-pub(crate) fn shown_name(name: &str) -> String {
-    name.chars().take(MAX_LOGGED_NAME).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,10 +33,5 @@ mod tests {
         assert!(validate_name(&"x".repeat(65)).is_err());
         assert!(validate_name(&"я".repeat(64)).is_ok());
         assert!(validate_name("a\u{7}b").is_err());
-    }
-
-    #[test]
-    fn logged_names_are_cut_short() {
-        assert_eq!(shown_name(&"n".repeat(100)).len(), MAX_LOGGED_NAME);
     }
 }

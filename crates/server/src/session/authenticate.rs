@@ -11,13 +11,19 @@ use tokio::{
 use super::{Ending, Established, Session, State};
 use crate::{
     auth::{ATTEMPTS_PER_CONNECTION, Grant},
+    logging::shown,
     store::UserStore,
 };
 
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
-    /// Offers the ways in, naming the user last seen from this address.
+    /// Offers the ways in, naming the user last seen from this address
+    /// (unless `suggest_user` is off).
     pub(super) async fn authenticate(&mut self, deadline: Instant) -> Result<State, Ending> {
-        let suggested_user = self.ctx.auth.suggested_user(self.peer.ip()).await;
+        let suggested_user = if self.ctx.config.suggest_user {
+            self.ctx.auth.suggested_user(self.peer.ip()).await
+        } else {
+            None
+        };
         let ask = ServerMsg::AskAuth { suggested_user };
         self.wire.send(ask.clone()).await?;
         Ok(State::Credentials {
@@ -77,7 +83,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
 
     async fn welcome(&mut self, grant: Grant) -> Result<State, Ending> {
         let Grant { token, session } = grant;
-        tracing::Span::current().record("user", session.user.as_str());
+        tracing::Span::current().record("user", tracing::field::display(shown(&session.user)));
         self.wire
             .send(ServerMsg::Welcome {
                 user: session.user.clone(),

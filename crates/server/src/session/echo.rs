@@ -10,11 +10,12 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     time::Instant,
 };
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::{Ending, Established, Session, State};
 use crate::{
     commands::{Caller, Command},
+    logging::{MAX_LOGGED_ERROR, shown_max},
     store::UserStore,
 };
 
@@ -81,7 +82,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 self.wire.send_replies(id, replies).await
             }
             Err(err) => {
-                debug!(error = %err, "bad command");
+                let error = err.to_string();
+                info!(error = %shown_max(&error, MAX_LOGGED_ERROR), "bad command");
                 self.wire
                     .send(ServerMsg::error(err.code(), err.to_string(), false))
                     .await

@@ -9,7 +9,7 @@ use tokio::{
 use tracing::{error, info};
 
 use super::{Ending, Established, Session, State};
-use crate::store::UserStore;
+use crate::{logging::shown, store::UserStore};
 
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Looks the address up: greets a known one, asks an unknown one.
@@ -23,7 +23,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             }
         })? {
             Some(name) => {
-                info!(name = %name, "identified: known address");
+                info!(name = %shown(&name), "identified: known address");
                 self.greet(name, true).await
             }
             None => {
@@ -41,7 +41,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         };
         match self.ctx.auth.name_address(self.peer.ip(), &name).await {
             Ok(name) => {
-                info!(name = %name, "identified: new address");
+                info!(name = %shown(&name), "identified: new address");
                 self.greet(name, false).await
             }
             Err(refusal) => {
@@ -53,7 +53,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     }
 
     async fn greet(&mut self, name: String, known: bool) -> Result<State, Ending> {
-        tracing::Span::current().record("user", name.as_str());
+        tracing::Span::current().record("user", tracing::field::display(shown(&name)));
         self.wire
             .send(ServerMsg::Greet {
                 name: name.clone(),

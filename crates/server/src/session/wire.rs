@@ -28,6 +28,7 @@ use tokio_util::{
 use tracing::{debug, warn};
 
 use super::ending::Ending;
+use crate::logging::{MAX_LOGGED_ERROR, shown_max};
 
 /// Time allowed for the last frame of a connection (`bye` or a fatal
 /// `error`).
@@ -102,7 +103,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 Ok(Some(msg))
             }
             Err(err) => {
-                warn!(error = %err, "bad request");
+                let error = err.to_string();
+                warn!(error = %shown_max(&error, MAX_LOGGED_ERROR), "bad request");
                 self.send(ServerMsg::error(err.code(), err.to_string(), false))
                     .await?;
                 Ok(None)

@@ -143,6 +143,15 @@ pub fn auth_config() -> ServerConfig {
     }
 }
 
+/// Everything the server logged in `dir/logs`.
+pub fn read_logs(dir: &Path) -> String {
+    let mut log = String::new();
+    for entry in std::fs::read_dir(dir.join("logs")).unwrap() {
+        log.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    log
+}
+
 /// The resident memory of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -13,11 +13,11 @@ pub fn detach() -> io::Result<()> {
     nix::unistd::daemon(true, false).map_err(io::Error::from)
 }
 
-/// Writes the process id to `path`, replacing the file atomically.
+/// Writes the process id to `path`, replacing the file atomically (through
+/// an exclusive temporary file: a planted link is not followed).
 pub fn write_pid_file(path: &Path) -> io::Result<()> {
-    let tmp = path.with_extension("pid.tmp");
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
-    std::fs::rename(&tmp, path)
+    let pid = format!("{}\n", std::process::id());
+    crate::files::replace_file(path, pid.as_bytes(), 0o644)
 }
 
 /// Sends `READY=1` to systemd when it started us with `Type=notify`

@@ -25,6 +25,8 @@
 //!   and the embedded file store (users, identities by IP, sessions),
 //!   durable before anything is acknowledged.
 //! - [`clock`]: where "now" comes from.
+//! - [`files`]: private directories and files, temporary files created
+//!   exclusively.
 //! - [`admin`]: `echo-server user …` / `session …` on a stopped server's store.
 //! - [`stats`]: the counters behind `/stats`.
 
@@ -36,6 +38,7 @@ pub mod commands;
 pub mod config;
 mod context;
 pub mod daemon;
+pub mod files;
 mod listener;
 pub mod logging;
 pub mod net;

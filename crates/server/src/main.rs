@@ -66,7 +66,12 @@ enum SessionCommand {
     Revoke { user: String },
 }
 
+/// Files the process creates are never readable by others: log files come
+/// out 0640 and directories 0750 (the store asks for 0600 and 0700 itself).
+const UMASK: u32 = 0o027;
+
 fn main() -> ExitCode {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(UMASK));
     let cli = Cli::parse();
     let result = match cli.admin {
         Some(admin) => administer(&cli.run, admin),

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::{ServerProcess, TestClient, TestServer, auth_config, read_logs, rss_kib, test_config};
 use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
-use echo_server::ServerConfig;
+use echo_server::{
+    ServerConfig,
+    store::{FileStore, UserStore},
+};
 use tokio::net::TcpStream;
 
 const PASSWORD: &str = "correct horse battery";
@@ -322,4 +325,75 @@ async fn client_strings_cannot_forge_or_disguise_log_lines() {
     );
     assert!(log.contains("\\u{1b}[2Kvic\\u{202e}mit\\u{200b}"), "{log}");
     assert!(log.contains("registration refused"), "{log}");
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test]
+async fn store_and_log_files_are_not_readable_by_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("echo.pid");
+    let pid_arg = pid_file.to_str().unwrap();
+    let server = ServerProcess::start(dir.path(), &["--port", "0", "--pid-file", pid_arg], &[]);
+    let stream = TcpStream::connect(server.addr()).await.unwrap();
+    let mut client = TestClient::after_hello(stream).await;
+    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+    client
+        .send(&ClientMsg::Register {
+            user: "ann".into(),
+            password: Secret::new(PASSWORD),
+        })
+        .await;
+    assert!(matches!(client.recv().await, ServerMsg::Welcome { .. }));
+    let data = dir.path().join("data");
+    assert_eq!(mode_of(&data), 0o700, "data/");
+    for file in ["store.journal", "store.lock"] {
+        assert_eq!(mode_of(&data.join(file)), 0o600, "{file}");
+    }
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(!logs.is_empty());
+    for log in logs {
+        assert_eq!(mode_of(&log), 0o640, "{}", log.display());
+    }
+    assert_eq!(
+        mode_of(&pid_file) & 0o007,
+        0,
+        "the pid file is not for others"
+    );
+}
+
+#[tokio::test]
+async fn a_planted_link_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, data.join("store.journal.tmp")).unwrap();
+    let store = FileStore::open(&data, Default::default()).unwrap();
+    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    // Enough changes to make the journal compact through its temporary file.
+    for seen in 0..3000 {
+        store.remember_identity(ip, "Ann", seen).await.unwrap();
+    }
+    drop(store);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let journal = data.join("store.journal");
+    assert!(std::fs::symlink_metadata(&journal).unwrap().is_file());
+    assert!(std::fs::read_to_string(&journal).unwrap().lines().count() < 1500);
+    // A link in the journal's own place stops the store from opening.
+    std::fs::remove_file(&journal).unwrap();
+    std::os::unix::fs::symlink(&victim, &journal).unwrap();
+    assert!(FileStore::open(&data, Default::default()).is_err());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }

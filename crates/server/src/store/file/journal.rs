@@ -11,7 +11,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Read, Write},
     net::IpAddr,
     path::{Path, PathBuf},
@@ -20,7 +20,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{StoreError, TokenHash, UnixTime};
+use crate::{
+    files,
+    store::{StoreError, TokenHash, UnixTime},
+};
 
 /// Rotated-away tokens remembered per chain, to detect their reuse.
 const MAX_ROTATED_KEPT: usize = 64;
@@ -245,12 +248,7 @@ impl Journal {
             source,
         };
         let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io_error)?;
+        let mut file = files::open_private(path).map_err(io_error)?;
         if !existed {
             sync_dir(path).map_err(io_error)?;
         }
@@ -304,21 +302,13 @@ impl Journal {
     /// Replaces the journal by `records`: temporary file, fsync, rename,
     /// fsync of the directory.
     pub fn rewrite(&mut self, records: &[Record]) -> io::Result<()> {
-        let tmp = self.path.with_extension("journal.tmp");
         let mut bytes = Vec::new();
         for record in records {
             encode_line(record, &mut bytes);
         }
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path)?;
+        files::replace_file(&self.path, &bytes, files::PRIVATE_FILE)?;
         sync_dir(&self.path)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = files::open_private(&self.path)?;
         self.len = bytes.len() as u64;
         self.records = records.len();
         Ok(())

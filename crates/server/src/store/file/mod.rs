@@ -8,7 +8,7 @@ mod ops;
 mod writer;
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, mpsc},
     thread::JoinHandle,
@@ -20,6 +20,7 @@ use tracing::error;
 
 use crate::{
     clock::{Clock, SystemClock},
+    files,
     store::{Lifetimes, StoreError},
     sync::lock,
 };
@@ -96,14 +97,9 @@ impl FileStore {
             let what = path.display().to_string();
             move |source| StoreError::Io { what, source }
         };
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        files::create_private_dir(dir).map_err(io_error(dir))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
+        let lock_file = files::open_private(&lock_path).map_err(io_error(&lock_path))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
             StoreError::InUse {
                 what: lock_path.display().to_string(),

@@ -45,7 +45,9 @@ pub trait AttemptLedger: Send + Sync + fmt::Debug {
     ) -> LedgerFuture<'a, Result<(), Limited>>;
 
     /// Counts a failed password for `user`; from the fifth in a row each one
-    /// blocks the account for twice as long as the one before.
+    /// blocks the account for twice as long as the one before. Called for
+    /// existing users only: a name that is no account has nothing to
+    /// protect, and junk names must not take the room of real accounts.
     fn record_failure<'a>(&'a self, user: &'a str, now: UnixTime) -> LedgerFuture<'a, ()>;
 
     /// A correct password: the account's run of failures is over.
@@ -76,10 +78,13 @@ struct Bucket {
     updated: UnixTime,
 }
 
-/// A map that never holds more than `cap` entries: when full, the entry
-/// touched longest ago is dropped. Keys come from the network (user names,
-/// addresses), so without a cap a flood of distinct ones would grow it
-/// without end.
+/// A map of at most `cap` entries that may be dropped: when full, the
+/// droppable entry touched longest ago makes room. Keys come from the
+/// network (addresses), so without a cap a flood of distinct ones would grow
+/// it without end. An entry that may not be dropped (an account with
+/// failures or a back-off in force) is never pushed out by others; those
+/// exist only for real accounts (see [`AttemptLedger::record_failure`]),
+/// so they are bounded by the number of users.
 #[derive(Debug)]
 struct BoundedMap<K, V> {
     entries: HashMap<K, (V, UnixTime)>,
@@ -105,10 +110,15 @@ impl MemoryLedger {
     fn take_from_bucket(&self, ip: IpAddr, now: UnixTime) -> Result<(), Limited> {
         let per_minute = f64::from(self.per_minute.max(1));
         let mut addresses = lock(&self.addresses);
-        let bucket = addresses.entry(ip, now, || Bucket {
-            tokens: per_minute,
-            updated: now,
-        });
+        let bucket = addresses.entry(
+            ip,
+            now,
+            || Bucket {
+                tokens: per_minute,
+                updated: now,
+            },
+            |_| true,
+        );
         let elapsed = now.saturating_sub(bucket.updated) as f64;
         bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
         bucket.updated = now;
@@ -143,7 +153,12 @@ impl MemoryLedger {
 
     fn count_failure(&self, user: &str, now: UnixTime) {
         let mut accounts = lock(&self.accounts);
-        let account = accounts.entry(user.to_owned(), now, AccountAttempts::default);
+        let today = now / 86_400;
+        // Failures today or a back-off in force keep an account; an older
+        // run of failures may make room when the map is full.
+        let droppable =
+            |account: &AccountAttempts| account.blocked_until <= now && account.day != today;
+        let account = accounts.entry(user.to_owned(), now, AccountAttempts::default, droppable);
         let day = now / 86_400;
         if account.day != day {
             account.day = day;
@@ -221,13 +236,21 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     }
 
     /// The entry for `key`, created with `make` (dropping the stalest entry
-    /// first if the map is full), marked as touched at `now`.
-    fn entry(&mut self, key: K, now: UnixTime, make: impl FnOnce() -> V) -> &mut V {
+    /// that is `droppable` first if the map is full), marked as touched at
+    /// `now`.
+    fn entry(
+        &mut self,
+        key: K,
+        now: UnixTime,
+        make: impl FnOnce() -> V,
+        droppable: impl Fn(&V) -> bool,
+    ) -> &mut V {
         if !self.entries.contains_key(&key) && self.entries.len() >= self.cap {
             // O(n), but only when full; the cap keeps n small.
             if let Some(stalest) = self
                 .entries
                 .iter()
+                .filter(|(_, (value, _))| droppable(value))
                 .min_by_key(|(_, (_, touched))| *touched)
                 .map(|(k, _)| k.clone())
             {
@@ -311,16 +334,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tracking_memory_is_bounded_under_a_flood_of_names_and_addresses() {
+    async fn tracking_memory_is_bounded_under_a_flood_of_addresses() {
         let ledger = MemoryLedger::new(1000, 10);
         for i in 0..20_000u32 {
-            ledger
-                .record_failure(&format!("user{i}"), u64::from(i))
-                .await
-                .unwrap();
             let ip = IpAddr::from(i.to_be_bytes());
             let _ = ledger.charge_address(ip, u64::from(i)).await.unwrap();
         }
-        assert_eq!(ledger.tracked(), (1000, 1000));
+        assert_eq!(ledger.tracked(), (0, 1000));
+    }
+
+    #[tokio::test]
+    async fn a_locked_account_is_never_pushed_out_by_other_names() {
+        let ledger = MemoryLedger::new(100, 10);
+        let day = 86_400 * 20_000;
+        for _ in 0..6 {
+            ledger.record_failure("victim", day).await.unwrap();
+        }
+        assert!(ledger.check_account("victim", day).await.unwrap().is_err());
+        // Ten thousand other accounts failing once each, later the same day.
+        for i in 0..10_000u64 {
+            ledger
+                .record_failure(&format!("user{i}"), day + 1 + i)
+                .await
+                .unwrap();
+        }
+        // The run of failures is remembered: one more doubles the back-off.
+        let later = day + 10_001;
+        ledger.record_failure("victim", later).await.unwrap();
+        assert_eq!(
+            ledger.check_account("victim", later).await.unwrap(),
+            Err(Limited { retry_after: 4 }),
+            "the victim's run of failures was flushed"
+        );
+        // Accounts whose failures are over (a day later, no back-off) make
+        // room for new ones: the map does not grow further.
+        let tracked = ledger.tracked().0;
+        let next_day = day + 2 * 86_400;
+        for i in 0..200 {
+            ledger
+                .record_failure(&format!("new{i}"), next_day)
+                .await
+                .unwrap();
+        }
+        assert_eq!(ledger.tracked().0, tracked);
     }
 }

@@ -206,21 +206,23 @@ impl<S: UserStore> Authenticator<S> {
                 warn!(user = %shown, "login refused: account is backing off");
                 rate_limited(limit)
             })?;
-        let hash = if password.expose().len() > MAX_PASSWORD_BYTES {
-            None
-        } else {
-            let record = self.store.user(user).await.map_err(refused_by_store)?;
-            record.map(|record| record.password_hash)
-        };
+        let record = self.store.user(user).await.map_err(refused_by_store)?;
+        let exists = record.is_some();
+        let hash = record
+            .filter(|_| password.expose().len() <= MAX_PASSWORD_BYTES)
+            .map(|record| record.password_hash);
         let matches = self.passwords.verify(password, hash).await.map_err(|err| {
             error!(error = %err, "password check failed");
             internal()
         })?;
         if !matches {
-            self.ledger
-                .record_failure(user, now)
-                .await
-                .map_err(refused_by_store)?;
+            // Only real accounts are tracked: junk names cannot crowd them out.
+            if exists {
+                self.ledger
+                    .record_failure(user, now)
+                    .await
+                    .map_err(refused_by_store)?;
+            }
             warn!(user = %shown, "login failed");
             return Err(Refusal {
                 code: ErrorCode::InvalidCredentials,

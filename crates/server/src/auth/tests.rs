@@ -27,6 +27,7 @@ impl Clock for ManualClock {
 
 struct Fixture {
     auth: Authenticator<FileStore>,
+    ledger: Arc<MemoryLedger>,
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
 }
@@ -47,14 +48,20 @@ async fn fixture(attempts_per_minute: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), Default::default()).unwrap();
     let clock = Arc::new(ManualClock(AtomicU64::new(1_000_000)));
+    let ledger = Arc::new(MemoryLedger::new(100, attempts_per_minute));
     let auth = Authenticator::new(
         store,
         Passwords::start().await.unwrap(),
-        Arc::new(MemoryLedger::new(100, attempts_per_minute)),
+        ledger.clone(),
         clock.clone(),
         8,
     );
-    Fixture { auth, clock, dir }
+    Fixture {
+        auth,
+        ledger,
+        clock,
+        dir,
+    }
 }
 
 #[tokio::test]
@@ -226,4 +233,26 @@ async fn a_returning_address_is_written_down_at_most_once_a_day() {
     // A new user from the same address is written at once.
     f.auth.remember_user(here, "Bob").await;
     assert_eq!(f.auth.suggested_user(here).await.as_deref(), Some("Bob"));
+}
+
+#[tokio::test]
+async fn failures_for_names_that_are_no_account_take_no_room() {
+    let f = fixture(1000).await;
+    let here = ip("192.0.2.1");
+    f.auth.register("ann", PASSWORD.into(), here).await.unwrap();
+    for i in 0..20 {
+        let junk = f
+            .auth
+            .login(&format!("junk{i}"), PASSWORD.into(), here)
+            .await
+            .unwrap_err();
+        assert_eq!(junk.code, ErrorCode::InvalidCredentials);
+    }
+    assert_eq!(f.ledger.tracked().0, 0, "junk names were tracked");
+    let wrong = f
+        .auth
+        .login("ann", "wrong horse battery".into(), here)
+        .await;
+    assert_eq!(wrong.unwrap_err().code, ErrorCode::InvalidCredentials);
+    assert_eq!(f.ledger.tracked().0, 1);
 }

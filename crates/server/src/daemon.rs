@@ -20,6 +20,26 @@ pub fn write_pid_file(path: &Path) -> io::Result<()> {
     crate::files::replace_file(path, pid.as_bytes(), 0o644)
 }
 
+/// File descriptors kept out of `max_connections`: standard streams, log
+/// and store files, the runtime's own, and room to tell extra clients
+/// `server_busy` (each holds one until it has been told).
+pub const FD_RESERVE: u64 = 64;
+
+/// Raises the soft open-file limit to the hard limit, and returns how many
+/// connections fit under it with [`FD_RESERVE`] to spare.
+pub fn connections_that_fit() -> io::Result<usize> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    let limit = if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+        hard
+    } else {
+        soft
+    };
+    let fit = limit.saturating_sub(FD_RESERVE).max(1);
+    Ok(usize::try_from(fit).unwrap_or(usize::MAX))
+}
+
 /// Sends `READY=1` to systemd when it started us with `Type=notify`
 /// (`NOTIFY_SOCKET` is set); does nothing otherwise.
 pub fn notify_ready() -> io::Result<()> {

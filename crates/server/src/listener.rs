@@ -63,6 +63,7 @@ impl<S: UserStore> Listener<S> {
         ));
         let local = self.listener.local_addr().ok();
         info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
+        let mut failures = AcceptFailures::default();
         loop {
             let accepted = tokio::select! {
                 () = self.shutdown.cancelled() => break,
@@ -73,7 +74,7 @@ impl<S: UserStore> Listener<S> {
                 Err(err) => {
                     // A failed accept concerns one would-be client; the
                     // listener itself is fine, so wait a little and go on.
-                    error!(error = %err, "accept failed");
+                    failures.log(&err);
                     tokio::select! {
                         () = self.shutdown.cancelled() => break,
                         () = sleep(ACCEPT_BACKOFF) => {}
@@ -156,6 +157,34 @@ async fn connection<S: UserStore>(
     let session = Session::new(stream, peer, id, ctx, shutdown, slot);
     if let Some(stream) = session.run(deadline, permit).await {
         close_gracefully(stream).await;
+    }
+}
+
+/// Failed accepts come in floods (out of file descriptors while a burst of
+/// extra clients is being told `server_busy`): one log line per
+/// [`ACCEPT_LOG_INTERVAL`], saying how many were not logged.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+/// Shortest time between two "accept failed" log lines.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl AcceptFailures {
+    fn log(&mut self, err: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|last| now.duration_since(last) < ACCEPT_LOG_INTERVAL)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        error!(error = %err, since_last_line = self.unlogged, "accept failed");
+        self.last_logged = Some(now);
+        self.unlogged = 0;
     }
 }
 

@@ -108,7 +108,16 @@ fn open_store(config: &ServerConfig) -> Result<Store, StoreError> {
 }
 
 fn start(args: &RunArgs) -> anyhow::Result<()> {
-    let config = load_config(args, ask_port_on_terminal)?;
+    let mut config = load_config(args, ask_port_on_terminal)?;
+    // Every connection is a file descriptor: if the limit cannot hold
+    // `max_connections` and some to spare, serve fewer, so that one more
+    // client is told `server_busy` instead of hanging in the backlog.
+    let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
+    let lowered = (config.max_connections > fit).then(|| {
+        let asked = config.max_connections;
+        config.max_connections = fit;
+        asked
+    });
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
     let store = open_store(&config)?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
@@ -122,6 +131,13 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     }
     let _log_guard = logs.install();
     info!("{announcement}");
+    if let Some(asked) = lowered {
+        warn!(
+            max_connections = asked,
+            serving = fit,
+            "the open-file limit cannot hold max_connections: serving at most {fit} clients at once; raise the limit (ulimit -n, LimitNOFILE=) to serve more"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -59,6 +59,23 @@ impl Bound {
     }
 }
 
+/// Connections the kernel completes and queues before the server takes them:
+/// enough for a burst of clients (std's 128 overflowed under 300 at once,
+/// and a client whose handshake overflows it waits for the kernel's
+/// retransmissions, seconds). The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening socket on `addr`, as std's `TcpListener::bind` makes it
+/// (`SO_REUSEADDR`, close-on-exec) but with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Binds `host:port`, or the first free port among the `search` ports after
 /// it. Only "address in use" moves on; any other failure is reported at once.
 /// Port 0 asks the OS for any free port.
@@ -82,7 +99,7 @@ pub fn bind_with_fallback(host: &str, port: u16, search: u16) -> Result<Bound, B
     };
     for candidate in port..=last {
         let addr = SocketAddr::new(ip, candidate);
-        match TcpListener::bind(addr) {
+        match listen(addr) {
             Ok(listener) => {
                 let addr = listener
                     .local_addr()

@@ -397,3 +397,85 @@ async fn a_planted_link_is_never_written_through() {
     assert!(FileStore::open(&data, Default::default()).is_err());
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_open_file_limit_every_extra_client_is_told_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg("--nofile=200:200")
+        .arg(env!("CARGO_BIN_EXE_echo-server"));
+    let args = ["--port", "0", "--mode", "ident"];
+    let config = dir.path().join("server.toml");
+    // All clients come from 127.0.0.1: only the connection limit applies.
+    std::fs::write(
+        &config,
+        "max_connections_per_ip = 4096\nmax_handshakes_per_ip = 4096\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let args: Vec<&str> = args.into_iter().chain(["--config", &config]).collect();
+    let mut server = ServerProcess::start_command(command, dir.path(), &args, &[]);
+    let addr = server.addr();
+    let clients = (0..300).map(|_| async move {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut client = TestClient { stream };
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            let next = tokio::time::timeout(
+                Duration::from_secs(20),
+                client.stream.recv_msg::<ServerMsg>(),
+            );
+            match next.await {
+                Ok(Ok(Some(frame))) => frames.push(frame),
+                _ => break,
+            }
+        }
+        let served = matches!(frames[..], [ServerMsg::Hello { .. }, ServerMsg::AskName {}]);
+        let busy = matches!(
+            frames[..],
+            [
+                ServerMsg::Hello { .. },
+                ServerMsg::Error {
+                    code: ErrorCode::ServerBusy,
+                    ..
+                }
+            ]
+        );
+        // Served clients stay; refused ones leave, as a real client would.
+        (served || busy, served.then_some(client))
+    });
+    let outcomes = futures_util::future::join_all(clients).await;
+    let answered = outcomes.iter().filter(|(answered, _)| *answered).count();
+    let served = outcomes
+        .iter()
+        .filter(|(_, client)| client.is_some())
+        .count();
+    drop(outcomes);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let log = read_logs(dir.path());
+    let summary: Vec<&str> = log
+        .lines()
+        .filter(|line| !line.contains("INFO"))
+        .take(20)
+        .collect();
+    assert_eq!(
+        answered,
+        300,
+        "clients hung; the log says:\n{}",
+        summary.join("\n")
+    );
+    assert_eq!(served, 200 - 64, "the limit minus the reserve are served");
+    assert!(
+        log.contains("the open-file limit cannot hold max_connections"),
+        "{log}"
+    );
+    // A flood of extra clients may use up the spare descriptors for a
+    // moment: that is one line, not one per failed accept.
+    let failed_accepts = log.matches("Too many open files").count();
+    assert!(
+        failed_accepts <= 1,
+        "{failed_accepts} lines of failed accepts"
+    );
+}

@@ -62,6 +62,9 @@ pub fn bye_text(reason: ByeReason) -> &'static str {
         ByeReason::Timeout => "timed out",
         ByeReason::Logout => "logged out",
         ByeReason::TooManyAttempts => "too many failed attempts",
+        ByeReason::Revoked => {
+            "the session was revoked (logged out elsewhere, or its token was used by someone else)"
+        }
         ByeReason::Other => "no reason this client knows",
     }
 }

@@ -47,6 +47,9 @@ pub enum ByeReason {
     Logout,
     /// Too many failed authentication attempts on this connection.
     TooManyAttempts,
+    /// The session this connection was authenticated by was revoked (its
+    /// token was reused, it logged out elsewhere, or an operator revoked it).
+    Revoked,
     /// A reason this version does not know (sent by a newer server).
     #[serde(other)]
     Other,

@@ -24,6 +24,7 @@
 //! - [`store`]: the [`store::UserStore`] trait, the store chosen at run time,
 //!   and the embedded file store (users, identities by IP, sessions),
 //!   durable before anything is acknowledged.
+//! - [`live`]: the live sessions by chain, so a revocation ends them.
 //! - [`clock`]: where "now" comes from.
 //! - [`files`]: private directories and files, temporary files created
 //!   exclusively.
@@ -40,6 +41,7 @@ mod context;
 pub mod daemon;
 pub mod files;
 mod listener;
+pub mod live;
 pub mod logging;
 pub mod net;
 mod server;

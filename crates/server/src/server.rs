@@ -78,6 +78,7 @@ impl<S: UserStore> Server<S> {
             ledger,
             self.clock,
             config.min_password_length,
+            Arc::default(),
         );
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{ServerProcess, TestClient, TestServer, auth_config, read_logs, rss_kib, test_config};
-use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
+use echo_proto::{ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
 use echo_server::{
     ServerConfig,
     store::{FileStore, UserStore},
@@ -478,4 +478,95 @@ async fn under_a_low_open_file_limit_every_extra_client_is_told_busy() {
         failed_accepts <= 1,
         "{failed_accepts} lines of failed accepts"
     );
+}
+
+/// Reads until `bye`, for at most a second: the reason, or `None`.
+async fn bye_within_a_second(client: &mut TestClient) -> Option<ByeReason> {
+    let wait = async {
+        loop {
+            match client.try_recv().await {
+                Some(ServerMsg::Bye { reason }) => return Some(reason),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), wait)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Connects, sends `msg`, and returns the client and its `welcome` token.
+async fn welcomed(server: &TestServer, msg: ClientMsg) -> (TestClient, Secret) {
+    let mut client = server.connect_raw().await;
+    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+    client.send(&msg).await;
+    match client.recv().await {
+        ServerMsg::Welcome { token, .. } => (client, token),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_thief_on_a_revoked_chain_is_disconnected() {
+    let server = TestServer::start(auth_config()).await;
+    let register = ClientMsg::Register {
+        user: "victim".into(),
+        password: Secret::new(PASSWORD),
+    };
+    let (_victim, stolen) = welcomed(&server, register).await;
+    // The thief resumes the stolen token first and stays connected.
+    let (mut thief, _) = welcomed(
+        &server,
+        ClientMsg::Resume {
+            token: stolen.clone(),
+        },
+    )
+    .await;
+    assert!(thief.ask(1, "/whoami").await[0].starts_with("you are victim"));
+    // The victim presents the token it holds: reuse, the chain is revoked.
+    let mut victim = server.connect_raw().await;
+    assert!(matches!(victim.recv().await, ServerMsg::AskAuth { .. }));
+    victim.send(&ClientMsg::Resume { token: stolen }).await;
+    assert!(matches!(
+        victim.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::TokenInvalid,
+            ..
+        }
+    ));
+    assert_eq!(
+        bye_within_a_second(&mut thief).await,
+        Some(ByeReason::Revoked)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_logout_ends_the_chains_other_connections() {
+    let server = TestServer::start(auth_config()).await;
+    let register = ClientMsg::Register {
+        user: "ann".into(),
+        password: Secret::new(PASSWORD),
+    };
+    let (mut first, token) = welcomed(&server, register).await;
+    let (mut second, _) = welcomed(&server, ClientMsg::Resume { token }).await;
+    let login = ClientMsg::Login {
+        user: "ann".into(),
+        password: Secret::new(PASSWORD),
+    };
+    let (mut other_session, _) = welcomed(&server, login).await;
+    second.send(&ClientMsg::Logout {}).await;
+    assert_eq!(
+        bye_within_a_second(&mut second).await,
+        Some(ByeReason::Logout)
+    );
+    assert_eq!(
+        bye_within_a_second(&mut first).await,
+        Some(ByeReason::Revoked)
+    );
+    // Another session of the same user goes on.
+    assert_eq!(other_session.ask(1, "still here").await, ["still here"]);
+    server.stop().await;
 }

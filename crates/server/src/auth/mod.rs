@@ -25,7 +25,7 @@ pub use passwords::{HashError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Passwords
 pub use tokens::new_token;
 
 use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
-use crate::{clock::Clock, logging::shown};
+use crate::{clock::Clock, live::LiveSessions, logging::shown};
 
 /// Failed attempts one connection may make before `bye`.
 pub const ATTEMPTS_PER_CONNECTION: u32 = 5;
@@ -40,6 +40,7 @@ pub struct Authenticator<S> {
     ledger: Arc<dyn AttemptLedger>,
     clock: Arc<dyn Clock>,
     min_password_length: usize,
+    live: Arc<LiveSessions>,
 }
 
 /// A successful `resume`, `login` or `register`: the token to hand to the
@@ -71,6 +72,7 @@ impl<S: UserStore> Authenticator<S> {
         ledger: Arc<dyn AttemptLedger>,
         clock: Arc<dyn Clock>,
         min_password_length: usize,
+        live: Arc<LiveSessions>,
     ) -> Self {
         Self {
             store,
@@ -78,7 +80,13 @@ impl<S: UserStore> Authenticator<S> {
             ledger,
             clock,
             min_password_length,
+            live,
         }
+    }
+
+    /// The live sessions a revocation ends.
+    pub fn live(&self) -> &Arc<LiveSessions> {
+        &self.live
     }
 
     /// The clock everything here reads.
@@ -174,7 +182,8 @@ impl<S: UserStore> Authenticator<S> {
                 })
             }
             Rotation::Reused { user, family } => {
-                warn!(user = %shown(&user), %family, "a rotated-away token was presented: session chain revoked");
+                let ended = self.live.revoke_chain(family);
+                warn!(user = %shown(&user), %family, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
             Rotation::Expired { user } => {
@@ -330,7 +339,10 @@ impl<S: UserStore> Authenticator<S> {
     /// `logout`: revokes the chain.
     pub async fn logout(&self, family: Uuid) {
         match self.store.revoke_session(family).await {
-            Ok(_) => info!(%family, "logged out: session revoked"),
+            Ok(_) => {
+                let ended = self.live.revoke_chain(family);
+                info!(%family, connections_ended = ended, "logged out: session revoked");
+            }
             Err(err) => error!(error = %err, "logout: cannot revoke the session"),
         }
     }

@@ -55,6 +55,7 @@ async fn fixture(attempts_per_minute: u32) -> Fixture {
         ledger.clone(),
         clock.clone(),
         8,
+        Arc::default(),
     );
     Fixture {
         auth,

@@ -23,6 +23,8 @@ pub(crate) enum Ending {
     Logout,
     /// Too many failed attempts: `bye {too_many_attempts}`.
     TooManyAttempts,
+    /// The session chain was revoked: `bye {revoked}`.
+    Revoked,
     /// A protocol violation: a fatal `error` frame.
     Violation { code: ErrorCode, message: String },
 }
@@ -43,6 +45,7 @@ impl Ending {
             Ending::Shutdown => ByeReason::Shutdown,
             Ending::Logout => ByeReason::Logout,
             Ending::TooManyAttempts => ByeReason::TooManyAttempts,
+            Ending::Revoked => ByeReason::Revoked,
             Ending::Violation { code, message } => {
                 return Some(ServerMsg::error(*code, message.clone(), true));
             }
@@ -56,7 +59,10 @@ impl Ending {
 
     /// Whether this is an ordinary end (logged at `info`, others at `warn`).
     pub(crate) fn is_ordinary(&self) -> bool {
-        matches!(self, Ending::ClientLeft | Ending::Logout | Ending::Shutdown)
+        matches!(
+            self,
+            Ending::ClientLeft | Ending::Logout | Ending::Shutdown | Ending::Revoked
+        )
     }
 }
 
@@ -74,6 +80,7 @@ impl fmt::Display for Ending {
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::Logout => f.write_str("logged out"),
             Ending::TooManyAttempts => f.write_str("too many failed attempts"),
+            Ending::Revoked => f.write_str("session revoked"),
             Ending::Violation { code, message } => {
                 write!(f, "protocol violation ({code:?}): {message}")
             }

@@ -60,6 +60,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 known,
             })
             .await?;
-        Ok(State::Echo(Established { name, family: None }))
+        Ok(State::Echo(Established {
+            name,
+            family: None,
+            _watch: None,
+        }))
     }
 }

@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::{admission::SourceSlot, context::Context, store::UserStore, transport::Peer};
+use crate::{
+    admission::SourceSlot, context::Context, live::Watch, store::UserStore, transport::Peer,
+};
 pub(crate) use ending::Ending;
 use wire::{OutputLimits, Wire};
 
@@ -68,6 +70,8 @@ struct Established {
     name: String,
     /// The session chain, in authentication mode (revoked by `logout`).
     family: Option<Uuid>,
+    /// The connection's place among the live sessions, while it lasts.
+    _watch: Option<Watch>,
 }
 
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {

@@ -48,6 +48,8 @@ pub(crate) struct Wire<T> {
     /// Created once and polled by every wait: a connection's own child
     /// token, so waiting does not contend on a lock shared by all.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Once authenticated: fires when the session chain is revoked.
+    revoked: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     write_timeout: Duration,
 }
 
@@ -74,8 +76,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             framed: Framed::with_capacity(stream, codec, READ_BUFFER),
             max_output,
             shutdown: Box::pin(shutdown.cancelled_owned()),
+            revoked: None,
             write_timeout,
         }
+    }
+
+    /// From now on, waiting for input also ends when `revoked` is
+    /// cancelled ([`Ending::Revoked`]).
+    pub(crate) fn end_when(&mut self, revoked: CancellationToken) {
+        self.revoked = Some(Box::pin(revoked.cancelled_owned()));
     }
 
     /// Changes the largest frame read (raised once a client is trusted).
@@ -123,9 +132,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 self.flush().await?;
+                let revoked = async {
+                    match self.revoked.as_mut() {
+                        Some(revoked) => revoked.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     () = self.shutdown.as_mut() => return Err(Ending::Shutdown),
+                    () = revoked => return Err(Ending::Revoked),
                     () = sleep_until(deadline) => return Err(Ending::Timeout),
                     frame = self.framed.next() => frame,
                 }

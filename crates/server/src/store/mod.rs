@@ -19,6 +19,12 @@ use uuid::Uuid;
 
 pub use crate::clock::UnixTime;
 
+/// Resumes one session chain may have: with every rotated-away token kept
+/// for the life of the chain (so that any of them presented again is caught
+/// as reuse), this bounds what a chain holds. The next resume ends the chain
+/// as expired: the user logs in again.
+pub const MAX_ROTATIONS_PER_CHAIN: usize = 100_000;
+
 /// A registered user.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {

@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             registration_stores_the_user_and_the_session_together,
             rotation_replaces_the_token_and_a_replay_revokes_the_chain,
             reuse_is_detected_after_a_restart_too,
+            reuse_of_any_token_in_the_chains_life_is_detected,
             sessions_expire_idle_and_absolute,
             a_new_password_and_removal_revoke_sessions,
             identities_are_remembered_and_replaced,
@@ -210,6 +211,38 @@ pub async fn reuse_is_detected_after_a_restart_too(backend: &impl Backend) {
             .unwrap(),
         Rotation::Reused { .. }
     ));
+}
+
+pub async fn reuse_of_any_token_in_the_chains_life_is_detected(backend: &impl Backend) {
+    let store = backend.open().await;
+    store.create_user(user("ann")).await.unwrap();
+    let info = store
+        .create_session(TokenHash::of("t0"), "ann", 10)
+        .await
+        .unwrap();
+    for step in 1..=200 {
+        let outcome = store
+            .rotate_session(
+                TokenHash::of(&format!("t{}", step - 1)),
+                TokenHash::of(&format!("t{step}")),
+                10,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Rotation::Rotated(_)), "step {step}");
+    }
+    // The very first token, 200 rotations ago, is still known as the chain's.
+    assert_eq!(
+        store
+            .rotate_session(TokenHash::of("t0"), TokenHash::of("x"), 11)
+            .await
+            .unwrap(),
+        Rotation::Reused {
+            user: "ann".into(),
+            family: info.family
+        }
+    );
+    assert!(store.sessions("ann", 11).await.unwrap().is_empty());
 }
 
 pub async fn sessions_expire_idle_and_absolute(backend: &impl Backend) {

@@ -25,9 +25,6 @@ use crate::{
     store::{StoreError, TokenHash, UnixTime},
 };
 
-/// Rotated-away tokens remembered per chain, to detect their reuse.
-const MAX_ROTATED_KEPT: usize = 64;
-
 /// One change, as a line of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -152,14 +149,11 @@ impl State {
                 self.tokens.insert(token, *family);
                 match self.families.get_mut(family) {
                     Some(chain) => {
+                        // Every rotated-away token is kept for the life of
+                        // the chain, so reuse of any of them is caught.
                         let old = std::mem::replace(&mut chain.current, token);
                         chain.rotated.push_back(old);
                         chain.last_used = *used;
-                        if chain.rotated.len() > MAX_ROTATED_KEPT
-                            && let Some(forgotten) = chain.rotated.pop_front()
-                        {
-                            self.tokens.remove(&forgotten);
-                        }
                     }
                     None => {
                         for old in &rotated {

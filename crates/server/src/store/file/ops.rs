@@ -10,8 +10,8 @@ use super::{
     journal::{Family, Record},
 };
 use crate::store::{
-    Identity, Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord,
-    UserStore,
+    Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash,
+    UnixTime, UserRecord, UserStore,
 };
 
 fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionInfo {
@@ -221,7 +221,8 @@ impl UserStore for FileStore {
                 };
                 return Ok((vec![Record::Revoke { family }], outcome));
             }
-            if lifetimes.expires(chain.created, chain.last_used) <= now {
+            let worn_out = chain.rotated.len() >= MAX_ROTATIONS_PER_CHAIN;
+            if worn_out || lifetimes.expires(chain.created, chain.last_used) <= now {
                 let outcome = Rotation::Expired {
                     user: chain.user.clone(),
                 };

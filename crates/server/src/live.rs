@@ -1,0 +1,154 @@
+//! The live sessions of this server, by session chain, so that revoking a
+//! chain (a reused token, a `logout` on another connection; the admin
+//! commands once they reach a running server) ends every connection it
+//! authenticated, at once, with `bye {reason: "revoked"}`.
+//!
+//! A connection registers when it is established and holds a [`Watch`];
+//! dropping the watch takes it out again, on every path.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::sync::lock;
+
+/// Every established connection authenticated by a session chain.
+#[derive(Debug, Default)]
+pub struct LiveSessions {
+    chains: Mutex<HashMap<Uuid, Chain>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Chain {
+    user: String,
+    connections: Vec<(u64, CancellationToken)>,
+}
+
+/// One connection's place in [`LiveSessions`]; its token is cancelled when
+/// the chain is revoked.
+#[derive(Debug)]
+pub struct Watch {
+    sessions: Arc<LiveSessions>,
+    family: Uuid,
+    id: u64,
+    revoked: CancellationToken,
+}
+
+impl LiveSessions {
+    /// Registers a connection of `user` authenticated by chain `family`.
+    pub fn watch(self: &Arc<Self>, family: Uuid, user: &str) -> Watch {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let revoked = CancellationToken::new();
+        let mut chains = lock(&self.chains);
+        let chain = chains.entry(family).or_insert_with(|| Chain {
+            user: user.to_owned(),
+            connections: Vec::new(),
+        });
+        chain.connections.push((id, revoked.clone()));
+        Watch {
+            sessions: Arc::clone(self),
+            family,
+            id,
+            revoked,
+        }
+    }
+
+    /// Ends every live connection of chain `family`; returns how many.
+    pub fn revoke_chain(&self, family: Uuid) -> usize {
+        let chain = lock(&self.chains).remove(&family);
+        chain.map_or(0, |chain| cancel_all(&chain))
+    }
+
+    /// Ends every live connection of `user`; returns how many.
+    pub fn revoke_user(&self, user: &str) -> usize {
+        let mut chains = lock(&self.chains);
+        let families: Vec<Uuid> = chains
+            .iter()
+            .filter(|(_, chain)| chain.user == user)
+            .map(|(family, _)| *family)
+            .collect();
+        families
+            .into_iter()
+            .filter_map(|family| chains.remove(&family))
+            .map(|chain| cancel_all(&chain))
+            .sum()
+    }
+
+    /// Connections registered now (for tests).
+    pub fn len(&self) -> usize {
+        lock(&self.chains)
+            .values()
+            .map(|chain| chain.connections.len())
+            .sum()
+    }
+
+    /// Whether no connection is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn cancel_all(chain: &Chain) -> usize {
+    for (_, token) in &chain.connections {
+        token.cancel();
+    }
+    chain.connections.len()
+}
+
+impl Watch {
+    /// Cancelled when the chain is revoked.
+    pub fn revoked(&self) -> CancellationToken {
+        self.revoked.clone()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut chains = lock(&self.sessions.chains);
+        if let Some(chain) = chains.get_mut(&self.family) {
+            chain.connections.retain(|(id, _)| *id != self.id);
+            if chain.connections.is_empty() {
+                chains.remove(&self.family);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoking_a_chain_or_a_user_ends_their_connections_only() {
+        let live = Arc::new(LiveSessions::default());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = live.watch(a, "ann");
+        let second = live.watch(a, "ann");
+        let other = live.watch(b, "bob");
+        assert_eq!(live.revoke_chain(a), 2);
+        assert!(first.revoked().is_cancelled() && second.revoked().is_cancelled());
+        assert!(!other.revoked().is_cancelled());
+        assert_eq!(live.revoke_user("bob"), 1);
+        assert!(other.revoked().is_cancelled());
+        drop((first, second, other));
+        assert!(live.is_empty());
+    }
+
+    #[test]
+    fn a_connection_that_ends_leaves_the_registry() {
+        let live = Arc::new(LiveSessions::default());
+        let family = Uuid::new_v4();
+        let watch = live.watch(family, "ann");
+        assert_eq!(live.len(), 1);
+        drop(watch);
+        assert_eq!(live.revoke_chain(family), 0);
+    }
+}

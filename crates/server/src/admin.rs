@@ -7,6 +7,7 @@ use echo_proto::Secret;
 
 use crate::{
     auth::{Passwords, check_password, validate_name},
+    logging::shown_max,
     store::{StoreError, UnixTime, UserRecord, UserStore},
 };
 
@@ -67,7 +68,10 @@ pub async fn set_password<S: UserStore>(
 pub async fn list_users<S: UserStore>(store: &S) -> Result<String, AdminError> {
     let mut out = String::new();
     for user in store.users().await? {
-        let _ = writeln!(out, "{}\tcreated {}", user.name, format_time(user.created));
+        // Names from before names were checked may hold characters that
+        // would disguise the listing: shown escaped.
+        let name = shown_max(&user.name, usize::MAX);
+        let _ = writeln!(out, "{name}\tcreated {}", format_time(user.created));
     }
     Ok(out)
 }
@@ -146,6 +150,25 @@ pub fn format_time(unix: UnixTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_user_list_shows_disguising_characters_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::FileStore::open(dir.path(), Default::default()).unwrap();
+        let user = |name: &str| UserRecord {
+            name: name.into(),
+            password_hash: "h".into(),
+            created: 0,
+        };
+        // As an older store may hold it: the store itself checks no names.
+        store.create_user(user("evil\u{202e}nimda")).await.unwrap();
+        let listed = list_users(&store).await.unwrap();
+        assert!(
+            listed.starts_with("evil\\u{202e}nimda\tcreated"),
+            "{listed}"
+        );
+        assert!(!listed.contains('\u{202e}'));
+    }
 
     #[test]
     fn formats_unix_time_as_utc() {

@@ -25,6 +25,7 @@
 //!   and the embedded file store (users, identities by IP, sessions),
 //!   durable before anything is acknowledged.
 //! - [`live`]: the live sessions by chain, so a revocation ends them.
+//! - [`names`]: what a name may be, and when two names are one user.
 //! - [`clock`]: where "now" comes from.
 //! - [`files`]: private directories and files, temporary files created
 //!   exclusively.
@@ -43,6 +44,7 @@ pub mod files;
 mod listener;
 pub mod live;
 pub mod logging;
+pub mod names;
 pub mod net;
 mod server;
 mod session;

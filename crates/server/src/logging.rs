@@ -111,38 +111,12 @@ pub fn shown_max(text: &str, max: usize) -> Shown<'_> {
     Shown { text, max }
 }
 
-/// Whether `c` is kept out of log lines as it is: control, bidirectional
-/// control, or invisible (Unicode default-ignorable).
-pub fn is_disguising(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{034F}'
-                | '\u{061C}'
-                | '\u{115F}'..='\u{1160}'
-                | '\u{17B4}'..='\u{17B5}'
-                | '\u{180B}'..='\u{180F}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FE00}'..='\u{FE0F}'
-                | '\u{FEFF}'
-                | '\u{FFA0}'
-                | '\u{FFF0}'..='\u{FFF8}'
-                | '\u{1BCA0}'..='\u{1BCA3}'
-                | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0000}'..='\u{E0FFF}'
-        )
-}
-
 impl std::fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write as _;
         let mut chars = self.text.chars();
         for c in chars.by_ref().take(self.max) {
-            if is_disguising(c) {
+            if crate::names::is_disguising(c) {
                 write!(f, "\\u{{{:x}}}", u32::from(c))?;
             } else {
                 f.write_char(c)?;

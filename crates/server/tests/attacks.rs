@@ -570,3 +570,46 @@ async fn a_logout_ends_the_chains_other_connections() {
     assert_eq!(other_session.ask(1, "still here").await, ["still here"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn names_that_look_alike_are_one_user_or_refused() {
+    let server = TestServer::start(auth_config()).await;
+    let register = |user: &str| ClientMsg::Register {
+        user: user.into(),
+        password: Secret::new(PASSWORD),
+    };
+    welcomed(&server, register("victim")).await;
+    let variants = [
+        ("Victim", ErrorCode::NameTaken),
+        ("VICTIM", ErrorCode::NameTaken),
+        ("victim\u{200b}", ErrorCode::InvalidName),
+        ("\u{200b}victim", ErrorCode::InvalidName),
+        ("victim\u{2060}", ErrorCode::InvalidName),
+        ("\u{feff}victim", ErrorCode::InvalidName),
+        ("vic\u{ad}tim", ErrorCode::InvalidName),
+        ("v\u{456}ctim", ErrorCode::NameTaken),
+        ("ｖｉｃｔｉｍ", ErrorCode::NameTaken),
+        ("victi\u{301}m", ErrorCode::NameTaken),
+        ("victim\u{202e}", ErrorCode::InvalidName),
+    ];
+    for chunk in variants.chunks(4) {
+        // Each refusal costs an attempt: a fresh connection per four.
+        let mut client = server.connect_raw().await;
+        assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+        for (name, expected) in chunk {
+            client.send(&register(name)).await;
+            match client.recv().await {
+                ServerMsg::Error { code, .. } => assert_eq!(code, *expected, "{name:?}"),
+                other => panic!("{name:?} was not refused: {other:?}"),
+            }
+        }
+    }
+    // Any spelling of the name logs in, as the user registered.
+    let login = ClientMsg::Login {
+        user: "ＶＩＣＴＩＭ".into(),
+        password: Secret::new(PASSWORD),
+    };
+    let (mut client, _) = welcomed(&server, login).await;
+    assert!(client.ask(1, "/whoami").await[0].starts_with("you are victim,"));
+    server.stop().await;
+}

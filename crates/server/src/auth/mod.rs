@@ -4,12 +4,10 @@
 //! code; it never touches a socket, so it is tested without one.
 //!
 //! - [`passwords`]: Argon2id hashing and the rules for new passwords.
-//! - [`names`]: what a name may be.
 //! - [`tokens`]: fresh session tokens.
 //! - [`ledger`]: attempt limits per account and per address, behind a seam.
 
 pub mod ledger;
-pub mod names;
 pub mod passwords;
 pub mod tokens;
 
@@ -19,8 +17,9 @@ use echo_proto::{ErrorCode, Secret};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::names::canonical;
+pub use crate::names::{MAX_NAME_CHARS, validate_name};
 pub use ledger::{AttemptLedger, Limited, MemoryLedger};
-pub use names::{MAX_NAME_CHARS, validate_name};
 pub use passwords::{HashError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Passwords, check_password};
 pub use tokens::new_token;
 
@@ -202,13 +201,16 @@ impl<S: UserStore> Authenticator<S> {
         let now = self.clock.now();
         let user = user.trim();
         let shown = shown(user);
+        // The account's failures count under its canonical name, whatever
+        // the spelling tried.
+        let account = canonical(user);
         self.ledger
             .charge_address(ip, now)
             .await
             .map_err(refused_by_store)?
             .map_err(rate_limited)?;
         self.ledger
-            .check_account(user, now)
+            .check_account(&account, now)
             .await
             .map_err(refused_by_store)?
             .map_err(|limit| {
@@ -217,6 +219,11 @@ impl<S: UserStore> Authenticator<S> {
             })?;
         let record = self.store.user(user).await.map_err(refused_by_store)?;
         let exists = record.is_some();
+        // The name as registered: sessions and logs use it.
+        let user = record
+            .as_ref()
+            .map_or(user, |record| record.name.as_str())
+            .to_owned();
         let hash = record
             .filter(|_| password.expose().len() <= MAX_PASSWORD_BYTES)
             .map(|record| record.password_hash);
@@ -228,7 +235,7 @@ impl<S: UserStore> Authenticator<S> {
             // Only real accounts are tracked: junk names cannot crowd them out.
             if exists {
                 self.ledger
-                    .record_failure(user, now)
+                    .record_failure(&account, now)
                     .await
                     .map_err(refused_by_store)?;
             }
@@ -239,13 +246,13 @@ impl<S: UserStore> Authenticator<S> {
                 counts: true,
             });
         }
-        if let Err(err) = self.ledger.record_success(user).await {
+        if let Err(err) = self.ledger.record_success(&account).await {
             warn!(error = %err, "cannot clear the account's failures");
         }
         let token = new_token();
         let session = self
             .store
-            .create_session(TokenHash::of(token.expose()), user, now)
+            .create_session(TokenHash::of(token.expose()), &user, now)
             .await
             .map_err(refused_by_store)?;
         info!(user = %shown, "logged in");

@@ -45,6 +45,8 @@ macro_rules! conformance_suite {
             identities_are_remembered_and_replaced,
             identities_unseen_for_their_lifetime_are_forgotten,
             users_are_listed_by_name,
+            any_spelling_of_a_name_finds_its_user,
+            a_name_that_looks_like_another_is_taken,
             revoking_one_chain_leaves_the_others,
         );
     };
@@ -356,6 +358,52 @@ pub async fn identities_unseen_for_their_lifetime_are_forgotten(backend: &impl B
         name_of(&store, ip, last_day + 1).await.as_deref(),
         Some("Ann")
     );
+}
+
+pub async fn any_spelling_of_a_name_finds_its_user(backend: &impl Backend) {
+    let store = backend.open().await;
+    store.create_user(user("Victim")).await.unwrap();
+    for spelling in ["Victim", "victim", "VICTIM", "ｖｉｃｔｉｍ"] {
+        let found = store.user(spelling).await.unwrap();
+        assert_eq!(
+            found.map(|u| u.name).as_deref(),
+            Some("Victim"),
+            "{spelling:?}"
+        );
+    }
+    let info = store
+        .create_session(TokenHash::of("a"), "VICTIM", 1)
+        .await
+        .unwrap();
+    assert_eq!(info.user, "Victim", "sessions carry the name as registered");
+    assert_eq!(store.sessions("victim", 2).await.unwrap().len(), 1);
+    store
+        .set_password("vIcTiM", "$argon2id$new".into())
+        .await
+        .unwrap();
+    assert!(store.sessions("Victim", 2).await.unwrap().is_empty());
+    store.remove_user("victim").await.unwrap();
+    assert_eq!(store.user("Victim").await.unwrap(), None);
+    // Its names are free again.
+    store.create_user(user("victim")).await.unwrap();
+}
+
+pub async fn a_name_that_looks_like_another_is_taken(backend: &impl Backend) {
+    let store = backend.open().await;
+    store.create_user(user("victim")).await.unwrap();
+    for lookalike in ["VICTIM", "vіctim", "ｖｉｃｔｉｍ", "victi\u{301}m"] {
+        assert!(
+            matches!(
+                store
+                    .register(user(lookalike), TokenHash::of(lookalike))
+                    .await,
+                Err(StoreError::NameTaken(_))
+            ),
+            "{lookalike:?} was registered next to victim"
+        );
+    }
+    assert_eq!(store.users().await.unwrap().len(), 1);
+    store.create_user(user("victor")).await.unwrap();
 }
 
 pub async fn users_are_listed_by_name(backend: &impl Backend) {

@@ -10,7 +10,6 @@
 //! leaves either the old journal or the new one.
 
 use std::{
-    collections::{HashMap, VecDeque},
     fs::File,
     io::{self, Read, Write},
     net::IpAddr,
@@ -20,9 +19,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub(super) use super::state::State;
 use crate::{
     files,
-    store::{StoreError, TokenHash, UnixTime},
+    store::{StoreError, UnixTime},
 };
 
 /// One change, as a line of the journal.
@@ -60,37 +60,6 @@ pub(super) enum Record {
     RevokeUser { name: String },
 }
 
-/// Everything the store knows, in memory.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    pub users: HashMap<String, User>,
-    pub identities: HashMap<IpAddr, Identity>,
-    pub families: HashMap<Uuid, Family>,
-    /// Every remembered token (current or rotated away) → its chain.
-    pub tokens: HashMap<TokenHash, Uuid>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct User {
-    pub hash: String,
-    pub created: UnixTime,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Identity {
-    pub name: String,
-    pub seen: UnixTime,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Family {
-    pub user: String,
-    pub created: UnixTime,
-    pub last_used: UnixTime,
-    pub current: TokenHash,
-    pub rotated: VecDeque<TokenHash>,
-}
-
 /// The open journal file, owned by the store's writer thread.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -100,137 +69,6 @@ pub(super) struct Journal {
     len: u64,
     /// Records in the file, for deciding when to compact.
     records: usize,
-}
-
-impl State {
-    /// Applies one record. Records are written only after they applied
-    /// cleanly, so at load an error means the file was damaged.
-    pub fn apply(&mut self, record: &Record) -> Result<(), String> {
-        match record {
-            Record::User {
-                name,
-                hash,
-                created,
-            } => {
-                self.users.insert(
-                    name.clone(),
-                    User {
-                        hash: hash.clone(),
-                        created: *created,
-                    },
-                );
-            }
-            Record::UserDel { name } => {
-                self.users.remove(name);
-                self.revoke_user(name);
-            }
-            Record::Ident { ip, name, seen } => {
-                self.identities.insert(
-                    *ip,
-                    Identity {
-                        name: name.clone(),
-                        seen: *seen,
-                    },
-                );
-            }
-            Record::Session {
-                family,
-                user,
-                token,
-                created,
-                used,
-                rotated,
-            } => {
-                let token = parse_token(token)?;
-                let rotated = rotated
-                    .iter()
-                    .map(|t| parse_token(t))
-                    .collect::<Result<VecDeque<_>, _>>()?;
-                self.tokens.insert(token, *family);
-                match self.families.get_mut(family) {
-                    Some(chain) => {
-                        // Every rotated-away token is kept for the life of
-                        // the chain, so reuse of any of them is caught.
-                        let old = std::mem::replace(&mut chain.current, token);
-                        chain.rotated.push_back(old);
-                        chain.last_used = *used;
-                    }
-                    None => {
-                        for old in &rotated {
-                            self.tokens.insert(*old, *family);
-                        }
-                        self.families.insert(
-                            *family,
-                            Family {
-                                user: user.clone(),
-                                created: *created,
-                                last_used: *used,
-                                current: token,
-                                rotated,
-                            },
-                        );
-                    }
-                }
-            }
-            Record::Revoke { family } => {
-                self.revoke(*family);
-            }
-            Record::RevokeUser { name } => self.revoke_user(name),
-        }
-        Ok(())
-    }
-
-    /// Forgets a chain and all its tokens; true if it existed.
-    pub fn revoke(&mut self, family: Uuid) -> bool {
-        let Some(chain) = self.families.remove(&family) else {
-            return false;
-        };
-        self.tokens.remove(&chain.current);
-        for old in &chain.rotated {
-            self.tokens.remove(old);
-        }
-        true
-    }
-
-    fn revoke_user(&mut self, name: &str) {
-        let families: Vec<Uuid> = self
-            .families
-            .iter()
-            .filter(|(_, chain)| chain.user == name)
-            .map(|(id, _)| *id)
-            .collect();
-        for family in families {
-            self.revoke(family);
-        }
-    }
-
-    /// The records that rebuild this state, for compaction.
-    pub fn snapshot(&self) -> Vec<Record> {
-        let users = self.users.iter().map(|(name, user)| Record::User {
-            name: name.clone(),
-            hash: user.hash.clone(),
-            created: user.created,
-        });
-        let identities = self.identities.iter().map(|(ip, identity)| Record::Ident {
-            ip: *ip,
-            name: identity.name.clone(),
-            seen: identity.seen,
-        });
-        let sessions = self.families.iter().map(|(family, chain)| Record::Session {
-            family: *family,
-            user: chain.user.clone(),
-            token: chain.current.to_hex(),
-            created: chain.created,
-            used: chain.last_used,
-            rotated: chain.rotated.iter().map(|t| t.to_hex()).collect(),
-        });
-        users.chain(identities).chain(sessions).collect()
-    }
-
-    /// How many records a compacted journal of this state holds.
-    pub fn live_records(&self) -> usize {
-        self.users.len() + self.identities.len() + self.families.len()
-    }
 }
 
 impl Journal {
@@ -364,10 +202,6 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(State, usize, usize), StoreError
         complete += line.len();
     }
     Ok((state, records, complete))
-}
-
-fn parse_token(hex: &str) -> Result<TokenHash, String> {
-    TokenHash::from_hex(hex).ok_or_else(|| "a token hash is not 64 hex digits".to_owned())
 }
 
 /// Makes a file's creation, rename or removal in its directory durable.

@@ -5,6 +5,7 @@
 
 mod journal;
 mod ops;
+mod state;
 mod writer;
 
 use std::{

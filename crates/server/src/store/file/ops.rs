@@ -5,10 +5,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
-use super::{
-    FileStore,
-    journal::{Family, Record},
-};
+use super::{FileStore, journal::Record, state::Family};
 use crate::store::{
     Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash,
     UnixTime, UserRecord, UserStore,
@@ -52,6 +49,7 @@ impl UserStore for FileStore {
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(self.read(|state| {
+            let name = state.resolve(name)?;
             state.users.get(name).map(|user| UserRecord {
                 name: name.to_owned(),
                 password_hash: user.hash.clone(),
@@ -78,7 +76,7 @@ impl UserStore for FileStore {
 
     async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
         self.write(|state| {
-            if state.users.contains_key(&user.name) {
+            if state.name_taken(&user.name) {
                 return Err(StoreError::NameTaken(user.name.clone()));
             }
             let record = Record::User {
@@ -98,7 +96,7 @@ impl UserStore for FileStore {
     ) -> Result<SessionInfo, StoreError> {
         let lifetimes = self.inner.lifetimes;
         self.write(|state| {
-            if state.users.contains_key(&user.name) {
+            if state.name_taken(&user.name) {
                 return Err(StoreError::NameTaken(user.name.clone()));
             }
             let family = Uuid::new_v4();
@@ -132,10 +130,9 @@ impl UserStore for FileStore {
 
     async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
         self.write(|state| {
-            let user = state
-                .users
-                .get(name)
-                .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
+            let no_such_user = || StoreError::NoSuchUser(name.to_owned());
+            let name = state.resolve(name).ok_or_else(no_such_user)?;
+            let user = state.users.get(name).ok_or_else(no_such_user)?;
             let records = vec![
                 Record::User {
                     name: name.to_owned(),
@@ -153,9 +150,9 @@ impl UserStore for FileStore {
 
     async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
         self.write(|state| {
-            if !state.users.contains_key(name) {
-                return Err(StoreError::NoSuchUser(name.to_owned()));
-            }
+            let name = state
+                .resolve(name)
+                .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
             Ok((
                 vec![Record::UserDel {
                     name: name.to_owned(),
@@ -174,9 +171,9 @@ impl UserStore for FileStore {
     ) -> Result<SessionInfo, StoreError> {
         let lifetimes = self.inner.lifetimes;
         self.write(|state| {
-            if !state.users.contains_key(user) {
-                return Err(StoreError::NoSuchUser(user.to_owned()));
-            }
+            let user = state
+                .resolve(user)
+                .ok_or_else(|| StoreError::NoSuchUser(user.to_owned()))?;
             let family = Uuid::new_v4();
             let record = Record::Session {
                 family,
@@ -257,6 +254,7 @@ impl UserStore for FileStore {
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
         self.write(|state| {
+            let user = state.resolve(user).unwrap_or(user);
             let count = state.families.values().filter(|c| c.user == user).count();
             let records = if count > 0 {
                 vec![Record::RevokeUser {
@@ -273,6 +271,7 @@ impl UserStore for FileStore {
     async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
         let lifetimes = self.inner.lifetimes;
         let mut sessions = self.read(|state| {
+            let user = state.resolve(user).unwrap_or(user);
             state
                 .families
                 .iter()

@@ -1,0 +1,219 @@
+//! The file store's state in memory: what replaying the journal builds,
+//! with the indexes the store's operations need.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use uuid::Uuid;
+
+use super::journal::Record;
+use crate::{
+    names::{canonical, confusable_key},
+    store::{TokenHash, UnixTime},
+};
+
+/// Everything the store knows, in memory.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub users: HashMap<String, User>,
+    /// Canonical form of each user's name → the name as stored, so any
+    /// spelling of a name finds its user.
+    pub canonical: HashMap<String, String>,
+    /// Confusable key of each user's name → the name as stored, so a new
+    /// name that looks like an existing one is refused.
+    pub lookalikes: HashMap<String, String>,
+    pub identities: HashMap<IpAddr, Identity>,
+    pub families: HashMap<Uuid, Family>,
+    /// Every remembered token (current or rotated away) → its chain.
+    pub tokens: HashMap<TokenHash, Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    pub hash: String,
+    pub created: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub name: String,
+    pub seen: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Family {
+    pub user: String,
+    pub created: UnixTime,
+    pub last_used: UnixTime,
+    pub current: TokenHash,
+    pub rotated: VecDeque<TokenHash>,
+}
+
+impl State {
+    /// The stored name of the user `name` (in any spelling), if any.
+    pub fn resolve<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if self.users.contains_key(name) {
+            return Some(name);
+        }
+        self.canonical.get(&canonical(name)).map(String::as_str)
+    }
+
+    /// Whether a new user may not be called `name`: it is, or looks like,
+    /// an existing user's name.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.users.contains_key(name) || self.lookalikes.contains_key(&confusable_key(name))
+    }
+
+    /// Applies one record. Records are written only after they applied
+    /// cleanly, so at load an error means the file was damaged.
+    pub fn apply(&mut self, record: &Record) -> Result<(), String> {
+        match record {
+            Record::User {
+                name,
+                hash,
+                created,
+            } => {
+                if !self.users.contains_key(name) {
+                    // Stores from before names were compared canonically
+                    // may hold two spellings: the first one keeps the index.
+                    self.canonical
+                        .entry(canonical(name))
+                        .or_insert_with(|| name.clone());
+                    self.lookalikes
+                        .entry(confusable_key(name))
+                        .or_insert_with(|| name.clone());
+                }
+                self.users.insert(
+                    name.clone(),
+                    User {
+                        hash: hash.clone(),
+                        created: *created,
+                    },
+                );
+            }
+            Record::UserDel { name } => {
+                self.users.remove(name);
+                for (index, key) in [
+                    (&mut self.canonical, canonical(name)),
+                    (&mut self.lookalikes, confusable_key(name)),
+                ] {
+                    if index.get(&key) == Some(name) {
+                        index.remove(&key);
+                    }
+                }
+                self.revoke_user(name);
+            }
+            Record::Ident { ip, name, seen } => {
+                self.identities.insert(
+                    *ip,
+                    Identity {
+                        name: name.clone(),
+                        seen: *seen,
+                    },
+                );
+            }
+            Record::Session {
+                family,
+                user,
+                token,
+                created,
+                used,
+                rotated,
+            } => {
+                let token = parse_token(token)?;
+                let rotated = rotated
+                    .iter()
+                    .map(|t| parse_token(t))
+                    .collect::<Result<VecDeque<_>, _>>()?;
+                self.tokens.insert(token, *family);
+                match self.families.get_mut(family) {
+                    Some(chain) => {
+                        // Every rotated-away token is kept for the life of
+                        // the chain, so reuse of any of them is caught.
+                        let old = std::mem::replace(&mut chain.current, token);
+                        chain.rotated.push_back(old);
+                        chain.last_used = *used;
+                    }
+                    None => {
+                        for old in &rotated {
+                            self.tokens.insert(*old, *family);
+                        }
+                        self.families.insert(
+                            *family,
+                            Family {
+                                user: user.clone(),
+                                created: *created,
+                                last_used: *used,
+                                current: token,
+                                rotated,
+                            },
+                        );
+                    }
+                }
+            }
+            Record::Revoke { family } => {
+                self.revoke(*family);
+            }
+            Record::RevokeUser { name } => self.revoke_user(name),
+        }
+        Ok(())
+    }
+
+    /// Forgets a chain and all its tokens; true if it existed.
+    pub fn revoke(&mut self, family: Uuid) -> bool {
+        let Some(chain) = self.families.remove(&family) else {
+            return false;
+        };
+        self.tokens.remove(&chain.current);
+        for old in &chain.rotated {
+            self.tokens.remove(old);
+        }
+        true
+    }
+
+    fn revoke_user(&mut self, name: &str) {
+        let families: Vec<Uuid> = self
+            .families
+            .iter()
+            .filter(|(_, chain)| chain.user == name)
+            .map(|(id, _)| *id)
+            .collect();
+        for family in families {
+            self.revoke(family);
+        }
+    }
+
+    /// The records that rebuild this state, for compaction.
+    pub fn snapshot(&self) -> Vec<Record> {
+        let users = self.users.iter().map(|(name, user)| Record::User {
+            name: name.clone(),
+            hash: user.hash.clone(),
+            created: user.created,
+        });
+        let identities = self.identities.iter().map(|(ip, identity)| Record::Ident {
+            ip: *ip,
+            name: identity.name.clone(),
+            seen: identity.seen,
+        });
+        let sessions = self.families.iter().map(|(family, chain)| Record::Session {
+            family: *family,
+            user: chain.user.clone(),
+            token: chain.current.to_hex(),
+            created: chain.created,
+            used: chain.last_used,
+            rotated: chain.rotated.iter().map(|t| t.to_hex()).collect(),
+        });
+        users.chain(identities).chain(sessions).collect()
+    }
+
+    /// How many records a compacted journal of this state holds.
+    pub fn live_records(&self) -> usize {
+        self.users.len() + self.identities.len() + self.families.len()
+    }
+}
+
+fn parse_token(hex: &str) -> Result<TokenHash, String> {
+    TokenHash::from_hex(hex).ok_or_else(|| "a token hash is not 64 hex digits".to_owned())
+}

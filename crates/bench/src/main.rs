@@ -23,7 +23,7 @@ struct Cli {
     #[command(subcommand)]
     child: Option<Child>,
     /// Scenarios to run
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::Echo, Scenario::LoginStorm, Scenario::Resume, Scenario::Idle])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::Echo, Scenario::LoginStorm, Scenario::LoginRate, Scenario::Resume, Scenario::Idle])]
     scenario: Vec<Scenario>,
     /// Connection counts for the echo scenario
     #[arg(long, value_delimiter = ',', default_values_t = [1, 50, 1000])]
@@ -43,9 +43,14 @@ struct Cli {
     /// Repetitions; the table shows medians with min-max
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Connections logging in continuously in the login storm
+    /// Connections logging in continuously in the login storm (and the
+    /// users the login-rate scenario cycles through)
     #[arg(long, default_value_t = 50)]
     storm: usize,
+    /// Login attempts a second in the login-rate scenario [default: half
+    /// the capacity measured in a closed loop first]
+    #[arg(long, value_name = "N")]
+    rate: Option<f64>,
     /// Established sessions ping-ponging during the login storm
     #[arg(long, default_value_t = 50)]
     established: usize,
@@ -88,6 +93,7 @@ enum Child {
 enum Scenario {
     Echo,
     LoginStorm,
+    LoginRate,
     Resume,
     Idle,
 }
@@ -112,6 +118,7 @@ struct Report {
     machine: String,
     echo: Vec<EchoRow>,
     login_storm: Option<StormResult>,
+    login_rate: Option<scenarios::RateResult>,
     resume: Option<ResumeResult>,
     idle: Option<IdleResult>,
 }
@@ -180,6 +187,10 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
                 Scenario::LoginStorm => {
                     report.login_storm =
                         Some(scenarios::login_storm(&plan, established, dir.path()).await?);
+                }
+                Scenario::LoginRate => {
+                    let result = scenarios::login_rate(&plan, established, cli.rate, dir.path());
+                    report.login_rate = Some(result.await?);
                 }
                 Scenario::Resume => {
                     report.resume = Some(scenarios::resume(&plan, dir.path()).await?)
@@ -277,6 +288,21 @@ fn print_table(report: &Report) {
                 spread(&row.p99_ratio, 2),
             );
         }
+    }
+    if let Some(rate) = &report.login_rate {
+        let derived = rate.capacity_per_sec.map_or_else(String::new, |capacity| {
+            format!(" (half the measured capacity of {capacity:.0}/s)")
+        });
+        println!(
+            "\nLogin rate: {} established sessions' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
+            rate.established,
+            spread(&rate.p99_quiet_us, 0),
+            rate.rate_per_sec,
+            spread(&rate.p99_during_us, 0),
+            spread(&rate.p99_ratio, 2),
+            spread(&rate.answered_per_sec, 0),
+            rate.failed,
+        );
     }
     if let Some(storm) = &report.login_storm {
         println!(

@@ -36,7 +36,7 @@ use super::{IdleResult, PASSWORD, Plan, ResumeResult, Spread, StormResult};
 /// Writes users (and sessions with known tokens) straight into a store
 /// before its server starts: one real Argon2id hash shared by all, so setup
 /// takes seconds, not an hour of hashing.
-async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
+pub(super) async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
     let config = server_config(Mode::Auth, dir);
     let store = FileStore::open(&config.data_dir, config.lifetimes())?;
     let passwords = Passwords::start().await?;
@@ -113,23 +113,7 @@ pub async fn login_storm(
             connect_many(server.addr, Target::Real, logins(0..established, "e"), 50).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
-        let workers: Vec<_> = (0..storm)
-            .map(|i| {
-                let (stop, count, addr) = (Arc::clone(&stop), Arc::clone(&count), server.addr);
-                let handshake = Handshake::Login {
-                    user: format!("s{i}"),
-                    password: PASSWORD.into(),
-                };
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        let mut stream = TcpStream::connect(addr).await?;
-                        crate::load::handshake_on(&mut stream, &handshake).await?;
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    anyhow::Ok(())
-                })
-            })
-            .collect();
+        let workers = login_workers(server.addr, storm, &stop, &count);
         let started = Instant::now();
         let measured = ping_pong(streams, Target::Real, load).await?;
         let elapsed = started.elapsed().as_secs_f64();
@@ -148,6 +132,34 @@ pub async fn login_storm(
         p99_storm_us: Spread::of(stormy),
         logins_per_sec: Spread::of(rates),
     })
+}
+
+/// `workers` connections logging in as `s0`, `s1`, ... in a closed loop
+/// (the next login as soon as one is answered) until `stop`; `count` counts
+/// the logins.
+pub(super) fn login_workers(
+    addr: std::net::SocketAddr,
+    workers: usize,
+    stop: &Arc<AtomicBool>,
+    count: &Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    (0..workers)
+        .map(|i| {
+            let (stop, count) = (Arc::clone(stop), Arc::clone(count));
+            let handshake = Handshake::Login {
+                user: format!("s{i}"),
+                password: PASSWORD.into(),
+            };
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut stream = TcpStream::connect(addr).await?;
+                    crate::load::handshake_on(&mut stream, &handshake).await?;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect()
 }
 
 /// Scenario 3: new connection + `resume` + one `say`, as fast as possible.

@@ -3,8 +3,10 @@
 //! log in (login storm, resume, idle sessions).
 
 mod auth;
+mod rate;
 
 pub use auth::{idle, login_storm, resume};
+pub use rate::{RateResult, login_rate};
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 

@@ -1,0 +1,202 @@
+//! Scenario 2b: login attempts at a fixed rate (open loop) beside
+//! established sessions. The closed-loop storm (scenario 2) sends the next
+//! login as soon as one is answered, so it saturates both cores together
+//! with the load generator; a real deployment sees logins arrive at some
+//! rate whatever the answers. This scenario sends `rate` attempts a second,
+//! by default half the hashing capacity measured first with the storm's
+//! closed loop, and reports the established sessions' p99 quiet and during.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::Serialize;
+use tokio::{
+    net::TcpStream,
+    sync::Semaphore,
+    time::{Instant, MissedTickBehavior},
+};
+
+use super::{
+    PASSWORD, Plan, Spread,
+    auth::{login_workers, populate},
+};
+use crate::{
+    load::{Handshake, Load, Target, connect_many, handshake_on, ping_pong},
+    procs::Proc,
+    progress,
+};
+
+/// Attempts in flight at once, at most: beyond it the server is not keeping
+/// up, and the rest are counted as not sent.
+const MAX_IN_FLIGHT: usize = 2_000;
+/// Time one attempt may take before it counts as failed.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Scenario 2b's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateResult {
+    pub established: usize,
+    /// Login attempts a second asked for.
+    pub rate_per_sec: f64,
+    /// Logins a second in the closed loop, when the rate was derived from it.
+    pub capacity_per_sec: Option<f64>,
+    pub p99_quiet_us: Spread,
+    pub p99_during_us: Spread,
+    pub p99_ratio: Spread,
+    /// Logins a second that were answered with `welcome`.
+    pub answered_per_sec: Spread,
+    /// Attempts that failed, timed out or could not be sent, in all runs.
+    pub failed: u64,
+}
+
+/// Runs scenario 2b: `established` sessions ping-pong while login attempts
+/// arrive at `rate` a second (half the measured capacity when `None`).
+pub async fn login_rate(
+    plan: &Plan,
+    established: usize,
+    rate: Option<f64>,
+    dir: &Path,
+) -> anyhow::Result<RateResult> {
+    let users: Vec<String> = (0..established)
+        .map(|i| format!("e{i}"))
+        .chain((0..plan.storm).map(|i| format!("s{i}")))
+        .collect();
+    populate(dir, &users, false).await?;
+    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+    let capacity = match rate {
+        Some(_) => None,
+        None => Some(capacity(server.addr, plan).await?),
+    };
+    let rate = rate.or(capacity.map(|c| c / 2.0)).unwrap_or(1.0).max(0.1);
+    let load = Load {
+        connections: established,
+        payload: 64,
+        depth: 1,
+        warmup: plan.warmup,
+        duration: plan.duration,
+    };
+    let logins = || -> Vec<Handshake> {
+        (0..established)
+            .map(|i| Handshake::Login {
+                user: format!("e{i}"),
+                password: PASSWORD.into(),
+            })
+            .collect()
+    };
+    let (mut quiet, mut during, mut answered) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failed = 0;
+    for rep in 0..plan.reps {
+        progress(&format!("login rate rep {}/{}: quiet", rep + 1, plan.reps));
+        let streams = connect_many(server.addr, Target::Real, logins(), 50).await?;
+        let measured = ping_pong(streams, Target::Real, load).await?;
+        quiet.push(measured.latency.value_at_quantile(0.99) as f64);
+
+        progress(&format!(
+            "login rate rep {}/{}: {rate:.0}/s",
+            rep + 1,
+            plan.reps
+        ));
+        let streams = connect_many(server.addr, Target::Real, logins(), 50).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        let generator = tokio::spawn(open_loop(
+            server.addr,
+            plan.storm.max(1),
+            rate,
+            Arc::clone(&stop),
+            Arc::clone(&counts),
+        ));
+        let started = Instant::now();
+        let measured = ping_pong(streams, Target::Real, load).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        generator.await?;
+        during.push(measured.latency.value_at_quantile(0.99) as f64);
+        answered.push(counts.ok.load(Ordering::Relaxed) as f64 / elapsed);
+        failed += counts.failed.load(Ordering::Relaxed);
+    }
+    Ok(RateResult {
+        established,
+        rate_per_sec: rate,
+        capacity_per_sec: capacity,
+        p99_ratio: Spread::of(quiet.iter().zip(&during).map(|(q, d)| d / q)),
+        p99_quiet_us: Spread::of(quiet),
+        p99_during_us: Spread::of(during),
+        answered_per_sec: Spread::of(answered),
+        failed,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The hashing capacity: logins a second in the storm's closed loop.
+async fn capacity(addr: std::net::SocketAddr, plan: &Plan) -> anyhow::Result<f64> {
+    progress("login rate: measuring the login capacity");
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let workers = login_workers(addr, plan.storm.max(1), &stop, &count);
+    tokio::time::sleep(plan.warmup).await;
+    let before = count.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(plan.duration).await;
+    let logins = count.load(Ordering::Relaxed) - before;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(logins as f64 / elapsed)
+}
+
+/// Starts one login attempt every `1 / rate` seconds until `stop`, whatever
+/// the answers, with at most [`MAX_IN_FLIGHT`] waiting at once.
+async fn open_loop(
+    addr: std::net::SocketAddr,
+    users: usize,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next_user = 0;
+    while !stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let handshake = Handshake::Login {
+            user: format!("s{}", next_user % users),
+            password: PASSWORD.into(),
+        };
+        next_user += 1;
+        let counts = Arc::clone(&counts);
+        attempts.spawn(async move {
+            let attempt = async {
+                let mut stream = TcpStream::connect(addr).await?;
+                handshake_on(&mut stream, &handshake).await
+            };
+            let done = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await;
+            let counter = match done {
+                Ok(Ok(())) => &counts.ok,
+                _ => &counts.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    while attempts.join_next().await.is_some() {}
+}

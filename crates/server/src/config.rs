@@ -73,6 +73,8 @@ pub struct ServerConfig {
     pub auth_attempts_per_minute: u32,
     /// Whether `ask_auth` names the user last logged in from the address.
     pub suggest_user: bool,
+    /// Password jobs (hashing, verifying, strength checks) run at once.
+    pub password_workers: usize,
     /// Detach from the terminal after binding.
     pub daemon: bool,
     /// Where to write the process id, if anywhere.
@@ -110,6 +112,7 @@ pub struct FileConfig {
     min_password_length: Option<usize>,
     auth_attempts_per_minute: Option<u32>,
     suggest_user: Option<bool>,
+    password_workers: Option<usize>,
     pid_file: Option<PathBuf>,
 }
 
@@ -212,6 +215,7 @@ impl Default for ServerConfig {
             min_password_length: 8,
             auth_attempts_per_minute: 30,
             suggest_user: true,
+            password_workers: crate::auth::Passwords::default_workers(),
             daemon: false,
             pid_file: None,
         }
@@ -282,6 +286,7 @@ impl ServerConfig {
                 .auth_attempts_per_minute
                 .unwrap_or(d.auth_attempts_per_minute),
             suggest_user: file.suggest_user.unwrap_or(d.suggest_user),
+            password_workers: file.password_workers.unwrap_or(d.password_workers),
             daemon: args.daemon,
             pid_file: args.pid_file.clone().or(file.pid_file),
         };
@@ -293,6 +298,7 @@ impl ServerConfig {
         let positive = [
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("password_workers", self.password_workers as u64),
             ("max_handshakes_per_ip", self.max_handshakes_per_ip as u64),
             ("handshake_timeout", self.handshake_timeout.as_secs()),
             ("idle_timeout", self.idle_timeout.as_secs()),

@@ -64,7 +64,7 @@ impl<S: UserStore> Server<S> {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), HashError> {
-        let passwords = Passwords::start().await?;
+        let passwords = Passwords::start(self.config.password_workers).await?;
         let config = self.config;
         let ledger = self.ledger.unwrap_or_else(|| {
             Arc::new(MemoryLedger::new(

@@ -39,7 +39,7 @@ use super::{IdleResult, PASSWORD, Plan, ResumeResult, Spread, StormResult};
 pub(super) async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
     let config = server_config(Mode::Auth, dir);
     let store = FileStore::open(&config.data_dir, config.lifetimes())?;
-    let passwords = Passwords::start().await?;
+    let passwords = Passwords::start(Passwords::default_workers()).await?;
     let hash = passwords.hash(Secret::new(PASSWORD)).await?;
     let now = SystemClock.now();
     let mut writes = futures_util::stream::iter(users.iter().map(|user| {

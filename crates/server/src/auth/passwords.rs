@@ -24,8 +24,9 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 const STRENGTH_CHARS: usize = 64;
 
 /// Password work (Argon2id hashing and verifying, the strength estimate of
-/// a new password) on the blocking pool, at most one job per core at a time,
-/// so logins never stall the threads that serve echo traffic.
+/// a new password) on the blocking pool, a bounded number of jobs at a time
+/// (`password_workers`, by default one per core), so logins never stall
+/// the threads that serve echo traffic.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
@@ -48,21 +49,31 @@ impl HashError {
 }
 
 impl Passwords {
-    /// Sets up hashing with one permit per core.
+    /// Sets up password work with [`Passwords::default_workers`] jobs at once.
     pub fn new() -> Result<Self, HashError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_workers(Self::default_workers())
+    }
+
+    /// Jobs at once by default: one per core. (Half the cores was measured
+    /// and is worse for the clients already served: see docs/BENCHMARKS.md.)
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// Sets up password work with at most `workers` jobs at once.
+    pub fn with_workers(workers: usize) -> Result<Self, HashError> {
         let mut dummy = [0u8; 32];
         OsRng.fill_bytes(&mut dummy);
         let dummy_hash = hash_blocking(&hex::encode(dummy))?;
         Ok(Self {
-            permits: Arc::new(Semaphore::new(cores)),
+            permits: Arc::new(Semaphore::new(workers.max(1))),
             dummy_hash: dummy_hash.into(),
         })
     }
 
-    /// [`Passwords::new`] on the blocking pool (it hashes once).
-    pub async fn start() -> Result<Self, HashError> {
-        tokio::task::spawn_blocking(Self::new)
+    /// [`Passwords::with_workers`] on the blocking pool (it hashes once).
+    pub async fn start(workers: usize) -> Result<Self, HashError> {
+        tokio::task::spawn_blocking(move || Self::with_workers(workers))
             .await
             .map_err(|err| HashError::from_join(&err))?
     }

@@ -51,7 +51,7 @@ async fn fixture(attempts_per_minute: u32) -> Fixture {
     let ledger = Arc::new(MemoryLedger::new(100, attempts_per_minute));
     let auth = Authenticator::new(
         store,
-        Passwords::start().await.unwrap(),
+        Passwords::start(2).await.unwrap(),
         ledger.clone(),
         clock.clone(),
         8,

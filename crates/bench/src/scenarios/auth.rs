@@ -36,7 +36,7 @@ use super::{IdleResult, PASSWORD, Plan, ResumeResult, Spread, StormResult};
 /// Writes users (and sessions with known tokens) straight into a store
 /// before its server starts: one real Argon2id hash shared by all, so setup
 /// takes seconds, not an hour of hashing.
-pub(super) async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
+async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
     let config = server_config(Mode::Auth, dir);
     let store = FileStore::open(&config.data_dir, config.lifetimes())?;
     let passwords = Passwords::start(Passwords::default_workers()).await?;
@@ -79,38 +79,14 @@ pub async fn login_storm(
     dir: &Path,
 ) -> anyhow::Result<StormResult> {
     let storm = plan.storm;
-    let users: Vec<String> = (0..established)
-        .map(|i| format!("e{i}"))
-        .chain((0..storm).map(|i| format!("s{i}")))
-        .collect();
-    populate(dir, &users, false).await?;
-    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
-    let load = Load {
-        connections: established,
-        payload: 64,
-        depth: 1,
-        warmup: plan.warmup,
-        duration: plan.duration,
-    };
-    let logins = |range: std::ops::Range<usize>, prefix: &str| -> Vec<Handshake> {
-        range
-            .map(|i| Handshake::Login {
-                user: format!("{prefix}{i}"),
-                password: PASSWORD.into(),
-            })
-            .collect()
-    };
+    let Beside { server, load } = Beside::start(plan, established, dir).await?;
     let (mut quiet, mut stormy, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..plan.reps {
         progress(&format!("login storm rep {}/{}: quiet", rep + 1, plan.reps));
-        let streams =
-            connect_many(server.addr, Target::Real, logins(0..established, "e"), 50).await?;
-        let measured = ping_pong(streams, Target::Real, load).await?;
-        quiet.push(measured.latency.value_at_quantile(0.99) as f64);
+        quiet.push(Beside::p99(&server, load).await?);
 
         progress(&format!("login storm rep {}/{}: storm", rep + 1, plan.reps));
-        let streams =
-            connect_many(server.addr, Target::Real, logins(0..established, "e"), 50).await?;
+        let streams = Beside::connect(&server, load).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
         let workers = login_workers(server.addr, storm, &stop, &count);
@@ -132,6 +108,52 @@ pub async fn login_storm(
         p99_storm_us: Spread::of(stormy),
         logins_per_sec: Spread::of(rates),
     })
+}
+
+/// Scenarios 2 and 2b: a server whose store holds users `e0`, `e1`, ...
+/// (the established sessions) and `s0`, `s1`, ... (the logins), and the
+/// ping-pong load of the established sessions.
+pub(super) struct Beside {
+    pub server: Proc,
+    pub load: Load,
+}
+
+impl Beside {
+    pub async fn start(plan: &Plan, established: usize, dir: &Path) -> anyhow::Result<Self> {
+        let users: Vec<String> = (0..established)
+            .map(|i| format!("e{i}"))
+            .chain((0..plan.storm).map(|i| format!("s{i}")))
+            .collect();
+        populate(dir, &users, false).await?;
+        let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+        let load = Load {
+            connections: established,
+            payload: 64,
+            depth: 1,
+            warmup: plan.warmup,
+            duration: plan.duration,
+        };
+        Ok(Self { server, load })
+    }
+
+    /// The established sessions, logged in.
+    pub async fn connect(server: &Proc, load: Load) -> anyhow::Result<Vec<TcpStream>> {
+        let logins = (0..load.connections)
+            .map(|i| Handshake::Login {
+                user: format!("e{i}"),
+                password: PASSWORD.into(),
+            })
+            .collect();
+        connect_many(server.addr, Target::Real, logins, 50).await
+    }
+
+    /// The established sessions' p99 round trip, in microseconds, with
+    /// nothing else going on.
+    pub async fn p99(server: &Proc, load: Load) -> anyhow::Result<f64> {
+        let streams = Self::connect(server, load).await?;
+        let measured = ping_pong(streams, Target::Real, load).await?;
+        Ok(measured.latency.value_at_quantile(0.99) as f64)
+    }
 }
 
 /// `workers` connections logging in as `s0`, `s1`, ... in a closed loop

@@ -24,11 +24,10 @@ use tokio::{
 
 use super::{
     PASSWORD, Plan, Spread,
-    auth::{login_workers, populate},
+    auth::{Beside, login_workers},
 };
 use crate::{
-    load::{Handshake, Load, Target, connect_many, handshake_on, ping_pong},
-    procs::Proc,
+    load::{Handshake, Target, handshake_on, ping_pong},
     progress,
 };
 
@@ -63,46 +62,24 @@ pub async fn login_rate(
     rate: Option<f64>,
     dir: &Path,
 ) -> anyhow::Result<RateResult> {
-    let users: Vec<String> = (0..established)
-        .map(|i| format!("e{i}"))
-        .chain((0..plan.storm).map(|i| format!("s{i}")))
-        .collect();
-    populate(dir, &users, false).await?;
-    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+    let Beside { server, load } = Beside::start(plan, established, dir).await?;
     let capacity = match rate {
         Some(_) => None,
         None => Some(capacity(server.addr, plan).await?),
     };
     let rate = rate.or(capacity.map(|c| c / 2.0)).unwrap_or(1.0).max(0.1);
-    let load = Load {
-        connections: established,
-        payload: 64,
-        depth: 1,
-        warmup: plan.warmup,
-        duration: plan.duration,
-    };
-    let logins = || -> Vec<Handshake> {
-        (0..established)
-            .map(|i| Handshake::Login {
-                user: format!("e{i}"),
-                password: PASSWORD.into(),
-            })
-            .collect()
-    };
     let (mut quiet, mut during, mut answered) = (Vec::new(), Vec::new(), Vec::new());
     let mut failed = 0;
     for rep in 0..plan.reps {
         progress(&format!("login rate rep {}/{}: quiet", rep + 1, plan.reps));
-        let streams = connect_many(server.addr, Target::Real, logins(), 50).await?;
-        let measured = ping_pong(streams, Target::Real, load).await?;
-        quiet.push(measured.latency.value_at_quantile(0.99) as f64);
+        quiet.push(Beside::p99(&server, load).await?);
 
         progress(&format!(
             "login rate rep {}/{}: {rate:.0}/s",
             rep + 1,
             plan.reps
         ));
-        let streams = connect_many(server.addr, Target::Real, logins(), 50).await?;
+        let streams = Beside::connect(&server, load).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
         let generator = tokio::spawn(open_loop(

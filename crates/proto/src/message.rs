@@ -213,6 +213,30 @@ pub trait Message: Serialize + DeserializeOwned {
 }
 
 impl ErrorCode {
+    /// The code as it is written on the wire (`"rate_limited"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::InvalidUtf8 => "invalid_utf8",
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BadField => "bad_field",
+            ErrorCode::UnexpectedMessage => "unexpected_message",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::BadCommand => "bad_command",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::TokenInvalid => "token_invalid",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other => "other",
+        }
+    }
+
     /// Every code a server of this version sends.
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::FrameTooLarge,

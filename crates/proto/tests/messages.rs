@@ -241,3 +241,11 @@ mod fast_path {
         assert_eq!((say.id, say.text.get()), (9, r#""caf\u00e9""#));
     }
 }
+
+#[test]
+fn every_error_code_names_itself_as_on_the_wire() {
+    for code in ErrorCode::ALL {
+        let wire = serde_json::to_string(code).unwrap();
+        assert_eq!(wire, format!("\"{}\"", code.as_str()));
+    }
+}

@@ -8,7 +8,7 @@ use std::{borrow::Cow, time::Duration};
 use echo_proto::ErrorCode;
 use uuid::Uuid;
 
-use crate::{stats::Stats, transport::Peer};
+use crate::{metrics::Metrics, transport::Peer};
 
 /// A parsed `/command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Caller<'a> {
     /// The connection's id.
     pub connection: Uuid,
     /// The server's counters.
-    pub stats: &'a Stats,
+    pub stats: &'a Metrics,
 }
 
 /// A command's replies, made one at a time as they are sent, so `/repeat`
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn repeat_makes_its_copies_one_at_a_time() {
         let peer = Peer::direct("192.0.2.7:4000".parse().unwrap());
-        let stats = Stats::new();
+        let stats = Metrics::new();
         let caller = Caller {
             name: "ann",
             peer: &peer,

@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub daemon: bool,
     /// Where to write the process id, if anywhere.
     pub pid_file: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/healthz` (HOST:PORT), if anywhere.
+    pub metrics_addr: Option<String>,
 }
 
 /// The config file (`--config FILE`, TOML). Every key is optional; unknown
@@ -114,6 +116,7 @@ pub struct FileConfig {
     suggest_user: Option<bool>,
     password_workers: Option<usize>,
     pid_file: Option<PathBuf>,
+    metrics_addr: Option<String>,
 }
 
 /// Flags of `echo-server` (and of `echo-server run`).
@@ -161,6 +164,9 @@ pub struct RunArgs {
     /// Write the process id to FILE
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP on HOST:PORT [default: off]
+    #[arg(long, value_name = "HOST:PORT", env = "ECHO_SERVER_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 /// A config file that could not be used.
@@ -218,6 +224,7 @@ impl Default for ServerConfig {
             password_workers: crate::auth::Passwords::default_workers(),
             daemon: false,
             pid_file: None,
+            metrics_addr: None,
         }
     }
 }
@@ -289,6 +296,7 @@ impl ServerConfig {
             password_workers: file.password_workers.unwrap_or(d.password_workers),
             daemon: args.daemon,
             pid_file: args.pid_file.clone().or(file.pid_file),
+            metrics_addr: args.metrics_addr.clone().or(file.metrics_addr),
         };
         config.validate()?;
         Ok(config)

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::{
-    admission::Sources, auth::Authenticator, config::ServerConfig, stats::Stats,
+    admission::Sources, auth::Authenticator, config::ServerConfig, metrics::Metrics,
     transport::Acceptor,
 };
 
@@ -18,8 +18,8 @@ pub(crate) struct Context<S> {
     pub config: ServerConfig,
     /// Identification and authentication decisions.
     pub auth: Authenticator<S>,
-    /// The counters behind `/stats`.
-    pub stats: Arc<Stats>,
+    /// The metrics, behind `/stats` and `--metrics-addr`.
+    pub metrics: Arc<Metrics>,
     /// The step between accept and the first frame.
     pub acceptor: Acceptor,
     /// Connections and handshakes per source address.

@@ -30,7 +30,8 @@
 //! - [`files`]: private directories and files, temporary files created
 //!   exclusively.
 //! - [`admin`]: `echo-server user …` / `session …` on a stopped server's store.
-//! - [`stats`]: the counters behind `/stats`.
+//! - [`metrics`]: the Prometheus metrics, which `/stats` reads too;
+//!   `http`: the operator's port that serves them, and `/healthz`.
 
 pub mod admin;
 pub mod admission;
@@ -41,14 +42,15 @@ pub mod config;
 mod context;
 pub mod daemon;
 pub mod files;
+mod http;
 mod listener;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod names;
 pub mod net;
 mod server;
 mod session;
-pub mod stats;
 pub mod store;
 mod sync;
 pub mod transport;

@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::{
     admission::OverLimit,
     context::Context,
+    metrics::Metrics,
     session::{Session, hello},
-    stats::Stats,
     store::UserStore,
     transport::{Stream, close_gracefully},
 };
@@ -58,7 +58,7 @@ impl<S: UserStore> Listener<S> {
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
         let trimmer = tokio::spawn(trim_memory(
-            Arc::clone(&self.ctx.stats),
+            Arc::clone(&self.ctx.metrics),
             self.shutdown.clone(),
         ));
         let local = self.listener.local_addr().ok();
@@ -129,6 +129,7 @@ async fn connection<S: UserStore>(
     };
     let Some(permit) = permit else {
         warn!("refused: connection limit reached");
+        ctx.metrics.refused("busy");
         let busy = "the server is at its connection limit; try again later";
         refuse(stream, ctx.config.mode, ErrorCode::ServerBusy, busy).await;
         return;
@@ -138,6 +139,7 @@ async fn connection<S: UserStore>(
         Err(over) => {
             drop(permit);
             warn!(limit = ?over, "refused: too many connections from this address");
+            ctx.metrics.refused("per_ip");
             let message = match over {
                 OverLimit::Connections => "this address has too many connections open; close some",
                 OverLimit::Handshakes => {
@@ -197,7 +199,7 @@ const TRIM_AFTER_CLOSED: u64 = 256;
 /// keeps freed memory for reuse, so after a burst of clients the process
 /// would stay at its peak size; once many connections have closed, this asks
 /// it to return the free pages (a few milliseconds, on the blocking pool).
-async fn trim_memory(stats: Arc<Stats>, shutdown: CancellationToken) {
+async fn trim_memory(stats: Arc<Metrics>, shutdown: CancellationToken) {
     let mut closed_at_last_trim = 0;
     loop {
         tokio::select! {

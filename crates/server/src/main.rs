@@ -121,6 +121,13 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
     let store = open_store(&config)?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
+    let metrics_listener = match &config.metrics_addr {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on the metrics address {addr}"))?,
+        ),
+        None => None,
+    };
     let announcement = bound.announcement();
 
     // Everything that can fail has been checked while the console is still
@@ -142,7 +149,11 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(&config, store, bound.listener, &announcement));
+    let listeners = Listeners {
+        main: bound.listener,
+        metrics: metrics_listener,
+    };
+    let result = runtime.block_on(serve(&config, store, listeners, &announcement));
     if let Err(err) = &result {
         error!("{err:#}");
     }
@@ -161,14 +172,29 @@ fn announce(line: &str) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+/// The sockets bound before the runtime starts.
+struct Listeners {
+    main: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+}
+
+/// A bound std listener, handed to the runtime.
+fn tokio_listener(listener: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
 async fn serve(
     config: &ServerConfig,
     store: Store,
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     announcement: &str,
 ) -> anyhow::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let listener = tokio_listener(listeners.main)?;
+    let mut server = Server::new(config.clone(), store);
+    if let Some(metrics) = listeners.metrics {
+        server = server.with_metrics_listener(tokio_listener(metrics)?);
+    }
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -202,9 +228,7 @@ async fn serve(
     if let Err(err) = daemon::notify_ready() {
         warn!(error = %err, "cannot notify systemd");
     }
-    Server::new(config.clone(), store)
-        .serve(listener, shutdown)
-        .await?;
+    server.serve(listener, shutdown).await?;
     Ok(())
 }
 

@@ -12,9 +12,10 @@ use crate::{
     clock::{Clock, SystemClock},
     config::ServerConfig,
     context::Context,
+    http::{self, Health},
     listener::Listener,
-    stats::Stats,
-    store::UserStore,
+    metrics::Metrics,
+    store::{Timed, UserStore},
     transport::Acceptor,
 };
 
@@ -30,6 +31,7 @@ pub struct Server<S> {
     store: S,
     clock: Arc<dyn Clock>,
     ledger: Option<Arc<dyn AttemptLedger>>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl<S: UserStore> Server<S> {
@@ -41,6 +43,7 @@ impl<S: UserStore> Server<S> {
             store,
             clock: Arc::new(SystemClock),
             ledger: None,
+            metrics_listener: None,
         }
     }
 
@@ -56,6 +59,13 @@ impl<S: UserStore> Server<S> {
         self
     }
 
+    /// Serves `/metrics` and `/healthz` on `listener` (`--metrics-addr`)
+    /// while the server runs.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
     /// Serves clients on `listener` until `shutdown` is cancelled, then
     /// tells every client `bye`, waits up to the configured drain time for
     /// their handlers to finish, and returns.
@@ -65,6 +75,7 @@ impl<S: UserStore> Server<S> {
         shutdown: CancellationToken,
     ) -> Result<(), HashError> {
         let passwords = Passwords::start(self.config.password_workers).await?;
+        let metrics = Arc::new(Metrics::new());
         let config = self.config;
         let ledger = self.ledger.unwrap_or_else(|| {
             Arc::new(MemoryLedger::new(
@@ -73,22 +84,38 @@ impl<S: UserStore> Server<S> {
             ))
         });
         let auth = Authenticator::new(
-            self.store,
+            Timed::new(self.store, Arc::clone(&metrics)),
             passwords,
             ledger,
             self.clock,
             config.min_password_length,
-            Arc::default(),
+            Arc::clone(&metrics),
         );
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {
             sources,
             config,
             auth,
-            stats: Arc::new(Stats::new()),
+            metrics: Arc::clone(&metrics),
             acceptor: Acceptor::default(),
         });
+        let stop_http = CancellationToken::new();
+        let http = self.metrics_listener.map(|http_listener| {
+            let health = Health {
+                draining: shutdown.clone(),
+            };
+            tokio::spawn(http::serve(
+                http_listener,
+                metrics,
+                health,
+                stop_http.clone(),
+            ))
+        });
         Listener::new(listener, context, shutdown).serve().await;
+        stop_http.cancel();
+        if let Some(http) = http {
+            let _ = http.await;
+        }
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ pub use passwords::{HashError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Passwords
 pub use tokens::new_token;
 
 use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
-use crate::{clock::Clock, live::LiveSessions, logging::shown};
+use crate::{clock::Clock, live::LiveSessions, logging::shown, metrics::Metrics};
 
 /// Failed attempts one connection may make before `bye`.
 pub const ATTEMPTS_PER_CONNECTION: u32 = 5;
@@ -40,6 +40,7 @@ pub struct Authenticator<S> {
     clock: Arc<dyn Clock>,
     min_password_length: usize,
     live: Arc<LiveSessions>,
+    metrics: Arc<Metrics>,
 }
 
 /// A successful `resume`, `login` or `register`: the token to hand to the
@@ -71,7 +72,7 @@ impl<S: UserStore> Authenticator<S> {
         ledger: Arc<dyn AttemptLedger>,
         clock: Arc<dyn Clock>,
         min_password_length: usize,
-        live: Arc<LiveSessions>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
@@ -79,7 +80,8 @@ impl<S: UserStore> Authenticator<S> {
             ledger,
             clock,
             min_password_length,
-            live,
+            live: Arc::default(),
+            metrics,
         }
     }
 
@@ -181,15 +183,19 @@ impl<S: UserStore> Authenticator<S> {
                 })
             }
             Rotation::Reused { user, family } => {
+                self.metrics.auth_failure("token_reused");
+                self.metrics.revoked("reused");
                 let ended = self.live.revoke_chain(family);
                 warn!(user = %shown(&user), %family, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
             Rotation::Expired { user } => {
+                self.metrics.auth_failure("token_invalid");
                 info!(user = %shown(&user), "resume refused: session expired");
                 Err(token_invalid())
             }
             Rotation::Unknown => {
+                self.metrics.auth_failure("token_invalid");
                 info!("resume refused: unknown token");
                 Err(token_invalid())
             }
@@ -198,6 +204,14 @@ impl<S: UserStore> Authenticator<S> {
 
     /// `login`: checks the limits, then the password, then opens a session.
     pub async fn login(&self, user: &str, password: Secret, ip: IpAddr) -> Result<Grant, Refusal> {
+        let outcome = self.try_login(user, password, ip).await;
+        if let Err(refusal) = &outcome {
+            self.metrics.auth_failure(refusal.code.as_str());
+        }
+        outcome
+    }
+
+    async fn try_login(&self, user: &str, password: Secret, ip: IpAddr) -> Result<Grant, Refusal> {
         let now = self.clock.now();
         let user = user.trim();
         let shown = shown(user);
@@ -227,7 +241,12 @@ impl<S: UserStore> Authenticator<S> {
         let hash = record
             .filter(|_| password.expose().len() <= MAX_PASSWORD_BYTES)
             .map(|record| record.password_hash);
-        let matches = self.passwords.verify(password, hash).await.map_err(|err| {
+        let started = std::time::Instant::now();
+        let verified = self.passwords.verify(password, hash).await;
+        self.metrics
+            .password_hash_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let matches = verified.map_err(|err| {
             error!(error = %err, "password check failed");
             internal()
         })?;
@@ -273,6 +292,7 @@ impl<S: UserStore> Authenticator<S> {
     ) -> Result<Grant, Refusal> {
         let outcome = self.try_register(user, password, ip).await;
         if let Err(refusal) = &outcome {
+            self.metrics.auth_failure(refusal.code.as_str());
             info!(user = %shown(user), code = ?refusal.code, "registration refused");
         }
         outcome
@@ -319,7 +339,12 @@ impl<S: UserStore> Authenticator<S> {
                 internal()
             })?
             .map_err(|reason| refused(ErrorCode::WeakPassword, reason))?;
-        let password_hash = self.passwords.hash(password).await.map_err(|err| {
+        let started = std::time::Instant::now();
+        let hashed = self.passwords.hash(password).await;
+        self.metrics
+            .password_hash_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let password_hash = hashed.map_err(|err| {
             error!(error = %err, "password hashing failed");
             internal()
         })?;
@@ -347,6 +372,7 @@ impl<S: UserStore> Authenticator<S> {
     pub async fn logout(&self, family: Uuid) {
         match self.store.revoke_session(family).await {
             Ok(_) => {
+                self.metrics.revoked("logout");
                 let ended = self.live.revoke_chain(family);
                 info!(%family, connections_ended = ended, "logged out: session revoked");
             }

@@ -42,16 +42,23 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     ) -> Result<State, Ending> {
         let auth = &self.ctx.auth;
         let ip = self.peer.ip();
-        let (outcome, ask_again) = match self.wire.recv(deadline).await? {
-            ClientMsg::Resume { token } => (auth.resume(&token).await, true),
-            ClientMsg::Login { user, password } => (auth.login(&user, password, ip).await, false),
-            ClientMsg::Register { user, password } => {
-                (auth.register(&user, password, ip).await, false)
+        let (outcome, ask_again, way_in) = match self.wire.recv(deadline).await? {
+            ClientMsg::Resume { token } => (auth.resume(&token).await, true, "resumed"),
+            ClientMsg::Login { user, password } => {
+                (auth.login(&user, password, ip).await, false, "logged_in")
             }
+            ClientMsg::Register { user, password } => (
+                auth.register(&user, password, ip).await,
+                false,
+                "registered",
+            ),
             other => return Err(Ending::unexpected(other.kind(), "during authentication")),
         };
         let refusal = match outcome {
-            Ok(grant) => return self.welcome(grant).await,
+            Ok(grant) => {
+                self.ctx.metrics.handshake(way_in);
+                return self.welcome(grant).await;
+            }
             Err(refusal) => refusal,
         };
         let mut attempts = None;

@@ -27,13 +27,14 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             let deadline = Instant::now() + self.ctx.config.idle_timeout;
             let payload = self.wire.next_frame(deadline).await?;
             if let Some(say) = RawSay::parse(&payload) {
-                self.ctx.stats.message_served();
                 let reply = RawReply {
                     re: say.id,
                     text: say.text,
                     last: true,
                 };
                 self.wire.feed([reply]).await?;
+                self.wire.tally.messages += 1;
+                self.wire.tally.replies += 1;
                 continue;
             }
             if let Some(say) = CommandSay::parse(&payload) {
@@ -65,7 +66,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         id: u64,
         text: &str,
     ) -> Result<(), Ending> {
-        self.ctx.stats.message_served();
+        self.wire.tally.messages += 1;
         if !text.starts_with('/') {
             debug!(id, bytes = text.len(), "echo");
             return self.wire.send_replies(id, [text]).await;
@@ -74,10 +75,12 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             name: &established.name,
             peer: &self.peer,
             connection: self.id,
-            stats: &self.ctx.stats,
+            stats: &self.ctx.metrics,
         };
         match Command::parse(text, self.ctx.config.max_repeat) {
             Ok(command) => {
+                // `/stats` counts what came before it, itself included.
+                self.wire.publish();
                 let replies = command.run(&caller);
                 self.wire.send_replies(id, replies).await
             }

@@ -53,6 +53,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     }
 
     async fn greet(&mut self, name: String, known: bool) -> Result<State, Ending> {
+        self.ctx.metrics.handshake("greeted");
         tracing::Span::current().record("user", tracing::field::display(shown(&name)));
         self.wire
             .send(ServerMsg::Greet {

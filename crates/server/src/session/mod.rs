@@ -15,6 +15,7 @@ mod authenticate;
 mod echo;
 mod ending;
 mod identify;
+mod tally;
 mod wire;
 
 use std::sync::Arc;
@@ -89,7 +90,14 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             write_timeout: config.write_timeout,
             max_output: config.max_output_buffer,
         };
-        let wire = Wire::new(stream, shutdown, config.max_frame_handshake, limits);
+        let metrics = Arc::clone(&ctx.metrics);
+        let wire = Wire::new(
+            stream,
+            shutdown,
+            config.max_frame_handshake,
+            limits,
+            metrics,
+        );
         Self {
             wire,
             peer,
@@ -108,7 +116,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         deadline: Instant,
         _permit: OwnedSemaphorePermit,
     ) -> Option<T> {
-        let _counted = self.ctx.stats.connection();
+        let _counted = self.ctx.metrics.connection();
         info!("connected");
         let ending = self.drive(deadline).await;
         if ending.is_ordinary() {
@@ -132,6 +140,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             if let Some(name) = state.entered() {
                 info!(state = name, "state");
             }
+            // Successful handshakes are counted where they succeed.
+            let in_handshake = !matches!(state, State::Echo(_));
             let next = match state {
                 State::Identify { deadline } => self.identify(deadline).await,
                 State::Naming { deadline } => self.naming(deadline).await,
@@ -148,7 +158,16 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             };
             state = match next {
                 Ok(next) => next,
-                Err(ending) => return ending,
+                Err(ending) => {
+                    if in_handshake {
+                        let outcome = match ending {
+                            Ending::Timeout => "timeout",
+                            _ => "failed",
+                        };
+                        self.ctx.metrics.handshake(outcome);
+                    }
+                    return ending;
+                }
             };
         }
     }

@@ -6,6 +6,7 @@
 
 use std::{
     pin::{Pin, pin},
+    sync::Arc,
     task::Poll,
     time::Duration,
 };
@@ -27,8 +28,14 @@ use tokio_util::{
 };
 use tracing::{debug, warn};
 
-use super::ending::Ending;
-use crate::logging::{MAX_LOGGED_ERROR, shown_max};
+use super::{
+    ending::Ending,
+    tally::{Counting, Tally},
+};
+use crate::{
+    logging::{MAX_LOGGED_ERROR, shown_max},
+    metrics::Metrics,
+};
 
 /// Time allowed for the last frame of a connection (`bye` or a fatal
 /// `error`).
@@ -42,7 +49,10 @@ const READ_BUFFER: usize = 64 * 1024;
 
 /// A connection's frames.
 pub(crate) struct Wire<T> {
-    framed: Framed<T, FrameCodec>,
+    framed: Framed<Counting<T>, FrameCodec>,
+    /// What this connection adds to the metrics.
+    pub(crate) tally: Tally,
+    metrics: Arc<Metrics>,
     /// Most bytes of output held for the client (`max_output_buffer`).
     max_output: usize,
     /// Created once and polled by every wait: a connection's own child
@@ -66,6 +76,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         shutdown: CancellationToken,
         max_frame: usize,
         limits: OutputLimits,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let codec = FrameCodec::with_limits(max_frame, MAX_FRAME_LENGTH);
         let OutputLimits {
@@ -73,7 +84,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             max_output,
         } = limits;
         Self {
-            framed: Framed::with_capacity(stream, codec, READ_BUFFER),
+            framed: Framed::with_capacity(Counting::new(stream), codec, READ_BUFFER),
+            tally: Tally::default(),
+            metrics,
             max_output,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             revoked: None,
@@ -132,6 +145,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 self.flush().await?;
+                self.publish();
                 let revoked = async {
                     match self.revoked.as_mut() {
                         Some(revoked) => revoked.as_mut().await,
@@ -176,6 +190,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             let last = texts.peek().is_none();
             let text = text.as_ref();
             self.feed([TextReply { re, text, last }]).await?;
+            self.tally.replies += 1;
         }
         Ok(())
     }
@@ -230,12 +245,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
 
     /// Sends `last` (if any) with everything still queued, within
     /// [`FAREWELL_TIMEOUT`], and gives the stream back for closing.
-    pub(crate) async fn finish(self, last: Option<ServerMsg>) -> T {
-        let mut framed = self.framed;
+    pub(crate) async fn finish(mut self, last: Option<ServerMsg>) -> T {
         if let Some(msg) = last {
-            let _ = timeout(FAREWELL_TIMEOUT, framed.send(Json(&msg))).await;
+            let _ = timeout(FAREWELL_TIMEOUT, self.framed.send(Json(&msg))).await;
         }
-        framed.into_inner()
+        self.publish();
+        self.framed.into_inner().into_inner()
+    }
+
+    /// Adds this connection's new counts to the metrics.
+    pub(crate) fn publish(&mut self) {
+        self.tally.publish(self.framed.get_ref(), &self.metrics);
     }
 }
 

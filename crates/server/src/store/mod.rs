@@ -9,12 +9,14 @@
 
 mod any;
 mod file;
+mod timed;
 
 use std::{fmt, future::Future, net::IpAddr};
 
 pub use any::{Store, StoreLocation, open};
 pub use file::{FileStore, JOURNAL_FILE};
 use sha2::{Digest, Sha256};
+pub use timed::Timed;
 use uuid::Uuid;
 
 pub use crate::clock::UnixTime;

@@ -67,13 +67,28 @@ impl TestServer {
         data: tempfile::TempDir,
         clock: Option<std::sync::Arc<dyn Clock>>,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
         let mut server = Server::new(config, store.clone());
         if let Some(clock) = clock {
             server = server.with_clock(clock);
         }
+        Self::serve(server, store, data).await
+    }
+
+    /// A server that also serves `/metrics` and `/healthz`; returns the
+    /// address of that port too.
+    pub async fn start_with_metrics(config: ServerConfig) -> (Self, SocketAddr) {
+        let data = tempfile::tempdir().unwrap();
+        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let server = Server::new(config, store.clone()).with_metrics_listener(http);
+        (Self::serve(server, store, data).await, http_addr)
+    }
+
+    async fn serve(server: Server<FileStore>, store: FileStore, data: tempfile::TempDir) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { server.serve(listener, token).await.unwrap() });
         Self {

@@ -1,6 +1,6 @@
 //! The wire over an in-memory duplex stream: no sockets.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use echo_proto::{
     ByeReason, ClientMsg, ErrorCode, ServerMsg,
@@ -26,7 +26,7 @@ fn limits(write_timeout: Duration) -> OutputLimits {
 fn pair(shutdown: &CancellationToken) -> (Wire<DuplexStream>, DuplexStream) {
     let (server, client) = duplex(1 << 20);
     (
-        Wire::new(server, shutdown.clone(), 4096, limits(LONG)),
+        Wire::new(server, shutdown.clone(), 4096, limits(LONG), Arc::default()),
         client,
     )
 }
@@ -140,7 +140,13 @@ async fn an_oversized_frame_is_a_violation_that_names_its_code() {
 async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
     let shutdown = CancellationToken::new();
     let (server, _client) = duplex(1024);
-    let mut wire = Wire::new(server, shutdown, 4096, limits(Duration::from_secs(10)));
+    let mut wire = Wire::new(
+        server,
+        shutdown,
+        4096,
+        limits(Duration::from_secs(10)),
+        Arc::default(),
+    );
     let started = Instant::now();
     let ending = wire
         .send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
@@ -171,7 +177,7 @@ async fn output_past_the_limit_ends_the_connection() {
         write_timeout: LONG,
         max_output: 100_000,
     };
-    let mut wire = Wire::new(server, shutdown, 4096, limits);
+    let mut wire = Wire::new(server, shutdown, 4096, limits, Arc::default());
     wire.send_replies(1, ["x".repeat(50_000)]).await.unwrap();
     let ending = wire
         .send_replies(2, ["y".repeat(100_000)])
@@ -193,7 +199,13 @@ async fn output_past_the_limit_ends_the_connection() {
 async fn a_client_that_does_not_read_holds_little_output() {
     let shutdown = CancellationToken::new();
     let (server, _client) = duplex(64 * 1024);
-    let mut wire = Wire::new(server, shutdown, 4096, limits(Duration::from_secs(10)));
+    let mut wire = Wire::new(
+        server,
+        shutdown,
+        4096,
+        limits(Duration::from_secs(10)),
+        Arc::default(),
+    );
     let text = "z".repeat(65_000);
     // 100 replies of 65,000 bytes are made one at a time: the write waits
     // for the client long before they are all made.
@@ -207,4 +219,33 @@ async fn a_client_that_does_not_read_holds_little_output() {
         held < 200_000,
         "{held} bytes held for a client that does not read"
     );
+}
+
+#[tokio::test]
+async fn the_bytes_and_replies_reach_the_metrics_before_the_wire_waits() {
+    let shutdown = CancellationToken::new();
+    let (server, mut client) = duplex(1 << 20);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let mut wire = Wire::new(server, shutdown, 4096, limits(LONG), Arc::clone(&metrics));
+    client.send_text("{\"type\":\"logout\"}").await.unwrap();
+    wire.next_frame(Instant::now() + LONG).await.unwrap();
+    wire.send_replies(1, ["a", "b"]).await.unwrap();
+    assert_eq!(
+        metrics.replies.get(),
+        0,
+        "counted per connection, not per reply"
+    );
+    let waiting = tokio::spawn(async move {
+        let _ = wire.next_frame(Instant::now() + LONG).await;
+        wire
+    });
+    let first = client.recv_frame().await.unwrap().unwrap();
+    let second = client.recv_frame().await.unwrap().unwrap();
+    client.shutdown().await.unwrap();
+    drop(client);
+    let _wire = waiting.await.unwrap();
+    assert_eq!(metrics.replies.get(), 2);
+    assert_eq!(metrics.bytes_received.get(), 4 + 17);
+    let sent = (first.len() + second.len() + 8) as u64;
+    assert_eq!(metrics.bytes_sent.get(), sent);
 }

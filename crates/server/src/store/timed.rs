@@ -1,0 +1,113 @@
+//! [`Timed`]: any store, with each operation's time recorded in
+//! `echo_store_operation_seconds{op}`. The server wraps its store in it, so
+//! every backend is measured the same way.
+
+use std::{future::Future, net::IpAddr, sync::Arc, time::Instant};
+
+use uuid::Uuid;
+
+use super::{
+    Identity, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+};
+use crate::metrics::Metrics;
+
+/// A store whose operations are timed.
+#[derive(Debug, Clone)]
+pub struct Timed<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Timed<S> {
+    /// Times `inner`'s operations into `metrics`.
+    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    async fn time<T>(&self, op: &str, operation: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let outcome = operation.await;
+        self.metrics.store_operation(op, started.elapsed());
+        outcome
+    }
+}
+
+impl<S: UserStore> UserStore for Timed<S> {
+    async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
+        self.time("identity", self.inner.identity(ip, now)).await
+    }
+
+    async fn remember_identity(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let operation = self.inner.remember_identity(ip, name, now);
+        self.time("remember_identity", operation).await
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.time("user", self.inner.user(name)).await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.time("users", self.inner.users()).await
+    }
+
+    async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
+        self.time("create_user", self.inner.create_user(user)).await
+    }
+
+    async fn register(
+        &self,
+        user: UserRecord,
+        token: TokenHash,
+    ) -> Result<SessionInfo, StoreError> {
+        self.time("register", self.inner.register(user, token))
+            .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
+        let operation = self.inner.set_password(name, password_hash);
+        self.time("set_password", operation).await
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        self.time("remove_user", self.inner.remove_user(name)).await
+    }
+
+    async fn create_session(
+        &self,
+        token: TokenHash,
+        user: &str,
+        now: UnixTime,
+    ) -> Result<SessionInfo, StoreError> {
+        let operation = self.inner.create_session(token, user, now);
+        self.time("create_session", operation).await
+    }
+
+    async fn rotate_session(
+        &self,
+        presented: TokenHash,
+        next: TokenHash,
+        now: UnixTime,
+    ) -> Result<Rotation, StoreError> {
+        let operation = self.inner.rotate_session(presented, next, now);
+        self.time("rotate_session", operation).await
+    }
+
+    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
+        self.time("revoke_session", self.inner.revoke_session(family))
+            .await
+    }
+
+    async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
+        let operation = self.inner.revoke_user_sessions(user);
+        self.time("revoke_user_sessions", operation).await
+    }
+
+    async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
+        self.time("sessions", self.inner.sessions(user, now)).await
+    }
+}

@@ -29,8 +29,9 @@ pub fn server_config(mode: Mode, dir: &Path) -> ServerConfig {
     }
 }
 
-/// Runs the real server until standard input closes.
-pub fn serve(mode: Mode, dir: &Path) -> anyhow::Result<()> {
+/// Runs the real server until standard input closes; with `metrics`, its
+/// metrics port is on and scraped once a second, as Prometheus would.
+pub fn serve(mode: Mode, dir: &Path, metrics: bool) -> anyhow::Result<()> {
     let config = server_config(mode, dir);
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
     let store = FileStore::open(&config.data_dir, config.lifetimes())?;
@@ -40,7 +41,13 @@ pub fn serve(mode: Mode, dir: &Path) -> anyhow::Result<()> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         announce(&listener)?;
         let shutdown = stop_on_stdin_close();
-        Server::new(config, store)
+        let mut server = Server::new(config, store);
+        if metrics {
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            tokio::spawn(scrape_every_second(http.local_addr()?, shutdown.clone()));
+            server = server.with_metrics_listener(http);
+        }
+        server
             .serve(listener, shutdown)
             .await
             .context("server failed")
@@ -76,6 +83,23 @@ async fn echo(mut stream: TcpStream) {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Fetches `/metrics` from `addr` once a second until `shutdown`.
+async fn scrape_every_second(addr: std::net::SocketAddr, shutdown: CancellationToken) {
+    let request = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        if let Ok(mut stream) = TcpStream::connect(addr).await
+            && stream.write_all(request).await.is_ok()
+        {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink).await;
         }
     }
 }

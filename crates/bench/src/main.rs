@@ -74,6 +74,11 @@ struct Cli {
     /// Print the results as JSON instead of a table
     #[arg(long)]
     json: bool,
+    /// Echo scenario: measure the cost of the metrics instead: the server
+    /// with its metrics port on and scraped every second against the same
+    /// server without it (in the table's reference column)
+    #[arg(long)]
+    metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +88,8 @@ enum Child {
     Serve {
         #[arg(long, value_enum)]
         mode: ModeArg,
+        #[arg(long)]
+        metrics: bool,
     },
     /// (internal) run the reference echo
     #[command(hide = true)]
@@ -117,6 +124,8 @@ impl From<ModeArg> for Mode {
 struct Report {
     machine: String,
     echo: Vec<EchoRow>,
+    /// The echo table compares the server with and without metrics.
+    metrics_compared: bool,
     login_storm: Option<StormResult>,
     login_rate: Option<scenarios::RateResult>,
     resume: Option<ResumeResult>,
@@ -126,9 +135,9 @@ struct Report {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.child {
-        Some(Child::Serve { mode }) => std::env::current_dir()
+        Some(Child::Serve { mode, metrics }) => std::env::current_dir()
             .context("no working directory")
-            .and_then(|dir| children::serve((*mode).into(), &dir)),
+            .and_then(|dir| children::serve((*mode).into(), &dir, *metrics)),
         Some(Child::Reference) => children::reference(),
         None => bench(&cli),
     };
@@ -153,6 +162,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             warmup: Duration::from_millis(100),
             duration: Duration::from_millis(300),
             reps: 1,
+            metrics: cli.metrics,
             storm: 4,
             resume_workers: 4,
             idle_connections: 200,
@@ -167,6 +177,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             warmup: Duration::from_secs_f64(cli.warmup),
             duration: Duration::from_secs_f64(cli.duration),
             reps: cli.reps.max(1),
+            metrics: cli.metrics,
             storm: cli.storm,
             resume_workers: cli.resume_workers,
             idle_connections: cli.idle_connections,
@@ -176,6 +187,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut report = Report {
         machine: machine(),
+        metrics_compared: cli.metrics,
         ..Report::default()
     };
     runtime.block_on(async {
@@ -256,9 +268,12 @@ fn spread(s: &Spread, digits: usize) -> String {
 fn print_table(report: &Report) {
     println!("machine: {}", report.machine);
     if !report.echo.is_empty() {
-        println!(
-            "\nEcho: round trips per second and p99 latency, echo-server vs the plain Tokio echo"
-        );
+        let against = if report.metrics_compared {
+            "echo-server with its metrics port scraped every second vs the same server without"
+        } else {
+            "echo-server vs the plain Tokio echo"
+        };
+        println!("\nEcho: round trips per second and p99 latency, {against}");
         println!(
             "median of repetitions (min-max); ratio = echo-server / reference, per repetition"
         );

@@ -35,6 +35,9 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     pub reps: usize,
+    /// Compare the server with its metrics port scraped against itself
+    /// without, instead of against the reference echo.
+    pub metrics: bool,
     pub storm: usize,
     pub resume_workers: usize,
     pub idle_connections: usize,
@@ -193,11 +196,26 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
         Mode::Ident => "ident",
         Mode::Auth => "auth",
     };
-    let real = match plan.target {
-        Some(addr) => Endpoint::External(addr),
-        None => Endpoint::Local(Proc::spawn(&["serve", "--mode", mode], dir)?),
+    let (real, reference, reference_target) = if plan.metrics {
+        // The cost of the metrics: the same server with its port on and
+        // scraped, against itself without; each in a directory of its own.
+        let with = dir.join("with-metrics");
+        std::fs::create_dir_all(&with)?;
+        let real = Proc::spawn(&["serve", "--mode", mode, "--metrics"], &with)?;
+        let without = Proc::spawn(&["serve", "--mode", mode], dir)?;
+        (
+            Endpoint::Local(real),
+            Endpoint::Local(without),
+            Target::Real,
+        )
+    } else {
+        let real = match plan.target {
+            Some(addr) => Endpoint::External(addr),
+            None => Endpoint::Local(Proc::spawn(&["serve", "--mode", mode], dir)?),
+        };
+        let reference = Endpoint::Local(Proc::spawn(&["reference"], dir)?);
+        (real, reference, Target::Reference)
     };
-    let reference = Endpoint::Local(Proc::spawn(&["reference"], dir)?);
     let mut rows = Vec::new();
     for &connections in &plan.connections {
         for &payload in &plan.payloads {
@@ -217,7 +235,7 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
                         plan.reps
                     ));
                     reals.push(measure(&real, Target::Real, plan.mode, load).await?);
-                    refs.push(measure(&reference, Target::Reference, plan.mode, load).await?);
+                    refs.push(measure(&reference, reference_target, plan.mode, load).await?);
                 }
                 let ratio = |f: fn(&Sample) -> f64| {
                     Spread::of(reals.iter().zip(&refs).map(|(r, b)| f(r) / f(b)))

@@ -17,6 +17,26 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+/// The calendar date (year, month, day) of a day counted from 1970-01-01,
+/// in UTC (Howard Hinnant's civil-from-days algorithm).
+pub fn civil_date(days_since_epoch: i64) -> (i64, u32, u32) {
+    let z = days_since_epoch + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    // Both are in range by construction (1..=31, 1..=12).
+    (year, day_or_month(month), day_or_month(day))
+}
+
+fn day_or_month(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(1)
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         SystemTime::now()

@@ -6,9 +6,11 @@
 use std::{borrow::Cow, time::Duration};
 
 use echo_proto::ErrorCode;
-use uuid::Uuid;
 
-use crate::{metrics::Metrics, transport::Peer};
+use crate::{
+    metrics::Metrics,
+    transport::{ConnectionId, Peer},
+};
 
 /// A parsed `/command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub struct Caller<'a> {
     /// Where the client connects from.
     pub peer: &'a Peer,
     /// The connection's id.
-    pub connection: Uuid,
+    pub connection: ConnectionId,
     /// The server's counters.
     pub stats: &'a Metrics,
 }
@@ -246,10 +248,12 @@ mod tests {
     fn repeat_makes_its_copies_one_at_a_time() {
         let peer = Peer::direct("192.0.2.7:4000".parse().unwrap());
         let stats = Metrics::new();
+        let id = ConnectionId::random();
+        assert_eq!(id.to_string().len(), 8);
         let caller = Caller {
             name: "ann",
             peer: &peer,
-            connection: Uuid::nil(),
+            connection: id,
             stats: &stats,
         };
         let replies = Command::Repeat {
@@ -265,8 +269,7 @@ mod tests {
         assert_eq!(
             whoami,
             [format!(
-                "you are ann, connected from 192.0.2.7:4000 (connection {})",
-                Uuid::nil()
+                "you are ann, connected from 192.0.2.7:4000 (connection {id})"
             )]
         );
     }

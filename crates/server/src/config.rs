@@ -10,7 +10,10 @@ use clap::Args;
 use echo_proto::Mode;
 use serde::Deserialize;
 
-use crate::store::{Lifetimes, StoreLocation};
+use crate::{
+    logging::LogFormat,
+    store::{Lifetimes, StoreLocation},
+};
 
 pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
 
@@ -37,6 +40,8 @@ pub struct ServerConfig {
     pub log_keep: usize,
     /// Default log filter when `RUST_LOG` is not set (`info`, `debug`, ...).
     pub log_level: String,
+    /// Text lines or JSON objects.
+    pub log_format: LogFormat,
     /// Connections served at once; more get `server_busy`.
     pub max_connections: usize,
     /// Connections one address (an IPv6 /64) may hold at once; more get
@@ -97,6 +102,7 @@ pub struct FileConfig {
     log_dir: Option<PathBuf>,
     log_keep: Option<usize>,
     log_level: Option<String>,
+    log_format: Option<LogFormat>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_handshakes_per_ip: Option<usize>,
@@ -140,6 +146,9 @@ pub struct RunArgs {
     /// Directory of the rotating log files [default: logs]
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// `text` or `json` (one JSON object per line, for log shippers) [default: text]
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
     /// Connections served at once; more are refused with server_busy [default: 1024]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -204,6 +213,7 @@ impl Default for ServerConfig {
             log_dir: PathBuf::from("logs"),
             log_keep: 14,
             log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
             max_connections: 1024,
             max_connections_per_ip: 256,
             max_handshakes_per_ip: 32,
@@ -261,6 +271,7 @@ impl ServerConfig {
             log_dir: args.log_dir.clone().or(file.log_dir).unwrap_or(d.log_dir),
             log_keep: file.log_keep.unwrap_or(d.log_keep),
             log_level: file.log_level.unwrap_or(d.log_level),
+            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
             max_connections: args
                 .max_connections
                 .or(file.max_connections)
@@ -379,6 +390,14 @@ impl FileConfig {
     /// Parses config text; the error says what is wrong and where.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|err| err.to_string())
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("unknown log format {text:?}: use text or json")),
     }
 }
 

@@ -14,7 +14,6 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, error, info, info_span, warn};
-use uuid::Uuid;
 
 use crate::{
     admission::OverLimit,
@@ -22,7 +21,7 @@ use crate::{
     metrics::Metrics,
     session::{Session, hello},
     store::UserStore,
-    transport::{Stream, close_gracefully},
+    transport::{ConnectionId, Stream, close_gracefully},
 };
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
@@ -90,7 +89,7 @@ impl<S: UserStore> Listener<S> {
     }
 
     fn admit(&self, stream: TcpStream, addr: SocketAddr) {
-        let id = Uuid::new_v4();
+        let id = ConnectionId::random();
         let span = info_span!("conn", %id, peer = %addr, user = tracing::field::Empty);
         let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
         let task = connection(
@@ -111,7 +110,7 @@ async fn connection<S: UserStore>(
     ctx: Arc<Context<S>>,
     tcp: TcpStream,
     addr: SocketAddr,
-    id: Uuid,
+    id: ConnectionId,
     permit: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
 ) {

@@ -118,7 +118,8 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         config.max_connections = fit;
         asked
     });
-    let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
+    let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
+        .with_format(config.log_format);
     let store = open_store(&config)?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
     let metrics_listener = match &config.metrics_addr {
@@ -137,6 +138,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         daemon::detach().context("cannot detach")?;
     }
     let _log_guard = logs.install();
+    log_start(&config, args);
     info!("{announcement}");
     if let Some(asked) = lowered {
         warn!(
@@ -162,6 +164,25 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// The first log line: what runs, and where its files are.
+fn log_start(config: &ServerConfig, args: &RunArgs) {
+    let absolute = |path: &std::path::Path| {
+        std::path::absolute(path)
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
+    };
+    let config_file = args.config.as_deref().map(absolute);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        mode = ?config.mode,
+        store = ?config.store_location(),
+        data_dir = %absolute(&config.data_dir),
+        log_dir = %absolute(&config.log_dir),
+        config_file = config_file.as_deref().unwrap_or("none"),
+        "echo-server starting"
+    );
 }
 
 /// Prints the one line a healthy server prints.

@@ -25,20 +25,14 @@ fn identify(stream: &mut TcpStream) {
 }
 
 fn log_text(dir: &std::path::Path) -> String {
-    let mut text = String::new();
     for entry in std::fs::read_dir(dir.join("logs")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(
             name.starts_with("log_serv.") && name.ends_with(".txt"),
             "{name}"
         );
-        std::fs::File::open(&path)
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
     }
-    text
+    common::read_logs(dir)
 }
 
 #[test]

@@ -27,6 +27,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             let deadline = Instant::now() + self.ctx.config.idle_timeout;
             let payload = self.wire.next_frame(deadline).await?;
             if let Some(say) = RawSay::parse(&payload) {
+                debug!(id = say.id, bytes = payload.len(), "echo");
                 let reply = RawReply {
                     re: say.id,
                     text: say.text,

@@ -27,11 +27,15 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::{
-    admission::SourceSlot, context::Context, live::Watch, store::UserStore, transport::Peer,
+    admission::SourceSlot,
+    context::Context,
+    live::Watch,
+    store::UserStore,
+    transport::{ConnectionId, Peer},
 };
 pub(crate) use ending::Ending;
 use wire::{OutputLimits, Wire};
@@ -42,7 +46,7 @@ pub(crate) struct Session<S, T> {
     peer: Peer,
     /// The connection's place in its source's limits.
     slot: SourceSlot,
-    id: Uuid,
+    id: ConnectionId,
     ctx: Arc<Context<S>>,
 }
 
@@ -80,7 +84,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     pub(crate) fn new(
         stream: T,
         peer: Peer,
-        id: Uuid,
+        id: ConnectionId,
         ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
         slot: SourceSlot,
@@ -117,15 +121,22 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         _permit: OwnedSemaphorePermit,
     ) -> Option<T> {
         let _counted = self.ctx.metrics.connection();
+        let started = std::time::Instant::now();
+        // Lab task 1: the log shows each client coming and going.
         info!("connected");
         let ending = self.drive(deadline).await;
+        let last = ending.farewell();
+        let said_goodbye = last.is_some();
+        let (stream, totals) = self.wire.finish(last).await;
+        // One line per connection, with what it did.
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (bytes_in, bytes_out, messages) = (totals.bytes_in, totals.bytes_out, totals.messages);
         if ending.is_ordinary() {
-            info!(reason = %ending, "disconnected");
+            info!(reason = %ending, duration_ms, messages, bytes_in, bytes_out, "disconnected");
         } else {
-            warn!(reason = %ending, "disconnected");
+            warn!(reason = %ending, duration_ms, messages, bytes_in, bytes_out, "disconnected");
         }
-        let last = ending.farewell()?;
-        Some(self.wire.finish(Some(last)).await)
+        said_goodbye.then_some(stream)
     }
 
     async fn drive(&mut self, deadline: Instant) -> Ending {
@@ -138,7 +149,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         };
         loop {
             if let Some(name) = state.entered() {
-                info!(state = name, "state");
+                debug!(state = name, "state");
             }
             // Successful handshakes are counted where they succeed.
             let in_handshake = !matches!(state, State::Echo(_));

@@ -22,6 +22,14 @@ pub(crate) struct Counting<T> {
     written: u64,
 }
 
+/// What one connection did, for its last log line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Totals {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages: u64,
+}
+
 /// Messages and replies counted, and how much of everything was published.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
@@ -41,6 +49,16 @@ impl<T> Counting<T> {
 
     pub(crate) fn into_inner(self) -> T {
         self.inner
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn read(&self) -> u64 {
+        self.read
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
     }
 }
 

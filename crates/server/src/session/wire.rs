@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use super::{
     ending::Ending,
-    tally::{Counting, Tally},
+    tally::{Counting, Tally, Totals},
 };
 use crate::{
     logging::{MAX_LOGGED_ERROR, shown_max},
@@ -245,12 +245,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
 
     /// Sends `last` (if any) with everything still queued, within
     /// [`FAREWELL_TIMEOUT`], and gives the stream back for closing.
-    pub(crate) async fn finish(mut self, last: Option<ServerMsg>) -> T {
+    pub(crate) async fn finish(mut self, last: Option<ServerMsg>) -> (T, Totals) {
         if let Some(msg) = last {
             let _ = timeout(FAREWELL_TIMEOUT, self.framed.send(Json(&msg))).await;
         }
         self.publish();
-        self.framed.into_inner().into_inner()
+        let counted = self.framed.into_inner();
+        let totals = Totals {
+            bytes_in: counted.read(),
+            bytes_out: counted.written(),
+            messages: self.tally.messages,
+        };
+        (counted.into_inner(), totals)
     }
 
     /// Adds this connection's new counts to the metrics.

@@ -28,6 +28,11 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// The stream a session speaks over once the transport is prepared.
 pub(crate) type Stream = TcpStream;
 
+/// A connection's id in the log and in `/whoami`: 8 hex digits, random,
+/// short enough to read and to grep for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(u32);
+
 /// Who a connection speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
@@ -56,6 +61,20 @@ pub(crate) enum TransportError {
     /// The connection failed.
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+impl ConnectionId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        // The low bits of a v4 UUID are random.
+        Self(uuid::Uuid::new_v4().as_u128() as u32)
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
 }
 
 impl Peer {

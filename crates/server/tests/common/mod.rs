@@ -162,7 +162,12 @@ pub fn auth_config() -> ServerConfig {
 pub fn read_logs(dir: &Path) -> String {
     let mut log = String::new();
     for entry in std::fs::read_dir(dir.join("logs")).unwrap() {
-        log.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        let entry = entry.unwrap();
+        // log_serv.txt is a link to one of the daily files.
+        if entry.file_type().unwrap().is_symlink() {
+            continue;
+        }
+        log.push_str(&std::fs::read_to_string(entry.path()).unwrap());
     }
     log
 }

@@ -24,8 +24,16 @@ pub trait Credentials {
         attempts_left: Option<u32>,
     ) -> Result<(), ClientError>;
 
-    /// The saved token was not accepted; a password is needed now.
-    fn token_rejected(&mut self) {}
+    /// The saved token for `server` was not accepted; a password is needed
+    /// now. Says so (the default prints it on standard error).
+    fn token_rejected(&mut self, server: &str) {
+        eprintln!("echo-client: {}", token_rejected_text(server));
+    }
+}
+
+/// What a client says when the saved session was refused.
+pub fn token_rejected_text(server: &str) -> String {
+    format!("the saved session for {server} was revoked or has expired; a password is needed")
 }
 
 /// An answer to `ask_auth`: log in as, or register, `user`.
@@ -111,10 +119,19 @@ async fn authenticate(
 ) -> Result<(String, bool), ClientError> {
     let server = conn.server().to_owned();
     let mut resuming = false;
+    // Held from reading the token until its successor is saved, so that
+    // clients on this machine take turns instead of replaying each other's
+    // tokens (which the server would take for theft).
+    let mut held = match jar {
+        Some(jar) => Some(jar.lock().await?),
+        None => None,
+    };
     if let Some(token) = jar.map(|jar| jar.get(&server)).transpose()?.flatten() {
         // Sent before reading `ask_auth`: the server accepts that order.
         conn.send(&ClientMsg::Resume { token }).await?;
         resuming = true;
+    } else {
+        held = None;
     }
     let mut suggested: Option<String> = None;
     loop {
@@ -127,8 +144,12 @@ async fn authenticate(
             }
             ServerMsg::Welcome { user, token, .. } => {
                 if let Some(jar) = jar {
+                    if held.is_none() {
+                        held = Some(jar.lock().await?);
+                    }
                     jar.set(&server, &token)?;
                 }
+                drop(held);
                 return Ok((user, resuming));
             }
             ServerMsg::Error {
@@ -141,7 +162,9 @@ async fn authenticate(
                 if let Some(jar) = jar {
                     jar.remove(&server)?;
                 }
-                creds.token_rejected();
+                // Nothing more to keep in step: free the jar before asking.
+                held = None;
+                creds.token_rejected(&server);
             }
             other => {
                 // The last failure is followed by `bye`: no point asking.

@@ -1,13 +1,22 @@
 //! The token jar: one session token per server (`host:port`), kept in one
 //! file that only its owner can read, replaced atomically.
+//!
+//! Every resume replaces the token, and the server treats an old token
+//! presented again as stolen. Clients on one machine sharing a jar must
+//! therefore take turns from reading a token until its successor is saved:
+//! [`TokenJar::lock`] holds an exclusive lock on `tokens.json.lock` for
+//! that long.
 
 use std::{
     collections::BTreeMap,
-    fs::OpenOptions,
+    fs::{File, OpenOptions},
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    time::Duration,
 };
+
+use nix::fcntl::{Flock, FlockArg};
 
 use echo_proto::Secret;
 use serde::{Deserialize, Serialize};
@@ -19,6 +28,16 @@ use crate::ClientError;
 pub struct TokenJar {
     path: PathBuf,
 }
+
+/// Held while one client reads, uses and replaces a token; released when
+/// dropped.
+#[derive(Debug)]
+pub struct JarLock {
+    _lock: Flock<File>,
+}
+
+/// How long a client waits for another one to finish with the jar.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Default, Serialize, Deserialize)]
 struct JarFile {
@@ -40,6 +59,35 @@ impl TokenJar {
     /// Where the jar is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Waits (up to 30 s) until no other client on this machine is using
+    /// the jar, and keeps others waiting until the returned lock is dropped.
+    pub async fn lock(&self) -> Result<JarLock, ClientError> {
+        self.create_dir()?;
+        let mut lock_path = self.path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|err| self.local_error(&err))?;
+        let wait = tokio::task::spawn_blocking(move || {
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno)
+        });
+        match tokio::time::timeout(LOCK_WAIT, wait).await {
+            Ok(Ok(Ok(lock))) => Ok(JarLock { _lock: lock }),
+            Ok(Ok(Err(errno))) => Err(self.local_error(&errno.into())),
+            Ok(Err(join)) => Err(ClientError::Local(format!("token file lock: {join}"))),
+            Err(_) => Err(ClientError::Local(format!(
+                "another echo-client has held the token file {} for {} s; try again",
+                self.path.display(),
+                LOCK_WAIT.as_secs()
+            ))),
+        }
     }
 
     /// The token saved for `server`.
@@ -76,32 +124,53 @@ impl TokenJar {
         }
     }
 
-    /// Writes a temporary file created with mode 0600, syncs it and renames
-    /// it over the jar: a crash leaves the old jar or the new one.
+    /// Writes a temporary file of its own (a name no other process uses),
+    /// created with mode 0600, syncs it, renames it over the jar and syncs
+    /// the directory: a crash leaves the old jar or the new one.
     fn save(&self, jar: &JarFile) -> Result<(), ClientError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|err| self.local_error(&err))?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
+        let dir = self.create_dir()?;
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(format!(".tmp.{}.{:x}", std::process::id(), random_suffix()));
+        let tmp = PathBuf::from(tmp);
         let write = || -> std::io::Result<()> {
-            let _ = std::fs::remove_file(&tmp);
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&tmp)?;
             // Serializing a map of strings cannot fail.
             #[allow(clippy::unwrap_used)]
             file.write_all(&serde_json::to_vec_pretty(jar).unwrap())?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            std::fs::rename(&tmp, &self.path)?;
+            File::open(&dir)?.sync_all()
         };
-        write().map_err(|err| self.local_error(&err))
+        write().map_err(|err| {
+            let _ = std::fs::remove_file(&tmp);
+            self.local_error(&err)
+        })
+    }
+
+    /// Creates the jar's directory if missing; returns it.
+    fn create_dir(&self) -> Result<PathBuf, ClientError> {
+        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir.to_owned(),
+            None => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|err| self.local_error(&err))?;
+        Ok(dir)
     }
 
     fn local_error(&self, err: &std::io::Error) -> ClientError {
         ClientError::Local(format!("token file {}: {err}", self.path.display()))
     }
+}
+
+/// Bits that make a temporary file's name unlikely to be anyone else's.
+fn random_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// The client's state directory (XDG).

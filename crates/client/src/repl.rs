@@ -96,8 +96,8 @@ impl Credentials for TerminalCredentials {
         Ok(())
     }
 
-    fn token_rejected(&mut self) {
-        println!("The saved session is no longer valid; please log in.");
+    fn token_rejected(&mut self, server: &str) {
+        println!("{}.", echo_client::handshake::token_rejected_text(server));
     }
 }
 

@@ -2,135 +2,16 @@
 //! scripts, and the interactive REPL through a pseudo-terminal.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
-    io::Write,
-    net::SocketAddr,
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    path::Path,
+    process::{Command, Stdio},
 };
 
+use common::{CLIENT, PASSWORD, TestServer, pipe, stderr, stdout, token_file};
 use echo_proto::Mode;
-use echo_server::{Server, ServerConfig, store::FileStore};
-use tokio_util::sync::CancellationToken;
-
-const PASSWORD: &str = "correct horse battery";
-const CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
-
-/// A server on its own thread and runtime, with its store in a temp dir.
-struct TestServer {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _data: tempfile::TempDir,
-}
-
-impl TestServer {
-    fn start(mode: Mode) -> Self {
-        Self::start_on(mode, tempfile::tempdir().unwrap(), "127.0.0.1:0")
-    }
-
-    /// Stops this server and starts another on the same port and store.
-    fn restart(mut self, mode: Mode) -> Self {
-        let addr = self.addr;
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        let data = std::mem::replace(&mut self._data, tempfile::tempdir().unwrap());
-        Self::start_on(mode, data, &addr.to_string())
-    }
-
-    fn start_on(mode: Mode, data: tempfile::TempDir, bind: &str) -> Self {
-        let config = ServerConfig {
-            mode,
-            auth_attempts_per_minute: 10_000,
-            ..ServerConfig::default()
-        };
-        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
-        let listener = std::net::TcpListener::bind(bind).unwrap();
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                Server::new(config, store)
-                    .serve(listener, token)
-                    .await
-                    .unwrap();
-            });
-        });
-        Self {
-            addr,
-            shutdown,
-            thread: Some(thread),
-            _data: data,
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Runs the client in pipe mode with `input` on standard input.
-fn pipe(
-    server: &TestServer,
-    tokens: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-    input: &str,
-) -> Output {
-    let mut command = Command::new(CLIENT);
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &server.addr.port().to_string(),
-        ])
-        .arg("--token-file")
-        .arg(tokens)
-        .args(args)
-        .env_remove("ECHO_USER")
-        .env_remove("ECHO_PASSWORD")
-        .env_remove("ECHO_CLIENT_HOST")
-        .env_remove("ECHO_CLIENT_PORT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn token_file(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("state/tokens.json")
-}
 
 #[test]
 fn pipe_mode_registers_logs_in_and_echoes() {

@@ -16,7 +16,9 @@ use echo_client::{
 
 /// Echo client: talks to echo-server. On a terminal it is an interactive
 /// REPL; with standard input from a pipe it sends each line and prints the
-/// replies (credentials from --user / ECHO_USER and ECHO_PASSWORD).
+/// replies; with words after the options it sends them as one message,
+/// prints the replies and exits (credentials from --user / ECHO_USER and
+/// ECHO_PASSWORD, or the saved session).
 ///
 /// Exit codes: 0 done, 1 usage or local error (a missing credential
 /// included), 2 cannot connect, 3 refused by the server (wrong password,
@@ -27,6 +29,11 @@ use echo_client::{
 struct Cli {
     #[command(flatten)]
     args: ClientArgs,
+    /// Send these words, joined by spaces, as one message; print every
+    /// reply and exit (like `redis-cli PING`), with the pipe mode's
+    /// credentials and exit codes
+    #[arg(trailing_var_arg = true, value_name = "TEXT")]
+    text: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -43,10 +50,12 @@ fn main() -> ExitCode {
     };
     let interactive = io::stdin().is_terminal();
     let result = runtime.block_on(async {
-        if interactive {
+        if !cli.text.is_empty() {
+            pipe::run(&cli.args, pipe::Input::Once(cli.text.join(" "))).await
+        } else if interactive {
             repl::run(&cli.args).await
         } else {
-            pipe::run(&cli.args).await
+            pipe::run(&cli.args, pipe::Input::Stdin).await
         }
     });
     match result {

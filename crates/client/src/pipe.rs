@@ -1,5 +1,6 @@
 //! Pipe mode: no prompts, no line editor. Each input line is a `say`; each
 //! reply is a line on standard output; the exit code says how it went.
+//! One-shot mode (`echo-client [OPTIONS] TEXT...`) is the same with one line.
 
 use std::{
     collections::VecDeque,
@@ -54,7 +55,44 @@ impl Credentials for ScriptCredentials {
     }
 }
 
-pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
+/// Where the lines to send come from.
+pub enum Input {
+    /// Standard input, line by line.
+    Stdin,
+    /// One line given on the command line.
+    Once(String),
+}
+
+/// The lines being sent.
+enum Lines {
+    Stdin(tokio::io::Lines<BufReader<tokio::io::Stdin>>),
+    Once(Option<String>),
+}
+
+impl Lines {
+    async fn next(&mut self) -> io::Result<Option<String>> {
+        match self {
+            Lines::Stdin(lines) => lines.next_line().await,
+            Lines::Once(line) => Ok(line.take()),
+        }
+    }
+}
+
+/// The longest `say` sent: a server's default frame limit (`max_frame`,
+/// 64 KiB); a longer line would end the connection, so it is skipped.
+const MAX_SAY: usize = echo_proto::DEFAULT_MAX_FRAME_LENGTH;
+
+/// The size of the frame a `say` of `text` makes.
+fn say_len(text: &str) -> usize {
+    let say = echo_proto::ClientMsg::Say {
+        id: u64::MAX,
+        text: text.to_owned(),
+    };
+    // Serializing a message of strings and numbers cannot fail.
+    serde_json::to_vec(&say).map_or(usize::MAX, |json| json.len())
+}
+
+pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
     let config = crate::resolve_config(args, false)?;
     let jar = TokenJar::new(&config.token_file);
     let mut creds = ScriptCredentials {
@@ -68,14 +106,23 @@ pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
     let mut conn = Connection::connect(&config.host, config.port).await?;
     handshake(&mut conn, Some(&jar), &mut creds).await?;
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = match input {
+        Input::Stdin => Lines::Stdin(BufReader::new(tokio::io::stdin()).lines()),
+        Input::Once(line) => Lines::Once(Some(line)),
+    };
     let mut pending: VecDeque<u64> = VecDeque::new();
     let mut input_done = false;
     let mut stdout = io::stdout();
     let printed = |err: io::Error| ClientError::Local(format!("cannot write the output: {err}"));
     while !(input_done && pending.is_empty()) {
         tokio::select! {
-            line = lines.next_line(), if !input_done => match line {
+            line = lines.next(), if !input_done => match line {
+                Ok(Some(line)) if say_len(&line) > MAX_SAY => {
+                    eprintln!(
+                        "echo-client: skipped a line of {} bytes: longer than one message may be ({MAX_SAY} bytes)",
+                        line.len()
+                    );
+                }
                 Ok(Some(line)) => pending.push_back(conn.say(line).await?),
                 Ok(None) => input_done = true,
                 Err(err) => return Err(ClientError::Local(format!("cannot read the input: {err}"))),

@@ -13,6 +13,7 @@ use echo_client::{
     ClientError,
     config::{ClientArgs, ClientConfig, FileConfig},
 };
+use echo_prompt::EnvCheck;
 
 /// Echo client: talks to echo-server. On a terminal it is an interactive
 /// REPL; with standard input from a pipe it sends each line and prints the
@@ -36,8 +37,21 @@ struct Cli {
     text: Vec<String>,
 }
 
+/// The environment variables that stand for flags, and what they must be.
+const ENVIRONMENT: &[EnvCheck] = &[
+    ("ECHO_CLIENT_PORT", |value| {
+        echo_prompt::parse_port(value).map(drop)
+    }),
+    ("ECHO_CLIENT_HOST", |value| {
+        echo_prompt::parse_host(value).map(drop)
+    }),
+];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = match echo_prompt::parse_command_line("echo-client", ENVIRONMENT) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

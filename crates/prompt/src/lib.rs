@@ -5,7 +5,11 @@
 //! The functions work on any `BufRead` / `Write`, so the rules are tested
 //! without a terminal; the binaries pass standard input and standard error.
 
+mod args;
+
 use std::io::{self, BufRead, Write};
+
+pub use args::{EnvCheck, parse_command_line};
 
 /// Asks `label [default]:` on `output` until `parse` accepts the answer read
 /// from `input`. An empty line takes `default`; the end of input (Ctrl-D)
@@ -67,7 +71,21 @@ fn ask_inner<T: std::fmt::Display + Clone>(
     }
 }
 
-/// Parses a port typed by a person: a whole number from 1 to 65535.
+/// Parses a port a server listens on, typed by a person: a whole number
+/// from 0 to 65535, where 0 means any free port (as on the command line).
+pub fn parse_listen_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u32>() {
+        Ok(port) => u16::try_from(port).map_err(|_| {
+            format!("{text} is out of range: a port is from 0 (any free port) to 65535.")
+        }),
+        Err(_) => Err(format!(
+            "{text:?} is not a number: a port is from 0 (any free port) to 65535."
+        )),
+    }
+}
+
+/// Parses a port to connect to, typed by a person: a whole number from 1
+/// to 65535 (no server listens on port 0).
 pub fn parse_port(text: &str) -> Result<u16, String> {
     match text.parse::<u32>() {
         Ok(port @ 1..=65535) => Ok(port as u16),
@@ -122,6 +140,23 @@ pub fn parse_host(text: &str) -> Result<String, String> {
             "{text:?} is not a host name or address: use letters, digits, hyphens and dots, \
              or an IP address."
         ))
+    }
+}
+
+#[cfg(test)]
+mod listen_port_tests {
+    use super::*;
+
+    #[test]
+    fn a_server_may_listen_on_port_0_a_client_may_not_connect_to_it() {
+        assert_eq!(parse_listen_port("0"), Ok(0));
+        assert_eq!(parse_listen_port("13131"), Ok(13131));
+        assert!(
+            parse_listen_port("65536")
+                .unwrap_err()
+                .contains("0 (any free port)")
+        );
+        assert!(parse_port("0").is_err());
     }
 }
 

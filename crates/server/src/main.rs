@@ -10,6 +10,7 @@ use std::{
 use anyhow::Context;
 use clap::Parser;
 use clap::Subcommand;
+use echo_prompt::EnvCheck;
 use echo_proto::Secret;
 use echo_server::{
     Server, ServerConfig, admin, bind_with_fallback,
@@ -70,9 +71,22 @@ enum SessionCommand {
 /// out 0640 and directories 0750 (the store asks for 0600 and 0700 itself).
 const UMASK: u32 = 0o027;
 
+/// The environment variables that stand for flags, and what they must be.
+const ENVIRONMENT: &[EnvCheck] = &[
+    ("ECHO_SERVER_PORT", |value| {
+        echo_prompt::parse_listen_port(value).map(drop)
+    }),
+    ("ECHO_SERVER_HOST", |value| {
+        echo_prompt::parse_host(value).map(drop)
+    }),
+];
+
 fn main() -> ExitCode {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(UMASK));
-    let cli = Cli::parse();
+    let cli: Cli = match echo_prompt::parse_command_line("echo-server", ENVIRONMENT) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.admin {
         Some(admin) => administer(&cli.run, admin),
         None => start(&cli.run),
@@ -80,7 +94,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("echo-server: {err:#}");
+            eprintln!("echo-server: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
@@ -107,8 +121,30 @@ fn open_store(config: &ServerConfig) -> Result<Store, StoreError> {
     )
 }
 
+/// An error and its causes in one sentence, each cause once: errors that
+/// already show their source in their own text are not followed by it again.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 fn start(args: &RunArgs) -> anyhow::Result<()> {
-    let mut config = load_config(args, ask_port_on_terminal)?;
+    // A daemon never asks anything, even when started from a terminal.
+    let ask = |default| {
+        if args.daemon {
+            Ok(None)
+        } else {
+            ask_port_on_terminal(default)
+        }
+    };
+    let mut config = load_config(args, ask)?;
     // Every connection is a file descriptor: if the limit cannot hold
     // `max_connections` and some to spare, serve fewer, so that one more
     // client is told `server_busy` instead of hanging in the backlog.
@@ -157,7 +193,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     };
     let result = runtime.block_on(serve(&config, store, listeners, &announcement));
     if let Err(err) = &result {
-        error!("{err:#}");
+        error!("{}", describe(err));
     }
     if let Some(path) = &config.pid_file {
         let _ = std::fs::remove_file(path);
@@ -324,7 +360,7 @@ fn ask_port_on_terminal(default: u16) -> io::Result<Option<u16>> {
         &mut io::stderr(),
         "Port",
         &default,
-        echo_prompt::parse_port,
+        echo_prompt::parse_listen_port,
     )?;
     Ok(Some(port))
 }

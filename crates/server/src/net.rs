@@ -50,10 +50,17 @@ pub enum BindError {
 
 impl Bound {
     /// The console line of a healthy start: `listening on HOST:PORT`, plus
-    /// `(port N was busy)` when the server moved.
+    /// `(port N was busy)` or `(ports N-M were busy)` when the server moved.
     pub fn announcement(&self) -> String {
+        let last_busy = self.addr.port().saturating_sub(1);
         match self.busy_port {
-            Some(port) => format!("listening on {} (port {port} was busy)", self.addr),
+            Some(port) if port == last_busy => {
+                format!("listening on {} (port {port} was busy)", self.addr)
+            }
+            Some(port) => format!(
+                "listening on {} (ports {port}-{last_busy} were busy)",
+                self.addr
+            ),
             None => format!("listening on {}", self.addr),
         }
     }

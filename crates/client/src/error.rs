@@ -65,6 +65,7 @@ pub fn bye_text(reason: ByeReason) -> &'static str {
         ByeReason::Revoked => {
             "the session was revoked (logged out elsewhere, or its token was used by someone else)"
         }
+        ByeReason::Kicked => "an operator ended this connection",
         ByeReason::Other => "no reason this client knows",
     }
 }

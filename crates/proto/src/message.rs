@@ -50,6 +50,8 @@ pub enum ByeReason {
     /// The session this connection was authenticated by was revoked (its
     /// token was reused, it logged out elsewhere, or an operator revoked it).
     Revoked,
+    /// An operator ended this connection (`echo-server kick`).
+    Kicked,
     /// A reason this version does not know (sent by a newer server).
     #[serde(other)]
     Other,

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use crate::{
-    admission::Sources, auth::Authenticator, config::ServerConfig, metrics::Metrics,
+    admission::Sources,
+    clients::Clients, auth::Authenticator, config::ServerConfig, metrics::Metrics,
     transport::Acceptor,
 };
 
@@ -24,4 +25,6 @@ pub(crate) struct Context<S> {
     pub acceptor: Acceptor,
     /// Connections and handshakes per source address.
     pub sources: Sources,
+    /// The live connections, for `echo-server clients` and `kick`.
+    pub clients: Arc<Clients>,
 }

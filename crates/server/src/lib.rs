@@ -24,7 +24,8 @@
 //! - [`store`]: the [`store::UserStore`] trait, the store chosen at run time,
 //!   and the embedded file store (users, identities by IP, sessions),
 //!   durable before anything is acknowledged.
-//! - [`live`]: the live sessions by chain, so a revocation ends them.
+//! - [`live`]: the live sessions by chain, so a revocation ends them;
+//!   [`clients`]: every live connection, for `echo-server clients` / `kick`.
 //! - [`names`]: what a name may be, and when two names are one user.
 //! - [`clock`]: where "now" comes from.
 //! - [`files`]: private directories and files, temporary files created
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod clients;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -19,6 +19,41 @@ use uuid::Uuid;
 
 use crate::sync::lock;
 
+/// Why a connection was stopped from outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its session chain was revoked.
+    Revoked,
+    /// An operator kicked it.
+    Kicked,
+}
+
+/// Stops one connection from outside (a revocation, a kick): its wire
+/// waits on the token and ends with the reason given first.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Stopper {
+    /// Stops the connection for `reason` (the first reason given stays).
+    pub fn stop(&self, reason: StopReason) {
+        lock(&self.reason).get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    /// Why it was stopped, once it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        *lock(&self.reason)
+    }
+
+    /// Cancelled when the connection is stopped.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+}
+
 /// Every established connection authenticated by a session chain.
 #[derive(Debug, Default)]
 pub struct LiveSessions {
@@ -29,7 +64,7 @@ pub struct LiveSessions {
 #[derive(Debug)]
 struct Chain {
     user: String,
-    connections: Vec<(u64, CancellationToken)>,
+    connections: Vec<(u64, Stopper)>,
 }
 
 /// One connection's place in [`LiveSessions`]; its token is cancelled when
@@ -39,25 +74,23 @@ pub struct Watch {
     sessions: Arc<LiveSessions>,
     family: Uuid,
     id: u64,
-    revoked: CancellationToken,
 }
 
 impl LiveSessions {
-    /// Registers a connection of `user` authenticated by chain `family`.
-    pub fn watch(self: &Arc<Self>, family: Uuid, user: &str) -> Watch {
+    /// Registers a connection of `user` authenticated by chain `family`;
+    /// a revocation stops it through `stopper`.
+    pub fn watch(self: &Arc<Self>, family: Uuid, user: &str, stopper: Stopper) -> Watch {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let revoked = CancellationToken::new();
         let mut chains = lock(&self.chains);
         let chain = chains.entry(family).or_insert_with(|| Chain {
             user: user.to_owned(),
             connections: Vec::new(),
         });
-        chain.connections.push((id, revoked.clone()));
+        chain.connections.push((id, stopper));
         Watch {
             sessions: Arc::clone(self),
             family,
             id,
-            revoked,
         }
     }
 
@@ -97,17 +130,10 @@ impl LiveSessions {
 }
 
 fn cancel_all(chain: &Chain) -> usize {
-    for (_, token) in &chain.connections {
-        token.cancel();
+    for (_, stopper) in &chain.connections {
+        stopper.stop(StopReason::Revoked);
     }
     chain.connections.len()
-}
-
-impl Watch {
-    /// Cancelled when the chain is revoked.
-    pub fn revoked(&self) -> CancellationToken {
-        self.revoked.clone()
-    }
 }
 
 impl Drop for Watch {
@@ -130,14 +156,16 @@ mod tests {
     fn revoking_a_chain_or_a_user_ends_their_connections_only() {
         let live = Arc::new(LiveSessions::default());
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let first = live.watch(a, "ann");
-        let second = live.watch(a, "ann");
-        let other = live.watch(b, "bob");
+        let stoppers = [Stopper::default(), Stopper::default(), Stopper::default()];
+        let first = live.watch(a, "ann", stoppers[0].clone());
+        let second = live.watch(a, "ann", stoppers[1].clone());
+        let other = live.watch(b, "bob", stoppers[2].clone());
         assert_eq!(live.revoke_chain(a), 2);
-        assert!(first.revoked().is_cancelled() && second.revoked().is_cancelled());
-        assert!(!other.revoked().is_cancelled());
+        assert_eq!(stoppers[0].reason(), Some(StopReason::Revoked));
+        assert!(stoppers[1].token().is_cancelled());
+        assert!(!stoppers[2].token().is_cancelled());
         assert_eq!(live.revoke_user("bob"), 1);
-        assert!(other.revoked().is_cancelled());
+        assert!(stoppers[2].token().is_cancelled());
         drop((first, second, other));
         assert!(live.is_empty());
     }
@@ -146,7 +174,7 @@ mod tests {
     fn a_connection_that_ends_leaves_the_registry() {
         let live = Arc::new(LiveSessions::default());
         let family = Uuid::new_v4();
-        let watch = live.watch(family, "ann");
+        let watch = live.watch(family, "ann", Stopper::default());
         assert_eq!(live.len(), 1);
         drop(watch);
         assert_eq!(live.revoke_chain(family), 0);

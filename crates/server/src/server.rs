@@ -98,6 +98,7 @@ impl<S: UserStore> Server<S> {
             auth,
             metrics: Arc::clone(&metrics),
             acceptor: Acceptor::default(),
+            clients: Arc::default(),
         });
         let stop_http = CancellationToken::new();
         let http = self.metrics_listener.map(|http_listener| {

@@ -104,8 +104,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .auth
             .remember_user(self.peer.ip(), &session.user)
             .await;
-        let watch = self.ctx.auth.live().watch(session.family, &session.user);
-        self.wire.end_when(watch.revoked());
+        let stopper = self.listed.entry().stopper().clone();
+        let watch = self.ctx.auth.live().watch(session.family, &session.user, stopper);
         Ok(State::Echo(Established {
             name: session.user,
             family: Some(session.family),

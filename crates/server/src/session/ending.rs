@@ -25,6 +25,8 @@ pub(crate) enum Ending {
     TooManyAttempts,
     /// The session chain was revoked: `bye {revoked}`.
     Revoked,
+    /// An operator kicked the connection: `bye {kicked}`.
+    Kicked,
     /// A protocol violation: a fatal `error` frame.
     Violation { code: ErrorCode, message: String },
 }
@@ -46,6 +48,7 @@ impl Ending {
             Ending::Logout => ByeReason::Logout,
             Ending::TooManyAttempts => ByeReason::TooManyAttempts,
             Ending::Revoked => ByeReason::Revoked,
+            Ending::Kicked => ByeReason::Kicked,
             Ending::Violation { code, message } => {
                 return Some(ServerMsg::error(*code, message.clone(), true));
             }
@@ -61,7 +64,11 @@ impl Ending {
     pub(crate) fn is_ordinary(&self) -> bool {
         matches!(
             self,
-            Ending::ClientLeft | Ending::Logout | Ending::Shutdown | Ending::Revoked
+            Ending::ClientLeft
+                | Ending::Logout
+                | Ending::Shutdown
+                | Ending::Revoked
+                | Ending::Kicked
         )
     }
 }
@@ -81,6 +88,7 @@ impl fmt::Display for Ending {
             Ending::Logout => f.write_str("logged out"),
             Ending::TooManyAttempts => f.write_str("too many failed attempts"),
             Ending::Revoked => f.write_str("session revoked"),
+            Ending::Kicked => f.write_str("kicked by an operator"),
             Ending::Violation { code, message } => {
                 write!(f, "protocol violation ({code:?}): {message}")
             }

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use crate::{
     admission::SourceSlot,
+    clients::Registered,
     context::Context,
     live::Watch,
     store::UserStore,
@@ -46,6 +47,8 @@ pub(crate) struct Session<S, T> {
     peer: Peer,
     /// The connection's place in its source's limits.
     slot: SourceSlot,
+    /// The connection's line in `echo-server clients`.
+    listed: Registered,
     id: ConnectionId,
     ctx: Arc<Context<S>>,
 }
@@ -95,17 +98,15 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             max_output: config.max_output_buffer,
         };
         let metrics = Arc::clone(&ctx.metrics);
-        let wire = Wire::new(
-            stream,
-            shutdown,
-            config.max_frame_handshake,
-            limits,
-            metrics,
-        );
+        let max_frame = config.max_frame_handshake;
+        let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
+        let listed = ctx.clients.register(id, peer, ctx.auth.clock().now());
+        wire.listed_in(Arc::clone(listed.entry()));
         Self {
             wire,
             peer,
             slot,
+            listed,
             id,
             ctx,
         }
@@ -164,6 +165,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 } => self.credentials(deadline, attempts_left, ask).await,
                 State::Echo(established) => {
                     self.slot.handshake_done();
+                    self.listed.entry().established(&established.name);
                     self.echo(established).await
                 }
             };

@@ -33,6 +33,8 @@ use super::{
     tally::{Counting, Tally, Totals},
 };
 use crate::{
+    clients::ClientEntry,
+    live::{StopReason, Stopper},
     logging::{MAX_LOGGED_ERROR, shown_max},
     metrics::Metrics,
 };
@@ -53,13 +55,15 @@ pub(crate) struct Wire<T> {
     /// What this connection adds to the metrics.
     pub(crate) tally: Tally,
     metrics: Arc<Metrics>,
+    /// Where `echo-server clients` reads this connection's message count.
+    listed: Option<Arc<ClientEntry>>,
     /// Most bytes of output held for the client (`max_output_buffer`).
     max_output: usize,
     /// Created once and polled by every wait: a connection's own child
     /// token, so waiting does not contend on a lock shared by all.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Once authenticated: fires when the session chain is revoked.
-    revoked: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Fires when the connection is stopped from outside (revoked, kicked).
+    stopped: Option<(Pin<Box<WaitForCancellationFutureOwned>>, Stopper)>,
     write_timeout: Duration,
 }
 
@@ -87,17 +91,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             framed: Framed::with_capacity(Counting::new(stream), codec, READ_BUFFER),
             tally: Tally::default(),
             metrics,
+            listed: None,
             max_output,
             shutdown: Box::pin(shutdown.cancelled_owned()),
-            revoked: None,
+            stopped: None,
             write_timeout,
         }
     }
 
-    /// From now on, waiting for input also ends when `revoked` is
-    /// cancelled ([`Ending::Revoked`]).
-    pub(crate) fn end_when(&mut self, revoked: CancellationToken) {
-        self.revoked = Some(Box::pin(revoked.cancelled_owned()));
+    /// From now on, waiting for input also ends when `stopper` stops the
+    /// connection ([`Ending::Revoked`], [`Ending::Kicked`]).
+    pub(crate) fn end_when(&mut self, stopper: Stopper) {
+        let stopped = Box::pin(stopper.token().cancelled_owned());
+        self.stopped = Some((stopped, stopper));
     }
 
     /// Changes the largest frame read (raised once a client is trusted).
@@ -146,16 +152,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Poll::Pending => {
                 self.flush().await?;
                 self.publish();
-                let revoked = async {
-                    match self.revoked.as_mut() {
-                        Some(revoked) => revoked.as_mut().await,
+                let stopped = async {
+                    match self.stopped.as_mut() {
+                        Some((stopped, stopper)) => {
+                            stopped.as_mut().await;
+                            match stopper.reason() {
+                                Some(StopReason::Kicked) => Ending::Kicked,
+                                _ => Ending::Revoked,
+                            }
+                        }
                         None => std::future::pending().await,
                     }
                 };
                 tokio::select! {
                     biased;
                     () = self.shutdown.as_mut() => return Err(Ending::Shutdown),
-                    () = revoked => return Err(Ending::Revoked),
+                    ending = stopped => return Err(ending),
                     () = sleep_until(deadline) => return Err(Ending::Timeout),
                     frame = self.framed.next() => frame,
                 }
@@ -259,9 +271,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         (counted.into_inner(), totals)
     }
 
-    /// Adds this connection's new counts to the metrics.
+    /// Adds this connection's new counts to the metrics (and to its line
+    /// in `echo-server clients`).
     pub(crate) fn publish(&mut self) {
         self.tally.publish(self.framed.get_ref(), &self.metrics);
+        if let Some(entry) = &self.listed {
+            entry
+                .messages
+                .store(self.tally.messages, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Lists this connection's counts in `entry` too; it is stopped by the
+    /// entry's stopper (a kick, a revocation).
+    pub(crate) fn listed_in(&mut self, entry: Arc<ClientEntry>) {
+        self.end_when(entry.stopper().clone());
+        self.listed = Some(entry);
     }
 }
 

@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use crate::{
-    admission::Sources,
-    clients::Clients, auth::Authenticator, config::ServerConfig, metrics::Metrics,
-    transport::Acceptor,
+    admission::Sources, auth::Authenticator, clients::Clients, config::ServerConfig,
+    metrics::Metrics, transport::Acceptor,
 };
 
 /// The shared state of one running server.

@@ -30,7 +30,8 @@
 //! - [`clock`]: where "now" comes from.
 //! - [`files`]: private directories and files, temporary files created
 //!   exclusively.
-//! - [`admin`]: `echo-server user …` / `session …` on a stopped server's store.
+//! - [`admin`]: `echo-server user …` / `session …`; [`control`]: the same
+//!   (and `clients`, `kick`) on a running server, through its control socket.
 //! - [`metrics`]: the Prometheus metrics, which `/stats` reads too;
 //!   `http`: the operator's port that serves them, and `/healthz`.
 
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 mod context;
+pub mod control;
 pub mod daemon;
 pub mod files;
 mod http;

@@ -16,6 +16,7 @@ use echo_server::{
     Server, ServerConfig, admin, bind_with_fallback,
     clock::{Clock, SystemClock},
     config::{FileConfig, RunArgs},
+    control::{self, ControlRequest},
     daemon,
     logging::LogSetup,
     store::{self, Store, StoreError},
@@ -45,6 +46,22 @@ enum Admin {
     /// Manage session tokens
     #[command(subcommand)]
     Session(SessionCommand),
+    /// List the live connections of the running server (id, peer, user,
+    /// state, connected since, messages served)
+    Clients {
+        /// One JSON array, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// End live connections of the running server with `bye {kicked}`
+    Kick {
+        /// The connection id (as in `clients` and the log)
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Every connection of this user
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +174,8 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
         .with_format(config.log_format);
     let store = open_store(&config)?;
+    // Bound now, before the server says it is listening.
+    let control = control::bind(&config.data_dir);
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
     let metrics_listener = match &config.metrics_addr {
         Some(addr) => Some(
@@ -175,6 +194,13 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     }
     let _log_guard = logs.install();
     log_start(&config, args);
+    let control = match control {
+        Ok(control) => Some(control),
+        Err(err) => {
+            warn!(error = %err, "no control socket: the admin commands will not reach this server");
+            None
+        }
+    };
     info!("{announcement}");
     if let Some(asked) = lowered {
         warn!(
@@ -190,6 +216,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     let listeners = Listeners {
         main: bound.listener,
         metrics: metrics_listener,
+        control,
     };
     let result = runtime.block_on(serve(&config, store, listeners, &announcement));
     if let Err(err) = &result {
@@ -233,6 +260,7 @@ fn announce(line: &str) -> anyhow::Result<()> {
 struct Listeners {
     main: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
+    control: Option<control::ControlSocket>,
 }
 
 /// A bound std listener, handed to the runtime.
@@ -249,6 +277,9 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
     let mut server = Server::new(config.clone(), store);
+    if let Some(control) = listeners.control {
+        server = server.with_control_socket(control);
+    }
     if let Some(metrics) = listeners.metrics {
         server = server.with_metrics_listener(tokio_listener(metrics)?);
     }
@@ -291,35 +322,38 @@ async fn serve(
 
 fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
     let config = load_config(args, |_| Ok(None))?;
-    let store = open_store(&config).map_err(|err| match err {
-        StoreError::InUse { .. } => anyhow::anyhow!("{err}: stop the server first"),
-        other => other.into(),
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let now = SystemClock.now();
-    let min = config.min_password_length;
-    let output = runtime.block_on(async {
-        match command {
-            Admin::User(UserCommand::Add { name }) => {
-                admin::add_user(&store, &name, read_password(true)?, min, now).await
-            }
-            Admin::User(UserCommand::List) => admin::list_users(&store).await,
-            Admin::User(UserCommand::Remove { name }) => admin::remove_user(&store, &name).await,
-            Admin::User(UserCommand::Passwd { name }) => {
-                admin::set_password(&store, &name, read_password(true)?, min).await
-            }
-            Admin::Session(SessionCommand::List { user }) => {
-                admin::list_sessions(&store, &user, now).await
-            }
-            Admin::Session(SessionCommand::Revoke { user }) => {
-                admin::revoke_sessions(&store, &user).await
-            }
+    let request = match command {
+        Admin::User(UserCommand::Add { name }) => ControlRequest::UserAdd {
+            name,
+            password: read_password(true)?,
+        },
+        Admin::User(UserCommand::List) => ControlRequest::UserList,
+        Admin::User(UserCommand::Remove { name }) => ControlRequest::UserRemove { name },
+        Admin::User(UserCommand::Passwd { name }) => ControlRequest::UserPasswd {
+            name,
+            password: read_password(true)?,
+        },
+        Admin::Session(SessionCommand::List { user }) => ControlRequest::SessionList { user },
+        Admin::Session(SessionCommand::Revoke { user }) => ControlRequest::SessionRevoke { user },
+        Admin::Clients { json } => ControlRequest::Clients { json },
+        Admin::Kick { id, user } => ControlRequest::Kick { id, user },
+    };
+    let output = match open_store(&config) {
+        // No server holds the store: work on it here.
+        Ok(store) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let now = SystemClock.now();
+            let min = config.min_password_length;
+            runtime.block_on(control::run(&store, request, min, now, None))
         }
-        .map_err(anyhow::Error::from)
-    })?;
+        // A server holds it: ask that server.
+        Err(StoreError::InUse { .. }) => control::request(&config.data_dir, &request),
+        Err(err) => return Err(err.into()),
+    }
+    .map_err(anyhow::Error::msg)?;
     print!("{output}");
     if !output.is_empty() && !output.ends_with('\n') {
         println!();

@@ -9,9 +9,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::Sources,
     auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
+    clients::Clients,
     clock::{Clock, SystemClock},
     config::ServerConfig,
     context::Context,
+    control::{self, ControlSocket},
     http::{self, Health},
     listener::Listener,
     metrics::Metrics,
@@ -32,6 +34,7 @@ pub struct Server<S> {
     clock: Arc<dyn Clock>,
     ledger: Option<Arc<dyn AttemptLedger>>,
     metrics_listener: Option<TcpListener>,
+    control: Option<ControlSocket>,
 }
 
 impl<S: UserStore> Server<S> {
@@ -44,6 +47,7 @@ impl<S: UserStore> Server<S> {
             clock: Arc::new(SystemClock),
             ledger: None,
             metrics_listener: None,
+            control: None,
         }
     }
 
@@ -66,6 +70,12 @@ impl<S: UserStore> Server<S> {
         self
     }
 
+    /// Serves the admin commands on `socket` (see [`control::bind`]).
+    pub fn with_control_socket(mut self, socket: ControlSocket) -> Self {
+        self.control = Some(socket);
+        self
+    }
+
     /// Serves clients on `listener` until `shutdown` is cancelled, then
     /// tells every client `bye`, waits up to the configured drain time for
     /// their handlers to finish, and returns.
@@ -83,14 +93,28 @@ impl<S: UserStore> Server<S> {
                 config.auth_attempts_per_minute,
             ))
         });
+        let store = Timed::new(self.store, Arc::clone(&metrics));
         let auth = Authenticator::new(
-            Timed::new(self.store, Arc::clone(&metrics)),
+            store.clone(),
             passwords,
             ledger,
-            self.clock,
+            Arc::clone(&self.clock),
             config.min_password_length,
             Arc::clone(&metrics),
         );
+        let clients = Arc::<Clients>::default();
+        // Administration while running: `echo-server user ...` and friends.
+        let stop_side_tasks = CancellationToken::new();
+        let control = self.control.map(|socket| {
+            tokio::spawn(control::serve(
+                socket,
+                store,
+                (Arc::clone(auth.live()), Arc::clone(&clients)),
+                config.min_password_length,
+                self.clock,
+                stop_side_tasks.clone(),
+            ))
+        });
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {
             sources,
@@ -98,9 +122,9 @@ impl<S: UserStore> Server<S> {
             auth,
             metrics: Arc::clone(&metrics),
             acceptor: Acceptor::default(),
-            clients: Arc::default(),
+            clients,
         });
-        let stop_http = CancellationToken::new();
+        let stop_http = stop_side_tasks.clone();
         let http = self.metrics_listener.map(|http_listener| {
             let health = Health {
                 draining: shutdown.clone(),
@@ -113,9 +137,9 @@ impl<S: UserStore> Server<S> {
             ))
         });
         Listener::new(listener, context, shutdown).serve().await;
-        stop_http.cancel();
-        if let Some(http) = http {
-            let _ = http.await;
+        stop_side_tasks.cancel();
+        for task in [http, control].into_iter().flatten() {
+            let _ = task.await;
         }
         Ok(())
     }

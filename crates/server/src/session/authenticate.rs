@@ -105,7 +105,11 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .remember_user(self.peer.ip(), &session.user)
             .await;
         let stopper = self.listed.entry().stopper().clone();
-        let watch = self.ctx.auth.live().watch(session.family, &session.user, stopper);
+        let watch = self
+            .ctx
+            .auth
+            .live()
+            .watch(session.family, &session.user, stopper);
         Ok(State::Echo(Established {
             name: session.user,
             family: Some(session.family),

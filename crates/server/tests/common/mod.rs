@@ -67,7 +67,8 @@ impl TestServer {
         data: tempfile::TempDir,
         clock: Option<std::sync::Arc<dyn Clock>>,
     ) -> Self {
-        let mut server = Server::new(config, store.clone());
+        let control = echo_server::control::bind(data.path()).unwrap();
+        let mut server = Server::new(config, store.clone()).with_control_socket(control);
         if let Some(clock) = clock {
             server = server.with_clock(clock);
         }
@@ -81,7 +82,9 @@ impl TestServer {
         let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http.local_addr().unwrap();
-        let server = Server::new(config, store.clone()).with_metrics_listener(http);
+        let server = Server::new(config, store.clone())
+            .with_metrics_listener(http)
+            .with_control_socket(echo_server::control::bind(data.path()).unwrap());
         (Self::serve(server, store, data).await, http_addr)
     }
 

@@ -71,7 +71,7 @@ impl ClientConfig {
         ask_host: Ask<'_, String>,
         ask_port: Ask<'_, u16>,
     ) -> Result<Self, ClientError> {
-        let asked = |err: io::Error| ClientError::Local(format!("cannot read the answer: {err}"));
+        let asked = |err: io::Error| ClientError::from_question(&err);
         let host = match args.host.clone().or(file.host) {
             Some(host) => echo_prompt::parse_host(&host).map_err(ClientError::Usage)?,
             None => ask_host(&DEFAULT_HOST.to_owned())

@@ -41,6 +41,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A question on the terminal that could not be answered: `cancelled`
+    /// when the person pressed Ctrl-D.
+    pub fn from_question(err: &std::io::Error) -> Self {
+        if err.kind() == std::io::ErrorKind::UnexpectedEof {
+            ClientError::Local("cancelled".into())
+        } else {
+            ClientError::Local(format!("cannot read the answer: {err}"))
+        }
+    }
+
     /// The exit code documented in the README:
     /// 1 usage or local error, 2 cannot connect, 3 refused (authentication or
     /// identification), 4 connection lost or closed early, 5 protocol error.

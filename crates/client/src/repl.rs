@@ -26,9 +26,34 @@ const CLIENT_COMMANDS: &[(&str, &str)] = &[
     ("/logout", "end the session and forget its token"),
     (
         "/reconnect",
-        "connect again, with the saved token if there is one",
+        "connect again, with the saved token if there is one (a line typed while disconnected does it too)",
+    ),
+    (
+        "//TEXT",
+        "send /TEXT as it is (a line for the server that starts with /)",
     ),
 ];
+
+/// The client's own commands, by the word that names them.
+const OWN: &[&str] = &["/help", "/quit", "/exit", "/logout", "/reconnect"];
+
+/// What `line` asks for.
+fn classify(line: &str) -> Typed {
+    let trimmed = line.trim();
+    if let Some(text) = trimmed.strip_prefix("//") {
+        return Typed::Say(format!("/{text}"));
+    }
+    let (word, rest) = trimmed
+        .split_once(char::is_whitespace)
+        .unwrap_or((trimmed, ""));
+    match OWN.iter().find(|own| **own == word) {
+        Some(own) if rest.trim().is_empty() => Typed::Client(own),
+        Some(own) => Typed::Misused(format!(
+            "{own} takes no arguments (to send this line to the server, start it with //)"
+        )),
+        None => Typed::Say(line.to_owned()),
+    }
+}
 
 /// Asks the person at the terminal.
 struct TerminalCredentials;
@@ -37,7 +62,24 @@ struct TerminalCredentials;
 enum Action {
     Quit,
     Reconnect,
+    /// Not connected: connect again, then send this line.
+    ReconnectAndSay(String),
 }
+
+/// What a typed line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Typed {
+    /// One of the client's own commands.
+    Client(&'static str),
+    /// A client command with words it does not take: said, not sent.
+    Misused(String),
+    /// Text for the server (`//x` sends `/x`).
+    Say(String),
+}
+
+/// Times the client connects again when the server stops waiting in the
+/// middle of the handshake (a person typing a password past the timeout).
+const HANDSHAKE_RETRIES: u32 = 3;
 
 impl Credentials for TerminalCredentials {
     fn name(&mut self) -> Result<String, ClientError> {
@@ -47,7 +89,7 @@ impl Credentials for TerminalCredentials {
             "Your name",
             |s| Ok(s.to_owned()),
         )
-        .map_err(terminal_error)
+        .map_err(|err| ClientError::from_question(&err))
     }
 
     fn choose(&mut self, suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
@@ -63,7 +105,7 @@ impl Credentials for TerminalCredentials {
                 _ => Err("Answer l to log in or r to register.".to_owned()),
             },
         )
-        .map_err(terminal_error)?
+        .map_err(|err| ClientError::from_question(&err))?
             == "r";
         let not_empty = |s: &str| Ok(s.to_owned());
         let user = match suggested {
@@ -72,10 +114,12 @@ impl Credentials for TerminalCredentials {
             }
             _ => echo_prompt::ask_required(&mut input, &mut output, "User", not_empty),
         }
-        .map_err(terminal_error)?;
+        .map_err(|err| ClientError::from_question(&err))?;
         drop(input);
-        let password =
-            Secret::new(echo_prompt::hidden("Password", register).map_err(terminal_error)?);
+        let password = Secret::new(
+            echo_prompt::hidden("Password", register)
+                .map_err(|err| ClientError::from_question(&err))?,
+        );
         Ok(AuthRequest {
             register,
             user,
@@ -116,23 +160,49 @@ pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
         entries = editor.get_history_entries().iter().cloned().collect();
         let _ = editor.flush();
         drop(editor);
-        match action? {
+        let (reconnect, then_say) = match action? {
             Action::Quit => return Ok(()),
-            Action::Reconnect => {
-                session = None;
-                match connect(&config, &jar).await {
-                    Ok(conn) => session = Some(conn),
-                    Err(err) => println!("{err}. Try /reconnect again, or /quit."),
+            Action::Reconnect => (true, None),
+            Action::ReconnectAndSay(line) => (true, Some(line)),
+        };
+        if reconnect {
+            session = None;
+            match connect(&config, &jar).await {
+                Ok(mut conn) => {
+                    if let Some(line) = then_say {
+                        if let Err(err) = conn.say(line).await {
+                            println!("{err}. The next line you type connects again.");
+                        } else {
+                            session = Some(conn);
+                        }
+                    } else {
+                        session = Some(conn);
+                    }
                 }
+                Err(err) => println!("{err}. The next line you type tries again; /quit leaves."),
             }
         }
     }
 }
 
 /// Connects, follows the handshake (prompting if needed) and says hello.
+/// When the server stops waiting during the handshake (its timeout ran out
+/// while a person was typing), connects again and asks again.
 async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, ClientError> {
-    let mut conn = Connection::connect(&config.host, config.port).await?;
-    let established = handshake(&mut conn, Some(jar), &mut TerminalCredentials).await?;
+    let mut retries = 0;
+    let (conn, established) = loop {
+        let mut conn = Connection::connect(&config.host, config.port).await?;
+        match handshake(&mut conn, Some(jar), &mut TerminalCredentials).await {
+            Ok(established) => break (conn, established),
+            Err(ClientError::Bye(echo_proto::ByeReason::Timeout) | ClientError::Lost(_))
+                if retries < HANDSHAKE_RETRIES =>
+            {
+                retries += 1;
+                println!("* The server stopped waiting for an answer; connecting again.");
+            }
+            Err(err) => return Err(err),
+        }
+    };
     println!("{}", greeting(&established));
     println!(
         "Connected to {} ({}). Type /help for commands, /quit to leave.",
@@ -165,25 +235,35 @@ async fn chat(
                     ReadlineEvent::Line(line) => line,
                     ReadlineEvent::Eof => return Ok(Action::Quit),
                     // Ctrl-C has cleared the line.
-                    ReadlineEvent::Interrupted => continue,
+                    ReadlineEvent::Interrupted => {
+                        let _ = writeln!(out, "(Ctrl-C clears the line; /quit or Ctrl-D leaves)");
+                        continue;
+                    }
                 };
                 if line.trim().is_empty() {
                     continue;
                 }
                 editor.add_history_entry(line.clone());
                 history.append(&line);
-                match line.trim() {
-                    "/quit" | "/exit" => return Ok(Action::Quit),
-                    "/reconnect" => return Ok(Action::Reconnect),
-                    "/help" => {
+                let typed = classify(&line);
+                if session.is_none() && matches!(typed, Typed::Say(_)) {
+                    let Typed::Say(text) = typed else { continue };
+                    let _ = writeln!(out, "* Not connected: connecting again.");
+                    return Ok(Action::ReconnectAndSay(text));
+                }
+                match typed {
+                    Typed::Client("/quit" | "/exit") => return Ok(Action::Quit),
+                    Typed::Client("/reconnect") => return Ok(Action::Reconnect),
+                    Typed::Client("/help") => {
                         let _ = writeln!(out, "Client commands:");
                         for (command, what) in CLIENT_COMMANDS {
                             let _ = writeln!(out, "  {command}: {what}");
                         }
                         let _ = writeln!(out, "Server commands:");
-                        send_line(out, session, line).await;
+                        send_line(out, session, "/help".to_owned()).await;
                     }
-                    "/logout" => match session {
+                    Typed::Client(_) => match session {
+                        // `/logout`, the only one left.
                         Some(conn) => {
                             let server = conn.server().to_owned();
                             if let Err(err) = jar.remove(&server) {
@@ -197,7 +277,10 @@ async fn chat(
                             let _ = writeln!(out, "Not connected.");
                         }
                     },
-                    _ => send_line(out, session, line).await,
+                    Typed::Misused(message) => {
+                        let _ = writeln!(out, "{message}");
+                    }
+                    Typed::Say(text) => send_line(out, session, text).await,
                 }
             }
             incoming = next_incoming(session) => {
@@ -213,7 +296,7 @@ async fn send_line(out: &mut SharedWriter, session: &mut Option<Connection>, lin
     match session {
         Some(conn) => {
             if let Err(err) = conn.say(line).await {
-                let _ = writeln!(out, "{err}. Type /reconnect to connect again.");
+                let _ = writeln!(out, "{err}. The next line you type connects again.");
                 *session = None;
             }
         }
@@ -244,7 +327,7 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
         Incoming::Msg(ServerMsg::Bye { reason }) => {
             let _ = writeln!(
                 out,
-                "* {}. Type /reconnect to connect again, or /quit.",
+                "* {}. The next line you type connects again (or /reconnect; /quit leaves).",
                 ClientError::Bye(reason)
             );
             return false;
@@ -255,7 +338,7 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
             let why = reason.unwrap_or_else(|| "the server closed the connection".into());
             let _ = writeln!(
                 out,
-                "* Disconnected: {why}. Type /reconnect to connect again, or /quit."
+                "* Disconnected: {why}. The next line you type connects again (or /reconnect; /quit leaves)."
             );
             return false;
         }
@@ -303,4 +386,21 @@ impl History {
 
 fn terminal_error(err: impl std::fmt::Display) -> ClientError {
     ClientError::Local(format!("terminal: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_slash_sends_a_slash_and_client_commands_take_no_words() {
+        assert_eq!(classify("//help"), Typed::Say("/help".into()));
+        assert_eq!(classify("  /quit "), Typed::Client("/quit"));
+        assert_eq!(classify("/repeat 2 x"), Typed::Say("/repeat 2 x".into()));
+        assert!(
+            matches!(classify("/quit now"), Typed::Misused(m) if m.contains("takes no arguments"))
+        );
+        assert!(matches!(classify("/logout please"), Typed::Misused(_)));
+        assert_eq!(classify("hello"), Typed::Say("hello".into()));
+    }
 }

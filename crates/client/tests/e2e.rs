@@ -335,8 +335,21 @@ mod terminal {
         client
             .exp_string("the server closed the connection (it is shutting down)")
             .unwrap();
+        // The next line typed connects again (with the saved token) and
+        // is sent.
         enter(&mut client, "hello?").unwrap();
-        client.exp_string("Not connected").unwrap();
+        client
+            .exp_string("Not connected: connecting again.")
+            .unwrap();
+        client
+            .exp_string("Welcome back, kim (session resumed).")
+            .unwrap();
+        client.exp_string("hello?").unwrap();
+        // `/reconnect` still works, and `//` sends a line starting with /.
+        enter(&mut client, "/quit now").unwrap();
+        client.exp_string("/quit takes no arguments").unwrap();
+        enter(&mut client, "//whoami").unwrap();
+        client.exp_string("you are kim").unwrap();
         enter(&mut client, "/reconnect").unwrap();
         client
             .exp_string("Welcome back, kim (session resumed).")
@@ -346,6 +359,20 @@ mod terminal {
         enter(&mut client, "/quit").unwrap();
         client.exp_eof().unwrap();
         drop(server);
+    }
+
+    #[test]
+    fn ctrl_d_at_a_question_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut client = spawn(&[], dir.path());
+        client.exp_string("Host [127.0.0.1]: ").unwrap();
+        client.send_control('d').unwrap();
+        client.exp_string("cancelled").unwrap();
+        client.exp_eof().unwrap();
+        match client.process().wait().unwrap() {
+            rexpect::process::WaitStatus::Exited(_, code) => assert_eq!(code, 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

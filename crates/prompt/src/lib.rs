@@ -11,9 +11,15 @@ use std::io::{self, BufRead, Write};
 
 pub use args::{EnvCheck, parse_command_line};
 
+/// The error of a question the person cancelled (Ctrl-D): its text is
+/// `cancelled`, its kind `UnexpectedEof`.
+pub fn cancelled() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "cancelled")
+}
+
 /// Asks `label [default]:` on `output` until `parse` accepts the answer read
 /// from `input`. An empty line takes `default`; the end of input (Ctrl-D)
-/// takes it too, rather than asking forever.
+/// cancels the question (an `UnexpectedEof` error, [`cancelled`]).
 pub fn ask<T: std::fmt::Display + Clone>(
     input: &mut impl BufRead,
     output: &mut impl Write,
@@ -25,7 +31,7 @@ pub fn ask<T: std::fmt::Display + Clone>(
 }
 
 /// Asks `label:` until `parse` accepts a non-empty answer. The end of input
-/// is an `UnexpectedEof` error: there is nothing to fall back on.
+/// cancels it ([`cancelled`]).
 pub fn ask_required<T: std::fmt::Display + Clone>(
     input: &mut impl BufRead,
     output: &mut impl Write,
@@ -50,10 +56,9 @@ fn ask_inner<T: std::fmt::Display + Clone>(
         output.flush()?;
         let mut line = String::new();
         if input.read_line(&mut line)? == 0 {
+            // Ctrl-D: the person does not want to answer; nothing is taken.
             writeln!(output)?;
-            return default
-                .cloned()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no answer"));
+            return Err(cancelled());
         }
         let answer = line.trim();
         match (answer.is_empty(), default) {
@@ -243,8 +248,21 @@ mod tests {
     }
 
     #[test]
-    fn end_of_input_takes_the_default() {
-        assert_eq!(run("").0, 13131);
-        assert_eq!(run("junk\n").0, 13131);
+    fn end_of_input_cancels_the_question() {
+        for input in ["", "junk\n"] {
+            let mut output = Vec::new();
+            let err = ask(
+                &mut input.as_bytes(),
+                &mut output,
+                "Port",
+                &13131,
+                parse_port,
+            );
+            let err = err.unwrap_err();
+            assert_eq!(
+                (err.kind(), err.to_string()),
+                (io::ErrorKind::UnexpectedEof, "cancelled".to_owned())
+            );
+        }
     }
 }

@@ -362,6 +362,47 @@ mod terminal {
     }
 
     #[test]
+    fn a_handshake_timeout_while_typing_asks_again_on_a_fresh_connection() {
+        let config = echo_server::ServerConfig {
+            mode: Mode::Auth,
+            handshake_timeout: std::time::Duration::from_secs(1),
+            ..echo_server::ServerConfig::default()
+        };
+        let server = TestServer::start_with(config);
+        let dir = tempfile::tempdir().unwrap();
+        let port = server.addr.port().to_string();
+        let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+        client
+            .exp_string("Log in or register? (l/r) [l]: ")
+            .unwrap();
+        // The person takes longer than the server waits.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        enter(&mut client, "r").unwrap();
+        client.exp_string("User: ").unwrap();
+        enter(&mut client, "slow").unwrap();
+        client.exp_string("Password: ").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client.exp_string("Password again: ").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client
+            .exp_string("The server stopped waiting for an answer; connecting again.")
+            .unwrap();
+        client
+            .exp_string("Log in or register? (l/r) [l]: ")
+            .unwrap();
+        enter(&mut client, "r").unwrap();
+        client.exp_string("User: ").unwrap();
+        enter(&mut client, "slow").unwrap();
+        client.exp_string("Password: ").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client.exp_string("Password again: ").unwrap();
+        enter(&mut client, PASSWORD).unwrap();
+        client.exp_string("Welcome, slow.").unwrap();
+        enter(&mut client, "/quit").unwrap();
+        client.exp_eof().unwrap();
+    }
+
+    #[test]
     fn ctrl_d_at_a_question_cancels() {
         let dir = tempfile::tempdir().unwrap();
         let mut client = spawn(&[], dir.path());

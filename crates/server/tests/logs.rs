@@ -32,6 +32,16 @@ fn one_conversation(dir: &std::path::Path, extra: &[&str]) -> String {
             Some(ServerMsg::Reply { .. })
         ));
     }
+    // An unknown command is answered with an error and logged at info.
+    let unknown = ClientMsg::Say {
+        id: 3,
+        text: "/nope".into(),
+    };
+    stream.send_msg(&unknown).unwrap();
+    assert!(matches!(
+        stream.recv_msg::<ServerMsg>().unwrap(),
+        Some(ServerMsg::Error { .. })
+    ));
     drop(stream);
     std::thread::sleep(Duration::from_millis(200));
     server.signal(Signal::SIGTERM);
@@ -68,6 +78,11 @@ fn the_start_line_and_one_line_per_connection_say_what_happened() {
     ] {
         assert!(start.contains(&field), "{field} missing from {start}");
     }
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("bad command") && l.contains("/nope")),
+        "{log}"
+    );
     let ended: Vec<&str> = log.lines().filter(|l| l.contains("disconnected")).collect();
     assert_eq!(ended.len(), 1, "{log}");
     for field in [
@@ -98,7 +113,7 @@ fn json_logs_are_one_object_per_line() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
         if event["fields"]["message"] == "disconnected" {
             disconnected += 1;
-            assert_eq!(event["fields"]["messages"], 2);
+            assert_eq!(event["fields"]["messages"], 3);
             assert_eq!(event["span"]["user"], "ann");
         }
     }

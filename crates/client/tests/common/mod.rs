@@ -43,8 +43,20 @@ impl TestServer {
     fn start_on(mode: Mode, data: tempfile::TempDir, bind: &str) -> Self {
         let config = ServerConfig {
             mode,
-            auth_attempts_per_minute: 10_000,
             ..ServerConfig::default()
+        };
+        Self::start_config(config, data, bind)
+    }
+
+    /// A server with `config` (its attempt limit raised for tests).
+    pub fn start_with(config: ServerConfig) -> Self {
+        Self::start_config(config, tempfile::tempdir().unwrap(), "127.0.0.1:0")
+    }
+
+    fn start_config(config: ServerConfig, data: tempfile::TempDir, bind: &str) -> Self {
+        let config = ServerConfig {
+            auth_attempts_per_minute: 10_000,
+            ..config
         };
         let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
         let listener = std::net::TcpListener::bind(bind).unwrap();

@@ -87,7 +87,7 @@ fn the_start_line_and_one_line_per_connection_say_what_happened() {
     assert_eq!(ended.len(), 1, "{log}");
     for field in [
         "duration_ms=",
-        "messages=2",
+        "messages=3",
         "bytes_in=",
         "bytes_out=",
         "user=ann",

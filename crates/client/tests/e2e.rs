@@ -429,6 +429,11 @@ mod terminal {
         client.exp_eof().unwrap();
         let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
         client.exp_string("Hello again, Jo!").unwrap();
+        client.exp_string("> ").unwrap();
+        client.send_control('c').unwrap();
+        client
+            .exp_string("(Ctrl-C clears the line; /quit or Ctrl-D leaves)")
+            .unwrap();
         client.send_control('d').unwrap();
         client.exp_eof().unwrap();
     }

@@ -484,34 +484,6 @@ async fn under_a_low_open_file_limit_every_extra_client_is_told_busy() {
     );
 }
 
-/// Reads until `bye`, for at most a second: the reason, or `None`.
-async fn bye_within_a_second(client: &mut TestClient) -> Option<ByeReason> {
-    let wait = async {
-        loop {
-            match client.try_recv().await {
-                Some(ServerMsg::Bye { reason }) => return Some(reason),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(1), wait)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Connects, sends `msg`, and returns the client and its `welcome` token.
-async fn welcomed(server: &TestServer, msg: ClientMsg) -> (TestClient, Secret) {
-    let mut client = server.connect_raw().await;
-    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
-    client.send(&msg).await;
-    match client.recv().await {
-        ServerMsg::Welcome { token, .. } => (client, token),
-        other => panic!("expected welcome, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_thief_on_a_revoked_chain_is_disconnected() {
     let server = TestServer::start(auth_config()).await;
@@ -519,15 +491,13 @@ async fn a_thief_on_a_revoked_chain_is_disconnected() {
         user: "victim".into(),
         password: Secret::new(PASSWORD),
     };
-    let (_victim, stolen) = welcomed(&server, register).await;
+    let (_victim, stolen) = server.welcomed(register).await;
     // The thief resumes the stolen token first and stays connected.
-    let (mut thief, _) = welcomed(
-        &server,
-        ClientMsg::Resume {
+    let (mut thief, _) = server
+        .welcomed(ClientMsg::Resume {
             token: stolen.clone(),
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(thief.ask(1, "/whoami").await[0].starts_with("you are victim"));
     // The victim presents the token it holds: reuse, the chain is revoked.
     let mut victim = server.connect_raw().await;
@@ -540,10 +510,7 @@ async fn a_thief_on_a_revoked_chain_is_disconnected() {
             ..
         }
     ));
-    assert_eq!(
-        bye_within_a_second(&mut thief).await,
-        Some(ByeReason::Revoked)
-    );
+    assert_eq!(thief.bye_within_a_second().await, Some(ByeReason::Revoked));
     server.stop().await;
 }
 
@@ -554,22 +521,16 @@ async fn a_logout_ends_the_chains_other_connections() {
         user: "ann".into(),
         password: Secret::new(PASSWORD),
     };
-    let (mut first, token) = welcomed(&server, register).await;
-    let (mut second, _) = welcomed(&server, ClientMsg::Resume { token }).await;
+    let (mut first, token) = server.welcomed(register).await;
+    let (mut second, _) = server.welcomed(ClientMsg::Resume { token }).await;
     let login = ClientMsg::Login {
         user: "ann".into(),
         password: Secret::new(PASSWORD),
     };
-    let (mut other_session, _) = welcomed(&server, login).await;
+    let (mut other_session, _) = server.welcomed(login).await;
     second.send(&ClientMsg::Logout {}).await;
-    assert_eq!(
-        bye_within_a_second(&mut second).await,
-        Some(ByeReason::Logout)
-    );
-    assert_eq!(
-        bye_within_a_second(&mut first).await,
-        Some(ByeReason::Revoked)
-    );
+    assert_eq!(second.bye_within_a_second().await, Some(ByeReason::Logout));
+    assert_eq!(first.bye_within_a_second().await, Some(ByeReason::Revoked));
     // Another session of the same user goes on.
     assert_eq!(other_session.ask(1, "still here").await, ["still here"]);
     server.stop().await;
@@ -582,7 +543,7 @@ async fn names_that_look_alike_are_one_user_or_refused() {
         user: user.into(),
         password: Secret::new(PASSWORD),
     };
-    welcomed(&server, register("victim")).await;
+    server.welcomed(register("victim")).await;
     let variants = [
         ("Victim", ErrorCode::NameTaken),
         ("VICTIM", ErrorCode::NameTaken),
@@ -613,7 +574,7 @@ async fn names_that_look_alike_are_one_user_or_refused() {
         user: "ＶＩＣＴＩＭ".into(),
         password: Secret::new(PASSWORD),
     };
-    let (mut client, _) = welcomed(&server, login).await;
+    let (mut client, _) = server.welcomed(login).await;
     assert!(client.ask(1, "/whoami").await[0].starts_with("you are victim,"));
     server.stop().await;
 }

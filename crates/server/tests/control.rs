@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
+use std::{os::unix::fs::PermissionsExt, path::Path};
 
-use common::{TestClient, TestServer, auth_config, test_config};
-use echo_proto::{ByeReason, ClientMsg, Secret, ServerMsg};
+use common::{TestServer, auth_config, test_config};
+use echo_proto::{ByeReason, ClientMsg, Secret};
 use echo_server::control::{self, CONTROL_SOCKET, ControlRequest};
 
 const PASSWORD: &str = "correct horse battery";
@@ -19,30 +19,6 @@ async fn ask(dir: &Path, request: ControlRequest) -> Result<String, String> {
     tokio::task::spawn_blocking(move || control::request(&dir, &request))
         .await
         .unwrap()
-}
-
-async fn bye_within_a_second(client: &mut TestClient) -> Option<ByeReason> {
-    let wait = async {
-        loop {
-            match client.try_recv().await {
-                Some(ServerMsg::Bye { reason }) => return Some(reason),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(1), wait)
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn logged_in(server: &TestServer, msg: ClientMsg) -> TestClient {
-    let mut client = server.connect_raw().await;
-    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
-    client.send(&msg).await;
-    assert!(matches!(client.recv().await, ServerMsg::Welcome { .. }));
-    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +60,7 @@ async fn clients_lists_connections_and_kick_ends_them() {
     )
     .await;
     assert!(kicked.unwrap().ends_with("kicked"));
-    assert_eq!(bye_within_a_second(&mut ann).await, Some(ByeReason::Kicked));
+    assert_eq!(ann.bye_within_a_second().await, Some(ByeReason::Kicked));
     let by_user = ControlRequest::Kick {
         id: None,
         user: Some("bob".into()),
@@ -93,7 +69,7 @@ async fn clients_lists_connections_and_kick_ends_them() {
         ask(&dir, by_user).await.unwrap(),
         "1 connection(s) of bob kicked"
     );
-    assert_eq!(bye_within_a_second(&mut bob).await, Some(ByeReason::Kicked));
+    assert_eq!(bob.bye_within_a_second().await, Some(ByeReason::Kicked));
     let missing = ControlRequest::Kick {
         id: Some("00000000".into()),
         user: None,
@@ -120,19 +96,16 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
         user: "ann".into(),
         password: Secret::new(PASSWORD),
     };
-    let mut first = logged_in(&server, login.clone()).await;
+    let (mut first, _) = server.welcomed(login.clone()).await;
     // A revocation ends the live connections it covers.
     let revoke = ControlRequest::SessionRevoke { user: "ANN".into() };
     assert_eq!(
         ask(&dir, revoke).await.unwrap(),
         "1 session(s) of ann revoked"
     );
-    assert_eq!(
-        bye_within_a_second(&mut first).await,
-        Some(ByeReason::Revoked)
-    );
+    assert_eq!(first.bye_within_a_second().await, Some(ByeReason::Revoked));
     // So does a new password.
-    let mut second = logged_in(&server, login).await;
+    let mut second = server.welcomed(login).await.0;
     let passwd = ControlRequest::UserPasswd {
         name: "ann".into(),
         password: Secret::new("another horse battery"),
@@ -143,10 +116,7 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
             .unwrap()
             .contains("password of ann changed")
     );
-    assert_eq!(
-        bye_within_a_second(&mut second).await,
-        Some(ByeReason::Revoked)
-    );
+    assert_eq!(second.bye_within_a_second().await, Some(ByeReason::Revoked));
     let listed = ask(&dir, ControlRequest::UserList).await.unwrap();
     assert!(listed.starts_with("ann\tcreated "), "{listed}");
     server.stop().await;

@@ -103,6 +103,18 @@ impl TestServer {
         }
     }
 
+    /// Connects in authentication mode, sends `msg` and expects `welcome`;
+    /// returns the client and its token.
+    pub async fn welcomed(&self, msg: ClientMsg) -> (TestClient, echo_proto::Secret) {
+        let mut client = self.connect_raw().await;
+        assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+        client.send(&msg).await;
+        match client.recv().await {
+            ServerMsg::Welcome { token, .. } => (client, token),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
     /// Connects and reads the `hello` (nothing more).
     pub async fn connect_raw(&self) -> TestClient {
         let stream = TcpStream::connect(self.addr).await.unwrap();
@@ -211,6 +223,23 @@ impl TestClient {
             .await
             .unwrap()
             .expect("server closed the connection")
+    }
+
+    /// Reads until `bye`, for at most a second: its reason, or `None`.
+    pub async fn bye_within_a_second(&mut self) -> Option<echo_proto::ByeReason> {
+        let wait = async {
+            loop {
+                match self.try_recv().await {
+                    Some(ServerMsg::Bye { reason }) => return Some(reason),
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), wait)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next frame, or `None` once the server has closed.

@@ -8,6 +8,7 @@ use std::{
 
 use clap::Args;
 use echo_proto::Mode;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::{
@@ -86,6 +87,8 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// Where to serve `/metrics` and `/healthz` (HOST:PORT), if anywhere.
     pub metrics_addr: Option<String>,
+    /// Balancers whose connections start with a PROXY header.
+    pub proxy_protocol_from: Vec<IpNet>,
 }
 
 /// The config file (`--config FILE`, TOML). Every key is optional; unknown
@@ -123,6 +126,7 @@ pub struct FileConfig {
     password_workers: Option<usize>,
     pid_file: Option<PathBuf>,
     metrics_addr: Option<String>,
+    proxy_protocol_from: Option<Vec<IpNet>>,
 }
 
 /// Flags of `echo-server` (and of `echo-server run`).
@@ -176,6 +180,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP on HOST:PORT [default: off]
     #[arg(long, value_name = "HOST:PORT", env = "ECHO_SERVER_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// A balancer (CIDR, e.g. 127.0.0.1/32) whose connections start with a PROXY protocol header (v1 or v2); repeat for several [default: none]
+    #[arg(long, value_name = "CIDR")]
+    pub proxy_protocol_from: Vec<IpNet>,
 }
 
 /// A config file that could not be used.
@@ -235,6 +242,7 @@ impl Default for ServerConfig {
             daemon: false,
             pid_file: None,
             metrics_addr: None,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -308,6 +316,11 @@ impl ServerConfig {
             daemon: args.daemon,
             pid_file: args.pid_file.clone().or(file.pid_file),
             metrics_addr: args.metrics_addr.clone().or(file.metrics_addr),
+            proxy_protocol_from: if args.proxy_protocol_from.is_empty() {
+                file.proxy_protocol_from.unwrap_or(d.proxy_protocol_from)
+            } else {
+                args.proxy_protocol_from.clone()
+            },
         };
         config.validate()?;
         Ok(config)

@@ -90,7 +90,13 @@ impl<S: UserStore> Listener<S> {
 
     fn admit(&self, stream: TcpStream, addr: SocketAddr) {
         let id = ConnectionId::random();
-        let span = info_span!("conn", %id, peer = %addr, user = tracing::field::Empty);
+        let span = info_span!(
+            "conn",
+            %id,
+            peer = tracing::field::Empty,
+            via = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
         let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
         let task = connection(
             Arc::clone(&self.ctx),
@@ -121,11 +127,21 @@ async fn connection<S: UserStore>(
     };
     let (stream, peer) = match ctx.acceptor.prepare(tcp, addr, deadline, &shutdown).await {
         Ok(prepared) => prepared,
+        Err(err) if err.is_notable() => {
+            warn!(%addr, error = %err, "closed before the first frame");
+            return;
+        }
         Err(err) => {
-            debug!(error = %err, "dropped before the first frame");
+            debug!(%addr, error = %err, "dropped before the first frame");
             return;
         }
     };
+    // The real client, once the transport step knows it.
+    let span = tracing::Span::current();
+    span.record("peer", tracing::field::display(peer.addr));
+    if let Some(via) = peer.via {
+        span.record("via", tracing::field::display(via));
+    }
     let Some(permit) = permit else {
         warn!("refused: connection limit reached");
         ctx.metrics.refused("busy");

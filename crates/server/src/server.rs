@@ -115,13 +115,14 @@ impl<S: UserStore> Server<S> {
                 stop_side_tasks.clone(),
             ))
         });
+        let acceptor = Acceptor::new(config.proxy_protocol_from.clone());
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {
             sources,
             config,
             auth,
             metrics: Arc::clone(&metrics),
-            acceptor: Acceptor::default(),
+            acceptor,
             clients,
         });
         let stop_http = stop_side_tasks.clone();

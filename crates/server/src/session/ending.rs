@@ -27,6 +27,9 @@ pub(crate) enum Ending {
     Revoked,
     /// An operator kicked the connection: `bye {kicked}`.
     Kicked,
+    /// A PROXY header from an address not trusted to send one: closed
+    /// without a word.
+    UntrustedProxy,
     /// A protocol violation: a fatal `error` frame.
     Violation { code: ErrorCode, message: String },
 }
@@ -55,7 +58,8 @@ impl Ending {
             Ending::ClientLeft
             | Ending::Lost(_)
             | Ending::WriteTimedOut
-            | Ending::OutputOverLimit { .. } => return None,
+            | Ending::OutputOverLimit { .. }
+            | Ending::UntrustedProxy => return None,
         };
         Some(ServerMsg::Bye { reason })
     }
@@ -89,6 +93,9 @@ impl fmt::Display for Ending {
             Ending::TooManyAttempts => f.write_str("too many failed attempts"),
             Ending::Revoked => f.write_str("session revoked"),
             Ending::Kicked => f.write_str("kicked by an operator"),
+            Ending::UntrustedProxy => {
+                f.write_str("PROXY header from an address not in proxy_protocol_from")
+            }
             Ending::Violation { code, message } => {
                 write!(f, "protocol violation ({code:?}): {message}")
             }

@@ -37,6 +37,7 @@ use crate::{
     live::{StopReason, Stopper},
     logging::{MAX_LOGGED_ERROR, shown_max},
     metrics::Metrics,
+    transport::looks_like_proxy_header,
 };
 
 /// Time allowed for the last frame of a connection (`bye` or a fatal
@@ -177,6 +178,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             None => Err(Ending::ClientLeft),
             Some(Ok(payload)) => Ok(payload),
             Some(Err(ProtoError::Io(err))) => Err(Ending::Lost(err)),
+            Some(Err(ProtoError::FrameTooLarge { len, .. })) if looks_like_proxy_header(len) => {
+                Err(Ending::UntrustedProxy)
+            }
             Some(Err(err)) => Err(Ending::Violation {
                 code: err.code(),
                 message: err.to_string(),

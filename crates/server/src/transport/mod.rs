@@ -10,7 +10,13 @@
 //! never boxed). Everything above works on any
 //! `AsyncRead + AsyncWrite + Unpin + Send` stream.
 
+mod proxy;
+
 use std::{fmt, io, net::SocketAddr, time::Duration};
+
+use ipnet::IpNet;
+use proxy::ProxyError;
+pub(crate) use proxy::looks_like_proxy_header;
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -43,11 +49,13 @@ pub struct Peer {
     pub via: Option<SocketAddr>,
 }
 
-/// Prepares accepted connections. It holds what the transport step needs
-/// (today nothing: TCP as it is; the TLS configuration and the addresses
-/// trusted to send PROXY headers come here).
+/// Prepares accepted connections: reads the PROXY header of a trusted
+/// balancer's (then a TLS handshake will go here).
 #[derive(Debug, Default)]
-pub(crate) struct Acceptor {}
+pub(crate) struct Acceptor {
+    /// Addresses whose connections start with a PROXY header.
+    proxies: Vec<IpNet>,
+}
 
 /// Why a connection was dropped before its first frame.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +69,17 @@ pub(crate) enum TransportError {
     /// The connection failed.
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// A trusted balancer's PROXY header was missing or malformed.
+    #[error("{0}")]
+    Proxy(#[from] ProxyError),
+}
+
+impl TransportError {
+    /// Whether an operator should hear of it (a balancer misbehaving), not
+    /// just a client going away.
+    pub(crate) fn is_notable(&self) -> bool {
+        matches!(self, TransportError::Proxy(_))
+    }
 }
 
 impl ConnectionId {
@@ -99,6 +118,12 @@ impl fmt::Display for Peer {
 }
 
 impl Acceptor {
+    /// An acceptor that expects a PROXY header from the balancers in
+    /// `proxies` (`proxy_protocol_from`).
+    pub(crate) fn new(proxies: Vec<IpNet>) -> Self {
+        Self { proxies }
+    }
+
     /// Prepares `tcp`, accepted from `addr`, by `deadline`.
     pub(crate) async fn prepare(
         &self,
@@ -110,7 +135,16 @@ impl Acceptor {
         if let Err(err) = tcp.set_nodelay(true) {
             warn!(error = %err, "cannot set TCP_NODELAY");
         }
-        let steps = async move { Ok::<_, TransportError>((tcp, Peer::direct(addr))) };
+        let trusted = self.proxies.iter().any(|net| net.contains(&addr.ip()));
+        let steps = async move {
+            let mut tcp = tcp;
+            let peer = if trusted {
+                proxy::read_header(&mut tcp, addr).await?
+            } else {
+                Peer::direct(addr)
+            };
+            Ok::<_, TransportError>((tcp, peer))
+        };
         tokio::select! {
             biased;
             () = shutdown.cancelled() => Err(TransportError::Shutdown),

@@ -204,6 +204,15 @@ mod terminal {
         client.flush()
     }
 
+    /// Answers a hidden question once it is fully asked: the terminal is
+    /// switched to no-echo after the prompt is printed, and that switch
+    /// drops what was typed before it, so give it a moment.
+    fn secret(client: &mut PtySession, prompt: &str, text: &str) {
+        client.exp_string(prompt).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        enter(client, text).unwrap();
+    }
+
     fn spawn(args: &[&str], dir: &Path) -> PtySession {
         let mut command = Command::new(CLIENT);
         command
@@ -245,10 +254,8 @@ mod terminal {
         enter(&mut client, "r").unwrap();
         client.exp_string("User: ").unwrap();
         enter(&mut client, "hana").unwrap();
-        client.exp_string("Password").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
-        client.exp_string("Password again").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
+        secret(&mut client, "Password: ", PASSWORD);
+        secret(&mut client, "Password again: ", PASSWORD);
         client.exp_string("Welcome, hana.").unwrap();
         client.exp_string("> ").unwrap();
         enter(&mut client, "/repeat 4 ping").unwrap();
@@ -298,8 +305,7 @@ mod terminal {
         enter(&mut client, "").unwrap();
         client.exp_string("User [ivan]: ").unwrap();
         enter(&mut client, "").unwrap();
-        client.exp_string("Password").unwrap();
-        enter(&mut client, "wrong wrong wrong").unwrap();
+        secret(&mut client, "Password: ", "wrong wrong wrong");
         client
             .exp_string("wrong user name or password (4 attempt(s) left)")
             .unwrap();
@@ -309,8 +315,7 @@ mod terminal {
         enter(&mut client, "l").unwrap();
         client.exp_string("User [ivan]: ").unwrap();
         enter(&mut client, "").unwrap();
-        client.exp_string("Password").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
+        secret(&mut client, "Password: ", PASSWORD);
         client.exp_string("Welcome, ivan.").unwrap();
         enter(&mut client, "/quit").unwrap();
         client.exp_eof().unwrap();
@@ -380,10 +385,8 @@ mod terminal {
         enter(&mut client, "r").unwrap();
         client.exp_string("User: ").unwrap();
         enter(&mut client, "slow").unwrap();
-        client.exp_string("Password: ").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
-        client.exp_string("Password again: ").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
+        secret(&mut client, "Password: ", PASSWORD);
+        secret(&mut client, "Password again: ", PASSWORD);
         client
             .exp_string("The server stopped waiting for an answer; connecting again.")
             .unwrap();
@@ -393,10 +396,8 @@ mod terminal {
         enter(&mut client, "r").unwrap();
         client.exp_string("User: ").unwrap();
         enter(&mut client, "slow").unwrap();
-        client.exp_string("Password: ").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
-        client.exp_string("Password again: ").unwrap();
-        enter(&mut client, PASSWORD).unwrap();
+        secret(&mut client, "Password: ", PASSWORD);
+        secret(&mut client, "Password again: ", PASSWORD);
         client.exp_string("Welcome, slow.").unwrap();
         enter(&mut client, "/quit").unwrap();
         client.exp_eof().unwrap();

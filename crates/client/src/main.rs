@@ -1,5 +1,6 @@
 //! `echo-client`: a REPL on a terminal, a pipe for scripts. See the README.
 
+mod history;
 mod pipe;
 mod repl;
 

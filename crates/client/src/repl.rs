@@ -2,11 +2,9 @@
 //! with history that prints every server frame the moment it arrives, also
 //! while the user is typing.
 
-use std::{
-    fs::OpenOptions,
-    io::{self, Write},
-    path::{Path, PathBuf},
-};
+use std::io::{self, Write};
+
+use crate::history::{HISTORY_LINES, History};
 
 use echo_client::{
     AuthRequest, ClientError, Connection, Credentials, Established, Incoming, TokenJar,
@@ -15,9 +13,6 @@ use echo_client::{
 };
 use echo_proto::{ClientMsg, ErrorCode, Mode, Secret, ServerMsg};
 use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
-
-/// Lines of history kept.
-const HISTORY_LINES: usize = 1000;
 
 /// Commands the client handles itself.
 const CLIENT_COMMANDS: &[(&str, &str)] = &[
@@ -345,43 +340,6 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
     };
     let _ = writeln!(out, "{line}");
     true
-}
-
-/// The history file: one line per entry, appended as lines are entered.
-struct History {
-    path: PathBuf,
-}
-
-impl History {
-    fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_owned(),
-        }
-    }
-
-    fn load(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let skip = lines.len().saturating_sub(HISTORY_LINES);
-        lines.into_iter().skip(skip).collect()
-    }
-
-    /// Best effort: a history that cannot be written is not worth stopping
-    /// the conversation for.
-    fn append(&self, line: &str) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Ok(mut file) = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)
-        {
-            let _ = writeln!(file, "{line}");
-        }
-    }
 }
 
 fn terminal_error(err: impl std::fmt::Display) -> ClientError {

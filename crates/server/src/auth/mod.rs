@@ -6,7 +6,9 @@
 //! - [`passwords`]: Argon2id hashing and the rules for new passwords.
 //! - [`tokens`]: fresh session tokens.
 //! - [`ledger`]: attempt limits per account and per address, behind a seam.
+//! - `identity.rs`: names by address (identification, the suggested user).
 
+mod identity;
 pub mod ledger;
 pub mod passwords;
 pub mod tokens;
@@ -28,8 +30,6 @@ use crate::{clock::Clock, live::LiveSessions, logging::shown, metrics::Metrics};
 
 /// Failed attempts one connection may make before `bye`.
 pub const ATTEMPTS_PER_CONNECTION: u32 = 5;
-/// How often a returning address's last visit is written down.
-const IDENTITY_REFRESH_SECS: u64 = 86_400;
 
 /// Identifies and authenticates clients over a store: a cheap `Clone`.
 #[derive(Debug, Clone)]
@@ -93,72 +93,6 @@ impl<S: UserStore> Authenticator<S> {
     /// The clock everything here reads.
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
-    }
-
-    /// Identification (lab task 5): the name known for `ip`, if any. A
-    /// known address's visit is recorded at most once a day, so a returning
-    /// client costs no store write.
-    pub async fn known_name(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
-        let now = self.clock.now();
-        let Some(known) = self.store.identity(ip, now).await? else {
-            return Ok(None);
-        };
-        self.record_visit(ip, &known.name, Some(known.seen), now)
-            .await;
-        Ok(Some(known.name))
-    }
-
-    /// Remembers the name a new address gave; returns it as stored.
-    pub async fn name_address(&self, ip: IpAddr, name: &str) -> Result<String, Refusal> {
-        let name = validate_name(name).map_err(|reason| Refusal {
-            code: ErrorCode::InvalidName,
-            message: reason,
-            counts: false,
-        })?;
-        let now = self.clock.now();
-        match self.store.remember_identity(ip, &name, now).await {
-            Ok(()) => Ok(name),
-            Err(err) => {
-                error!(error = %err, "cannot store a name");
-                Err(Refusal {
-                    code: ErrorCode::Internal,
-                    message: "the server could not save the name; try again".into(),
-                    counts: false,
-                })
-            }
-        }
-    }
-
-    /// The user last authenticated from `ip`, offered in `ask_auth`.
-    pub async fn suggested_user(&self, ip: IpAddr) -> Option<String> {
-        match self.store.identity(ip, self.clock.now()).await {
-            Ok(known) => known.map(|identity| identity.name),
-            Err(err) => {
-                warn!(error = %err, "cannot look up this address");
-                None
-            }
-        }
-    }
-
-    /// After `welcome`: the next connection from `ip` is offered `user`.
-    pub async fn remember_user(&self, ip: IpAddr, user: &str) {
-        let now = self.clock.now();
-        let last_seen = match self.store.identity(ip, now).await {
-            Ok(Some(known)) if known.name == user => Some(known.seen),
-            _ => None,
-        };
-        self.record_visit(ip, user, last_seen, now).await;
-    }
-
-    /// Remembers `name` for `ip`, unless it was already remembered for it
-    /// (`last_seen`) less than a day ago.
-    async fn record_visit(&self, ip: IpAddr, name: &str, last_seen: Option<u64>, now: u64) {
-        if last_seen.is_some_and(|seen| now.saturating_sub(seen) < IDENTITY_REFRESH_SECS) {
-            return;
-        }
-        if let Err(err) = self.store.remember_identity(ip, name, now).await {
-            warn!(error = %err, "cannot record this address's name");
-        }
     }
 
     /// `resume`: rotates the token if it is the current one of a live chain.

@@ -6,7 +6,9 @@ use std::{
     time::Duration,
 };
 
-use clap::Args;
+mod args;
+
+pub use args::RunArgs;
 use echo_proto::Mode;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -127,62 +129,6 @@ pub struct FileConfig {
     pid_file: Option<PathBuf>,
     metrics_addr: Option<String>,
     proxy_protocol_from: Option<Vec<IpNet>>,
-}
-
-/// Flags of `echo-server` (and of `echo-server run`).
-#[derive(Debug, Default, Clone, Args)]
-pub struct RunArgs {
-    /// Address to listen on [default: 127.0.0.1]
-    #[arg(long, env = "ECHO_SERVER_HOST")]
-    pub host: Option<String>,
-    /// Port to try first; if busy, the next free one is used [default: 13131]
-    #[arg(long, env = "ECHO_SERVER_PORT")]
-    pub port: Option<u16>,
-    /// TOML config file (see config/server.toml)
-    #[arg(long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
-    /// `ident` (identify clients by IP) or `auth` (passwords and tokens) [default: auth]
-    #[arg(long, value_parser = parse_mode)]
-    pub mode: Option<Mode>,
-    /// Directory of the user store [default: data]
-    #[arg(long, value_name = "DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// Directory of the rotating log files [default: logs]
-    #[arg(long, value_name = "DIR")]
-    pub log_dir: Option<PathBuf>,
-    /// `text` or `json` (one JSON object per line, for log shippers) [default: text]
-    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
-    pub log_format: Option<LogFormat>,
-    /// Connections served at once; more are refused with server_busy [default: 1024]
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Connections one address (IPv6: one /64) may hold; more are refused with too_many_connections [default: 256]
-    #[arg(long, value_name = "N")]
-    pub max_connections_per_ip: Option<usize>,
-    /// Connections from one address still in the handshake at once [default: 32]
-    #[arg(long, value_name = "N")]
-    pub max_handshakes_per_ip: Option<usize>,
-    /// Seconds a client has to identify or authenticate [default: 30]
-    #[arg(long, value_name = "SECONDS")]
-    pub handshake_timeout: Option<u64>,
-    /// Seconds an established session may stay silent [default: 300]
-    #[arg(long, value_name = "SECONDS")]
-    pub idle_timeout: Option<u64>,
-    /// Seconds shutdown waits for connections to close [default: 5]
-    #[arg(long, value_name = "SECONDS")]
-    pub drain_timeout: Option<u64>,
-    /// Detach from the terminal once listening
-    #[arg(long)]
-    pub daemon: bool,
-    /// Write the process id to FILE
-    #[arg(long, value_name = "FILE")]
-    pub pid_file: Option<PathBuf>,
-    /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP on HOST:PORT [default: off]
-    #[arg(long, value_name = "HOST:PORT", env = "ECHO_SERVER_METRICS_ADDR")]
-    pub metrics_addr: Option<String>,
-    /// A balancer (CIDR, e.g. 127.0.0.1/32) whose connections start with a PROXY protocol header (v1 or v2); repeat for several [default: none]
-    #[arg(long, value_name = "CIDR")]
-    pub proxy_protocol_from: Vec<IpNet>,
 }
 
 /// A config file that could not be used.
@@ -403,21 +349,5 @@ impl FileConfig {
     /// Parses config text; the error says what is wrong and where.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|err| err.to_string())
-    }
-}
-
-fn parse_log_format(text: &str) -> Result<LogFormat, String> {
-    match text {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err(format!("unknown log format {text:?}: use text or json")),
-    }
-}
-
-fn parse_mode(text: &str) -> Result<Mode, String> {
-    match text {
-        "ident" => Ok(Mode::Ident),
-        "auth" => Ok(Mode::Auth),
-        _ => Err(format!("unknown mode {text:?}: use ident or auth")),
     }
 }

@@ -1,0 +1,84 @@
+//! The authenticator's side of identification (lab task 5): names by
+//! address, and the user offered to an address in `ask_auth`.
+
+use std::net::IpAddr;
+
+use echo_proto::ErrorCode;
+use tracing::{error, warn};
+
+use super::{Authenticator, Refusal};
+use crate::{
+    names::validate_name,
+    store::{StoreError, UserStore},
+};
+
+/// How often a returning address's last visit is written down.
+const IDENTITY_REFRESH_SECS: u64 = 86_400;
+
+impl<S: UserStore> Authenticator<S> {
+    /// Identification (lab task 5): the name known for `ip`, if any. A
+    /// known address's visit is recorded at most once a day, so a returning
+    /// client costs no store write.
+    pub async fn known_name(&self, ip: IpAddr) -> Result<Option<String>, StoreError> {
+        let now = self.clock.now();
+        let Some(known) = self.store.identity(ip, now).await? else {
+            return Ok(None);
+        };
+        self.record_visit(ip, &known.name, Some(known.seen), now)
+            .await;
+        Ok(Some(known.name))
+    }
+
+    /// Remembers the name a new address gave; returns it as stored.
+    pub async fn name_address(&self, ip: IpAddr, name: &str) -> Result<String, Refusal> {
+        let name = validate_name(name).map_err(|reason| Refusal {
+            code: ErrorCode::InvalidName,
+            message: reason,
+            counts: false,
+        })?;
+        let now = self.clock.now();
+        match self.store.remember_identity(ip, &name, now).await {
+            Ok(()) => Ok(name),
+            Err(err) => {
+                error!(error = %err, "cannot store a name");
+                Err(Refusal {
+                    code: ErrorCode::Internal,
+                    message: "the server could not save the name; try again".into(),
+                    counts: false,
+                })
+            }
+        }
+    }
+
+    /// The user last authenticated from `ip`, offered in `ask_auth`.
+    pub async fn suggested_user(&self, ip: IpAddr) -> Option<String> {
+        match self.store.identity(ip, self.clock.now()).await {
+            Ok(known) => known.map(|identity| identity.name),
+            Err(err) => {
+                warn!(error = %err, "cannot look up this address");
+                None
+            }
+        }
+    }
+
+    /// After `welcome`: the next connection from `ip` is offered `user`.
+    pub async fn remember_user(&self, ip: IpAddr, user: &str) {
+        let now = self.clock.now();
+        let last_seen = match self.store.identity(ip, now).await {
+            Ok(Some(known)) if known.name == user => Some(known.seen),
+            _ => None,
+        };
+        self.record_visit(ip, user, last_seen, now).await;
+    }
+
+    /// Remembers `name` for `ip`, unless it was already remembered for it
+    /// (`last_seen`) less than a day ago.
+    async fn record_visit(&self, ip: IpAddr, name: &str, last_seen: Option<u64>, now: u64) {
+        if last_seen.is_some_and(|seen| now.saturating_sub(seen) < IDENTITY_REFRESH_SECS) {
+            return;
+        }
+        if let Err(err) = self.store.remember_identity(ip, name, now).await {
+            warn!(error = %err, "cannot record this address's name");
+        }
+    }
+}

@@ -1,5 +1,8 @@
 //! `echo-server`: parses flags, sets up logging and calls
-//! [`echo_server::run`]. See the README for usage.
+//! [`echo_server::run`]; `admin_cli.rs` holds the administration commands.
+//! See the README for usage.
+
+mod admin_cli;
 
 use std::{
     io::{self, IsTerminal, Write},
@@ -7,17 +10,15 @@ use std::{
     sync::Arc,
 };
 
+use admin_cli::{Admin, administer};
 use anyhow::Context;
 use clap::Parser;
-use clap::Subcommand;
 use echo_prompt::EnvCheck;
-use echo_proto::Secret;
 use echo_server::{
-    Server, ServerConfig, admin, bind_with_fallback,
-    clock::{Clock, SystemClock},
+    Server, ServerConfig, bind_with_fallback,
+    clock::SystemClock,
     config::{FileConfig, RunArgs},
-    control::{self, ControlRequest},
-    daemon,
+    control, daemon,
     logging::LogSetup,
     store::{self, Store, StoreError},
 };
@@ -34,54 +35,6 @@ struct Cli {
     admin: Option<Admin>,
     #[command(flatten)]
     run: RunArgs,
-}
-
-/// Work on the store of a server that is not running.
-#[derive(Debug, Subcommand)]
-enum Admin {
-    /// Manage users (passwords are read from a hidden prompt, or from the
-    /// first line of standard input when it is not a terminal)
-    #[command(subcommand)]
-    User(UserCommand),
-    /// Manage session tokens
-    #[command(subcommand)]
-    Session(SessionCommand),
-    /// List the live connections of the running server (id, peer, user,
-    /// state, connected since, messages served)
-    Clients {
-        /// One JSON array, for scripts
-        #[arg(long)]
-        json: bool,
-    },
-    /// End live connections of the running server with `bye {kicked}`
-    Kick {
-        /// The connection id (as in `clients` and the log)
-        #[arg(required_unless_present = "user", conflicts_with = "user")]
-        id: Option<String>,
-        /// Every connection of this user
-        #[arg(long, value_name = "NAME")]
-        user: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum UserCommand {
-    /// Add a user
-    Add { name: String },
-    /// List the users
-    List,
-    /// Remove a user and their sessions
-    Remove { name: String },
-    /// Change a user's password (revokes their sessions)
-    Passwd { name: String },
-}
-
-#[derive(Debug, Subcommand)]
-enum SessionCommand {
-    /// List a user's live sessions
-    List { user: String },
-    /// Revoke all of a user's sessions
-    Revoke { user: String },
 }
 
 /// Files the process creates are never readable by others: log files come
@@ -318,69 +271,6 @@ async fn serve(
     }
     server.serve(listener, shutdown).await?;
     Ok(())
-}
-
-fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
-    let config = load_config(args, |_| Ok(None))?;
-    let request = match command {
-        Admin::User(UserCommand::Add { name }) => ControlRequest::UserAdd {
-            name,
-            password: read_password(true)?,
-        },
-        Admin::User(UserCommand::List) => ControlRequest::UserList,
-        Admin::User(UserCommand::Remove { name }) => ControlRequest::UserRemove { name },
-        Admin::User(UserCommand::Passwd { name }) => ControlRequest::UserPasswd {
-            name,
-            password: read_password(true)?,
-        },
-        Admin::Session(SessionCommand::List { user }) => ControlRequest::SessionList { user },
-        Admin::Session(SessionCommand::Revoke { user }) => ControlRequest::SessionRevoke { user },
-        Admin::Clients { json } => ControlRequest::Clients { json },
-        Admin::Kick { id, user } => ControlRequest::Kick { id, user },
-    };
-    let output = match open_store(&config) {
-        // No server holds the store: work on it here.
-        Ok(store) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let now = SystemClock.now();
-            let min = config.min_password_length;
-            runtime.block_on(control::run(&store, request, min, now, None))
-        }
-        // A server holds it: ask that server.
-        Err(StoreError::InUse { .. }) => control::request(&config.data_dir, &request),
-        Err(err) => return Err(err.into()),
-    }
-    .map_err(anyhow::Error::msg)?;
-    print!("{output}");
-    if !output.is_empty() && !output.ends_with('\n') {
-        println!();
-    }
-    Ok(())
-}
-
-/// A password from a hidden prompt (asked twice when `confirm`), or the
-/// first line of standard input when it is not a terminal. Never a flag:
-/// flags show up in `ps` and shell history.
-fn read_password(confirm: bool) -> Result<Secret, admin::AdminError> {
-    let refused =
-        |err: io::Error| admin::AdminError::Refused(format!("cannot read the password: {err}"));
-    if io::stdin().is_terminal() {
-        return echo_prompt::hidden("Password", confirm)
-            .map(Secret::new)
-            .map_err(refused);
-    }
-    let mut line = String::new();
-    io::stdin().read_line(&mut line).map_err(refused)?;
-    let password = line.trim_end_matches(['\n', '\r']);
-    if password.is_empty() {
-        return Err(admin::AdminError::Refused(
-            "no password on standard input".into(),
-        ));
-    }
-    Ok(Secret::new(password))
 }
 
 /// Asks for the port when standard input is a terminal; otherwise (a

@@ -1,0 +1,191 @@
+//! Certificate and key files (PEM), and self-signed certificates.
+
+use std::{fmt, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+use crate::TlsError;
+
+/// A certificate chain (the server's own first) and its private key.
+pub struct CertifiedPair {
+    /// The chain, the end-entity certificate first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of the first certificate.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for CertifiedPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertifiedPair")
+            .field("chain", &self.chain.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A freshly generated certificate and key, in PEM.
+pub struct SelfSigned {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl fmt::Debug for SelfSigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelfSigned")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl SelfSigned {
+    /// The pair the PEM holds.
+    pub fn pair(&self) -> Result<CertifiedPair, TlsError> {
+        pair_from_pem(self.cert_pem.as_bytes(), self.key_pem.as_bytes(), "generated")
+    }
+}
+
+/// Reads a PEM certificate chain and a PEM private key.
+pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedPair, TlsError> {
+    let read = |path: &Path| {
+        fs::read(path).map_err(|source| TlsError::File {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let chain = chain_from_pem(&read(cert)?, &cert.display().to_string())?;
+    let key_pem = read(key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| TlsError::Pem {
+        path: key.display().to_string(),
+        reason: format!("no private key ({})", pem_reason(&err)),
+    })?;
+    Ok(CertifiedPair { chain, key })
+}
+
+/// The certificates of a PEM file, in order; at least one.
+pub fn chain_from_pem(pem: &[u8], path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TlsError::Pem {
+            path: path.to_owned(),
+            reason: pem_reason(&err),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_owned(),
+            reason: "no certificate".into(),
+        });
+    }
+    Ok(chain)
+}
+
+fn pair_from_pem(cert: &[u8], key: &[u8], path: &str) -> Result<CertifiedPair, TlsError> {
+    let chain = chain_from_pem(cert, path)?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|err| TlsError::Pem {
+        path: path.to_owned(),
+        reason: pem_reason(&err),
+    })?;
+    Ok(CertifiedPair { chain, key })
+}
+
+/// Why PEM did not parse, without quoting it (a key file's content is a
+/// secret).
+fn pem_reason(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match err {
+        Error::NoItemsFound => "nothing in PEM form".into(),
+        Error::MissingSectionEnd { .. } => "a PEM section without its END line".into(),
+        Error::IllegalSectionStart { .. } => "a malformed BEGIN line".into(),
+        Error::Base64Decode(_) => "bad base64 in a PEM section".into(),
+        Error::Io(err) => err.to_string(),
+        _ => "malformed PEM".into(),
+    }
+}
+
+/// A self-signed certificate for `names` (host names and IP addresses)
+/// with a new ECDSA P-256 key.
+pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
+    let generate = |err: rcgen::Error| TlsError::Generate(err.to_string());
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(generate)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "echo-server");
+    let cert = params.self_signed(&key).map_err(generate)?;
+    Ok(SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Writes a generated pair: the certificate world-readable (0644), the key
+/// only for its owner (0600, created so, never there before).
+pub fn write_pair(pair: &SelfSigned, cert: &Path, key: &Path) -> Result<(), TlsError> {
+    let write = |path: &Path, mode: u32, text: &str| {
+        let file = |source| TlsError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(file)?;
+        out.write_all(text.as_bytes()).map_err(file)?;
+        out.sync_all().map_err(file)
+    };
+    write(key, 0o600, &pair.key_pem)?;
+    write(cert, 0o644, &pair.cert_pem)
+}
+
+/// A new certificate for `pair`'s key (a renewal keeps the fingerprint).
+#[cfg(test)]
+pub(crate) fn reissue(pair: &SelfSigned, names: &[String]) -> Result<SelfSigned, TlsError> {
+    let generate = |err: rcgen::Error| TlsError::Generate(err.to_string());
+    let key = rcgen::KeyPair::from_pem(&pair.key_pem).map_err(generate)?;
+    let params = rcgen::CertificateParams::new(names.to_vec()).map_err(generate)?;
+    let cert = params.self_signed(&key).map_err(generate)?;
+    Ok(SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: pair.key_pem.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_pair_loads_back_and_the_key_is_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let generated = self_signed(&["localhost".into(), "127.0.0.1".into()]).expect("gen");
+        write_pair(&generated, &cert, &key).expect("write");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&key).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let loaded = load_pair(&cert, &key).expect("load");
+        assert_eq!(loaded.chain.len(), 1);
+        assert!(!format!("{loaded:?} {generated:?}").contains("PRIVATE"));
+        // An existing key file is never overwritten.
+        assert!(write_pair(&generated, &cert, &key).is_err());
+    }
+
+    #[test]
+    fn bad_files_are_named_without_their_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        fs::write(&cert, "not a certificate").expect("write");
+        fs::write(&key, "secret stuff").expect("write");
+        let err = load_pair(&cert, &key).expect_err("bad cert").to_string();
+        assert!(err.contains("cert.pem") && err.contains("no certificate"), "{err}");
+        let generated = self_signed(&["localhost".into()]).expect("gen");
+        fs::write(&cert, &generated.cert_pem).expect("write");
+        let err = load_pair(&cert, &key).expect_err("bad key").to_string();
+        assert!(err.contains("key.pem") && !err.contains("secret"), "{err}");
+        let err = load_pair(&dir.path().join("none.pem"), &key).expect_err("missing");
+        assert!(err.to_string().contains("none.pem"));
+    }
+}

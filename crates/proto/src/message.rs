@@ -96,6 +96,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed internally (for example, its store could not write).
     Internal,
+    /// `login`, `register` or `resume` on a plain (not TLS) connection from
+    /// outside the loopback range: the server's protected mode.
+    TlsRequired,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -235,6 +238,7 @@ impl ErrorCode {
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::TlsRequired => "tls_required",
             ErrorCode::Other => "other",
         }
     }
@@ -258,6 +262,7 @@ impl ErrorCode {
         ErrorCode::TokenInvalid,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
+        ErrorCode::TlsRequired,
     ];
 }
 

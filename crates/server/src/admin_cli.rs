@@ -1,4 +1,5 @@
-//! `echo-server user …`, `session …`, `clients`, `kick`: the request built
+//! `echo-server user …`, `session …`, `clients`, `kick` (and `tls
+//! fingerprint`, which only reads the certificate): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
 
@@ -13,6 +14,7 @@ use echo_server::{
     config::RunArgs,
     control::{self, ControlRequest},
     store::StoreError,
+    tls::ServerTls,
 };
 
 /// Administration: on the store directly, or through a running server.
@@ -41,6 +43,16 @@ pub(crate) enum Admin {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
+    /// The server's TLS key
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Print the fingerprint of the server's TLS key (SHA256:..., as
+    /// OpenSSH prints host keys), to check the one a client shows
+    Fingerprint,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +78,13 @@ pub(crate) enum SessionCommand {
 pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
     let config = crate::load_config(args, |_| Ok(None))?;
     let request = match command {
+        Admin::Tls(TlsCommand::Fingerprint) => {
+            let tls = ServerTls::open(&config).context(
+                "cannot read the TLS certificate and key (without --tls-cert, a server started with --tls makes them in DATA_DIR/tls/)",
+            )?;
+            println!("{}", tls.fingerprint());
+            return Ok(());
+        }
         Admin::User(UserCommand::Add { name }) => ControlRequest::UserAdd {
             name,
             password: read_password(true)?,

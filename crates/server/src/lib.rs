@@ -32,6 +32,8 @@
 //!   exclusively.
 //! - [`admin`]: `echo-server user …` / `session …`; [`control`]: the same
 //!   (and `clients`, `kick`) on a running server, through its control socket.
+//! - [`tls`]: the server's certificate and key (given or generated), and
+//!   their reload on SIGHUP.
 //! - [`metrics`]: the Prometheus metrics, which `/stats` reads too;
 //!   `http`: the operator's port that serves them, and `/healthz`.
 
@@ -57,6 +59,7 @@ mod server;
 mod session;
 pub mod store;
 mod sync;
+pub mod tls;
 pub mod transport;
 
 pub use config::ServerConfig;

@@ -171,7 +171,8 @@ async fn connection<S: UserStore>(
             return;
         }
     };
-    let session = Session::new(stream, peer, id, ctx, shutdown, slot);
+    let secure = stream.is_tls();
+    let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
     if let Some(stream) = session.run(deadline, permit).await {
         close_gracefully(stream).await;
     }

@@ -21,6 +21,7 @@ use echo_server::{
     control, daemon,
     logging::LogSetup,
     store::{self, Store, StoreError},
+    tls::ServerTls,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -127,6 +128,12 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
         .with_format(config.log_format);
     let store = open_store(&config)?;
+    let tls = match config.tls {
+        true => Some(Arc::new(
+            ServerTls::prepare(&config).context("cannot set up TLS")?,
+        )),
+        false => None,
+    };
     // Bound now, before the server says it is listening.
     let control = control::bind(&config.data_dir);
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
@@ -137,7 +144,10 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let announcement = bound.announcement();
+    let mut announcement = bound.announcement();
+    if let Some(tls) = &tls {
+        announcement.push_str(&format!(" (TLS key {})", tls.fingerprint()));
+    }
 
     // Everything that can fail has been checked while the console is still
     // ours; from here on errors go to the log.
@@ -146,7 +156,12 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         daemon::detach().context("cannot detach")?;
     }
     let _log_guard = logs.install();
-    log_start(&config, args);
+    log_start(&config, args, tls.as_deref());
+    if !config.tls && config.allow_plaintext_auth {
+        warn!(
+            "allow_plaintext_auth is on: passwords and tokens from other machines cross the network in the clear; start with --tls instead"
+        );
+    }
     let control = match control {
         Ok(control) => Some(control),
         Err(err) => {
@@ -170,6 +185,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         main: bound.listener,
         metrics: metrics_listener,
         control,
+        tls,
     };
     let result = runtime.block_on(serve(&config, store, listeners, &announcement));
     if let Err(err) = &result {
@@ -183,7 +199,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// The first log line: what runs, and where its files are.
-fn log_start(config: &ServerConfig, args: &RunArgs) {
+fn log_start(config: &ServerConfig, args: &RunArgs, tls: Option<&ServerTls>) {
     let absolute = |path: &std::path::Path| {
         std::path::absolute(path)
             .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
@@ -197,6 +213,7 @@ fn log_start(config: &ServerConfig, args: &RunArgs) {
         data_dir = %absolute(&config.data_dir),
         log_dir = %absolute(&config.log_dir),
         config_file = config_file.as_deref().unwrap_or("none"),
+        tls = tls.map_or_else(|| "off".to_owned(), |tls| tls.fingerprint().to_string()),
         "echo-server starting"
     );
 }
@@ -214,6 +231,7 @@ struct Listeners {
     main: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
     control: Option<control::ControlSocket>,
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// A bound std listener, handed to the runtime.
@@ -235,6 +253,22 @@ async fn serve(
     }
     if let Some(metrics) = listeners.metrics {
         server = server.with_metrics_listener(tokio_listener(metrics)?);
+    }
+    if let Some(tls) = listeners.tls {
+        server = server.with_tls(Arc::clone(&tls));
+        let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(key) => info!(signal = "SIGHUP", %key, "TLS certificate reloaded"),
+                    Err(err) => error!(
+                        signal = "SIGHUP",
+                        error = %err,
+                        "TLS certificate not reloaded; still serving the previous one"
+                    ),
+                }
+            }
+        });
     }
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;

@@ -18,6 +18,7 @@ use crate::{
     listener::Listener,
     metrics::Metrics,
     store::{Timed, UserStore},
+    tls::ServerTls,
     transport::Acceptor,
 };
 
@@ -35,6 +36,7 @@ pub struct Server<S> {
     ledger: Option<Arc<dyn AttemptLedger>>,
     metrics_listener: Option<TcpListener>,
     control: Option<ControlSocket>,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl<S: UserStore> Server<S> {
@@ -48,6 +50,7 @@ impl<S: UserStore> Server<S> {
             ledger: None,
             metrics_listener: None,
             control: None,
+            tls: None,
         }
     }
 
@@ -73,6 +76,13 @@ impl<S: UserStore> Server<S> {
     /// Serves the admin commands on `socket` (see [`control::bind`]).
     pub fn with_control_socket(mut self, socket: ControlSocket) -> Self {
         self.control = Some(socket);
+        self
+    }
+
+    /// Speaks TLS with `tls`'s certificate (`--tls`); the caller keeps a
+    /// handle to reload it.
+    pub fn with_tls(mut self, tls: Arc<ServerTls>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -115,7 +125,7 @@ impl<S: UserStore> Server<S> {
                 stop_side_tasks.clone(),
             ))
         });
-        let acceptor = Acceptor::new(config.proxy_protocol_from.clone());
+        let acceptor = Acceptor::new(config.proxy_protocol_from.clone(), self.tls);
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {
             sources,

@@ -42,7 +42,11 @@ impl fmt::Debug for SelfSigned {
 impl SelfSigned {
     /// The pair the PEM holds.
     pub fn pair(&self) -> Result<CertifiedPair, TlsError> {
-        pair_from_pem(self.cert_pem.as_bytes(), self.key_pem.as_bytes(), "generated")
+        pair_from_pem(
+            self.cert_pem.as_bytes(),
+            self.key_pem.as_bytes(),
+            "generated",
+        )
     }
 }
 
@@ -180,7 +184,10 @@ mod tests {
         fs::write(&cert, "not a certificate").expect("write");
         fs::write(&key, "secret stuff").expect("write");
         let err = load_pair(&cert, &key).expect_err("bad cert").to_string();
-        assert!(err.contains("cert.pem") && err.contains("no certificate"), "{err}");
+        assert!(
+            err.contains("cert.pem") && err.contains("no certificate"),
+            "{err}"
+        );
         let generated = self_signed(&["localhost".into()]).expect("gen");
         fs::write(&cert, &generated.cert_pem).expect("write");
         let err = load_pair(&cert, &key).expect_err("bad key").to_string();

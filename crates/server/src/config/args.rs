@@ -63,6 +63,15 @@ pub struct RunArgs {
     /// A balancer (CIDR, e.g. 127.0.0.1/32) whose connections start with a PROXY protocol header (v1 or v2); repeat for several [default: none]
     #[arg(long, value_name = "CIDR")]
     pub proxy_protocol_from: Vec<IpNet>,
+    /// Speak TLS on the listening port (1.3 and 1.2) [default: off]
+    #[arg(long, env = "ECHO_SERVER_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls: bool,
+    /// The certificate chain (PEM) [default: DATA_DIR/tls/cert.pem, made self-signed on first start]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [default: DATA_DIR/tls/key.pem]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {

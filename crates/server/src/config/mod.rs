@@ -91,6 +91,14 @@ pub struct ServerConfig {
     pub metrics_addr: Option<String>,
     /// Balancers whose connections start with a PROXY header.
     pub proxy_protocol_from: Vec<IpNet>,
+    /// Whether the port speaks TLS.
+    pub tls: bool,
+    /// The certificate chain and key files (PEM); `None`: the generated
+    /// pair in `DATA_DIR/tls/`.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Whether passwords and tokens may cross a plain port from outside
+    /// the loopback range (off: `tls_required`).
+    pub allow_plaintext_auth: bool,
 }
 
 /// The config file (`--config FILE`, TOML). Every key is optional; unknown
@@ -129,6 +137,10 @@ pub struct FileConfig {
     pid_file: Option<PathBuf>,
     metrics_addr: Option<String>,
     proxy_protocol_from: Option<Vec<IpNet>>,
+    tls: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_plaintext_auth: Option<bool>,
 }
 
 /// A config file that could not be used.
@@ -189,6 +201,9 @@ impl Default for ServerConfig {
             pid_file: None,
             metrics_addr: None,
             proxy_protocol_from: Vec::new(),
+            tls: false,
+            tls_files: None,
+            allow_plaintext_auth: false,
         }
     }
 }
@@ -267,6 +282,20 @@ impl ServerConfig {
             } else {
                 args.proxy_protocol_from.clone()
             },
+            tls: args.tls || file.tls.unwrap_or(d.tls),
+            tls_files: match (
+                args.tls_cert.clone().or(file.tls_cert),
+                args.tls_key.clone().or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "tls_cert and tls_key go together: give both or neither".into(),
+                    ));
+                }
+            },
+            allow_plaintext_auth: file.allow_plaintext_auth.unwrap_or(d.allow_plaintext_auth),
         };
         config.validate()?;
         Ok(config)

@@ -2,7 +2,7 @@
 //! with a password, at most [`ATTEMPTS_PER_CONNECTION`] failures per
 //! connection. The authenticator decides; this step only speaks.
 
-use echo_proto::{ClientMsg, Message, ServerMsg};
+use echo_proto::{ClientMsg, ErrorCode, Message, ServerMsg};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     time::Instant,
@@ -14,6 +14,11 @@ use crate::{
     logging::shown,
     store::UserStore,
 };
+
+/// What protected mode tells a client that sent credentials in the clear.
+const TLS_REQUIRED: &str = "this server takes passwords and tokens from other machines only over TLS: \
+     connect with --tls if the server has it, or its operator can start it with --tls \
+     (or set allow_plaintext_auth = true to accept them in the clear)";
 
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Offers the ways in, naming the user last seen from this address
@@ -42,7 +47,20 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     ) -> Result<State, Ending> {
         let auth = &self.ctx.auth;
         let ip = self.peer.ip();
-        let (outcome, ask_again, way_in) = match self.wire.recv(deadline).await? {
+        let msg = self.wire.recv(deadline).await?;
+        if matches!(
+            msg,
+            ClientMsg::Resume { .. } | ClientMsg::Login { .. } | ClientMsg::Register { .. }
+        ) && !self.secure
+            && !self.ctx.config.allow_plaintext_auth
+            && !ip.to_canonical().is_loopback()
+        {
+            return Err(Ending::Violation {
+                code: ErrorCode::TlsRequired,
+                message: TLS_REQUIRED.to_owned(),
+            });
+        }
+        let (outcome, ask_again, way_in) = match msg {
             ClientMsg::Resume { token } => (auth.resume(&token).await, true, "resumed"),
             ClientMsg::Login { user, password } => {
                 (auth.login(&user, password, ip).await, false, "logged_in")

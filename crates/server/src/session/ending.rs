@@ -30,6 +30,9 @@ pub(crate) enum Ending {
     /// A PROXY header from an address not trusted to send one: closed
     /// without a word.
     UntrustedProxy,
+    /// A TLS ClientHello on a plain port: closed without a word (the client
+    /// could not read a frame).
+    TlsOnPlainPort,
     /// A protocol violation: a fatal `error` frame.
     Violation { code: ErrorCode, message: String },
 }
@@ -59,7 +62,8 @@ impl Ending {
             | Ending::Lost(_)
             | Ending::WriteTimedOut
             | Ending::OutputOverLimit { .. }
-            | Ending::UntrustedProxy => return None,
+            | Ending::UntrustedProxy
+            | Ending::TlsOnPlainPort => return None,
         };
         Some(ServerMsg::Bye { reason })
     }
@@ -96,6 +100,7 @@ impl fmt::Display for Ending {
             Ending::UntrustedProxy => {
                 f.write_str("PROXY header from an address not in proxy_protocol_from")
             }
+            Ending::TlsOnPlainPort => f.write_str("a TLS client on a plain port"),
             Ending::Violation { code, message } => {
                 write!(f, "protocol violation ({code:?}): {message}")
             }

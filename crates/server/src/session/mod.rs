@@ -45,6 +45,8 @@ use wire::{OutputLimits, Wire};
 pub(crate) struct Session<S, T> {
     wire: Wire<T>,
     peer: Peer,
+    /// Whether the connection is TLS (protected mode needs to know).
+    secure: bool,
     /// The connection's place in its source's limits.
     slot: SourceSlot,
     /// The connection's line in `echo-server clients`.
@@ -87,6 +89,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     pub(crate) fn new(
         stream: T,
         peer: Peer,
+        secure: bool,
         id: ConnectionId,
         ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
@@ -105,6 +108,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         Self {
             wire,
             peer,
+            secure,
             slot,
             listed,
             id,

@@ -37,7 +37,7 @@ use crate::{
     live::{StopReason, Stopper},
     logging::{MAX_LOGGED_ERROR, shown_max},
     metrics::Metrics,
-    transport::looks_like_proxy_header,
+    transport::{looks_like_proxy_header, looks_like_tls_record},
 };
 
 /// Time allowed for the last frame of a connection (`bye` or a fatal
@@ -180,6 +180,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Some(Err(ProtoError::Io(err))) => Err(Ending::Lost(err)),
             Some(Err(ProtoError::FrameTooLarge { len, .. })) if looks_like_proxy_header(len) => {
                 Err(Ending::UntrustedProxy)
+            }
+            Some(Err(ProtoError::FrameTooLarge { len, .. })) if looks_like_tls_record(len) => {
+                Err(Ending::TlsOnPlainPort)
             }
             Some(Err(err)) => Err(Ending::Violation {
                 code: err.code(),

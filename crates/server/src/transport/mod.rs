@@ -5,18 +5,21 @@
 //! the session speaks over and the [`Peer`] it speaks for, within the
 //! handshake deadline and raced against shutdown. This is where a PROXY
 //! protocol header is read (it carries the real client address, so the
-//! `Peer` is only known after it) and then a TLS handshake is made (the
-//! prepared stream then becomes an enum of plain and TLS, matched per poll,
-//! never boxed). Everything above works on any
+//! `Peer` is only known after it) and then, on a TLS port, the TLS
+//! handshake is made (`tls.rs`: the prepared [`Stream`] is an enum of plain
+//! and TLS, matched per poll). Everything above works on any
 //! `AsyncRead + AsyncWrite + Unpin + Send` stream.
 
 mod proxy;
+mod tls;
 
-use std::{fmt, io, net::SocketAddr, time::Duration};
+use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use proxy::ProxyError;
 pub(crate) use proxy::looks_like_proxy_header;
+use tls::TlsStepError;
+pub(crate) use tls::{Stream, looks_like_tls_record};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -26,13 +29,12 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::tls::ServerTls;
+
 /// Most bytes read and thrown away while waiting for the client to close.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 /// Time allowed for the client to close its side after our last frame.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The stream a session speaks over once the transport is prepared.
-pub(crate) type Stream = TcpStream;
 
 /// A connection's id in the log and in `/whoami`: 8 hex digits, random,
 /// short enough to read and to grep for.
@@ -50,11 +52,13 @@ pub struct Peer {
 }
 
 /// Prepares accepted connections: reads the PROXY header of a trusted
-/// balancer's (then a TLS handshake will go here).
+/// balancer's, then makes the TLS handshake on a TLS port.
 #[derive(Debug, Default)]
 pub(crate) struct Acceptor {
     /// Addresses whose connections start with a PROXY header.
     proxies: Vec<IpNet>,
+    /// The TLS identity, on a TLS port.
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// Why a connection was dropped before its first frame.
@@ -72,13 +76,16 @@ pub(crate) enum TransportError {
     /// A trusted balancer's PROXY header was missing or malformed.
     #[error("{0}")]
     Proxy(#[from] ProxyError),
+    /// The client did not speak TLS to a TLS port, or its handshake failed.
+    #[error("{0}")]
+    Tls(#[from] TlsStepError),
 }
 
 impl TransportError {
     /// Whether an operator should hear of it (a balancer misbehaving), not
     /// just a client going away.
     pub(crate) fn is_notable(&self) -> bool {
-        matches!(self, TransportError::Proxy(_))
+        matches!(self, TransportError::Proxy(_) | TransportError::Tls(_))
     }
 }
 
@@ -120,8 +127,8 @@ impl fmt::Display for Peer {
 impl Acceptor {
     /// An acceptor that expects a PROXY header from the balancers in
     /// `proxies` (`proxy_protocol_from`).
-    pub(crate) fn new(proxies: Vec<IpNet>) -> Self {
-        Self { proxies }
+    pub(crate) fn new(proxies: Vec<IpNet>, tls: Option<Arc<ServerTls>>) -> Self {
+        Self { proxies, tls }
     }
 
     /// Prepares `tcp`, accepted from `addr`, by `deadline`.
@@ -143,7 +150,11 @@ impl Acceptor {
             } else {
                 Peer::direct(addr)
             };
-            Ok::<_, TransportError>((tcp, peer))
+            let stream = match &self.tls {
+                Some(tls) => tls::accept(tls, tcp).await?,
+                None => Stream::Plain(tcp),
+            };
+            Ok::<_, TransportError>((stream, peer))
         };
         tokio::select! {
             biased;

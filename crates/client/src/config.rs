@@ -9,7 +9,10 @@ use std::{
 use clap::Args;
 use serde::Deserialize;
 
-use crate::{ClientError, TokenJar};
+use crate::{
+    ClientError, TokenJar,
+    tls::{TlsSettings, Trust},
+};
 
 pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
 
@@ -34,6 +37,27 @@ pub struct ClientArgs {
     /// Pipe mode: register the user instead of logging in
     #[arg(long)]
     pub register: bool,
+    /// Speak TLS to the server [default: off]
+    #[arg(long, env = "ECHO_CLIENT_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls: bool,
+    /// Trust only the CA in FILE (PEM), with the host name checked [default: the system's roots, then known_hosts]
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The servers' keys met before [default: known_hosts next to the token file]
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// A key not in known_hosts: ask, accept-new (record it) or strict (refuse) [default: ask on a terminal, strict in pipe and one-shot mode]
+    #[arg(long, value_name = "POLICY", value_parser = parse_trust)]
+    pub trust: Option<Trust>,
+}
+
+fn parse_trust(text: &str) -> Result<Trust, String> {
+    match text {
+        "ask" => Ok(Trust::Ask),
+        "accept-new" => Ok(Trust::AcceptNew),
+        "strict" => Ok(Trust::Strict),
+        _ => Err(format!("unknown trust policy {text:?}: use ask, accept-new or strict")),
+    }
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -44,6 +68,10 @@ pub struct FileConfig {
     port: Option<u16>,
     token_file: Option<PathBuf>,
     history_file: Option<PathBuf>,
+    tls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    trust: Option<String>,
 }
 
 /// Everything resolved.
@@ -57,6 +85,8 @@ pub struct ClientConfig {
     pub token_file: PathBuf,
     /// The REPL's history file.
     pub history_file: PathBuf,
+    /// TLS, when on.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Asks for a value on a terminal; `None` when there is no terminal.
@@ -64,12 +94,14 @@ pub type Ask<'a, T> = &'a mut dyn FnMut(&T) -> io::Result<Option<T>>;
 
 impl ClientConfig {
     /// Merges the sources. `ask_host` / `ask_port` are called only when no
-    /// source named the value.
+    /// source named the value. `default_trust` is for keys not in
+    /// `known_hosts` when no source names a policy.
     pub fn resolve(
         args: &ClientArgs,
         file: FileConfig,
         ask_host: Ask<'_, String>,
         ask_port: Ask<'_, u16>,
+        default_trust: Trust,
     ) -> Result<Self, ClientError> {
         let asked = |err: io::Error| ClientError::from_question(&err);
         let host = match args.host.clone().or(file.host) {
@@ -93,11 +125,27 @@ impl ClientConfig {
             .or_else(TokenJar::default_path)
             .unwrap_or_else(|| state.join("tokens.json"));
         let history_file = file.history_file.unwrap_or_else(|| state.join("history"));
+        let trust = match (args.trust, file.trust) {
+            (Some(trust), _) => trust,
+            (None, Some(text)) => parse_trust(&text).map_err(ClientError::Usage)?,
+            (None, None) => default_trust,
+        };
+        let tls = (args.tls || file.tls.unwrap_or(false)).then(|| TlsSettings {
+            ca_file: args.ca_file.clone().or(file.ca_file),
+            known_hosts: args.known_hosts.clone().or(file.known_hosts).unwrap_or_else(|| {
+                token_file
+                    .parent()
+                    .unwrap_or_else(|| Path::new("."))
+                    .join("known_hosts")
+            }),
+            trust,
+        });
         Ok(Self {
             host,
             port,
             token_file,
             history_file,
+            tls,
         })
     }
 }
@@ -128,6 +176,7 @@ mod tests {
             file,
             &mut |_| panic!("the example names a host"),
             &mut |_| panic!("the example names a port"),
+            Trust::Strict,
         )
         .unwrap();
         assert_eq!(
@@ -157,16 +206,15 @@ mod tests {
             ..ClientArgs::default()
         };
         let config =
-            ClientConfig::resolve(&args, file, &mut |_| Ok(None), &mut |_| Ok(None)).unwrap();
+            ClientConfig::resolve(&args, file, &mut |_| Ok(None), &mut |_| Ok(None), Trust::Ask)
+                .unwrap();
         assert_eq!((config.host.as_str(), config.port), ("example.org", 2000));
         let bad = ClientArgs {
             host: Some("not a host".into()),
             ..ClientArgs::default()
         };
         let err =
-            ClientConfig::resolve(&bad, FileConfig::default(), &mut |_| Ok(None), &mut |_| {
-                Ok(None)
-            });
+            ClientConfig::resolve(&bad, FileConfig::default(), &mut |_| Ok(None), &mut |_| Ok(None), Trust::Ask);
         assert!(matches!(err, Err(ClientError::Usage(_))));
     }
 }

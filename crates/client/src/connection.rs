@@ -7,26 +7,37 @@ use echo_proto::{
     ext::{AsyncFrameRead, AsyncFrameWrite},
 };
 use tokio::{
-    io::BufReader,
-    net::{TcpStream, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncWrite, BufReader},
+    net::TcpStream,
     sync::mpsc,
     task::JoinHandle,
 };
 
-use crate::ClientError;
+use crate::{ClientError, tls::TlsSettings};
+
+/// The sending half of a plain or TLS connection.
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Time allowed to establish the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connected server. Frames are read by a background task as soon as they
 /// arrive, so the REPL can print them while the user types.
-#[derive(Debug)]
 pub struct Connection {
     server: String,
     incoming: mpsc::UnboundedReceiver<Incoming>,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     reader: JoinHandle<()>,
     next_id: u64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the reader task hands over.
@@ -42,8 +53,14 @@ pub enum Incoming {
 }
 
 impl Connection {
-    /// Connects to `host:port`. A failure is one sentence naming the address.
-    pub async fn connect(host: &str, port: u16) -> Result<Self, ClientError> {
+    /// Connects to `host:port`, over TLS when `tls` says how (nothing is
+    /// sent before the server's identity is verified). A failure is one
+    /// sentence naming the address.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        tls: Option<&TlsSettings>,
+    ) -> Result<Self, ClientError> {
         let server = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -65,9 +82,18 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|err| failed(err.to_string()))?;
-        let (read, writer) = stream.into_split();
         let (tx, incoming) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_frames(BufReader::new(read), tx));
+        let (reader, writer): (_, Writer) = match tls {
+            Some(settings) => {
+                let stream = crate::tls::connect(stream, host, &server, settings).await?;
+                let (read, write) = tokio::io::split(stream);
+                (tokio::spawn(read_frames(BufReader::new(read), tx)), Box::new(write))
+            }
+            None => {
+                let (read, write) = stream.into_split();
+                (tokio::spawn(read_frames(BufReader::new(read), tx)), Box::new(write))
+            }
+        };
         Ok(Self {
             server,
             incoming,
@@ -124,12 +150,22 @@ impl Drop for Connection {
     }
 }
 
-async fn read_frames(
-    mut read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+/// What a plain client says when the server answers with a TLS record.
+const SPEAKS_TLS: &str =
+    "the server speaks TLS (it answered with a TLS record): connect with --tls";
+
+async fn read_frames<R: AsyncRead + Unpin + Send>(
+    mut read: BufReader<R>,
     tx: mpsc::UnboundedSender<Incoming>,
 ) {
     loop {
         let event = match read.recv_frame_max(MAX_FRAME_LENGTH).await {
+            // 0x15 0x03 / 0x16 0x03: a TLS alert or handshake record.
+            Err(echo_proto::ProtoError::FrameTooLarge { len, .. })
+                if matches!(len >> 16, 0x1503 | 0x1603) =>
+            {
+                Incoming::Closed(Some(SPEAKS_TLS.into()))
+            }
             Ok(Some(payload)) => match decode_message::<ServerMsg>(&payload) {
                 Ok(msg) => Incoming::Msg(msg),
                 Err(err) => Incoming::Unreadable(err.to_string()),

@@ -35,6 +35,11 @@ pub enum ClientError {
     /// The server sent something this client cannot follow.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server's identity could not be verified (an unknown key refused,
+    /// a changed key, an untrusted chain, a wrong host name), or the TLS
+    /// handshake failed.
+    #[error("{0}")]
+    Identity(String),
     /// Local I/O: the token file, the terminal.
     #[error("{0}")]
     Local(String),
@@ -53,7 +58,8 @@ impl ClientError {
 
     /// The exit code documented in the README:
     /// 1 usage or local error, 2 cannot connect, 3 refused (authentication or
-    /// identification), 4 connection lost or closed early, 5 protocol error.
+    /// identification), 4 connection lost or closed early, 5 protocol error,
+    /// 6 the server's identity could not be verified or TLS failed.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_) | ClientError::MissingCredential(_) | ClientError::Local(_) => 1,
@@ -61,6 +67,7 @@ impl ClientError {
             ClientError::Refused { .. } | ClientError::Bye(ByeReason::TooManyAttempts) => 3,
             ClientError::Bye(_) | ClientError::Lost(_) => 4,
             ClientError::Protocol(_) => 5,
+            ClientError::Identity(_) => 6,
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   authentication, with the [`Credentials`] a person or a script supplies.
 //! - [`TokenJar`]: the session tokens ("cookies"), one per server, in a file
 //!   only its owner can read.
+//! - [`tls`]: TLS, and who is trusted: a CA, the system's roots, or the
+//!   key recorded in [`known_hosts`] on first use.
 //! - [`ClientError`]: every failure as one sentence, with the exit code the
 //!   binary returns for it.
 
@@ -16,6 +18,8 @@ mod connection;
 mod error;
 pub mod handshake;
 mod jar;
+pub mod known_hosts;
+pub mod tls;
 
 pub use connection::{Connection, Incoming};
 pub use error::ClientError;

@@ -13,6 +13,7 @@ use clap::Parser;
 use echo_client::{
     ClientError,
     config::{ClientArgs, ClientConfig, FileConfig},
+    tls::Trust,
 };
 use echo_prompt::EnvCheck;
 
@@ -25,7 +26,9 @@ use echo_prompt::EnvCheck;
 /// Exit codes: 0 done, 1 usage or local error (a missing credential
 /// included), 2 cannot connect, 3 refused by the server (wrong password,
 /// taken name, ...), 4 connection lost or closed before all replies came,
-/// 5 protocol error.
+/// 5 protocol error, 6 the server's identity could not be verified (unknown
+/// key refused, key changed, untrusted chain, host name mismatch) or the TLS
+/// handshake failed.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -45,6 +48,9 @@ const ENVIRONMENT: &[EnvCheck] = &[
     }),
     ("ECHO_CLIENT_HOST", |value| {
         echo_prompt::parse_host(value).map(drop)
+    }),
+    ("ECHO_CLIENT_TLS", |value| {
+        echo_prompt::parse_switch(value).map(drop)
     }),
 ];
 
@@ -91,7 +97,9 @@ fn resolve_config(args: &ClientArgs, interactive: bool) -> Result<ClientConfig, 
     let mut ask_host =
         |default: &String| ask(interactive, "Host", default, echo_prompt::parse_host);
     let mut ask_port = |default: &u16| ask(interactive, "Port", default, echo_prompt::parse_port);
-    ClientConfig::resolve(args, file, &mut ask_host, &mut ask_port)
+    // Unknown server keys: asked about in the REPL, refused by scripts.
+    let trust = if interactive { Trust::Ask } else { Trust::Strict };
+    ClientConfig::resolve(args, file, &mut ask_host, &mut ask_port, trust)
 }
 
 /// Asks `label [default]:` on the terminal; `None` without one.

@@ -103,7 +103,7 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
             .map(Secret::new),
         register: args.register,
     };
-    let mut conn = Connection::connect(&config.host, config.port).await?;
+    let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
     handshake(&mut conn, Some(&jar), &mut creds).await?;
 
     let mut lines = match input {

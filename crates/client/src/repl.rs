@@ -186,7 +186,7 @@ pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
 async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, ClientError> {
     let mut retries = 0;
     let (conn, established) = loop {
-        let mut conn = Connection::connect(&config.host, config.port).await?;
+        let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
         match handshake(&mut conn, Some(jar), &mut TerminalCredentials).await {
             Ok(established) => break (conn, established),
             Err(ClientError::Bye(echo_proto::ByeReason::Timeout) | ClientError::Lost(_))

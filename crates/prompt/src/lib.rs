@@ -103,6 +103,17 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// Parses an on/off switch from the environment (`ECHO_SERVER_TLS=1`):
+/// `1`, `true`, `yes`, `on`, `0`, `false`, `no`, `off`, any case, as clap
+/// reads the switch itself.
+pub fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "no" | "n" | "off" => Ok(false),
+        _ => Err(format!("{text:?} is not a switch: use 1 or 0 (true/false, yes/no, on/off).")),
+    }
+}
+
 /// Asks for a secret on the terminal without echoing it; with `confirm`,
 /// asks twice and again until both answers match. An empty answer is asked
 /// again. Only for a terminal: callers decide what to do without one.

@@ -50,6 +50,9 @@ const ENVIRONMENT: &[EnvCheck] = &[
     ("ECHO_SERVER_HOST", |value| {
         echo_prompt::parse_host(value).map(drop)
     }),
+    ("ECHO_SERVER_TLS", |value| {
+        echo_prompt::parse_switch(value).map(drop)
+    }),
 ];
 
 fn main() -> ExitCode {

@@ -56,7 +56,9 @@ fn parse_trust(text: &str) -> Result<Trust, String> {
         "ask" => Ok(Trust::Ask),
         "accept-new" => Ok(Trust::AcceptNew),
         "strict" => Ok(Trust::Strict),
-        _ => Err(format!("unknown trust policy {text:?}: use ask, accept-new or strict")),
+        _ => Err(format!(
+            "unknown trust policy {text:?}: use ask, accept-new or strict"
+        )),
     }
 }
 
@@ -132,12 +134,16 @@ impl ClientConfig {
         };
         let tls = (args.tls || file.tls.unwrap_or(false)).then(|| TlsSettings {
             ca_file: args.ca_file.clone().or(file.ca_file),
-            known_hosts: args.known_hosts.clone().or(file.known_hosts).unwrap_or_else(|| {
-                token_file
-                    .parent()
-                    .unwrap_or_else(|| Path::new("."))
-                    .join("known_hosts")
-            }),
+            known_hosts: args
+                .known_hosts
+                .clone()
+                .or(file.known_hosts)
+                .unwrap_or_else(|| {
+                    token_file
+                        .parent()
+                        .unwrap_or_else(|| Path::new("."))
+                        .join("known_hosts")
+                }),
             trust,
         });
         Ok(Self {
@@ -205,16 +211,26 @@ mod tests {
             port: Some(2000),
             ..ClientArgs::default()
         };
-        let config =
-            ClientConfig::resolve(&args, file, &mut |_| Ok(None), &mut |_| Ok(None), Trust::Ask)
-                .unwrap();
+        let config = ClientConfig::resolve(
+            &args,
+            file,
+            &mut |_| Ok(None),
+            &mut |_| Ok(None),
+            Trust::Ask,
+        )
+        .unwrap();
         assert_eq!((config.host.as_str(), config.port), ("example.org", 2000));
         let bad = ClientArgs {
             host: Some("not a host".into()),
             ..ClientArgs::default()
         };
-        let err =
-            ClientConfig::resolve(&bad, FileConfig::default(), &mut |_| Ok(None), &mut |_| Ok(None), Trust::Ask);
+        let err = ClientConfig::resolve(
+            &bad,
+            FileConfig::default(),
+            &mut |_| Ok(None),
+            &mut |_| Ok(None),
+            Trust::Ask,
+        );
         assert!(matches!(err, Err(ClientError::Usage(_))));
     }
 }

@@ -87,11 +87,17 @@ impl Connection {
             Some(settings) => {
                 let stream = crate::tls::connect(stream, host, &server, settings).await?;
                 let (read, write) = tokio::io::split(stream);
-                (tokio::spawn(read_frames(BufReader::new(read), tx)), Box::new(write))
+                (
+                    tokio::spawn(read_frames(BufReader::new(read), tx)),
+                    Box::new(write),
+                )
             }
             None => {
                 let (read, write) = stream.into_split();
-                (tokio::spawn(read_frames(BufReader::new(read), tx)), Box::new(write))
+                (
+                    tokio::spawn(read_frames(BufReader::new(read), tx)),
+                    Box::new(write),
+                )
             }
         };
         Ok(Self {

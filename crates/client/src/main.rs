@@ -98,7 +98,11 @@ fn resolve_config(args: &ClientArgs, interactive: bool) -> Result<ClientConfig, 
         |default: &String| ask(interactive, "Host", default, echo_prompt::parse_host);
     let mut ask_port = |default: &u16| ask(interactive, "Port", default, echo_prompt::parse_port);
     // Unknown server keys: asked about in the REPL, refused by scripts.
-    let trust = if interactive { Trust::Ask } else { Trust::Strict };
+    let trust = if interactive {
+        Trust::Ask
+    } else {
+        Trust::Strict
+    };
     ClientConfig::resolve(args, file, &mut ask_host, &mut ask_port, trust)
 }
 

@@ -10,7 +10,9 @@
 use std::{
     io::{self, BufRead as _, IsTerminal as _, Write as _},
     path::PathBuf,
+    pin::Pin,
     sync::{Arc, Mutex, OnceLock},
+    task::{Context, Poll},
 };
 
 use echo_tls::{
@@ -25,7 +27,10 @@ use echo_tls::{
         crypto::CryptoProvider,
     },
 };
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use crate::{
@@ -62,7 +67,7 @@ pub(crate) async fn connect(
     host: &str,
     server: &str,
     settings: &TlsSettings,
-) -> Result<TlsStream<TcpStream>, ClientError> {
+) -> Result<TlsStream<impl AsyncRead + AsyncWrite + Unpin + Send + 'static>, ClientError> {
     let unverified = |reason: String| ClientError::Identity(format!("{server}: {reason}"));
     let verifier = Arc::new(Verifier::new(settings.ca_file.as_ref())?);
     let config = rustls::ClientConfig::builder_with_provider(echo_tls::provider())
@@ -73,10 +78,21 @@ pub(crate) async fn connect(
         .with_no_client_auth();
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| ClientError::Usage(format!("{host} is not a host name for TLS")))?;
-    let stream = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+    let first_byte = Arc::new(Mutex::new(None));
+    let sniffed = FirstByte {
+        inner: tcp,
+        seen: Arc::clone(&first_byte),
+    };
+    let stream = match TlsConnector::from(Arc::new(config))
+        .connect(name, sniffed)
         .await
-        .map_err(|err| unverified(handshake_failure(&err)))?;
+    {
+        Ok(stream) => stream,
+        Err(err) => {
+            let first = *lock(&first_byte);
+            return Err(unverified(handshake_failure(&err, first)));
+        }
+    };
     let key = lock(&verifier.untrusted_key).take();
     if let Some(key) = key {
         check_known(server, &key, settings)?;
@@ -91,20 +107,67 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A failed handshake in one sentence.
-fn handshake_failure(err: &io::Error) -> String {
-    match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidMessage(_)) => {
-            "the server does not speak TLS (it may be an echo-server without --tls: connect without --tls)".into()
-        }
-        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => {
-            "the server's certificate is not valid for this host name".into()
-        }
-        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-            "the server's certificate is not signed by the CA of --ca-file".into()
-        }
+/// A failed handshake in one sentence; `first` is the first byte the
+/// server sent, if any.
+fn handshake_failure(err: &io::Error, first: Option<u8>) -> String {
+    // A TLS record starts with its type: 20 to 24. An echo-server without
+    // TLS starts with a frame header, whose first byte is 0.
+    if first.is_some_and(|byte| !(20..=24).contains(&byte)) {
+        return "the server does not speak TLS (it may be an echo-server without --tls: connect without --tls)".into();
+    }
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => "the server's certificate is not valid for this host name".into(),
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        )) => "the server's certificate is not signed by a CA this client trusts".into(),
         Some(err) => format!("the TLS handshake failed: {err}"),
         None => format!("the TLS handshake failed: {err}"),
+    }
+}
+
+/// A stream that notes the first byte read from it.
+struct FirstByte {
+    inner: TcpStream,
+    seen: Arc<Mutex<Option<u8>>>,
+}
+
+impl AsyncRead for FirstByte {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if before == 0
+            && let Some(&byte) = buf.filled().first()
+        {
+            lock(&self.seen).get_or_insert(byte);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for FirstByte {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -133,7 +196,9 @@ fn check_known(server: &str, key: &Fingerprint, settings: &TlsSettings) -> Resul
     let interactive = io::stdin().is_terminal();
     let accepted = match settings.trust {
         Trust::AcceptNew => true,
-        Trust::Ask if interactive => ask_trust(server, key).map_err(|err| ClientError::from_question(&err))?,
+        Trust::Ask if interactive => {
+            ask_trust(server, key).map_err(|err| ClientError::from_question(&err))?
+        }
         Trust::Ask | Trust::Strict => {
             return Err(ClientError::Identity(format!(
                 "the server {server} is not known: its key is {key}; check it with the server's \
@@ -266,8 +331,9 @@ impl ServerCertVerifier for Verifier {
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
                 if !self.ca_only =>
             {
-                let key = Fingerprint::of(end_entity)
-                    .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+                let key = Fingerprint::of(end_entity).map_err(|_| {
+                    rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+                })?;
                 *lock(&self.untrusted_key) = Some(key);
                 Ok(ServerCertVerified::assertion())
             }

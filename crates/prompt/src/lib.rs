@@ -110,7 +110,9 @@ pub fn parse_switch(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "y" | "on" => Ok(true),
         "0" | "false" | "no" | "n" | "off" => Ok(false),
-        _ => Err(format!("{text:?} is not a switch: use 1 or 0 (true/false, yes/no, on/off).")),
+        _ => Err(format!(
+            "{text:?} is not a switch: use 1 or 0 (true/false, yes/no, on/off)."
+        )),
     }
 }
 

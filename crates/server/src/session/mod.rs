@@ -131,7 +131,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         info!("connected");
         let ending = self.drive(deadline).await;
         let last = ending.farewell();
-        let said_goodbye = last.is_some();
+        // A TLS client on a plain port gets no frame it could read, but is
+        // let go gracefully too, so that it reads our `hello` (and can say
+        // that this is not a TLS server) instead of a reset.
+        let said_goodbye = last.is_some() || matches!(ending, Ending::TlsOnPlainPort);
         let (stream, totals) = self.wire.finish(last).await;
         // One line per connection, with what it did.
         let duration_ms = started.elapsed().as_millis() as u64;

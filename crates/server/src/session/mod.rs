@@ -134,7 +134,13 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         // A TLS client on a plain port gets no frame it could read, but is
         // let go gracefully too, so that it reads our `hello` (and can say
         // that this is not a TLS server) instead of a reset.
-        let said_goodbye = last.is_some() || matches!(ending, Ending::TlsOnPlainPort);
+        let tls_on_plain_port = matches!(ending, Ending::TlsOnPlainPort);
+        if tls_on_plain_port {
+            // The `hello` may still be queued: the ClientHello was read
+            // before it was written.
+            let _ = self.wire.flush().await;
+        }
+        let said_goodbye = last.is_some() || tls_on_plain_port;
         let (stream, totals) = self.wire.finish(last).await;
         // One line per connection, with what it did.
         let duration_ms = started.elapsed().as_millis() as u64;

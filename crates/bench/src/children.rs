@@ -1,13 +1,17 @@
 //! What the child processes run: the real server (the echo-server library,
 //! with the same logging and store as the binary) and the reference echo.
 
-use std::{io::Write, path::Path};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::Context;
 use echo_proto::Mode;
-use echo_server::{Server, ServerConfig, logging::LogSetup, store::FileStore};
+use echo_server::{Server, ServerConfig, logging::LogSetup, store::FileStore, tls::ServerTls};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 use tokio_util::sync::CancellationToken;
@@ -31,8 +35,21 @@ pub fn server_config(mode: Mode, dir: &Path) -> ServerConfig {
 
 /// Runs the real server until standard input closes; with `metrics`, its
 /// metrics port is on and scraped once a second, as Prometheus would.
-pub fn serve(mode: Mode, dir: &Path, metrics: bool) -> anyhow::Result<()> {
-    let config = server_config(mode, dir);
+pub fn serve(
+    mode: Mode,
+    dir: &Path,
+    metrics: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        tls: tls.is_some(),
+        tls_files: tls,
+        ..server_config(mode, dir)
+    };
+    let tls = match config.tls {
+        true => Some(Arc::new(ServerTls::prepare(&config)?)),
+        false => None,
+    };
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
     let store = FileStore::open(&config.data_dir, config.lifetimes())?;
     let _guard = logs.install();
@@ -42,6 +59,9 @@ pub fn serve(mode: Mode, dir: &Path, metrics: bool) -> anyhow::Result<()> {
         announce(&listener)?;
         let shutdown = stop_on_stdin_close();
         let mut server = Server::new(config, store);
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
         if metrics {
             let http = TcpListener::bind("127.0.0.1:0").await?;
             tokio::spawn(scrape_every_second(http.local_addr()?, shutdown.clone()));
@@ -55,8 +75,13 @@ pub fn serve(mode: Mode, dir: &Path, metrics: bool) -> anyhow::Result<()> {
 }
 
 /// Runs the plainest Tokio echo: read into a buffer, write it back; no
-/// framing, no JSON, no state.
-pub fn reference() -> anyhow::Result<()> {
+/// framing, no JSON, no state. With `tls`, over TLS (tokio-rustls, the same
+/// provider as the server's).
+pub fn reference(tls: Option<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
+    let acceptor = match &tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -67,13 +92,24 @@ pub fn reference() -> anyhow::Result<()> {
                 () = shutdown.cancelled() => return Ok(()),
                 accepted = listener.accept() => accepted?,
             };
-            tokio::spawn(echo(stream));
+            let _ = stream.set_nodelay(true);
+            match acceptor.clone() {
+                Some(acceptor) => {
+                    tokio::spawn(async move {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            echo(stream).await;
+                        }
+                    });
+                }
+                None => {
+                    tokio::spawn(echo(stream));
+                }
+            }
         }
     })
 }
 
-async fn echo(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf).await {

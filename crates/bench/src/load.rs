@@ -13,11 +13,32 @@ use echo_proto::{
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf},
     net::TcpStream,
     time::Instant,
 };
+use tokio_rustls::TlsConnector;
 use tokio_util::codec::Encoder;
+
+/// A benchmark connection: plain TCP or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A connection of either kind.
+pub type Conn = Box<dyn Io>;
+
+/// Connects to `addr`, with a TLS handshake when `tls` is given.
+pub async fn open(addr: SocketAddr, tls: Option<&TlsConnector>) -> anyhow::Result<Conn> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(match tls {
+        Some(connector) => {
+            let name = echo_tls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Box::new(connector.connect(name, stream).await?)
+        }
+        None => Box::new(stream),
+    })
+}
 
 /// What is measured: the echo-server or the plain reference echo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +120,12 @@ pub async fn connect_many(
     target: Target,
     handshakes: Vec<Handshake>,
     parallel: usize,
-) -> anyhow::Result<Vec<TcpStream>> {
+    tls: Option<&TlsConnector>,
+) -> anyhow::Result<Vec<Conn>> {
     let mut streams = Vec::with_capacity(handshakes.len());
     let mut pending =
         futures_util::stream::iter(handshakes.into_iter().map(|handshake| async move {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
+            let mut stream = open(addr, tls).await?;
             if target == Target::Real {
                 handshake_on(&mut stream, &handshake).await?;
             }
@@ -118,7 +139,10 @@ pub async fn connect_many(
 }
 
 /// Takes a fresh connection to the real server through its handshake.
-pub async fn handshake_on(stream: &mut TcpStream, handshake: &Handshake) -> anyhow::Result<()> {
+pub async fn handshake_on<S: AsyncRead + AsyncWrite + Unpin + Send + ?Sized>(
+    stream: &mut S,
+    handshake: &Handshake,
+) -> anyhow::Result<()> {
     loop {
         let msg: ServerMsg = stream.recv_msg().await?.context("server closed")?;
         match (msg, handshake) {
@@ -159,8 +183,8 @@ pub async fn handshake_on(stream: &mut TcpStream, handshake: &Handshake) -> anyh
 
 /// Runs closed-loop ping-pong on `streams` and measures the window after
 /// the warm-up.
-pub async fn ping_pong(
-    streams: Vec<TcpStream>,
+pub async fn ping_pong<S: Io>(
+    streams: Vec<S>,
     target: Target,
     load: Load,
 ) -> anyhow::Result<Measured> {
@@ -192,8 +216,8 @@ pub async fn ping_pong(
     })
 }
 
-async fn one_connection(
-    stream: TcpStream,
+async fn one_connection<S: Io>(
+    stream: S,
     target: Target,
     frame: Bytes,
     reply: Bytes,
@@ -201,7 +225,7 @@ async fn one_connection(
     from: Instant,
     end: Instant,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut hist = histogram();
     let mut count = 0u64;
     let mut sent = VecDeque::with_capacity(depth);
@@ -237,20 +261,15 @@ async fn one_connection(
 /// same work for both: the reference sends back the bytes it got, the real
 /// server a `reply` frame whose bytes are known in advance (checked whole the
 /// first time, by its header and final flag after that).
-struct Answers {
-    read: tokio::net::tcp::OwnedReadHalf,
+struct Answers<S> {
+    read: ReadHalf<S>,
     buf: Vec<u8>,
     expected: Option<Bytes>,
     checked: bool,
 }
 
-impl Answers {
-    fn new(
-        read: tokio::net::tcp::OwnedReadHalf,
-        target: Target,
-        frame: &Bytes,
-        reply: &Bytes,
-    ) -> Self {
+impl<S: Io> Answers<S> {
+    fn new(read: ReadHalf<S>, target: Target, frame: &Bytes, reply: &Bytes) -> Self {
         let (len, expected) = match target {
             Target::Real => (reply.len(), Some(reply.clone())),
             Target::Reference => (frame.len(), None),

@@ -5,6 +5,7 @@ mod children;
 mod load;
 mod procs;
 mod scenarios;
+mod tls;
 
 use std::{io::Write, process::ExitCode, time::Duration};
 
@@ -79,6 +80,26 @@ struct Cli {
     /// server without it (in the table's reference column)
     #[arg(long)]
     metrics: bool,
+    /// Echo scenario over TLS: the server with --tls against a reference
+    /// TLS echo (tokio-rustls, same provider), plus TLS handshakes per
+    /// second, full and resumed
+    #[arg(long)]
+    tls: bool,
+}
+
+/// A certificate and key handed to a child.
+#[derive(Debug, Clone, clap::Args)]
+struct ChildTls {
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+impl ChildTls {
+    fn files(&self) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+        self.tls_cert.clone().zip(self.tls_key.clone())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,10 +111,15 @@ enum Child {
         mode: ModeArg,
         #[arg(long)]
         metrics: bool,
+        #[command(flatten)]
+        tls: ChildTls,
     },
     /// (internal) run the reference echo
     #[command(hide = true)]
-    Reference,
+    Reference {
+        #[command(flatten)]
+        tls: ChildTls,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,6 +152,9 @@ struct Report {
     echo: Vec<EchoRow>,
     /// The echo table compares the server with and without metrics.
     metrics_compared: bool,
+    /// The echo table is over TLS.
+    tls: bool,
+    tls_handshakes: Option<tls::HandshakeResult>,
     login_storm: Option<StormResult>,
     login_rate: Option<scenarios::RateResult>,
     resume: Option<ResumeResult>,
@@ -135,10 +164,10 @@ struct Report {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.child {
-        Some(Child::Serve { mode, metrics }) => std::env::current_dir()
+        Some(Child::Serve { mode, metrics, tls }) => std::env::current_dir()
             .context("no working directory")
-            .and_then(|dir| children::serve((*mode).into(), &dir, *metrics)),
-        Some(Child::Reference) => children::reference(),
+            .and_then(|dir| children::serve((*mode).into(), &dir, *metrics, tls.files())),
+        Some(Child::Reference { tls }) => children::reference(tls.files()),
         None => bench(&cli),
     };
     match result {
@@ -163,6 +192,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             duration: Duration::from_millis(300),
             reps: 1,
             metrics: cli.metrics,
+            tls: cli.tls,
             storm: 4,
             resume_workers: 4,
             idle_connections: 200,
@@ -178,6 +208,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             duration: Duration::from_secs_f64(cli.duration),
             reps: cli.reps.max(1),
             metrics: cli.metrics,
+            tls: cli.tls,
             storm: cli.storm,
             resume_workers: cli.resume_workers,
             idle_connections: cli.idle_connections,
@@ -188,6 +219,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
     let mut report = Report {
         machine: machine(),
         metrics_compared: cli.metrics,
+        tls: cli.tls,
         ..Report::default()
     };
     runtime.block_on(async {
@@ -195,7 +227,11 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             // A fresh directory (store and logs) per scenario.
             let dir = tempfile::tempdir()?;
             match scenario {
-                Scenario::Echo => report.echo = scenarios::echo(&plan, dir.path()).await?,
+                Scenario::Echo => {
+                    let (rows, handshakes) = scenarios::echo(&plan, dir.path()).await?;
+                    report.echo = rows;
+                    report.tls_handshakes = handshakes;
+                }
                 Scenario::LoginStorm => {
                     report.login_storm =
                         Some(scenarios::login_storm(&plan, established, dir.path()).await?);
@@ -268,10 +304,12 @@ fn spread(s: &Spread, digits: usize) -> String {
 fn print_table(report: &Report) {
     println!("machine: {}", report.machine);
     if !report.echo.is_empty() {
-        let against = if report.metrics_compared {
-            "echo-server with its metrics port scraped every second vs the same server without"
-        } else {
-            "echo-server vs the plain Tokio echo"
+        let against = match (report.metrics_compared, report.tls) {
+            (true, _) => {
+                "echo-server with its metrics port scraped every second vs the same server without"
+            }
+            (false, true) => "echo-server over TLS vs a plain Tokio echo over TLS (tokio-rustls)",
+            (false, false) => "echo-server vs the plain Tokio echo",
         };
         println!("\nEcho: round trips per second and p99 latency, {against}");
         println!(
@@ -303,6 +341,17 @@ fn print_table(report: &Report) {
                 spread(&row.p99_ratio, 2),
             );
         }
+    }
+    if let Some(hs) = &report.tls_handshakes {
+        println!(
+            "\nTLS handshakes per second, {} clients in turn: full: echo-server {}, reference {}; resumed ({:.0}% or more did): echo-server {}, reference {}",
+            hs.workers,
+            spread(&hs.full_real, 0),
+            spread(&hs.full_reference, 0),
+            hs.resumed_share * 100.0,
+            spread(&hs.resumed_real, 0),
+            spread(&hs.resumed_reference, 0),
+        );
     }
     if let Some(rate) = &report.login_rate {
         let derived = rate.capacity_per_sec.map_or_else(String::new, |capacity| {

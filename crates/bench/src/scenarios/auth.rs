@@ -26,7 +26,7 @@ use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
 
 use crate::{
     children::server_config,
-    load::{Handshake, Load, Target, connect_many, ping_pong, say_frame},
+    load::{Conn, Handshake, Load, Target, connect_many, ping_pong, say_frame},
     procs::Proc,
     progress,
 };
@@ -137,14 +137,14 @@ impl Beside {
     }
 
     /// The established sessions, logged in.
-    pub async fn connect(server: &Proc, load: Load) -> anyhow::Result<Vec<TcpStream>> {
+    pub async fn connect(server: &Proc, load: Load) -> anyhow::Result<Vec<Conn>> {
         let logins = (0..load.connections)
             .map(|i| Handshake::Login {
                 user: format!("e{i}"),
                 password: PASSWORD.into(),
             })
             .collect();
-        connect_many(server.addr, Target::Real, logins, 50).await
+        connect_many(server.addr, Target::Real, logins, 50, None).await
     }
 
     /// The established sessions' p99 round trip, in microseconds, with

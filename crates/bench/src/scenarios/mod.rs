@@ -13,10 +13,13 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use echo_proto::Mode;
 use serde::Serialize;
 
+use tokio_rustls::TlsConnector;
+
 use crate::{
     load::{Handshake, Load, Measured, Target, connect_many, ping_pong},
     procs::Proc,
     progress,
+    tls::{BenchTls, HandshakeResult, handshake_rate},
 };
 
 /// The password of every benchmark user.
@@ -38,6 +41,8 @@ pub struct Plan {
     /// Compare the server with its metrics port scraped against itself
     /// without, instead of against the reference echo.
     pub metrics: bool,
+    /// The echo scenario over TLS.
+    pub tls: bool,
     pub storm: usize,
     pub resume_workers: usize,
     pub idle_connections: usize,
@@ -171,6 +176,7 @@ async fn measure(
     target: Target,
     mode: Mode,
     load: Load,
+    tls: Option<&TlsConnector>,
 ) -> anyhow::Result<Sample> {
     let handshakes = (0..load.connections)
         .map(|i| match mode {
@@ -181,7 +187,7 @@ async fn measure(
             },
         })
         .collect();
-    let streams = connect_many(endpoint.addr(), target, handshakes, 100).await?;
+    let streams = connect_many(endpoint.addr(), target, handshakes, 100, tls).await?;
     let before = endpoint.cpu_secs()?;
     let started = std::time::Instant::now();
     let measured = ping_pong(streams, target, load).await?;
@@ -190,12 +196,23 @@ async fn measure(
     Ok(sample(&measured, before, after, wall))
 }
 
-/// Scenario 1: echo throughput and latency, real and reference alternately.
-pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
+/// Scenario 1: echo throughput and latency, real and reference alternately
+/// (over TLS with `plan.tls`, and then the handshake rates too).
+pub async fn echo(
+    plan: &Plan,
+    dir: &Path,
+) -> anyhow::Result<(Vec<EchoRow>, Option<HandshakeResult>)> {
     let mode = match plan.mode {
         Mode::Ident => "ident",
         Mode::Auth => "auth",
     };
+    let tls = match plan.tls {
+        true => Some(BenchTls::generate(dir)?),
+        false => None,
+    };
+    let tls_args = tls.as_ref().map(BenchTls::args);
+    let tls_args: Vec<&str> = tls_args.iter().flatten().map(String::as_str).collect();
+    let connector = tls.as_ref().map(|tls| tls.connector(false)).transpose()?;
     let (real, reference, reference_target) = if plan.metrics {
         // The cost of the metrics: the same server with its port on and
         // scraped, against itself without; each in a directory of its own.
@@ -211,9 +228,13 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
     } else {
         let real = match plan.target {
             Some(addr) => Endpoint::External(addr),
-            None => Endpoint::Local(Proc::spawn(&["serve", "--mode", mode], dir)?),
+            None => {
+                let args = [&["serve", "--mode", mode][..], &tls_args].concat();
+                Endpoint::Local(Proc::spawn(&args, dir)?)
+            }
         };
-        let reference = Endpoint::Local(Proc::spawn(&["reference"], dir)?);
+        let args = [&["reference"][..], &tls_args].concat();
+        let reference = Endpoint::Local(Proc::spawn(&args, dir)?);
         (real, reference, Target::Reference)
     };
     let mut rows = Vec::new();
@@ -234,8 +255,10 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
                         rep + 1,
                         plan.reps
                     ));
-                    reals.push(measure(&real, Target::Real, plan.mode, load).await?);
-                    refs.push(measure(&reference, reference_target, plan.mode, load).await?);
+                    let tls = connector.as_ref();
+                    reals.push(measure(&real, Target::Real, plan.mode, load, tls).await?);
+                    let reference = measure(&reference, reference_target, plan.mode, load, tls);
+                    refs.push(reference.await?);
                 }
                 let ratio = |f: fn(&Sample) -> f64| {
                     Spread::of(reals.iter().zip(&refs).map(|(r, b)| f(r) / f(b)))
@@ -256,5 +279,52 @@ pub async fn echo(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<EchoRow>> {
             }
         }
     }
-    Ok(rows)
+    let handshakes = match &tls {
+        Some(tls) => Some(handshakes(plan, tls, &real, &reference).await?),
+        None => None,
+    };
+    Ok((rows, handshakes))
+}
+
+/// TLS handshakes per second on both servers, full and resumed, alternately.
+async fn handshakes(
+    plan: &Plan,
+    tls: &BenchTls,
+    real: &Endpoint,
+    reference: &Endpoint,
+) -> anyhow::Result<HandshakeResult> {
+    let workers = plan
+        .connections
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 16);
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    let mut resumed_share: f64 = 1.0;
+    for rep in 0..plan.reps {
+        progress(&format!("TLS handshakes rep {}/{}", rep + 1, plan.reps));
+        for (i, resume) in [false, true].into_iter().enumerate() {
+            let connector = tls.connector(resume)?;
+            let targets = [(real, Target::Real), (reference, Target::Reference)];
+            for (j, (endpoint, target)) in targets.into_iter().enumerate() {
+                let (addr, time) = (endpoint.addr(), plan.duration);
+                let rate = handshake_rate(addr, target, &connector, workers, time);
+                let (rate, share) = rate.await?;
+                runs[i * 2 + j].push(rate);
+                if resume {
+                    resumed_share = resumed_share.min(share);
+                }
+            }
+        }
+    }
+    let [full_real, full_reference, resumed_real, resumed_reference] = runs.map(Spread::of);
+    Ok(HandshakeResult {
+        workers,
+        full_real,
+        full_reference,
+        resumed_real,
+        resumed_reference,
+        resumed_share,
+    })
 }

@@ -68,6 +68,14 @@ impl Ending {
         Some(ServerMsg::Bye { reason })
     }
 
+    /// Whether the client is let go gracefully (what is queued sent, our
+    /// side closed first): after a last frame, and for a TLS client on a
+    /// plain port, so that it reads our `hello` (and can tell this is not a
+    /// TLS server) instead of a reset.
+    pub(crate) fn lets_go_gracefully(&self) -> bool {
+        self.farewell().is_some() || matches!(self, Ending::TlsOnPlainPort)
+    }
+
     /// Whether this is an ordinary end (logged at `info`, others at `warn`).
     pub(crate) fn is_ordinary(&self) -> bool {
         matches!(

@@ -131,17 +131,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         info!("connected");
         let ending = self.drive(deadline).await;
         let last = ending.farewell();
-        // A TLS client on a plain port gets no frame it could read, but is
-        // let go gracefully too, so that it reads our `hello` (and can say
-        // that this is not a TLS server) instead of a reset.
-        let tls_on_plain_port = matches!(ending, Ending::TlsOnPlainPort);
-        if tls_on_plain_port {
-            // The `hello` may still be queued: the ClientHello was read
-            // before it was written.
-            let _ = self.wire.flush().await;
-        }
-        let said_goodbye = last.is_some() || tls_on_plain_port;
-        let (stream, totals) = self.wire.finish(last).await;
+        let said_goodbye = ending.lets_go_gracefully();
+        let (stream, totals) = self.wire.finish(last, said_goodbye).await;
         // One line per connection, with what it did.
         let duration_ms = started.elapsed().as_millis() as u64;
         let (bytes_in, bytes_out, messages) = (totals.bytes_in, totals.bytes_out, totals.messages);

@@ -263,10 +263,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     }
 
     /// Sends `last` (if any) with everything still queued, within
-    /// [`FAREWELL_TIMEOUT`], and gives the stream back for closing.
-    pub(crate) async fn finish(mut self, last: Option<ServerMsg>) -> (T, Totals) {
-        if let Some(msg) = last {
-            let _ = timeout(FAREWELL_TIMEOUT, self.framed.send(Json(&msg))).await;
+    /// [`FAREWELL_TIMEOUT`] (with no `last`, what is queued only when
+    /// `graceful`), and gives the stream back for closing.
+    pub(crate) async fn finish(mut self, last: Option<ServerMsg>, graceful: bool) -> (T, Totals) {
+        match last {
+            Some(msg) => {
+                let _ = timeout(FAREWELL_TIMEOUT, self.framed.send(Json(&msg))).await;
+            }
+            None if graceful => {
+                let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
+                let _ = timeout(FAREWELL_TIMEOUT, flush).await;
+            }
+            None => {}
         }
         self.publish();
         let counted = self.framed.into_inner();

@@ -164,7 +164,7 @@ async fn the_last_frame_goes_out_with_what_was_queued() {
     let bye = ServerMsg::Bye {
         reason: ByeReason::Timeout,
     };
-    let _stream = wire.finish(Some(bye.clone())).await;
+    let _stream = wire.finish(Some(bye.clone()), true).await;
     assert_eq!(next(&mut client).await, ServerMsg::AskName {});
     assert_eq!(next(&mut client).await, bye);
 }

@@ -99,6 +99,9 @@ pub enum ErrorCode {
     /// `login`, `register` or `resume` on a plain (not TLS) connection from
     /// outside the loopback range: the server's protected mode.
     TlsRequired,
+    /// The server cannot reach its store (a database that is down) and this
+    /// step needs it; try again in a moment. Always fatal.
+    Unavailable,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -239,6 +242,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::TlsRequired => "tls_required",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Other => "other",
         }
     }
@@ -263,6 +267,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::TlsRequired,
+        ErrorCode::Unavailable,
     ];
 }
 

@@ -1,5 +1,5 @@
 //! `echo-server user …`, `session …`, `clients`, `kick` (and `tls
-//! fingerprint`, which only reads the certificate): the request built
+//! fingerprint`, which only reads the certificate, and `db status`): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
 
@@ -13,7 +13,7 @@ use echo_server::{
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
-    store::StoreError,
+    store::{Store, StoreError, postgres::schema},
     tls::ServerTls,
 };
 
@@ -46,6 +46,16 @@ pub(crate) enum Admin {
     /// The server's TLS key
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The PostgreSQL store's schema (with --store postgres://...)
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Show the schema versions applied to the database, and any this
+    /// binary would apply at its next start
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +95,14 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
             println!("{}", tls.fingerprint());
             return Ok(());
         }
+        Admin::Db(DbCommand::Status) => {
+            let url = config.store_url.as_ref().context(
+                "db status is for a PostgreSQL store: give --store postgres://USER@HOST:PORT/DB (the file store has no schema)",
+            )?;
+            let applied = crate::small_runtime()?.block_on(schema::applied(url))?;
+            print!("{}", schema::report(url, &applied));
+            return Ok(());
+        }
         Admin::User(UserCommand::Add { name }) => ControlRequest::UserAdd {
             name,
             password: read_password(true)?,
@@ -100,18 +118,26 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
     };
-    let output = match crate::open_store(&config) {
-        // No server holds the store: work on it here.
+    let runtime = crate::small_runtime()?;
+    let output = match runtime.block_on(crate::open_store(&config)) {
+        // Live connections are the running server's own, whatever the store.
+        Ok(Store::Postgres(_))
+            if matches!(
+                request,
+                ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
+            ) =>
+        {
+            control::request(&config.data_dir, &request)
+        }
+        // The file store, no server holding it; or the shared database,
+        // which any number of servers use while this changes it (they hear
+        // of ended sessions from the database).
         Ok(store) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
             let now = SystemClock.now();
             let min = config.min_password_length;
             runtime.block_on(control::run(&store, request, min, now, None))
         }
-        // A server holds it: ask that server.
+        // A server holds the file store: ask that server.
         Err(StoreError::InUse { .. }) => control::request(&config.data_dir, &request),
         Err(err) => return Err(err.into()),
     }

@@ -32,10 +32,13 @@ const MAX_CONNECTIONS: usize = 16;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What `/healthz` reports.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Health {
     /// Cancelled when the server starts draining at shutdown.
     pub draining: CancellationToken,
+    /// Whether the store is known to be unreachable (a database that is
+    /// down): new clients could not log in here.
+    pub store_unreachable: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Serves the operator's port until `stop`.
@@ -111,6 +114,9 @@ fn respond(
         }
         "/healthz" if health.draining.is_cancelled() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        }
+        "/healthz" if (health.store_unreachable)() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
         }
         "/healthz" => text(StatusCode::OK, "ok"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

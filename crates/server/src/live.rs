@@ -3,6 +3,9 @@
 //! commands once they reach a running server) ends every connection it
 //! authenticated, at once, with `bye {reason: "revoked"}`.
 //!
+//! With a shared store, [`follow_revocations`] does the same for chains
+//! ended on other servers or by admin commands.
+//!
 //! A connection registers when it is established and holds a [`Watch`];
 //! dropping the watch takes it out again, on every path.
 
@@ -14,10 +17,15 @@ use std::{
     },
 };
 
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::sync::lock;
+use crate::{
+    store::{Revocation, UserStore},
+    sync::lock,
+};
 
 /// Why a connection was stopped from outside its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +123,11 @@ impl LiveSessions {
             .sum()
     }
 
+    /// The chains with live connections now.
+    pub fn families(&self) -> Vec<Uuid> {
+        lock(&self.chains).keys().copied().collect()
+    }
+
     /// Connections registered now (for tests).
     pub fn len(&self) -> usize {
         lock(&self.chains)
@@ -126,6 +139,50 @@ impl LiveSessions {
     /// Whether no connection is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Ends this server's connections of the chains a shared store says ended
+/// elsewhere, until `stop`. After revocations may have been missed, every
+/// live chain is checked against the store.
+pub async fn follow_revocations<S: UserStore>(
+    live: Arc<LiveSessions>,
+    store: S,
+    mut revocations: broadcast::Receiver<Revocation>,
+    stop: CancellationToken,
+) {
+    loop {
+        let heard = tokio::select! {
+            () = stop.cancelled() => return,
+            heard = revocations.recv() => heard,
+        };
+        match heard {
+            Ok(Revocation::Chain(family)) => {
+                let ended = live.revoke_chain(family);
+                if ended > 0 {
+                    info!(%family, connections_ended = ended, "session chain ended elsewhere: revoked here too");
+                }
+            }
+            Ok(Revocation::Resync) | Err(RecvError::Lagged(_)) => {
+                let families = live.families();
+                match store.chains_alive(families.clone()).await {
+                    Ok(alive) => {
+                        let ended: usize = families
+                            .iter()
+                            .filter(|family| !alive.contains(family))
+                            .map(|family| live.revoke_chain(*family))
+                            .sum();
+                        info!(
+                            checked = families.len(),
+                            connections_ended = ended,
+                            "live sessions re-checked against the store"
+                        );
+                    }
+                    Err(err) => warn!(error = %err, "cannot re-check live sessions"),
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

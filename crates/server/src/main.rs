@@ -87,12 +87,22 @@ fn load_config(
 }
 
 /// Opens the store the configuration names.
-fn open_store(config: &ServerConfig) -> Result<Store, StoreError> {
+async fn open_store(config: &ServerConfig) -> Result<Store, StoreError> {
     store::open(
         &config.store_location(),
         config.lifetimes(),
         Arc::new(SystemClock),
     )
+    .await
+}
+
+/// A runtime for one job before (or instead of) serving: opening the store,
+/// an admin command.
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// An error and its causes in one sentence, each cause once: errors that
@@ -130,7 +140,10 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     });
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
         .with_format(config.log_format);
-    let store = open_store(&config)?;
+    // On a runtime of its own: a daemon forks after this, and a runtime's
+    // threads would not survive it. The PostgreSQL store's pool opens its
+    // connections later, on the serving runtime.
+    let store = small_runtime()?.block_on(open_store(&config))?;
     let tls = match config.tls {
         true => Some(Arc::new(
             ServerTls::prepare(&config).context("cannot set up TLS")?,
@@ -250,7 +263,12 @@ async fn serve(
     announcement: &str,
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
+    let ledger = store.shared_ledger(config.auth_attempts_per_minute);
     let mut server = Server::new(config.clone(), store);
+    if let Some(ledger) = ledger {
+        // Limits hold across every server on the database.
+        server = server.with_ledger(ledger);
+    }
     if let Some(control) = listeners.control {
         server = server.with_control_socket(control);
     }

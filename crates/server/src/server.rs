@@ -118,10 +118,18 @@ impl<S: UserStore> Server<S> {
         let control = self.control.map(|socket| {
             tokio::spawn(control::serve(
                 socket,
-                store,
+                store.clone(),
                 (Arc::clone(auth.live()), Arc::clone(&clients)),
                 config.min_password_length,
                 self.clock,
+                stop_side_tasks.clone(),
+            ))
+        });
+        let revocations = store.revocations().map(|heard| {
+            tokio::spawn(crate::live::follow_revocations(
+                Arc::clone(auth.live()),
+                store.clone(),
+                heard,
                 stop_side_tasks.clone(),
             ))
         });
@@ -137,8 +145,10 @@ impl<S: UserStore> Server<S> {
         });
         let stop_http = stop_side_tasks.clone();
         let http = self.metrics_listener.map(|http_listener| {
+            let probe = store.clone();
             let health = Health {
                 draining: shutdown.clone(),
+                store_unreachable: Arc::new(move || probe.is_unreachable()),
             };
             tokio::spawn(http::serve(
                 http_listener,
@@ -149,7 +159,7 @@ impl<S: UserStore> Server<S> {
         });
         Listener::new(listener, context, shutdown).serve().await;
         stop_side_tasks.cancel();
-        for task in [http, control].into_iter().flatten() {
+        for task in [http, control, revocations].into_iter().flatten() {
             let _ = task.await;
         }
         Ok(())

@@ -52,7 +52,9 @@ async fn the_store_is_chosen_from_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let location = StoreLocation::File(dir.path().to_owned());
     let clock = ManualClock::at(0);
-    let store = store::open(&location, LIFETIMES, clock.clone()).unwrap();
+    let store = store::open(&location, LIFETIMES, clock.clone())
+        .await
+        .unwrap();
     assert!(matches!(store, Store::File(_)));
     store.create_user(user("ann")).await.unwrap();
     drop(store);

@@ -316,8 +316,23 @@ impl<S: UserStore> Authenticator<S> {
 }
 
 fn refused_by_store(err: StoreError) -> Refusal {
+    if let StoreError::Unavailable(why) = &err {
+        // The store warns once per outage; not once per request.
+        tracing::debug!(error = %why, "store unavailable");
+        return unavailable();
+    }
     error!(error = %err, "store failure");
     internal()
+}
+
+/// What a client is told when the step it is on needs a store that cannot
+/// be reached; the session ends it as fatal.
+pub fn unavailable() -> Refusal {
+    Refusal {
+        code: ErrorCode::Unavailable,
+        message: "the server cannot reach its database just now; nothing was changed, try again in a few seconds".into(),
+        counts: false,
+    }
 }
 
 fn internal() -> Refusal {

@@ -24,9 +24,18 @@ pub struct RunArgs {
     /// `ident` (identify clients by IP) or `auth` (passwords and tokens) [default: auth]
     #[arg(long, value_parser = parse_mode)]
     pub mode: Option<Mode>,
-    /// Directory of the user store [default: data]
+    /// Directory of the file store, the TLS pair and the control socket [default: data]
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Where users and sessions live: `file` (the journal in --data-dir) or postgres://USER@HOST:PORT/DB?sslmode=disable|prefer|require (password in the URL or PGPASSWORD) [default: file]
+    #[arg(
+        long,
+        value_name = "URL",
+        global = true,
+        env = "ECHO_SERVER_STORE",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Directory of the rotating log files [default: logs]
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,

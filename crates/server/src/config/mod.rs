@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use crate::{
     logging::LogFormat,
-    store::{Lifetimes, StoreLocation},
+    store::{
+        Lifetimes, PgUrl, StoreLocation,
+        postgres::{DEFAULT_POOL_SIZE, redact_passwords},
+    },
 };
 
 pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
@@ -35,8 +38,13 @@ pub struct ServerConfig {
     pub port_search: u16,
     /// Identification or authentication.
     pub mode: Mode,
-    /// Directory of the user store.
+    /// Directory of the file store (and the TLS pair, the control socket).
     pub data_dir: PathBuf,
+    /// The PostgreSQL store (`--store URL`); `None`: the file store in
+    /// `data_dir`.
+    pub store_url: Option<PgUrl>,
+    /// Connections at most in the PostgreSQL store's pool.
+    pub store_pool_size: usize,
     /// Directory of the rotating log files.
     pub log_dir: PathBuf,
     /// How many daily log files to keep.
@@ -112,6 +120,8 @@ pub struct FileConfig {
     port_search: Option<u16>,
     mode: Option<Mode>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
+    store_pool_size: Option<usize>,
     log_dir: Option<PathBuf>,
     log_keep: Option<usize>,
     log_level: Option<String>,
@@ -175,6 +185,8 @@ impl Default for ServerConfig {
             port_search: 100,
             mode: Mode::Auth,
             data_dir: PathBuf::from("data"),
+            store_url: None,
+            store_pool_size: DEFAULT_POOL_SIZE,
             log_dir: PathBuf::from("logs"),
             log_keep: 14,
             log_level: "info".to_owned(),
@@ -227,6 +239,13 @@ impl ServerConfig {
         let secs = |flag: Option<u64>, key: Option<u64>, default: Duration| {
             flag.or(key).map_or(default, Duration::from_secs)
         };
+        let store_url = match args.store.clone().or(file.store).as_deref() {
+            None | Some("file") => None,
+            Some(url) => Some(
+                PgUrl::parse(url, std::env::var("PGPASSWORD").ok())
+                    .map_err(|err| ConfigError::Invalid(format!("store: {err}")))?,
+            ),
+        };
         let config = Self {
             host: args.host.clone().or(file.host).unwrap_or(d.host),
             port,
@@ -237,6 +256,8 @@ impl ServerConfig {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or(d.data_dir),
+            store_url,
+            store_pool_size: file.store_pool_size.unwrap_or(d.store_pool_size),
             log_dir: args.log_dir.clone().or(file.log_dir).unwrap_or(d.log_dir),
             log_keep: file.log_keep.unwrap_or(d.log_keep),
             log_level: file.log_level.unwrap_or(d.log_level),
@@ -317,6 +338,7 @@ impl ServerConfig {
             ("session_idle_days", self.session_idle_days),
             ("session_max_days", self.session_max_days),
             ("identity_days", self.identity_days),
+            ("store_pool_size", self.store_pool_size as u64),
             (
                 "auth_attempts_per_minute",
                 u64::from(self.auth_attempts_per_minute),
@@ -349,7 +371,13 @@ impl ServerConfig {
 
     /// Which store to open.
     pub fn store_location(&self) -> StoreLocation {
-        StoreLocation::File(self.data_dir.clone())
+        match &self.store_url {
+            Some(url) => StoreLocation::Postgres {
+                url: Box::new(url.clone()),
+                pool_size: self.store_pool_size,
+            },
+            None => StoreLocation::File(self.data_dir.clone()),
+        }
     }
 
     /// Session lifetimes in seconds, for the store.
@@ -377,6 +405,8 @@ impl FileConfig {
 
     /// Parses config text; the error says what is wrong and where.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|err| err.to_string())
+        // A TOML error quotes the line it is about, which may hold a
+        // database password.
+        toml::from_str(text).map_err(|err| redact_passwords(&err.to_string()))
     }
 }

@@ -79,6 +79,9 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             }
             Err(refusal) => refusal,
         };
+        if refusal.code == ErrorCode::Unavailable {
+            return Err(Ending::StoreUnavailable);
+        }
         let mut attempts = None;
         if refusal.counts {
             attempts_left -= 1;

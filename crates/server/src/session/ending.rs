@@ -33,6 +33,10 @@ pub(crate) enum Ending {
     /// A TLS ClientHello on a plain port: closed without a word (the client
     /// could not read a frame).
     TlsOnPlainPort,
+    /// The store could not be reached for this step: a fatal
+    /// `error {unavailable}` (logged at `info`: the store warns once per
+    /// outage, not once per client).
+    StoreUnavailable,
     /// A protocol violation: a fatal `error` frame.
     Violation { code: ErrorCode, message: String },
 }
@@ -57,6 +61,10 @@ impl Ending {
             Ending::Kicked => ByeReason::Kicked,
             Ending::Violation { code, message } => {
                 return Some(ServerMsg::error(*code, message.clone(), true));
+            }
+            Ending::StoreUnavailable => {
+                let refusal = crate::auth::unavailable();
+                return Some(ServerMsg::error(refusal.code, refusal.message, true));
             }
             Ending::ClientLeft
             | Ending::Lost(_)
@@ -85,6 +93,7 @@ impl Ending {
                 | Ending::Shutdown
                 | Ending::Revoked
                 | Ending::Kicked
+                | Ending::StoreUnavailable
         )
     }
 }
@@ -109,6 +118,7 @@ impl fmt::Display for Ending {
                 f.write_str("PROXY header from an address not in proxy_protocol_from")
             }
             Ending::TlsOnPlainPort => f.write_str("a TLS client on a plain port"),
+            Ending::StoreUnavailable => f.write_str("the store is unavailable"),
             Ending::Violation { code, message } => {
                 write!(f, "protocol violation ({code:?}): {message}")
             }

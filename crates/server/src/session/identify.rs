@@ -9,17 +9,23 @@ use tokio::{
 use tracing::{error, info};
 
 use super::{Ending, Established, Session, State};
-use crate::{logging::shown, store::UserStore};
+use crate::{
+    logging::shown,
+    store::{StoreError, UserStore},
+};
 
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Looks the address up: greets a known one, asks an unknown one.
     pub(super) async fn identify(&mut self, deadline: Instant) -> Result<State, Ending> {
         let known = self.ctx.auth.known_name(self.peer.ip()).await;
-        match known.map_err(|err| {
-            error!(error = %err, "store failure");
-            Ending::Violation {
-                code: ErrorCode::Internal,
-                message: "the server cannot reach its user store".into(),
+        match known.map_err(|err| match err {
+            StoreError::Unavailable(_) => Ending::StoreUnavailable,
+            err => {
+                error!(error = %err, "store failure");
+                Ending::Violation {
+                    code: ErrorCode::Internal,
+                    message: "the server cannot read its user store".into(),
+                }
             }
         })? {
             Some(name) => {

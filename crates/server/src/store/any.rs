@@ -7,10 +7,13 @@ use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
 use uuid::Uuid;
 
+use tokio::sync::broadcast;
+
 use super::{
-    FileStore, Identity, Lifetimes, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
-    UserRecord, UserStore,
+    FileStore, Identity, Lifetimes, PgStore, PgUrl, Revocation, Rotation, SessionInfo, StoreError,
+    TokenHash, UnixTime, UserRecord, UserStore,
 };
+use crate::auth::AttemptLedger;
 use crate::clock::Clock;
 
 /// Where the configuration says the store is.
@@ -18,6 +21,13 @@ use crate::clock::Clock;
 pub enum StoreLocation {
     /// The embedded file store in this directory.
     File(PathBuf),
+    /// A PostgreSQL database, shared by any number of servers.
+    Postgres {
+        /// Where it is.
+        url: Box<PgUrl>,
+        /// Connections at most in the pool.
+        pool_size: usize,
+    },
 }
 
 /// An open store of whichever backend was configured.
@@ -25,10 +35,13 @@ pub enum StoreLocation {
 pub enum Store {
     /// The embedded journal-backed store.
     File(FileStore),
+    /// The PostgreSQL store.
+    Postgres(PgStore),
 }
 
-/// Opens the store at `location`.
-pub fn open(
+/// Opens the store at `location` (for PostgreSQL: connects and brings the
+/// schema up to date).
+pub async fn open(
     location: &StoreLocation,
     lifetimes: Lifetimes,
     clock: Arc<dyn Clock>,
@@ -36,6 +49,21 @@ pub fn open(
     match location {
         StoreLocation::File(dir) => {
             FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
+        }
+        StoreLocation::Postgres { url, pool_size } => PgStore::open(url, lifetimes, *pool_size)
+            .await
+            .map(Store::Postgres),
+    }
+}
+
+impl Store {
+    /// The attempt ledger this store shares with other servers, allowing
+    /// `per_minute` password attempts a minute per address; `None` for a
+    /// store only this process uses (its limits stay in memory).
+    pub fn shared_ledger(&self, per_minute: u32) -> Option<Arc<dyn AttemptLedger>> {
+        match self {
+            Store::File(_) => None,
+            Store::Postgres(store) => Some(Arc::new(store.ledger(per_minute))),
         }
     }
 }
@@ -45,6 +73,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::File($store) => $call.await,
+            Store::Postgres($store) => $call.await,
         }
     };
 }
@@ -119,5 +148,23 @@ impl UserStore for Store {
 
     async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
         dispatch!(self, s => s.sessions(user, now))
+    }
+
+    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        dispatch!(self, s => s.chains_alive(families))
+    }
+
+    fn revocations(&self) -> Option<broadcast::Receiver<Revocation>> {
+        match self {
+            Store::File(store) => store.revocations(),
+            Store::Postgres(store) => UserStore::revocations(store),
+        }
+    }
+
+    fn is_unreachable(&self) -> bool {
+        match self {
+            Store::File(_) => false,
+            Store::Postgres(store) => store.is_unreachable(),
+        }
     }
 }

@@ -9,12 +9,16 @@
 
 mod any;
 mod file;
+pub mod postgres;
 mod timed;
 
 use std::{fmt, future::Future, net::IpAddr};
 
+use tokio::sync::broadcast;
+
 pub use any::{Store, StoreLocation, open};
 pub use file::{FileStore, JOURNAL_FILE};
+pub use postgres::{PgLedger, PgStore, PgUrl};
 use sha2::{Digest, Sha256};
 pub use timed::Timed;
 use uuid::Uuid;
@@ -99,6 +103,17 @@ pub enum Rotation {
     Unknown,
 }
 
+/// A session chain ended somewhere else (another server, an admin command),
+/// heard from a shared store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// This chain has ended: its live connections must end.
+    Chain(Uuid),
+    /// Revocations may have been missed (the channel was lost): check every
+    /// live chain with [`UserStore::chains_alive`].
+    Resync,
+}
+
 /// Store failures, in kinds that fit any backend. None of them carries a
 /// password, hash or token.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +150,19 @@ pub enum StoreError {
     /// again later may work. Nothing was changed.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a request (not because it is down).
+    #[error("database error: {0}")]
+    Database(String),
+    /// The database's schema is newer than this binary.
+    #[error(
+        "the database schema is at version {found}, newer than this echo-server knows ({known}): upgrade echo-server"
+    )]
+    SchemaTooNew {
+        /// The newest version applied to the database.
+        found: i32,
+        /// The newest version this binary knows.
+        known: i32,
+    },
     /// An earlier write failure left the store unable to write safely.
     #[error("the store stopped writing after an earlier failure; restart the server")]
     Poisoned,
@@ -223,6 +251,24 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         user: &str,
         now: UnixTime,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+
+    /// Those of `families` that still exist (not revoked, not forgotten).
+    fn chains_alive(
+        &self,
+        families: Vec<Uuid>,
+    ) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send;
+
+    /// Chains ended outside this process, for a store that several
+    /// processes share; `None` when nobody else can end them.
+    fn revocations(&self) -> Option<broadcast::Receiver<Revocation>> {
+        None
+    }
+
+    /// Whether the store is known to be unreachable now (`/healthz` says
+    /// so); an embedded store never is.
+    fn is_unreachable(&self) -> bool {
+        false
+    }
 }
 
 impl TokenHash {

@@ -110,4 +110,17 @@ impl<S: UserStore> UserStore for Timed<S> {
     async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
         self.time("sessions", self.inner.sessions(user, now)).await
     }
+
+    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        self.time("chains_alive", self.inner.chains_alive(families))
+            .await
+    }
+
+    fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<super::Revocation>> {
+        self.inner.revocations()
+    }
+
+    fn is_unreachable(&self) -> bool {
+        self.inner.is_unreachable()
+    }
 }

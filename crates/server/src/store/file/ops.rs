@@ -283,4 +283,13 @@ impl UserStore for FileStore {
         sessions.sort_by_key(|info| info.created);
         Ok(sessions)
     }
+
+    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self.read(|state| {
+            families
+                .into_iter()
+                .filter(|family| state.families.contains_key(family))
+                .collect()
+        }))
+    }
 }

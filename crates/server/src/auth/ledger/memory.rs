@@ -1,58 +1,10 @@
-//! The attempt ledger: failed passwords per account and password attempts
-//! per address, checked before any password work is done.
-//!
-//! [`AttemptLedger`] is the seam: [`MemoryLedger`] keeps the counts in this
-//! process (reset by a restart); a ledger in a shared database makes the
-//! limits hold across servers. Its methods return boxed futures so that the
-//! ledger can be chosen at run time; they run a few times per login, never
-//! per message, so the allocation costs nothing that shows.
+//! [`MemoryLedger`]: the attempt limits in this process's memory, bounded
+//! (reset by a restart; one server's view only).
 
-use std::{collections::HashMap, fmt, future::Future, hash::Hash, net::IpAddr, pin::Pin};
+use std::{collections::HashMap, hash::Hash, net::IpAddr, sync::Mutex};
 
-use std::sync::Mutex;
-
-use crate::{clock::UnixTime, store::StoreError, sync::lock};
-
-/// Consecutive failures on an account before back-off starts.
-const FREE_FAILURES: u32 = 5;
-/// Longest back-off, in seconds.
-const MAX_BACKOFF_SECS: u64 = 15 * 60;
-/// Failures an account may collect in a day.
-const MAX_FAILURES_PER_DAY: u32 = 100;
-
-/// What a ledger call returns: a boxed future, so ledgers can be swapped at
-/// run time. A shared ledger can fail ([`StoreError`]); the memory one never does.
-pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A refusal: try again after `retry_after` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    /// Seconds to wait.
-    pub retry_after: u64,
-}
-
-/// Where attempt limits are counted.
-pub trait AttemptLedger: Send + Sync + fmt::Debug {
-    /// Takes one password attempt from `ip`'s allowance, or says how long
-    /// to wait for the next one.
-    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>>;
-
-    /// Whether `user` may try a password now.
-    fn check_account<'a>(
-        &'a self,
-        user: &'a str,
-        now: UnixTime,
-    ) -> LedgerFuture<'a, Result<(), Limited>>;
-
-    /// Counts a failed password for `user`; from the fifth in a row each one
-    /// blocks the account for twice as long as the one before. Called for
-    /// existing users only: a name that is no account has nothing to
-    /// protect, and junk names must not take the room of real accounts.
-    fn record_failure<'a>(&'a self, user: &'a str, now: UnixTime) -> LedgerFuture<'a, ()>;
-
-    /// A correct password: the account's run of failures is over.
-    fn record_success<'a>(&'a self, user: &'a str) -> LedgerFuture<'a, ()>;
-}
+use super::{AccountAttempts, AttemptLedger, Bucket, LedgerFuture, Limited};
+use crate::{clock::UnixTime, sync::lock};
 
 /// Attempt limits per account and per address, in this process's memory,
 /// bounded.
@@ -61,21 +13,6 @@ pub struct MemoryLedger {
     accounts: Mutex<BoundedMap<String, AccountAttempts>>,
     addresses: Mutex<BoundedMap<IpAddr, Bucket>>,
     per_minute: u32,
-}
-
-#[derive(Debug, Clone, Default)]
-struct AccountAttempts {
-    consecutive: u32,
-    blocked_until: UnixTime,
-    day: u64,
-    today: u32,
-}
-
-/// A token bucket: `tokens` refill at `per_minute` a minute up to the cap.
-#[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    updated: UnixTime,
 }
 
 /// A map of at most `cap` entries that may be dropped: when full, the
@@ -108,76 +45,30 @@ impl MemoryLedger {
     }
 
     fn take_from_bucket(&self, ip: IpAddr, now: UnixTime) -> Result<(), Limited> {
-        let per_minute = f64::from(self.per_minute.max(1));
         let mut addresses = lock(&self.addresses);
-        let bucket = addresses.entry(
-            ip,
-            now,
-            || Bucket {
-                tokens: per_minute,
-                updated: now,
-            },
-            |_| true,
-        );
-        let elapsed = now.saturating_sub(bucket.updated) as f64;
-        bucket.tokens = (bucket.tokens + elapsed * per_minute / 60.0).min(per_minute);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - bucket.tokens) * 60.0 / per_minute).ceil() as u64;
-            Err(Limited {
-                retry_after: wait.max(1),
-            })
-        }
+        let bucket = addresses.entry(ip, now, || Bucket::full(self.per_minute, now), |_| true);
+        bucket.take(now, self.per_minute)
     }
 
     fn account_allowed(&self, user: &str, now: UnixTime) -> Result<(), Limited> {
-        let accounts = lock(&self.accounts);
-        let Some(account) = accounts.get(user) else {
-            return Ok(());
-        };
-        if account.day == now / 86_400 && account.today >= MAX_FAILURES_PER_DAY {
-            return Err(Limited {
-                retry_after: 86_400 - now % 86_400,
-            });
-        }
-        if account.blocked_until > now {
-            return Err(Limited {
-                retry_after: account.blocked_until - now,
-            });
-        }
-        Ok(())
+        lock(&self.accounts)
+            .get(user)
+            .map_or(Ok(()), |account| account.allowed(now))
     }
 
     fn count_failure(&self, user: &str, now: UnixTime) {
         let mut accounts = lock(&self.accounts);
-        let today = now / 86_400;
         // Failures today or a back-off in force keep an account; an older
         // run of failures may make room when the map is full.
-        let droppable =
-            |account: &AccountAttempts| account.blocked_until <= now && account.day != today;
-        let account = accounts.entry(user.to_owned(), now, AccountAttempts::default, droppable);
-        let day = now / 86_400;
-        if account.day != day {
-            account.day = day;
-            account.today = 0;
-        }
-        account.today += 1;
-        account.consecutive += 1;
-        if account.consecutive >= FREE_FAILURES {
-            let doublings = (account.consecutive - FREE_FAILURES).min(20);
-            let backoff = (1u64 << doublings).min(MAX_BACKOFF_SECS);
-            account.blocked_until = now + backoff;
-        }
+        let droppable = |account: &AccountAttempts| account.droppable(now);
+        accounts
+            .entry(user.to_owned(), now, AccountAttempts::default, droppable)
+            .fail(now);
     }
 
     fn count_success(&self, user: &str) {
-        let mut accounts = lock(&self.accounts);
-        if let Some(account) = accounts.get_mut(user) {
-            account.consecutive = 0;
-            account.blocked_until = 0;
+        if let Some(account) = lock(&self.accounts).get_mut(user) {
+            account.succeed();
         }
     }
 }

@@ -1,0 +1,206 @@
+//! A throwaway PostgreSQL for one test: `initdb` and `pg_ctl` from the
+//! installed binaries (`/usr/lib/postgresql/*/bin` or `PATH`), a private
+//! directory and socket, a free port on 127.0.0.1; stopped and removed when
+//! dropped (and by a watchdog if the test process dies first). As root, the
+//! cluster runs as the `postgres` user, since `initdb` refuses root.
+//!
+//! Where PostgreSQL is not installed, [`Postgres::start`] prints one line
+//! and returns `None`, unless `ECHO_TEST_POSTGRES=require`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Once,
+};
+
+/// A running throwaway cluster with one database, `echo`, and a superuser,
+/// `echo`, who connects without a password.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+const UNPRIVILEGED: &str = "postgres";
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The directory of `initdb` and `pg_ctl`: the newest under
+/// `/usr/lib/postgresql`, else from `PATH`.
+fn find_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+    })
+}
+
+/// A command running `program` as the cluster's owner.
+fn as_owner(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", UNPRIVILEGED, "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Postgres {
+    /// Starts a cluster, or says why not: `None` (with one line printed
+    /// per test binary) where PostgreSQL is not installed.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = find_bin() else {
+            let why = "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH; apt-get install postgresql)";
+            if std::env::var("ECHO_TEST_POSTGRES").as_deref() == Ok("require") {
+                panic!("ECHO_TEST_POSTGRES=require, but {why}");
+            }
+            static SAID: Once = Once::new();
+            SAID.call_once(|| eprintln!("skipped: the PostgreSQL tests: {why}"));
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("echo-pg-")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let user = nix::unistd::User::from_name(UNPRIVILEGED)
+                .unwrap()
+                .expect("as root, the tests run PostgreSQL as the postgres user");
+            nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+        }
+        let mut initdb = as_owner(&bin.join("initdb"));
+        initdb.arg("-D").arg(dir.path().join("data")).args([
+            "-U",
+            "echo",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "-N",
+        ]);
+        run(initdb, "initdb");
+        let pg = Self {
+            dir,
+            bin,
+            port: super::free_port(),
+        };
+        pg.pg_ctl("start");
+        pg.watch_for_the_test_dying();
+        let mut createdb = as_owner(&pg.bin.join("createdb"));
+        createdb.arg("-h").arg(pg.dir.path()).args([
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "echo",
+            "echo",
+        ]);
+        run(createdb, "createdb");
+        Some(pg)
+    }
+
+    /// `postgres://echo@127.0.0.1:PORT/echo?sslmode=disable`.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://echo@127.0.0.1:{}/echo?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// `pg_ctl restart`: every connection is cut, then it serves again.
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+
+    /// `pg_ctl stop -m fast`.
+    pub fn stop(&self) {
+        let mut command = as_owner(&self.bin.join("pg_ctl"));
+        command
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w", "stop"]);
+        run(command, "pg_ctl stop");
+    }
+
+    /// Starts it again after [`Postgres::stop`].
+    pub fn start_again(&self) {
+        self.pg_ctl("start");
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut command = as_owner(&self.bin.join("pg_ctl"));
+        command
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("postgres.log"))
+            .args(["-o", &options, "-w", "-m", "fast", action]);
+        run(command, &format!("pg_ctl {action}"));
+    }
+
+    /// Stops and removes the cluster if this process dies without dropping
+    /// it (a panic in another thread, a signal).
+    fn watch_for_the_test_dying(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {runas}{pg_ctl} -D '{data}' -m immediate stop; rm -rf '{dir}'",
+            pid = std::process::id(),
+            runas = if is_root() {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl = self.bin.join("pg_ctl").display(),
+            data = self.dir.path().join("data").display(),
+            dir = self.dir.path().display(),
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -1,0 +1,214 @@
+//! The PostgreSQL store: the conformance suite every store passes, on a
+//! throwaway cluster per test, then what is its own: migrations under
+//! concurrency, atomic rotation across handles, revocations heard by every
+//! handle, the shared attempt ledger, and a database that goes away.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod conformance;
+
+use std::{net::IpAddr, time::Duration};
+
+use common::postgres::Postgres;
+use conformance::{Backend, LIFETIMES, user};
+use echo_server::{
+    auth::{AttemptLedger, Limited},
+    store::{
+        PgStore, PgUrl, Revocation, Rotation, StoreError, TokenHash, UserStore, postgres::schema,
+    },
+};
+
+/// A fresh database; every `open` is another server on it.
+struct PgBackend {
+    pg: Postgres,
+}
+
+impl PgBackend {
+    fn start() -> Option<Self> {
+        Postgres::start().map(|pg| Self { pg })
+    }
+
+    fn url(&self) -> PgUrl {
+        PgUrl::parse(&self.pg.url(), None).unwrap()
+    }
+}
+
+impl Backend for PgBackend {
+    type Store = PgStore;
+
+    async fn open(&self) -> PgStore {
+        PgStore::open(&self.url(), LIFETIMES, 4).await.unwrap()
+    }
+}
+
+conformance_suite!(PgBackend::start());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_starting_at_once_apply_each_schema_version_once() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let url = backend.url();
+    let opening = (0..6).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { PgStore::open(&url, LIFETIMES, 2).await.map(drop) })
+    });
+    for opened in futures_util::future::join_all(opening).await {
+        opened.unwrap().unwrap();
+    }
+    let applied = schema::applied(&url).await.unwrap();
+    let versions: Vec<i32> = applied.iter().map(|a| a.version).collect();
+    assert_eq!(versions, (1..=schema::latest()).collect::<Vec<_>>());
+    let report = schema::report(&url, &applied);
+    assert!(report.contains("up to date"), "{report}");
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_binary_is_refused() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let store = backend.open().await;
+    let (client, _notes) = raw_client(&backend.pg).await;
+    client
+        .execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')",
+            &[],
+        )
+        .await
+        .unwrap();
+    drop(store);
+    match PgStore::open(&backend.url(), LIFETIMES, 2).await {
+        Err(StoreError::SchemaTooNew { found: 999, known }) => assert_eq!(known, schema::latest()),
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    let report = schema::report(
+        &backend.url(),
+        &schema::applied(&backend.url()).await.unwrap(),
+    );
+    assert!(report.contains("upgrade echo-server"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_token_presented_twice_at_once_rotates_once_and_revokes() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let (a, b) = (backend.open().await, backend.open().await);
+    for round in 0..50u64 {
+        let first = TokenHash::of(&format!("first-{round}"));
+        a.register(user(&format!("u{round}")), first).await.unwrap();
+        let (next_a, next_b) = (
+            TokenHash::of(&format!("a-{round}")),
+            TokenHash::of(&format!("b-{round}")),
+        );
+        let (ra, rb) = tokio::join!(
+            a.rotate_session(first, next_a, 10),
+            b.rotate_session(first, next_b, 10)
+        );
+        let outcomes = [ra.unwrap(), rb.unwrap()];
+        let rotated = outcomes
+            .iter()
+            .filter(|o| matches!(o, Rotation::Rotated(_)))
+            .count();
+        let reused = outcomes
+            .iter()
+            .filter(|o| matches!(o, Rotation::Reused { .. }))
+            .count();
+        assert_eq!((rotated, reused), (1, 1), "round {round}: {outcomes:?}");
+        // The chain is gone: the winner's new token is refused too.
+        for next in [next_a, next_b] {
+            let again = a
+                .rotate_session(next, TokenHash::of("x"), 11)
+                .await
+                .unwrap();
+            assert_eq!(again, Rotation::Unknown);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chain_ended_through_one_handle_is_heard_by_the_others() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let (a, b) = (backend.open().await, backend.open().await);
+    let mut heard = b.revocations();
+    let session = a.register(user("ann"), TokenHash::of("t")).await.unwrap();
+    // The listener connects in the background; give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.revoke_session(session.family).await.unwrap());
+    let note = tokio::time::timeout(Duration::from_secs(1), heard.recv())
+        .await
+        .expect("no revocation heard within a second")
+        .unwrap();
+    assert_eq!(note, Revocation::Chain(session.family));
+    assert!(
+        b.chains_alive(vec![session.family])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn attempt_limits_are_shared_by_every_server() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let (a, b) = (backend.open().await, backend.open().await);
+    a.create_user(user("ann")).await.unwrap();
+    let (la, lb) = (a.ledger(3), b.ledger(3));
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    for ledger in [&la, &lb, &la] {
+        assert_eq!(ledger.charge_address(ip, 1000).await.unwrap(), Ok(()));
+    }
+    assert_eq!(
+        lb.charge_address(ip, 1000).await.unwrap(),
+        Err(Limited { retry_after: 20 })
+    );
+    for ledger in [&la, &lb, &la, &lb, &la] {
+        ledger.record_failure("ann", 2000).await.unwrap();
+    }
+    assert_eq!(
+        lb.check_account("ann", 2000).await.unwrap(),
+        Err(Limited { retry_after: 1 })
+    );
+    la.record_success("ann").await.unwrap();
+    assert_eq!(lb.check_account("ann", 2000).await.unwrap(), Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_is_unavailable_then_serves_again() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let store = backend.open().await;
+    store.create_user(user("ann")).await.unwrap();
+    backend.pg.stop();
+    match store.user("ann").await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    backend.pg.start_again();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.user("ann").await {
+            Ok(found) => break assert_eq!(found.unwrap().name, "ann"),
+            Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("the store did not come back: {other:?}"),
+        }
+    }
+}
+
+async fn raw_client(pg: &Postgres) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, task)
+}

@@ -10,11 +10,12 @@
 //! dropping the watch takes it out again, on every path.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -62,11 +63,42 @@ impl Stopper {
     }
 }
 
+/// How long a revoked chain is remembered, so that a connection that
+/// registers just after its chain was revoked (the revocation heard between
+/// the store's answer and the registration) is stopped too.
+const REMEMBER_ENDED: Duration = Duration::from_secs(60);
+/// Most revoked chains remembered at once.
+const MAX_ENDED: usize = 100_000;
+
 /// Every established connection authenticated by a session chain.
 #[derive(Debug, Default)]
 pub struct LiveSessions {
     chains: Mutex<HashMap<Uuid, Chain>>,
     next_id: AtomicU64,
+    ended: Mutex<Ended>,
+}
+
+/// Chains revoked lately, oldest first.
+#[derive(Debug, Default)]
+struct Ended {
+    order: VecDeque<(Instant, Uuid)>,
+    families: HashSet<Uuid>,
+}
+
+impl Ended {
+    fn insert(&mut self, family: Uuid) {
+        let now = Instant::now();
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) < REMEMBER_ENDED && self.order.len() < MAX_ENDED {
+                break;
+            }
+            self.order.pop_front();
+            self.families.remove(&old);
+        }
+        if self.families.insert(family) {
+            self.order.push_back((now, family));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -90,6 +122,9 @@ impl LiveSessions {
     pub fn watch(self: &Arc<Self>, family: Uuid, user: &str, stopper: Stopper) -> Watch {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut chains = lock(&self.chains);
+        if lock(&self.ended).families.contains(&family) {
+            stopper.stop(StopReason::Revoked);
+        }
         let chain = chains.entry(family).or_insert_with(|| Chain {
             user: user.to_owned(),
             connections: Vec::new(),
@@ -104,7 +139,10 @@ impl LiveSessions {
 
     /// Ends every live connection of chain `family`; returns how many.
     pub fn revoke_chain(&self, family: Uuid) -> usize {
-        let chain = lock(&self.chains).remove(&family);
+        let mut chains = lock(&self.chains);
+        lock(&self.ended).insert(family);
+        let chain = chains.remove(&family);
+        drop(chains);
         chain.map_or(0, |chain| cancel_all(&chain))
     }
 
@@ -225,6 +263,19 @@ mod tests {
         assert!(stoppers[2].token().is_cancelled());
         drop((first, second, other));
         assert!(live.is_empty());
+    }
+
+    #[test]
+    fn a_connection_registered_just_after_its_chain_was_revoked_is_stopped() {
+        let live = Arc::new(LiveSessions::default());
+        let family = Uuid::new_v4();
+        assert_eq!(live.revoke_chain(family), 0);
+        let stopper = Stopper::default();
+        let _watch = live.watch(family, "ann", stopper.clone());
+        assert_eq!(stopper.reason(), Some(StopReason::Revoked));
+        let other = Stopper::default();
+        let _other = live.watch(Uuid::new_v4(), "ann", other.clone());
+        assert_eq!(other.reason(), None);
     }
 
     #[test]

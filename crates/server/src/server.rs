@@ -26,6 +26,9 @@ use crate::{
 /// in-memory ledger.
 const ATTEMPT_TRACKING_CAP: usize = 10_000;
 
+/// Longest wait at start for a shared store's revocations to be heard.
+const REVOCATIONS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A server ready to serve: its settings, its store, its clock and where it
 /// counts attempts.
 #[derive(Debug)]
@@ -133,6 +136,14 @@ impl<S: UserStore> Server<S> {
                 stop_side_tasks.clone(),
             ))
         });
+        // Serve only once a revocation anywhere would reach this server's
+        // connections (or, if the database does not answer, after a while).
+        if tokio::time::timeout(REVOCATIONS_WAIT, store.hearing_revocations())
+            .await
+            .is_err()
+        {
+            tracing::warn!("not yet hearing revocations from the store; serving anyway");
+        }
         let acceptor = Acceptor::new(config.proxy_protocol_from.clone(), self.tls);
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {

@@ -54,6 +54,8 @@ impl<S: UserStore> Authenticator<S> {
     pub async fn suggested_user(&self, ip: IpAddr) -> Option<String> {
         match self.store.identity(ip, self.clock.now()).await {
             Ok(known) => known.map(|identity| identity.name),
+            // The store warns once per outage itself.
+            Err(StoreError::Unavailable(_)) => None,
             Err(err) => {
                 warn!(error = %err, "cannot look up this address");
                 None

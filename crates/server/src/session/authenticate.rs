@@ -112,6 +112,14 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     async fn welcome(&mut self, grant: Grant) -> Result<State, Ending> {
         let Grant { token, session } = grant;
         tracing::Span::current().record("user", tracing::field::display(shown(&session.user)));
+        // Watched before the client hears of it, so that a revocation from
+        // now on (here or on another server) reaches this connection.
+        let stopper = self.listed.entry().stopper().clone();
+        let watch = self
+            .ctx
+            .auth
+            .live()
+            .watch(session.family, &session.user, stopper);
         self.wire
             .send(ServerMsg::Welcome {
                 user: session.user.clone(),
@@ -125,12 +133,6 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .auth
             .remember_user(self.peer.ip(), &session.user)
             .await;
-        let stopper = self.listed.entry().stopper().clone();
-        let watch = self
-            .ctx
-            .auth
-            .live()
-            .watch(session.family, &session.user, stopper);
         Ok(State::Echo(Established {
             name: session.user,
             family: Some(session.family),

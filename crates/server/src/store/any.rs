@@ -167,4 +167,10 @@ impl UserStore for Store {
             Store::Postgres(store) => store.is_unreachable(),
         }
     }
+
+    async fn hearing_revocations(&self) {
+        if let Store::Postgres(store) = self {
+            store.listening().await;
+        }
+    }
 }

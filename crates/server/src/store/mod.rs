@@ -264,6 +264,13 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Resolves once revocations from elsewhere are being heard (at once
+    /// for a store nobody else shares); the server waits for it, up to a
+    /// limit, before it serves.
+    fn hearing_revocations(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Whether the store is known to be unreachable now (`/healthz` says
     /// so); an embedded store never is.
     fn is_unreachable(&self) -> bool {

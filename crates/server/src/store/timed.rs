@@ -123,4 +123,8 @@ impl<S: UserStore> UserStore for Timed<S> {
     fn is_unreachable(&self) -> bool {
         self.inner.is_unreachable()
     }
+
+    fn hearing_revocations(&self) -> impl Future<Output = ()> + Send {
+        self.inner.hearing_revocations()
+    }
 }

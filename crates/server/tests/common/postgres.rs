@@ -132,6 +132,20 @@ impl Postgres {
         )
     }
 
+    /// One query through `psql`, its rows unaligned (`a|b`).
+    pub fn psql(&self, query: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-c", query, &self.url()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// `pg_ctl restart`: every connection is cut, then it serves again.
     pub fn restart(&self) {
         self.pg_ctl("restart");

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_postgres::{AsyncMessage, Connection, Notification};
 use tracing::info;
 use uuid::Uuid;
@@ -40,20 +40,27 @@ pub(super) async fn drive<S, T>(
     }
 }
 
-/// Listens until every receiver is gone, reconnecting when the connection
-/// is lost.
+/// Listens, reconnecting when the connection is lost.
 ///
 /// This connection also watches the database for the whole store: losing
 /// it marks the store down (one warning per outage), and making it again
 /// marks it up, so a server with no traffic (taken out of a balancer by its
 /// health check) still finds the database back.
-pub(super) async fn run(url: PgUrl, sender: broadcast::Sender<Revocation>, outage: Arc<Outage>) {
+pub(super) async fn run(
+    url: PgUrl,
+    sender: broadcast::Sender<Revocation>,
+    outage: Arc<Outage>,
+    listening: watch::Sender<bool>,
+) {
     let mut wait = FIRST_RETRY;
     let mut lost = false;
-    while sender.receiver_count() > 0 {
+    // For the life of the runtime: a store that started listening keeps
+    // listening, whether or not anyone has subscribed yet.
+    loop {
         match listen(&url).await {
             Ok((client, mut notes)) => {
                 outage.up();
+                listening.send_replace(true);
                 if lost {
                     info!("revocation channel to the database is back; re-checking live sessions");
                     let _ = sender.send(Revocation::Resync);
@@ -65,6 +72,7 @@ pub(super) async fn run(url: PgUrl, sender: broadcast::Sender<Revocation>, outag
                     }
                 }
                 drop(client);
+                listening.send_replace(false);
                 outage.down("lost the connection that listens for revocations");
                 lost = true;
             }

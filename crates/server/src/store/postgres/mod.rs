@@ -28,7 +28,7 @@ use std::{
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_postgres::{Client, Notification, error::SqlState, tls::NoTls};
 use tracing::{info, warn};
 
@@ -62,6 +62,8 @@ struct Inner {
     outage: Arc<Outage>,
     /// Chains ended anywhere, once the listener runs.
     revocations: OnceLock<broadcast::Sender<Revocation>>,
+    /// True while the listener's `LISTEN` is in force.
+    listening: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -109,6 +111,7 @@ impl PgStore {
                 lifetimes,
                 outage: Arc::default(),
                 revocations: OnceLock::new(),
+                listening: watch::Sender::new(false),
             }),
         })
     }
@@ -140,10 +143,19 @@ impl PgStore {
                     self.inner.url.clone(),
                     sender.clone(),
                     Arc::clone(&self.inner.outage),
+                    self.inner.listening.clone(),
                 ));
                 sender
             })
             .subscribe()
+    }
+
+    /// Resolves once the listener's `LISTEN` is in force (starting it if
+    /// nobody has yet).
+    pub async fn listening(&self) {
+        let _heard = self.revocations();
+        let mut listening = self.inner.listening.subscribe();
+        let _ = listening.wait_for(|on| *on).await;
     }
 
     /// A pooled connection, or `Unavailable` at once while the database is

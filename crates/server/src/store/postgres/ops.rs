@@ -362,4 +362,8 @@ impl UserStore for PgStore {
     fn is_unreachable(&self) -> bool {
         PgStore::is_unreachable(self)
     }
+
+    async fn hearing_revocations(&self) {
+        self.listening().await;
+    }
 }

@@ -9,7 +9,13 @@ use std::{
 
 use anyhow::Context;
 use echo_proto::Mode;
-use echo_server::{Server, ServerConfig, logging::LogSetup, store::FileStore, tls::ServerTls};
+use echo_server::{
+    Server, ServerConfig,
+    clock::SystemClock,
+    logging::LogSetup,
+    store::{self, PgUrl},
+    tls::ServerTls,
+};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -40,10 +46,16 @@ pub fn serve(
     dir: &Path,
     metrics: bool,
     tls: Option<(PathBuf, PathBuf)>,
+    store: Option<&str>,
 ) -> anyhow::Result<()> {
+    let store_url = store
+        .map(|url| PgUrl::parse(url, std::env::var("PGPASSWORD").ok()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let config = ServerConfig {
         tls: tls.is_some(),
         tls_files: tls,
+        store_url,
         ..server_config(mode, dir)
     };
     let tls = match config.tls {
@@ -51,14 +63,23 @@ pub fn serve(
         false => None,
     };
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
-    let store = FileStore::open(&config.data_dir, config.lifetimes())?;
     let _guard = logs.install();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let store = store::open(
+            &config.store_location(),
+            config.lifetimes(),
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let ledger = store.shared_ledger(config.auth_attempts_per_minute);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         announce(&listener)?;
         let shutdown = stop_on_stdin_close();
         let mut server = Server::new(config, store);
+        if let Some(ledger) = ledger {
+            server = server.with_ledger(ledger);
+        }
         if let Some(tls) = tls {
             server = server.with_tls(tls);
         }

@@ -4,7 +4,9 @@
 mod children;
 mod load;
 mod procs;
+mod report;
 mod scenarios;
+mod stores;
 mod tls;
 
 use std::{io::Write, process::ExitCode, time::Duration};
@@ -12,8 +14,8 @@ use std::{io::Write, process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use echo_proto::Mode;
-use scenarios::{EchoRow, IdleResult, Plan, ResumeResult, Spread, StormResult};
-use serde::Serialize;
+use report::{Report, machine, print_table};
+use scenarios::Plan;
 
 /// Load generator for echo-server. Every echo scenario measures the real
 /// server and a plain Tokio echo alternately in the same run, so the result
@@ -80,6 +82,11 @@ struct Cli {
     /// server without it (in the table's reference column)
     #[arg(long)]
     metrics: bool,
+    /// Also compare the stores: resumes, logins and registrations per
+    /// second on the file store and on PostgreSQL at URL, with one and two
+    /// servers (a scratch database is created there and dropped after)
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// Echo scenario over TLS: the server with --tls against a reference
     /// TLS echo (tokio-rustls, same provider), plus TLS handshakes per
     /// second, full and resumed
@@ -113,6 +120,8 @@ enum Child {
         metrics: bool,
         #[command(flatten)]
         tls: ChildTls,
+        #[arg(long)]
+        store: Option<String>,
     },
     /// (internal) run the reference echo
     #[command(hide = true)]
@@ -146,27 +155,20 @@ impl From<ModeArg> for Mode {
     }
 }
 
-#[derive(Debug, Default, Serialize)]
-struct Report {
-    machine: String,
-    echo: Vec<EchoRow>,
-    /// The echo table compares the server with and without metrics.
-    metrics_compared: bool,
-    /// The echo table is over TLS.
-    tls: bool,
-    tls_handshakes: Option<tls::HandshakeResult>,
-    login_storm: Option<StormResult>,
-    login_rate: Option<scenarios::RateResult>,
-    resume: Option<ResumeResult>,
-    idle: Option<IdleResult>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.child {
-        Some(Child::Serve { mode, metrics, tls }) => std::env::current_dir()
+        Some(Child::Serve {
+            mode,
+            metrics,
+            tls,
+            store,
+        }) => std::env::current_dir()
             .context("no working directory")
-            .and_then(|dir| children::serve((*mode).into(), &dir, *metrics, tls.files())),
+            .and_then(|dir| {
+                let (mode, store) = ((*mode).into(), store.as_deref());
+                children::serve(mode, &dir, *metrics, tls.files(), store)
+            }),
         Some(Child::Reference { tls }) => children::reference(tls.files()),
         None => bench(&cli),
     };
@@ -246,6 +248,9 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
                 Scenario::Idle => report.idle = Some(scenarios::idle(&plan, dir.path()).await?),
             }
         }
+        if let Some(url) = &cli.store {
+            report.stores = Some(stores::compare(&plan, url).await?);
+        }
         anyhow::Ok(())
     })?;
     progress("");
@@ -280,120 +285,4 @@ fn progress(line: &str) {
     let mut err = std::io::stderr();
     let _ = write!(err, "\r\x1b[2K{line}");
     let _ = err.flush();
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
-}
-
-fn spread(s: &Spread, digits: usize) -> String {
-    format!("{:.d$} ({:.d$}-{:.d$})", s.median, s.min, s.max, d = digits)
-}
-
-fn print_table(report: &Report) {
-    println!("machine: {}", report.machine);
-    if !report.echo.is_empty() {
-        let against = match (report.metrics_compared, report.tls) {
-            (true, _) => {
-                "echo-server with its metrics port scraped every second vs the same server without"
-            }
-            (false, true) => "echo-server over TLS vs a plain Tokio echo over TLS (tokio-rustls)",
-            (false, false) => "echo-server vs the plain Tokio echo",
-        };
-        println!("\nEcho: round trips per second and p99 latency, {against}");
-        println!(
-            "median of repetitions (min-max); ratio = echo-server / reference, per repetition"
-        );
-        println!(
-            "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
-            "conns",
-            "payload",
-            "depth",
-            "echo-server rt/s",
-            "reference rt/s",
-            "rt/s ratio",
-            "echo-server p99 us",
-            "reference p99 us",
-            "p99 ratio"
-        );
-        for row in &report.echo {
-            println!(
-                "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
-                row.connections,
-                row.payload,
-                row.depth,
-                spread(&row.real_rps, 0),
-                spread(&row.reference_rps, 0),
-                spread(&row.rps_ratio, 2),
-                spread(&row.real_p99_us, 0),
-                spread(&row.reference_p99_us, 0),
-                spread(&row.p99_ratio, 2),
-            );
-        }
-    }
-    if let Some(hs) = &report.tls_handshakes {
-        println!(
-            "\nTLS handshakes per second, {} clients in turn: full: echo-server {}, reference {}; resumed ({:.0}% or more did): echo-server {}, reference {}",
-            hs.workers,
-            spread(&hs.full_real, 0),
-            spread(&hs.full_reference, 0),
-            hs.resumed_share * 100.0,
-            spread(&hs.resumed_real, 0),
-            spread(&hs.resumed_reference, 0),
-        );
-    }
-    if let Some(rate) = &report.login_rate {
-        let derived = rate.capacity_per_sec.map_or_else(String::new, |capacity| {
-            format!(" (half the measured capacity of {capacity:.0}/s)")
-        });
-        println!(
-            "\nLogin rate: {} established sessions' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
-            rate.established,
-            spread(&rate.p99_quiet_us, 0),
-            rate.rate_per_sec,
-            spread(&rate.p99_during_us, 0),
-            spread(&rate.p99_ratio, 2),
-            spread(&rate.answered_per_sec, 0),
-            rate.failed,
-        );
-    }
-    if let Some(storm) = &report.login_storm {
-        println!(
-            "\nLogin storm: {} established sessions' p99, quiet {} us, during {} logging-in connections {} us: ratio {}; logins/s {}",
-            storm.established,
-            spread(&storm.p99_quiet_us, 0),
-            storm.storm,
-            spread(&storm.p99_storm_us, 0),
-            spread(&storm.p99_ratio, 2),
-            spread(&storm.logins_per_sec, 0),
-        );
-    }
-    if let Some(resume) = &report.resume {
-        println!(
-            "\nResume: {} workers, connect + resume + one say: {} per second",
-            resume.workers,
-            spread(&resume.resumes_per_sec, 0)
-        );
-    }
-    if let Some(idle) = &report.idle {
-        println!(
-            "\nIdle memory: {} authenticated idle connections: server RSS {} KiB -> {} KiB (peak {} KiB), {:.1} KiB per connection",
-            idle.connections,
-            idle.rss_before_kib,
-            idle.rss_after_kib,
-            idle.peak_rss_kib,
-            idle.kib_per_connection
-        );
-    }
 }

@@ -106,3 +106,18 @@ BEGIN
     RETURN QUERY SELECT 'rotated'::text, chain.family, chain.user_name, chain.created;
 END
 $$;
+
+-- A visit (the user last seen from an address, refreshed once a day) is a
+-- hint for `ask_auth`, not an account: it is written without waiting for the
+-- WAL flush, so that many users behind one address (a NAT, a benchmark) do
+-- not queue on that address's row behind each other's fsyncs. A crash may
+-- lose the last visits; never a user, a session or a name given in
+-- identification mode (those commit durably).
+CREATE FUNCTION echo_note_visit(p_ip inet, p_name text, p_seen bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    INSERT INTO identities (ip, name, seen) VALUES (p_ip, p_name, p_seen)
+        ON CONFLICT (ip) DO UPDATE SET name = EXCLUDED.name, seen = EXCLUDED.seen;
+END
+$$;

@@ -17,9 +17,10 @@ use echo_proto::{
     ext::{AsyncFrameRead, AsyncFrameWrite},
 };
 use echo_server::{
+    ServerConfig,
     auth::Passwords,
     clock::{Clock, SystemClock},
-    store::{FileStore, TokenHash, UserRecord, UserStore},
+    store::{self, StoreLocation, TokenHash, UserRecord, UserStore},
 };
 use futures_util::StreamExt;
 use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
@@ -33,12 +34,23 @@ use crate::{
 
 use super::{IdleResult, PASSWORD, Plan, ResumeResult, Spread, StormResult};
 
-/// Writes users (and sessions with known tokens) straight into a store
-/// before its server starts: one real Argon2id hash shared by all, so setup
-/// takes seconds, not an hour of hashing.
+/// Writes users (and sessions with known tokens) straight into the file
+/// store in `dir` before its server starts.
 async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
     let config = server_config(Mode::Auth, dir);
-    let store = FileStore::open(&config.data_dir, config.lifetimes())?;
+    populate_store(&config.store_location(), users, tokens).await
+}
+
+/// Writes users (and sessions with known tokens) straight into the store at
+/// `location` before its servers start: one real Argon2id hash shared by
+/// all, so setup takes seconds, not an hour of hashing.
+pub(crate) async fn populate_store(
+    location: &StoreLocation,
+    users: &[String],
+    tokens: bool,
+) -> anyhow::Result<()> {
+    let lifetimes = ServerConfig::default().lifetimes();
+    let store = store::open(location, lifetimes, Arc::new(SystemClock)).await?;
     let passwords = Passwords::start(Passwords::default_workers()).await?;
     let hash = passwords.hash(Secret::new(PASSWORD)).await?;
     let now = SystemClock.now();
@@ -68,7 +80,7 @@ async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<
 }
 
 /// The first token of a pre-made session.
-fn token_of(user: &str) -> String {
+pub(crate) fn token_of(user: &str) -> String {
     format!("bench-token-{user}")
 }
 
@@ -159,7 +171,7 @@ impl Beside {
 /// `workers` connections logging in as `s0`, `s1`, ... in a closed loop
 /// (the next login as soon as one is answered) until `stop`; `count` counts
 /// the logins.
-pub(super) fn login_workers(
+pub(crate) fn login_workers(
     addr: std::net::SocketAddr,
     workers: usize,
     stop: &Arc<AtomicBool>,
@@ -215,7 +227,7 @@ pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
     })
 }
 
-async fn resume_loop(
+pub(crate) async fn resume_loop(
     addr: SocketAddr,
     mut token: String,
     say: bytes::Bytes,

@@ -6,6 +6,7 @@ mod auth;
 mod rate;
 
 pub use auth::{idle, login_storm, resume};
+pub(crate) use auth::{login_workers, populate_store, resume_loop, token_of};
 pub use rate::{RateResult, login_rate};
 
 use std::{net::SocketAddr, path::Path, time::Duration};
@@ -23,7 +24,7 @@ use crate::{
 };
 
 /// The password of every benchmark user.
-const PASSWORD: &str = "bench horse battery staple";
+pub(crate) const PASSWORD: &str = "bench horse battery staple";
 
 /// Knobs shared by the scenarios.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use tracing::{error, warn};
 use super::{Authenticator, Refusal};
 use crate::{
     names::validate_name,
-    store::{StoreError, UserStore},
+    store::{Identity, StoreError, UserStore},
 };
 
 /// How often a returning address's last visit is written down.
@@ -52,8 +52,13 @@ impl<S: UserStore> Authenticator<S> {
 
     /// The user last authenticated from `ip`, offered in `ask_auth`.
     pub async fn suggested_user(&self, ip: IpAddr) -> Option<String> {
+        self.address_identity(ip).await.map(|known| known.name)
+    }
+
+    /// What the store knows of `ip` (a failure to ask counts as nothing).
+    pub async fn address_identity(&self, ip: IpAddr) -> Option<Identity> {
         match self.store.identity(ip, self.clock.now()).await {
-            Ok(known) => known.map(|identity| identity.name),
+            Ok(known) => known,
             // The store warns once per outage itself.
             Err(StoreError::Unavailable(_)) => None,
             Err(err) => {
@@ -65,12 +70,20 @@ impl<S: UserStore> Authenticator<S> {
 
     /// After `welcome`: the next connection from `ip` is offered `user`.
     pub async fn remember_user(&self, ip: IpAddr, user: &str) {
-        let now = self.clock.now();
-        let last_seen = match self.store.identity(ip, now).await {
-            Ok(Some(known)) if known.name == user => Some(known.seen),
-            _ => None,
-        };
-        self.record_visit(ip, user, last_seen, now).await;
+        let known: Option<Identity> = self
+            .store
+            .identity(ip, self.clock.now())
+            .await
+            .unwrap_or_default();
+        self.remember_user_known(ip, user, known).await;
+    }
+
+    /// [`Authenticator::remember_user`], with what the store knew of `ip`
+    /// already at hand (from the `ask_auth` lookup): no second lookup.
+    pub async fn remember_user_known(&self, ip: IpAddr, user: &str, known: Option<Identity>) {
+        let last_seen = known.filter(|k| k.name == user).map(|k| k.seen);
+        self.record_visit(ip, user, last_seen, self.clock.now())
+            .await;
     }
 
     /// Remembers `name` for `ip`, unless it was already remembered for it
@@ -79,7 +92,7 @@ impl<S: UserStore> Authenticator<S> {
         if last_seen.is_some_and(|seen| now.saturating_sub(seen) < IDENTITY_REFRESH_SECS) {
             return;
         }
-        if let Err(err) = self.store.remember_identity(ip, name, now).await {
+        if let Err(err) = self.store.note_visit(ip, name, now).await {
             warn!(error = %err, "cannot record this address's name");
         }
     }

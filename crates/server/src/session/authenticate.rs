@@ -25,7 +25,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// (unless `suggest_user` is off).
     pub(super) async fn authenticate(&mut self, deadline: Instant) -> Result<State, Ending> {
         let suggested_user = if self.ctx.config.suggest_user {
-            self.ctx.auth.suggested_user(self.peer.ip()).await
+            let known = self.ctx.auth.address_identity(self.peer.ip()).await;
+            let name = known.as_ref().map(|known| known.name.clone());
+            self.known_here = Some(known);
+            name
         } else {
             None
         };
@@ -129,10 +132,11 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .await?;
         // Out now, not after the store write below.
         self.wire.flush().await?;
-        self.ctx
-            .auth
-            .remember_user(self.peer.ip(), &session.user)
-            .await;
+        let (auth, ip) = (&self.ctx.auth, self.peer.ip());
+        match self.known_here.take() {
+            Some(known) => auth.remember_user_known(ip, &session.user, known).await,
+            None => auth.remember_user(ip, &session.user).await,
+        }
         Ok(State::Echo(Established {
             name: session.user,
             family: Some(session.family),

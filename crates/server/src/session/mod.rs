@@ -35,6 +35,7 @@ use crate::{
     clients::Registered,
     context::Context,
     live::Watch,
+    store::Identity,
     store::UserStore,
     transport::{ConnectionId, Peer},
 };
@@ -53,6 +54,9 @@ pub(crate) struct Session<S, T> {
     listed: Registered,
     id: ConnectionId,
     ctx: Arc<Context<S>>,
+    /// What the store knew of this address when `ask_auth` was sent, if it
+    /// was asked: after `welcome` it need not be asked again.
+    known_here: Option<Option<Identity>>,
 }
 
 /// Where a session is. The handshake states carry the deadline by which it
@@ -113,6 +117,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             listed,
             id,
             ctx,
+            known_here: None,
         }
     }
 

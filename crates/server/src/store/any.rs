@@ -173,4 +173,8 @@ impl UserStore for Store {
             store.listening().await;
         }
     }
+
+    async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
+        dispatch!(self, s => s.note_visit(ip, name, now))
+    }
 }

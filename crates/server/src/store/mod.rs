@@ -188,6 +188,19 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         now: UnixTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Remembers `name` for `ip` as a hint: the user last authenticated
+    /// from the address, or a returning visitor's day. A store may make it
+    /// durable lazily (a crash may lose the latest ones); by default it is
+    /// [`UserStore::remember_identity`].
+    fn note_visit(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.remember_identity(ip, name, now)
+    }
+
     /// The user called `name`.
     fn user(
         &self,

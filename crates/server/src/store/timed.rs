@@ -127,4 +127,9 @@ impl<S: UserStore> UserStore for Timed<S> {
     fn hearing_revocations(&self) -> impl Future<Output = ()> + Send {
         self.inner.hearing_revocations()
     }
+
+    async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.time("note_visit", self.inner.note_visit(ip, name, now))
+            .await
+    }
 }

@@ -66,15 +66,25 @@ impl PgLedger {
         let full = Bucket::full(self.per_minute, now);
         store.check(
             tx.execute(
-                "INSERT INTO attempt_addresses (ip, tokens, updated) VALUES ($1, $2, $3)
+                &store
+                    .prepared_tx(
+                        &tx,
+                        "INSERT INTO attempt_addresses (ip, tokens, updated) VALUES ($1, $2, $3)
                  ON CONFLICT (ip) DO NOTHING",
+                    )
+                    .await?,
                 &[&ip, &full.tokens, &secs(now)],
             )
             .await,
         )?;
         let row = store.check(
             tx.query_one(
-                "SELECT tokens, updated FROM attempt_addresses WHERE ip = $1 FOR UPDATE",
+                &store
+                    .prepared_tx(
+                        &tx,
+                        "SELECT tokens, updated FROM attempt_addresses WHERE ip = $1 FOR UPDATE",
+                    )
+                    .await?,
                 &[&ip],
             )
             .await,
@@ -86,7 +96,12 @@ impl PgLedger {
         let outcome = bucket.take(now, self.per_minute);
         store.check(
             tx.execute(
-                "UPDATE attempt_addresses SET tokens = $2, updated = $3 WHERE ip = $1",
+                &store
+                    .prepared_tx(
+                        &tx,
+                        "UPDATE attempt_addresses SET tokens = $2, updated = $3 WHERE ip = $1",
+                    )
+                    .await?,
                 &[&ip, &bucket.tokens, &secs(bucket.updated)],
             )
             .await,
@@ -111,7 +126,10 @@ impl PgLedger {
         self.store.check(
             client
                 .execute(
-                    "DELETE FROM attempt_addresses WHERE updated < $1",
+                    &self
+                        .store
+                        .prepared(&client, "DELETE FROM attempt_addresses WHERE updated < $1")
+                        .await?,
                     &[&secs(now.saturating_sub(60))],
                 )
                 .await,
@@ -124,8 +142,14 @@ impl PgLedger {
         let row = self.store.check(
             client
                 .query_opt(
-                    "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
+                    &self
+                        .store
+                        .prepared(
+                            &client,
+                            "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
                      WHERE account = $1",
+                        )
+                        .await?,
                     &[&user],
                 )
                 .await,
@@ -151,8 +175,8 @@ impl PgLedger {
         if create {
             store.check(
                 tx.execute(
-                    "INSERT INTO attempt_accounts (account, consecutive, blocked_until, day, today)
-                     VALUES ($1, 0, 0, 0, 0) ON CONFLICT (account) DO NOTHING",
+                    &store.prepared_tx(&tx, "INSERT INTO attempt_accounts (account, consecutive, blocked_until, day, today)
+                     VALUES ($1, 0, 0, 0, 0) ON CONFLICT (account) DO NOTHING").await?,
                     &[&user],
                 )
                 .await,
@@ -160,8 +184,13 @@ impl PgLedger {
         }
         let Some(row) = store.check(
             tx.query_opt(
-                "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
+                &store
+                    .prepared_tx(
+                        &tx,
+                        "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
                  WHERE account = $1 FOR UPDATE",
+                    )
+                    .await?,
                 &[&user],
             )
             .await,
@@ -178,8 +207,8 @@ impl PgLedger {
         change(&mut account);
         store.check(
             tx.execute(
-                "UPDATE attempt_accounts SET consecutive = $2, blocked_until = $3, day = $4,
-                 today = $5 WHERE account = $1",
+                &store.prepared_tx(&tx, "UPDATE attempt_accounts SET consecutive = $2, blocked_until = $3, day = $4,
+                 today = $5 WHERE account = $1").await?,
                 &[
                     &user,
                     &int(account.consecutive),

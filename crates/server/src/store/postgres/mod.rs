@@ -26,10 +26,10 @@ use std::{
 };
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::{Client, Notification, error::SqlState, tls::NoTls};
+use tokio_postgres::{Client, Notification, Statement, error::SqlState, tls::NoTls};
 use tracing::{info, warn};
 
 pub use ledger::PgLedger;
@@ -176,6 +176,17 @@ impl PgStore {
                 Err(StoreError::Unavailable(why))
             }
         }
+    }
+
+    /// `sql` prepared on `client` (once per connection: the statement is
+    /// cached), so each call costs one round trip, not two.
+    async fn prepared(&self, client: &Object, sql: &str) -> Result<Statement, StoreError> {
+        self.check(client.prepare_cached(sql).await)
+    }
+
+    /// [`PgStore::prepared`] inside a transaction.
+    async fn prepared_tx(&self, tx: &Transaction<'_>, sql: &str) -> Result<Statement, StoreError> {
+        self.check(tx.prepare_cached(sql).await)
     }
 
     /// A query's error as a store error; a lost connection counts as an

@@ -108,7 +108,12 @@ impl UserStore for PgStore {
         let client = self.client().await?;
         let row = self.check(
             client
-                .query_opt("SELECT name, seen FROM identities WHERE ip = $1", &[&ip])
+                .query_opt(
+                    &self
+                        .prepared(&client, "SELECT name, seen FROM identities WHERE ip = $1")
+                        .await?,
+                    &[&ip],
+                )
                 .await,
         )?;
         let lifetimes = self.inner.lifetimes;
@@ -130,8 +135,13 @@ impl UserStore for PgStore {
         self.check(
             client
                 .execute(
-                    "INSERT INTO identities (ip, name, seen) VALUES ($1, $2, $3)
+                    &self
+                        .prepared(
+                            &client,
+                            "INSERT INTO identities (ip, name, seen) VALUES ($1, $2, $3)
                      ON CONFLICT (ip) DO UPDATE SET name = EXCLUDED.name, seen = EXCLUDED.seen",
+                        )
+                        .await?,
                     &[&ip, &name, &secs(now)],
                 )
                 .await,
@@ -144,9 +154,9 @@ impl UserStore for PgStore {
         let row = self.check(
             client
                 .query_opt(
-                    &format!(
+                    &self.prepared(&client, &format!(
                         "SELECT name, password_hash, created FROM users WHERE name = ({RESOLVE})"
-                    ),
+                    )).await?,
                     &[&name, &canonical(name)],
                 )
                 .await,
@@ -159,7 +169,7 @@ impl UserStore for PgStore {
         let rows = self.check(
             client
                 .query(
-                    "SELECT name, password_hash, created FROM users ORDER BY name COLLATE \"C\"",
+                    &self.prepared(&client, "SELECT name, password_hash, created FROM users ORDER BY name COLLATE \"C\"").await?,
                     &[],
                 )
                 .await,
@@ -187,12 +197,17 @@ impl UserStore for PgStore {
         let row = self.check(
             client
                 .query_opt(
-                    &format!(
+                    &self
+                        .prepared(
+                            &client,
+                            &format!(
                         "WITH u AS (UPDATE users SET password_hash = $3 WHERE name = ({RESOLVE})
                                     RETURNING name),
                               d AS (DELETE FROM sessions WHERE user_name IN (SELECT name FROM u))
                          SELECT name FROM u"
                     ),
+                        )
+                        .await?,
                     &[&name, &canonical(name), &password_hash],
                 )
                 .await,
@@ -206,7 +221,12 @@ impl UserStore for PgStore {
         let removed = self.check(
             client
                 .execute(
-                    &format!("DELETE FROM users WHERE name = ({RESOLVE})"),
+                    &self
+                        .prepared(
+                            &client,
+                            &format!("DELETE FROM users WHERE name = ({RESOLVE})"),
+                        )
+                        .await?,
                     &[&name, &canonical(name)],
                 )
                 .await,
@@ -303,7 +323,12 @@ impl UserStore for PgStore {
         let client = self.client().await?;
         let removed = self.check(
             client
-                .execute("DELETE FROM sessions WHERE family = $1", &[&family])
+                .execute(
+                    &self
+                        .prepared(&client, "DELETE FROM sessions WHERE family = $1")
+                        .await?,
+                    &[&family],
+                )
                 .await,
         )?;
         Ok(removed > 0)
@@ -314,7 +339,14 @@ impl UserStore for PgStore {
         let removed = self.check(
             client
                 .execute(
-                    &format!("DELETE FROM sessions WHERE user_name = coalesce(({RESOLVE}), $1)"),
+                    &self
+                        .prepared(
+                            &client,
+                            &format!(
+                                "DELETE FROM sessions WHERE user_name = coalesce(({RESOLVE}), $1)"
+                            ),
+                        )
+                        .await?,
                     &[&user, &canonical(user)],
                 )
                 .await,
@@ -327,10 +359,15 @@ impl UserStore for PgStore {
         let rows = self.check(
             client
                 .query(
-                    &format!(
-                        "SELECT family, user_name, created, last_used FROM sessions
+                    &self
+                        .prepared(
+                            &client,
+                            &format!(
+                                "SELECT family, user_name, created, last_used FROM sessions
                          WHERE user_name = coalesce(({RESOLVE}), $1) ORDER BY created"
-                    ),
+                            ),
+                        )
+                        .await?,
                     &[&user, &canonical(user)],
                 )
                 .await,
@@ -347,7 +384,12 @@ impl UserStore for PgStore {
         let rows = self.check(
             client
                 .query(
-                    "SELECT family FROM sessions WHERE family = ANY($1)",
+                    &self
+                        .prepared(
+                            &client,
+                            "SELECT family FROM sessions WHERE family = ANY($1)",
+                        )
+                        .await?,
                     &[&families],
                 )
                 .await,
@@ -365,5 +407,14 @@ impl UserStore for PgStore {
 
     async fn hearing_revocations(&self) {
         self.listening().await;
+    }
+
+    async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let statement = self
+            .prepared(&client, "SELECT echo_note_visit($1, $2, $3)")
+            .await?;
+        self.check(client.execute(&statement, &[&ip, &name, &secs(now)]).await)?;
+        Ok(())
     }
 }

@@ -1,0 +1,289 @@
+//! `--store URL`: the same work on the file store and on PostgreSQL, with
+//! one and with two servers on the database, in one run: resumes (connect +
+//! `resume` + one `say`), logins and registrations per second, each from
+//! closed-loop workers. Each PostgreSQL configuration gets a scratch
+//! database at the URL's server, created here and dropped after.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
+use anyhow::Context;
+use echo_server::store::{PgUrl, StoreLocation};
+use serde::Serialize;
+use tokio::{net::TcpStream, time::Instant};
+
+use crate::{
+    load::{Handshake, handshake_on, say_frame},
+    procs::Proc,
+    progress,
+    report::spread,
+    scenarios::{PASSWORD, Plan, Spread, login_workers, populate_store, resume_loop, token_of},
+};
+
+/// One configuration's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreRow {
+    /// `file` or `postgres`.
+    pub store: String,
+    /// Servers sharing the store.
+    pub servers: usize,
+    pub resumes_per_sec: Spread,
+    pub logins_per_sec: Spread,
+    pub registrations_per_sec: Spread,
+}
+
+/// Every configuration, and the load that measured them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreTable {
+    pub workers: usize,
+    pub rows: Vec<StoreRow>,
+}
+
+/// Runs the comparison against the PostgreSQL server of `url`.
+pub async fn compare(plan: &Plan, url: &str) -> anyhow::Result<StoreTable> {
+    let mut rows = Vec::new();
+    for (store, servers) in [("file", 1), ("postgres", 1), ("postgres", 2)] {
+        let scratch = match store {
+            "postgres" => Some(Scratch::create(url, rows.len()).await?),
+            _ => None,
+        };
+        let dirs: Vec<tempfile::TempDir> = (0..servers)
+            .map(|_| tempfile::tempdir())
+            .collect::<Result<_, _>>()?;
+        let location = match &scratch {
+            Some(scratch) => StoreLocation::Postgres {
+                url: Box::new(PgUrl::parse(&scratch.url, None).map_err(anyhow::Error::msg)?),
+                pool_size: 16,
+            },
+            None => StoreLocation::File(dirs[0].path().join("data")),
+        };
+        rows.push(measure(plan, store, &dirs, &location, scratch.as_ref()).await?);
+        if let Some(scratch) = scratch {
+            scratch.drop_database().await?;
+        }
+    }
+    Ok(StoreTable {
+        workers: plan.resume_workers,
+        rows,
+    })
+}
+
+async fn measure(
+    plan: &Plan,
+    store: &str,
+    dirs: &[tempfile::TempDir],
+    location: &StoreLocation,
+    scratch: Option<&Scratch>,
+) -> anyhow::Result<StoreRow> {
+    let workers = plan.resume_workers;
+    let label = format!("{store} x{}", dirs.len());
+    progress(&format!("stores: {label}: creating users"));
+    let resumers: Vec<String> = (0..workers).map(|i| format!("r{i}")).collect();
+    populate_store(location, &resumers, true).await?;
+    let loggers: Vec<String> = (0..plan.storm.max(1)).map(|i| format!("s{i}")).collect();
+    populate_store(location, &loggers, false).await?;
+    let servers: Vec<Proc> = dirs
+        .iter()
+        .map(|dir| {
+            let mut args = vec!["serve", "--mode", "auth"];
+            if let Some(scratch) = scratch {
+                args.extend(["--store", scratch.url.as_str()]);
+            }
+            Proc::spawn(&args, dir.path())
+        })
+        .collect::<Result<_, _>>()?;
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let mut tokens: Vec<String> = resumers.iter().map(|u| token_of(u)).collect();
+    let (mut resumes, mut logins, mut registrations) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..plan.reps {
+        progress(&format!("stores: {label}: rep {}/{}", rep + 1, plan.reps));
+        // Resumes, workers spread over the servers.
+        let start = Instant::now();
+        let (from, end) = (start + plan.warmup, start + plan.warmup + plan.duration);
+        let frame = say_frame(64);
+        let tasks: Vec<_> = tokens
+            .drain(..)
+            .enumerate()
+            .map(|(i, token)| {
+                let addr = addrs[i % addrs.len()];
+                tokio::spawn(resume_loop(addr, token, frame.clone(), from, end))
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            let (count, token) = task.await??;
+            total += count;
+            tokens.push(token);
+        }
+        resumes.push(total as f64 / plan.duration.as_secs_f64());
+        // Logins and registrations: closed loops for the measured time.
+        logins.push(
+            closed_loop(plan, &addrs, |addr, stop, count| {
+                login_workers(addr, plan.storm.max(1) / addrs.len().max(1), stop, count)
+            })
+            .await?,
+        );
+        registrations.push(
+            closed_loop(plan, &addrs, |addr, stop, count| {
+                register_workers(addr, workers / addrs.len().max(1), rep, stop, count)
+            })
+            .await?,
+        );
+    }
+    Ok(StoreRow {
+        store: store.to_owned(),
+        servers: dirs.len(),
+        resumes_per_sec: Spread::of(resumes),
+        logins_per_sec: Spread::of(logins),
+        registrations_per_sec: Spread::of(registrations),
+    })
+}
+
+type Workers = Vec<tokio::task::JoinHandle<anyhow::Result<()>>>;
+
+/// Starts `start`'s workers on every server, counts what they finish in the
+/// measured time, and returns it per second.
+async fn closed_loop(
+    plan: &Plan,
+    addrs: &[std::net::SocketAddr],
+    start: impl Fn(std::net::SocketAddr, &Arc<AtomicBool>, &Arc<AtomicU64>) -> Workers,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = addrs
+        .iter()
+        .flat_map(|addr| start(*addr, &stop, &count))
+        .collect();
+    tokio::time::sleep(plan.warmup).await;
+    let before = count.load(Ordering::Relaxed);
+    tokio::time::sleep(plan.duration).await;
+    let done = count.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(done as f64 / plan.duration.as_secs_f64())
+}
+
+/// `workers` connections registering new users in a closed loop.
+fn register_workers(
+    addr: std::net::SocketAddr,
+    workers: usize,
+    rep: usize,
+    stop: &Arc<AtomicBool>,
+    count: &Arc<AtomicU64>,
+) -> Workers {
+    (0..workers.max(1))
+        .map(|w| {
+            let (stop, count) = (Arc::clone(stop), Arc::clone(count));
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let user = format!("g{}x{rep}x{w}x{n}", addr.port());
+                    let handshake = Handshake::Account {
+                        user,
+                        password: PASSWORD.into(),
+                    };
+                    let mut stream = TcpStream::connect(addr).await?;
+                    handshake_on(&mut stream, &handshake).await?;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect()
+}
+
+/// A database made for one configuration and dropped after it.
+struct Scratch {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl Scratch {
+    async fn create(url: &str, n: usize) -> anyhow::Result<Self> {
+        let parsed =
+            PgUrl::parse(url, std::env::var("PGPASSWORD").ok()).map_err(anyhow::Error::msg)?;
+        let (admin, connection) = parsed
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("cannot connect to {parsed}"))?;
+        tokio::spawn(connection);
+        let name = format!("echo_bench_{}_{n}", std::process::id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .context("cannot create a scratch database (the URL's user needs CREATEDB)")?;
+        Ok(Self {
+            admin,
+            url: with_database(url, &name),
+            name,
+        })
+    }
+
+    async fn drop_database(self) -> anyhow::Result<()> {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .context("cannot drop the scratch database")
+    }
+}
+
+/// `url` naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base
+        .find("://")
+        .map(|at| at + 3)
+        .and_then(|start| base[start..].find('/').map(|slash| start + slash))
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Prints the comparison.
+pub fn print(table: &StoreTable) {
+    println!(
+        "\nStores: per second, closed loops of {} workers (resume: connect + resume + one say; login and register: connect + hello + the request), median (min-max)",
+        table.workers
+    );
+    println!(
+        "{:<9} {:>7} | {:>22} {:>22} {:>22}",
+        "store", "servers", "resumes/s", "logins/s", "registrations/s"
+    );
+    for row in &table.rows {
+        println!(
+            "{:<9} {:>7} | {:>22} {:>22} {:>22}",
+            row.store,
+            row.servers,
+            spread(&row.resumes_per_sec, 0),
+            spread(&row.logins_per_sec, 0),
+            spread(&row.registrations_per_sec, 0),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_scratch_database_replaces_the_urls_own() {
+        assert_eq!(
+            with_database("postgres://a:b@h:1/echo?sslmode=disable", "x"),
+            "postgres://a:b@h:1/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://a@h", "x"), "postgres://a@h/x");
+    }
+}

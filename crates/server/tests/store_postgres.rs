@@ -203,6 +203,44 @@ async fn a_database_that_goes_away_is_unavailable_then_serves_again() {
     }
 }
 
+#[tokio::test]
+async fn tls_to_the_database_is_verified_against_the_ca_given() {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (ca_pem, pairs) = echo_tls::ca_signed(&[names]).unwrap();
+    let Some(pg) = Postgres::start_tls(&pairs[0]) else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let base = format!("postgres://echo@127.0.0.1:{}/echo", pg.port);
+    let url = |query: &str| PgUrl::parse(&format!("{base}?{query}"), None).unwrap();
+    // The right CA: the store opens, over TLS.
+    let store = PgStore::open(
+        &url(&format!("sslmode=require&sslrootcert={}", ca.display())),
+        LIFETIMES,
+        2,
+    )
+    .await
+    .unwrap();
+    store.create_user(user("tess")).await.unwrap();
+    let sessions = pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl");
+    assert_ne!(sessions.trim(), "0", "no connection used TLS");
+    // Another CA (or only the system's roots): the certificate is refused.
+    let (other_ca, _) = echo_tls::ca_signed(&[]).unwrap();
+    let other = files.path().join("other.pem");
+    std::fs::write(&other, other_ca).unwrap();
+    for query in [
+        format!("sslmode=require&sslrootcert={}", other.display()),
+        "sslmode=require".into(),
+    ] {
+        match PgStore::open(&url(&query), LIFETIMES, 2).await {
+            Err(StoreError::Unavailable(why)) => assert!(why.contains("cannot connect"), "{why}"),
+            other => panic!("an unverified database was accepted ({query}): {other:?}"),
+        }
+    }
+}
+
 async fn raw_client(pg: &Postgres) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
     let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
         .await

@@ -13,7 +13,9 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
-pub use files::{CertifiedPair, SelfSigned, chain_from_pem, load_pair, self_signed, write_pair};
+pub use files::{
+    CertifiedPair, SelfSigned, ca_signed, chain_from_pem, load_pair, self_signed, write_pair,
+};
 pub use rustls;
 pub use rustls_pki_types as pki_types;
 

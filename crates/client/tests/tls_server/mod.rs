@@ -168,22 +168,14 @@ pub fn write_self_signed(cert: &Path, key: &Path) {
 /// A test CA (its certificate written to `ca`) and, for each entry, a
 /// certificate it signs for those names, with its key.
 pub fn write_ca_signed(ca: &Path, leaves: &[(&Path, &Path, &[&str])]) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "echo test CA");
-    let issuer = rcgen::CertifiedIssuer::self_signed(params, ca_key).unwrap();
-    std::fs::write(ca, issuer.pem()).unwrap();
-    for (cert, key, names) in leaves {
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let leaf = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
-        std::fs::write(cert, leaf.pem()).unwrap();
-        std::fs::write(key, leaf_key.serialize_pem()).unwrap();
+    let names: Vec<Vec<String>> = leaves
+        .iter()
+        .map(|(_, _, names)| names.iter().map(|n| n.to_string()).collect())
+        .collect();
+    let (ca_pem, pairs) = echo_tls::ca_signed(&names).unwrap();
+    std::fs::write(ca, ca_pem).unwrap();
+    for ((cert, key, _), pair) in leaves.iter().zip(pairs) {
+        std::fs::write(cert, pair.cert_pem).unwrap();
+        std::fs::write(key, pair.key_pem).unwrap();
     }
 }

@@ -19,6 +19,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// More server settings (`-c name=value ...`).
+    settings: String,
 }
 
 const UNPRIVILEGED: &str = "postgres";
@@ -75,6 +77,16 @@ impl Postgres {
     /// Starts a cluster, or says why not: `None` (with one line printed
     /// per test binary) where PostgreSQL is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// A cluster that also speaks TLS with `pair` (certificate and key,
+    /// PEM), for `sslmode=require`.
+    pub fn start_tls(pair: &echo_tls::SelfSigned) -> Option<Self> {
+        Self::start_with(Some(pair))
+    }
+
+    fn start_with(tls: Option<&echo_tls::SelfSigned>) -> Option<Self> {
         let Some(bin) = find_bin() else {
             let why = "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH; apt-get install postgresql)";
             if std::env::var("ECHO_TEST_POSTGRES").as_deref() == Ok("require") {
@@ -105,10 +117,27 @@ impl Postgres {
             "-N",
         ]);
         run(initdb, "initdb");
+        let mut settings = String::new();
+        if let Some(pair) = tls {
+            let data = dir.path().join("data");
+            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+            std::fs::write(&cert, &pair.cert_pem).unwrap();
+            std::fs::write(&key, &pair.key_pem).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let user = nix::unistd::User::from_name(UNPRIVILEGED).unwrap().unwrap();
+                for file in [&cert, &key] {
+                    nix::unistd::chown(file, Some(user.uid), Some(user.gid)).unwrap();
+                }
+            }
+            settings = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         let pg = Self {
             dir,
             bin,
             port: super::free_port(),
+            settings,
         };
         pg.pg_ctl("start");
         pg.watch_for_the_test_dying();
@@ -168,9 +197,10 @@ impl Postgres {
 
     fn pg_ctl(&self, action: &str) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let mut command = as_owner(&self.bin.join("pg_ctl"));
         command

@@ -192,6 +192,27 @@ fn a_session_made_on_one_server_is_resumed_on_another_and_logout_ends_it_everywh
 }
 
 #[test]
+fn a_revocation_missed_while_the_channel_was_down_is_caught_when_it_is_back() {
+    let Some(pg) = Postgres::start() else { return };
+    let cluster = Cluster::start(&pg, 1, UNLIMITED);
+    let (mut live, _) = Client::welcomed(cluster.addr(0), &register("fay"));
+    // The chain ends while no notification can be sent (the trigger off)
+    // and the server's listening connection is cut.
+    pg.psql(
+        "ALTER TABLE sessions DISABLE TRIGGER sessions_ended;
+         DELETE FROM sessions;
+         ALTER TABLE sessions ENABLE TRIGGER sessions_ended;",
+    );
+    assert_eq!(live.bye_within_a_second(), None, "nothing was announced");
+    let cut = pg.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+    );
+    assert_eq!(cut.trim(), "1", "the server listens on one connection");
+    // Reconnected, the server re-checks its live sessions.
+    assert_eq!(live.bye_within_a_second(), Some(ByeReason::Revoked));
+}
+
+#[test]
 fn the_same_token_on_two_servers_at_once_gives_one_welcome_and_one_revocation() {
     let Some(pg) = Postgres::start() else { return };
     let cluster = Cluster::start(&pg, 2, UNLIMITED);

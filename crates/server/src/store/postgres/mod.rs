@@ -41,7 +41,7 @@ use crate::{
 };
 
 /// Longest wait between attempts to reach a database that is down.
-pub const MAX_RETRY: Duration = Duration::from_secs(2);
+pub const MAX_RETRY: Duration = Duration::from_secs(1);
 /// First wait after the database is found down.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Time to connect, and to wait for a free connection from the pool.

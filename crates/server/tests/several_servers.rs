@@ -192,6 +192,62 @@ fn a_session_made_on_one_server_is_resumed_on_another_and_logout_ends_it_everywh
 }
 
 #[test]
+fn the_database_password_never_shows() {
+    let Some(pg) = Postgres::start() else { return };
+    let secret = "sekrit-db-pw";
+    // Trust authentication ignores the password, so the server starts.
+    let url = format!(
+        "postgres://echo:{secret}@127.0.0.1:{}/echo?sslmode=disable",
+        pg.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        dir.path(),
+        &["--port", "0", "--mode", "auth"],
+        &[("ECHO_SERVER_STORE", url.as_str())],
+    );
+    assert!(
+        server.first_line.starts_with("listening on"),
+        "{}",
+        server.first_line
+    );
+    drop(server);
+    let logs = common::read_logs(dir.path());
+    assert!(logs.contains("postgres://echo@127.0.0.1"), "{logs}");
+    // An unreachable database: the error names it, not the password.
+    let unreachable = format!(
+        "postgres://echo:{secret}@127.0.0.1:{}/echo",
+        common::free_port()
+    );
+    let help_and_errors = [
+        Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .arg("--help")
+            .env("ECHO_SERVER_STORE", &url)
+            .output()
+            .unwrap(),
+        Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .args(["--store", &unreachable, "--data-dir"])
+            .arg(dir.path().join("other"))
+            .args(["user", "list"])
+            .output()
+            .unwrap(),
+    ];
+    assert!(!help_and_errors[1].status.success());
+    let stderr = String::from_utf8_lossy(&help_and_errors[1].stderr);
+    assert!(
+        stderr.contains("cannot connect to postgres://echo@127.0.0.1"),
+        "{stderr}"
+    );
+    for output in &help_and_errors {
+        for text in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(text);
+            assert!(!text.contains(secret), "the password shows: {text}");
+        }
+    }
+    assert!(!logs.contains(secret), "the password is in the log");
+}
+
+#[test]
 fn a_revocation_missed_while_the_channel_was_down_is_caught_when_it_is_back() {
     let Some(pg) = Postgres::start() else { return };
     let cluster = Cluster::start(&pg, 1, UNLIMITED);

@@ -14,8 +14,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// names one (the lab's 13131).
 pub const DEFAULT_PORT: u16 = 13131;
 
-/// The host a server listens on and a client connects to when nothing else
-/// names one.
+/// The host a server listens on and a client connects to by default.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
 /// A password or session token: serialized as a plain JSON string, but never
@@ -99,8 +98,7 @@ pub enum ErrorCode {
     /// `login`, `register` or `resume` on a plain (not TLS) connection from
     /// outside the loopback range: the server's protected mode.
     TlsRequired,
-    /// The server cannot reach its store (a database that is down) and this
-    /// step needs it; try again in a moment. Always fatal.
+    /// The store (a database) cannot be reached for this step; always fatal.
     Unavailable,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]

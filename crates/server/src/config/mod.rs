@@ -1,24 +1,18 @@
 //! Settings: flags, environment, config file, prompt, defaults, in that order.
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{io, path::PathBuf, time::Duration};
 
 mod args;
+mod file;
 
 pub use args::RunArgs;
 use echo_proto::Mode;
+pub use file::FileConfig;
 use ipnet::IpNet;
-use serde::Deserialize;
 
 use crate::{
     logging::LogFormat,
-    store::{
-        Lifetimes, PgUrl, StoreLocation,
-        postgres::{DEFAULT_POOL_SIZE, redact_passwords},
-    },
+    store::{Lifetimes, PgUrl, StoreLocation, postgres::DEFAULT_POOL_SIZE},
 };
 
 pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
@@ -107,50 +101,6 @@ pub struct ServerConfig {
     /// Whether passwords and tokens may cross a plain port from outside
     /// the loopback range (off: `tls_required`).
     pub allow_plaintext_auth: bool,
-}
-
-/// The config file (`--config FILE`, TOML). Every key is optional; unknown
-/// keys are an error so a typo is not silently ignored.
-/// `config/server.toml` documents each key with its default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    host: Option<String>,
-    port: Option<u16>,
-    port_search: Option<u16>,
-    mode: Option<Mode>,
-    data_dir: Option<PathBuf>,
-    store: Option<String>,
-    store_pool_size: Option<usize>,
-    log_dir: Option<PathBuf>,
-    log_keep: Option<usize>,
-    log_level: Option<String>,
-    log_format: Option<LogFormat>,
-    max_connections: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-    max_handshakes_per_ip: Option<usize>,
-    handshake_timeout: Option<u64>,
-    idle_timeout: Option<u64>,
-    write_timeout: Option<u64>,
-    drain_timeout: Option<u64>,
-    max_frame_handshake: Option<usize>,
-    max_frame: Option<usize>,
-    max_repeat: Option<u32>,
-    max_output_buffer: Option<usize>,
-    session_idle_days: Option<u64>,
-    session_max_days: Option<u64>,
-    identity_days: Option<u64>,
-    min_password_length: Option<usize>,
-    auth_attempts_per_minute: Option<u32>,
-    suggest_user: Option<bool>,
-    password_workers: Option<usize>,
-    pid_file: Option<PathBuf>,
-    metrics_addr: Option<String>,
-    proxy_protocol_from: Option<Vec<IpNet>>,
-    tls: Option<bool>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    allow_plaintext_auth: Option<bool>,
 }
 
 /// A config file that could not be used.
@@ -387,26 +337,5 @@ impl ServerConfig {
             absolute: self.session_max_days.saturating_mul(86_400),
             identity: self.identity_days.saturating_mul(86_400),
         }
-    }
-}
-
-impl FileConfig {
-    /// Reads and parses a config file; errors name the file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
-    }
-
-    /// Parses config text; the error says what is wrong and where.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        // A TOML error quotes the line it is about, which may hold a
-        // database password.
-        toml::from_str(text).map_err(|err| redact_passwords(&err.to_string()))
     }
 }

@@ -10,7 +10,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use super::PgStore;
+use super::{
+    PgStore,
+    rows::{count, int, secs, unix},
+};
 use crate::{
     auth::ledger::{AccountAttempts, AttemptLedger, Bucket, LedgerFuture, Limited},
     clock::UnixTime,
@@ -31,22 +34,6 @@ impl std::fmt::Debug for PgLedger {
             .field("per_minute", &self.per_minute)
             .finish_non_exhaustive()
     }
-}
-
-fn secs(value: UnixTime) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn unix(value: i64) -> UnixTime {
-    UnixTime::try_from(value).unwrap_or(0)
-}
-
-fn count(value: i32) -> u32 {
-    u32::try_from(value).unwrap_or(0)
-}
-
-fn int(value: u32) -> i32 {
-    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 impl PgLedger {

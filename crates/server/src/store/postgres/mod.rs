@@ -17,6 +17,7 @@
 mod ledger;
 mod listen;
 mod ops;
+mod rows;
 pub mod schema;
 mod url;
 

@@ -4,12 +4,14 @@
 
 use std::net::IpAddr;
 
-use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::PgStore;
+use super::{
+    PgStore,
+    rows::{secs, unix},
+};
 use crate::{
-    names::{canonical, confusable_key},
+    names::canonical,
     store::{
         Identity, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
         UserRecord, UserStore,
@@ -20,88 +22,6 @@ use crate::{
 /// the exact name first.
 const RESOLVE: &str =
     "SELECT name FROM users WHERE name = $1 OR canonical = $2 ORDER BY name = $1 DESC LIMIT 1";
-
-fn secs(value: UnixTime) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn unix(value: i64) -> UnixTime {
-    UnixTime::try_from(value).unwrap_or(0)
-}
-
-impl PgStore {
-    fn session_info(
-        &self,
-        family: Uuid,
-        user: String,
-        created: i64,
-        last_used: i64,
-    ) -> SessionInfo {
-        let (created, last_used) = (unix(created), unix(last_used));
-        SessionInfo {
-            family,
-            user,
-            created,
-            last_used,
-            expires: self.inner.lifetimes.expires(created, last_used),
-        }
-    }
-
-    fn user_record(row: &Row) -> UserRecord {
-        UserRecord {
-            name: row.get(0),
-            password_hash: row.get(1),
-            created: unix(row.get(2)),
-        }
-    }
-
-    /// Adds a user and, when `token` is given, their first session chain,
-    /// in one statement.
-    async fn insert_user(
-        &self,
-        user: UserRecord,
-        session: Option<(Uuid, TokenHash)>,
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let (family, token) = session.map_or((None, None), |(f, t)| (Some(f), Some(t.0.to_vec())));
-        let statement = self.check(
-            client
-                .prepare_cached(
-                    "WITH u AS (
-                        INSERT INTO users (name, canonical, lookalike, password_hash, created)
-                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING name),
-                     s AS (
-                        INSERT INTO sessions (family, user_name, created, last_used, current)
-                        SELECT $6, name, $5, $5, $7 FROM u WHERE $6::uuid IS NOT NULL
-                        RETURNING family),
-                     t AS (INSERT INTO session_tokens (hash, family) SELECT $7, family FROM s)
-                     SELECT count(*) FROM u",
-                )
-                .await,
-        )?;
-        let created = secs(user.created);
-        let row = self.check(
-            client
-                .query_one(
-                    &statement,
-                    &[
-                        &user.name,
-                        &canonical(&user.name),
-                        &confusable_key(&user.name),
-                        &user.password_hash,
-                        &created,
-                        &family,
-                        &token,
-                    ],
-                )
-                .await,
-        )?;
-        match row.get::<_, i64>(0) {
-            0 => Err(StoreError::NameTaken(user.name)),
-            _ => Ok(()),
-        }
-    }
-}
 
 impl UserStore for PgStore {
     async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {

@@ -1,0 +1,105 @@
+//! Rows to values and back, and the one statement that adds a user (with
+//! or without a first session).
+
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::{
+    names::{canonical, confusable_key},
+    store::{SessionInfo, StoreError, TokenHash, UnixTime, UserRecord},
+};
+
+/// Unix seconds as PostgreSQL's `bigint`.
+pub(super) fn secs(value: UnixTime) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A `bigint` of Unix seconds (never negative when we wrote it).
+pub(super) fn unix(value: i64) -> UnixTime {
+    UnixTime::try_from(value).unwrap_or(0)
+}
+
+impl PgStore {
+    pub(super) fn session_info(
+        &self,
+        family: Uuid,
+        user: String,
+        created: i64,
+        last_used: i64,
+    ) -> SessionInfo {
+        let (created, last_used) = (unix(created), unix(last_used));
+        SessionInfo {
+            family,
+            user,
+            created,
+            last_used,
+            expires: self.inner.lifetimes.expires(created, last_used),
+        }
+    }
+
+    pub(super) fn user_record(row: &Row) -> UserRecord {
+        UserRecord {
+            name: row.get(0),
+            password_hash: row.get(1),
+            created: unix(row.get(2)),
+        }
+    }
+
+    /// Adds a user and, when `token` is given, their first session chain,
+    /// in one statement.
+    pub(super) async fn insert_user(
+        &self,
+        user: UserRecord,
+        session: Option<(Uuid, TokenHash)>,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let (family, token) = session.map_or((None, None), |(f, t)| (Some(f), Some(t.0.to_vec())));
+        let statement = self.check(
+            client
+                .prepare_cached(
+                    "WITH u AS (
+                        INSERT INTO users (name, canonical, lookalike, password_hash, created)
+                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING name),
+                     s AS (
+                        INSERT INTO sessions (family, user_name, created, last_used, current)
+                        SELECT $6, name, $5, $5, $7 FROM u WHERE $6::uuid IS NOT NULL
+                        RETURNING family),
+                     t AS (INSERT INTO session_tokens (hash, family) SELECT $7, family FROM s)
+                     SELECT count(*) FROM u",
+                )
+                .await,
+        )?;
+        let created = secs(user.created);
+        let row = self.check(
+            client
+                .query_one(
+                    &statement,
+                    &[
+                        &user.name,
+                        &canonical(&user.name),
+                        &confusable_key(&user.name),
+                        &user.password_hash,
+                        &created,
+                        &family,
+                        &token,
+                    ],
+                )
+                .await,
+        )?;
+        match row.get::<_, i64>(0) {
+            0 => Err(StoreError::NameTaken(user.name)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A counter from an `integer` column.
+pub(super) fn count(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+/// A counter for an `integer` column.
+pub(super) fn int(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}

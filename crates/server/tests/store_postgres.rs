@@ -241,6 +241,59 @@ async fn tls_to_the_database_is_verified_against_the_ca_given() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_503_while_the_database_is_down() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let store = echo_server::store::Store::Postgres(backend.open().await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
+    let server = echo_server::Server::new(common::auth_config(), store).with_metrics_listener(http);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(server.serve(listener, shutdown.clone()));
+    let status_within = |want: &'static str| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = healthz(http_addr).await;
+            if status.contains(want) || std::time::Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert!(status_within("200").await.contains("200"));
+    backend.pg.stop();
+    let down = status_within("503").await;
+    assert!(
+        down.contains("503") && down.contains("store unavailable"),
+        "{down}"
+    );
+    backend.pg.start_again();
+    assert!(
+        status_within("200").await.contains("200"),
+        "not healthy again"
+    );
+    shutdown.cancel();
+    serving.await.unwrap().unwrap();
+}
+
+/// `GET /healthz`: the status line and the body.
+async fn healthz(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    format!("{status} {body}")
+}
+
 async fn raw_client(pg: &Postgres) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
     let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
         .await

@@ -33,7 +33,13 @@ as_owner() {
 case $action in
 start)
     mkdir -p "$dir"
-    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres: "$dir"
+        runuser -u postgres -- test -x "$dir" || {
+            echo "throwaway-postgres.sh: the postgres user cannot reach $dir (a parent directory is private)" >&2
+            exit 1
+        }
+    fi
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_owner "$bin/initdb" -D "$dir/data" -U echo --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \

@@ -104,7 +104,11 @@ pub enum Answer {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
-        let mut stream = connect_blocking(addr);
+        Self::over(connect_blocking(addr))
+    }
+
+    /// A client on `stream`, whose `hello` has been read.
+    pub fn over(mut stream: TcpStream) -> Self {
         match stream.recv_msg::<ServerMsg>().unwrap() {
             Some(ServerMsg::AskAuth { .. }) => Self(stream),
             other => panic!("expected ask_auth, got {other:?}"),
@@ -151,6 +155,24 @@ impl Client {
             _ => None,
         }
     }
+}
+
+/// Connects to `addr` from the loopback address `source` (any of
+/// 127.0.0.0/8), reads `hello`, and sets a 10 s read timeout.
+pub fn dial_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(matches!(
+        stream.recv_msg::<ServerMsg>().unwrap(),
+        Some(ServerMsg::Hello { .. })
+    ));
+    stream
 }
 
 pub fn register(user: &str) -> ClientMsg {

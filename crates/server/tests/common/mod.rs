@@ -426,4 +426,5 @@ pub fn noise(seed: &mut u64) -> u64 {
     seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 pub mod cluster;
+pub mod haproxy;
 pub mod postgres;

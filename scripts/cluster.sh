@@ -12,7 +12,11 @@
 #
 # Environment (all optional): ECHO_LB_PORT (13131), ECHO_LB_STATS_PORT
 # (13130), ECHO_S1_HEALTH..ECHO_S3_HEALTH (19141-19143), ECHO_MODE (auth or
-# ident), ECHO_SERVER_BIN (a built echo-server; default: cargo build).
+# ident), ECHO_SERVER_BIN (a built echo-server; default: cargo build),
+# ECHO_SERVER_CONFIG (a config file for the servers), ECHO_CLUSTER_THEN (a
+# command to run once the cluster is up, instead of waiting for Ctrl-C; it
+# sees ECHO_STORE_URL, ECHO_SERVER_BIN and the ports above; the cluster
+# stops when it ends: scripts/bench-balancer.sh uses it).
 # Needs Debian's postgresql and haproxy packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +59,7 @@ url=$(scripts/throwaway-postgres.sh start "$work/pg")
 for i in 1 2 3; do
     health_var=ECHO_S${i}_HEALTH
     mkdir -p "$work/s$i"
-    "$bin" --mode "$mode" --host 127.0.0.1 --port 0 --store "$url" \
+    "$bin" --mode "$mode" --host 127.0.0.1 --port 0 --store "$url" ${ECHO_SERVER_CONFIG:+--config "$ECHO_SERVER_CONFIG"} \
         --proxy-protocol-from 127.0.0.1/32 --metrics-addr "127.0.0.1:${!health_var}" \
         --data-dir "$work/s$i/data" --log-dir "$work/s$i/logs" \
         </dev/null >"$work/s$i/stdout" 2>&1 &
@@ -89,6 +93,12 @@ cluster up ($mode mode): three echo-servers on one PostgreSQL behind HAProxy
   pids:      ${pids[*]}
 Ctrl-C stops everything and removes $work
 EOF
+
+if [ -n "${ECHO_CLUSTER_THEN:-}" ]; then
+    export ECHO_STORE_URL=$url ECHO_SERVER_BIN=$bin
+    bash -c "$ECHO_CLUSTER_THEN"
+    exit
+fi
 
 # Until Ctrl-C (or one of them dies).
 wait -n "${pids[@]}" || true

@@ -68,7 +68,7 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = ModeArg::Ident)]
     mode: ModeArg,
     /// Measure the echo-server at HOST:PORT instead of starting one (echo
-    /// scenario only; its CPU time is then not shown)
+    /// scenario, and resume with --store; its CPU time is then not shown)
     #[arg(long, value_name = "HOST:PORT")]
     target: Option<std::net::SocketAddr>,
     /// A smoke run of a few seconds (CI): tiny counts, one repetition
@@ -84,7 +84,9 @@ struct Cli {
     metrics: bool,
     /// Also compare the stores: resumes, logins and registrations per
     /// second on the file store and on PostgreSQL at URL, with one and two
-    /// servers (a scratch database is created there and dropped after)
+    /// servers (a scratch database is created there and dropped after).
+    /// With --target: the target's database, where the resume scenario
+    /// makes its users and sessions
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Echo scenario over TLS: the server with --tls against a reference
@@ -196,6 +198,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             metrics: cli.metrics,
             tls: cli.tls,
             storm: 4,
+            target_store: cli.target.and(cli.store.clone()),
             resume_workers: 4,
             idle_connections: 200,
         }
@@ -212,6 +215,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             metrics: cli.metrics,
             tls: cli.tls,
             storm: cli.storm,
+            target_store: cli.target.and(cli.store.clone()),
             resume_workers: cli.resume_workers,
             idle_connections: cli.idle_connections,
         }
@@ -248,7 +252,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
                 Scenario::Idle => report.idle = Some(scenarios::idle(&plan, dir.path()).await?),
             }
         }
-        if let Some(url) = &cli.store {
+        if let Some(url) = cli.store.as_ref().filter(|_| cli.target.is_none()) {
             report.stores = Some(stores::compare(&plan, url).await?);
         }
         anyhow::Ok(())

@@ -20,7 +20,7 @@ use echo_server::{
     ServerConfig,
     auth::Passwords,
     clock::{Clock, SystemClock},
-    store::{self, StoreLocation, TokenHash, UserRecord, UserStore},
+    store::{self, PgUrl, StoreLocation, TokenHash, UserRecord, UserStore},
 };
 use futures_util::StreamExt;
 use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
@@ -199,9 +199,31 @@ pub(crate) fn login_workers(
 /// Scenario 3: new connection + `resume` + one `say`, as fast as possible.
 pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
     let workers = plan.resume_workers;
-    let users: Vec<String> = (0..workers).map(|i| format!("r{i}")).collect();
-    populate(dir, &users, true).await?;
-    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+    let (addr, _server, users) = match (plan.target, &plan.target_store) {
+        (Some(addr), Some(url)) => {
+            // Users of this run only: the database outlives it.
+            let users: Vec<String> = (0..workers)
+                .map(|i| format!("r{}x{i}", std::process::id()))
+                .collect();
+            let url = PgUrl::parse(url, std::env::var("PGPASSWORD").ok())
+                .map_err(anyhow::Error::msg)?;
+            let location = StoreLocation::Postgres {
+                url: Box::new(url),
+                pool_size: 16,
+            };
+            populate_store(&location, &users, true).await?;
+            (addr, None, users)
+        }
+        (Some(_), None) => anyhow::bail!(
+            "resume with --target needs --store URL: the target's database, where the bench makes its users"
+        ),
+        (None, _) => {
+            let users: Vec<String> = (0..workers).map(|i| format!("r{i}")).collect();
+            populate(dir, &users, true).await?;
+            let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
+            (server.addr, Some(server), users)
+        }
+    };
     let mut tokens: Vec<String> = users.iter().map(|u| token_of(u)).collect();
     let frame = say_frame(64);
     let mut rates = Vec::new();
@@ -211,7 +233,7 @@ pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
         let (from, end) = (start + plan.warmup, start + plan.warmup + plan.duration);
         let tasks: Vec<_> = tokens
             .drain(..)
-            .map(|token| tokio::spawn(resume_loop(server.addr, token, frame.clone(), from, end)))
+            .map(|token| tokio::spawn(resume_loop(addr, token, frame.clone(), from, end)))
             .collect();
         let mut total = 0;
         for task in tasks {

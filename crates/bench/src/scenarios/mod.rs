@@ -45,6 +45,9 @@ pub struct Plan {
     /// The echo scenario over TLS.
     pub tls: bool,
     pub storm: usize,
+    /// With `target`: the target's database (`--store URL`), where the
+    /// resume scenario makes its users and sessions.
+    pub target_store: Option<String>,
     pub resume_workers: usize,
     pub idle_connections: usize,
 }

@@ -343,7 +343,13 @@ fn a_killed_server_is_taken_out_its_clients_resume_elsewhere_and_it_comes_back()
         resumed, on_s1_before,
         "every client of the killed server resumed elsewhere"
     );
+    eprintln!("kill -9: {resumed} of 6 clients were on the killed server and resumed elsewhere");
+    let taken_out = Instant::now();
     cluster.wait_for(|s| s[0] == "DOWN", "s1 taken out");
+    eprintln!(
+        "HAProxy marked it DOWN {:?} after the clients had resumed",
+        taken_out.elapsed()
+    );
     cluster.backends[0].start();
     cluster.wait_for(|s| s.iter().all(|s| s == "UP"), "s1 put back");
     for _ in 0..6 {

@@ -205,8 +205,8 @@ pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
             let users: Vec<String> = (0..workers)
                 .map(|i| format!("r{}x{i}", std::process::id()))
                 .collect();
-            let url = PgUrl::parse(url, std::env::var("PGPASSWORD").ok())
-                .map_err(anyhow::Error::msg)?;
+            let url =
+                PgUrl::parse(url, std::env::var("PGPASSWORD").ok()).map_err(anyhow::Error::msg)?;
             let location = StoreLocation::Postgres {
                 url: Box::new(url),
                 pool_size: 16,

@@ -152,6 +152,42 @@ async fn a_chain_ended_through_one_handle_is_heard_by_the_others() {
 }
 
 #[tokio::test]
+async fn sweeping_deletes_what_expired_without_announcing_it() {
+    let Some(backend) = PgBackend::start() else {
+        return;
+    };
+    let (a, b) = (backend.open().await, backend.open().await);
+    let mut heard = b.revocations();
+    b.listening().await;
+    // LIFETIMES: idle 100 s, identities 500 s. `user()` was created at 5.
+    let old = a.register(user("old"), TokenHash::of("old")).await.unwrap();
+    let fresh = a
+        .create_session(TokenHash::of("fresh"), "old", 550)
+        .await
+        .unwrap();
+    let ip: IpAddr = "192.0.2.9".parse().unwrap();
+    a.remember_identity(ip, "old", 5).await.unwrap();
+    assert_eq!(a.sweep(200).await.unwrap(), (1, 0));
+    let alive = a
+        .chains_alive(vec![old.family, fresh.family])
+        .await
+        .unwrap();
+    assert_eq!(alive, vec![fresh.family]);
+    assert_eq!(a.sweep(600).await.unwrap(), (0, 1));
+    assert!(
+        a.identity(ip, 0).await.unwrap().is_none(),
+        "the address was kept"
+    );
+    // An expired chain is not a revocation: nothing was announced.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await;
+    assert!(quiet.is_err(), "an expiry was announced: {quiet:?}");
+    // A revocation still is.
+    assert!(a.revoke_session(fresh.family).await.unwrap());
+    let note = tokio::time::timeout(Duration::from_secs(1), heard.recv()).await;
+    assert_eq!(note.unwrap().unwrap(), Revocation::Chain(fresh.family));
+}
+
+#[tokio::test]
 async fn attempt_limits_are_shared_by_every_server() {
     let Some(backend) = PgBackend::start() else {
         return;

@@ -146,6 +146,7 @@ impl PgStore {
                     Arc::clone(&self.inner.outage),
                     self.inner.listening.clone(),
                 ));
+                tokio::spawn(self.clone().sweep_forever());
                 sender
             })
             .subscribe()

@@ -23,6 +23,55 @@ use crate::{
 const RESOLVE: &str =
     "SELECT name FROM users WHERE name = $1 OR canonical = $2 ORDER BY name = $1 DESC LIMIT 1";
 
+/// How often each server deletes what has expired.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl PgStore {
+    /// Deletes the chains that have expired and the addresses unseen for
+    /// their lifetime at `now`, without announcing the chains as revoked;
+    /// returns how many of each.
+    pub async fn sweep(&self, now: UnixTime) -> Result<(u64, u64), StoreError> {
+        let mut client = self.client().await?;
+        let lifetimes = self.inner.lifetimes;
+        let tx = self.check(client.transaction().await)?;
+        self.check(tx.batch_execute("SET LOCAL echo.sweeping = 'on'").await)?;
+        let chains = self.check(
+            tx.execute(
+                "DELETE FROM sessions WHERE LEAST(created + $2, last_used + $3) <= $1",
+                &[&secs(now), &secs(lifetimes.absolute), &secs(lifetimes.idle)],
+            )
+            .await,
+        )?;
+        let addresses = self.check(
+            tx.execute(
+                "DELETE FROM identities WHERE seen <= $1",
+                &[&secs(now.saturating_sub(lifetimes.identity))],
+            )
+            .await,
+        )?;
+        self.check(tx.commit().await)?;
+        Ok((chains, addresses))
+    }
+
+    /// Sweeps about once a minute (the first a minute after start), for the
+    /// life of the runtime, by the system clock.
+    pub(super) async fn sweep_forever(self) {
+        let first = tokio::time::Instant::now() + SWEEP_EVERY;
+        let mut every = tokio::time::interval_at(first, SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            match self.sweep(now).await {
+                Ok((chains, addresses)) if chains + addresses > 0 => {
+                    tracing::info!(chains, addresses, "expired sessions and addresses deleted");
+                }
+                Ok(_) | Err(StoreError::Unavailable(_)) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot delete expired sessions"),
+            }
+        }
+    }
+}
+
 impl UserStore for PgStore {
     async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
         let client = self.client().await?;

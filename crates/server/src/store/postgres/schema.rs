@@ -11,11 +11,18 @@ use super::{PgUrl, connect, db_error};
 use crate::store::StoreError;
 
 /// Every version this binary knows, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sweep",
+        sql: include_str!("../../../migrations/0002_sweep.sql"),
+    },
+];
 
 /// Held (for the transaction) by whoever applies migrations.
 const MIGRATION_LOCK: i64 = 0x6563_686f_2d73_7276; // "echo-srv"

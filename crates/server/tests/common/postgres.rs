@@ -80,6 +80,12 @@ impl Postgres {
         Self::start_with(None)
     }
 
+    /// Whether a cluster could be started (with the same skip line or
+    /// `ECHO_TEST_POSTGRES=require` failure as [`Postgres::start`]).
+    pub fn available() -> bool {
+        find_bin().is_some() || Self::start_with(None).is_some()
+    }
+
     /// A cluster that also speaks TLS with `pair` (certificate and key,
     /// PEM), for `sslmode=require`.
     pub fn start_tls(pair: &echo_tls::SelfSigned) -> Option<Self> {

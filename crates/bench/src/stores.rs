@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::{net::TcpStream, time::Instant};
 
 use crate::{
-    load::{Handshake, handshake_on, say_frame},
+    load::{Conn, Handshake, Load, Target, connect_many, handshake_on, ping_pong, say_frame},
     procs::Proc,
     progress,
     report::spread,
@@ -30,7 +30,11 @@ pub struct StoreRow {
     /// Servers sharing the store.
     pub servers: usize,
     pub resumes_per_sec: Spread,
+    /// Logins a second from the storm's connections.
     pub logins_per_sec: Spread,
+    /// The established sessions' p99 round trip, quiet and during the storm.
+    pub p99_quiet_us: Spread,
+    pub p99_storm_us: Spread,
     pub registrations_per_sec: Spread,
 }
 
@@ -82,7 +86,10 @@ async fn measure(
     progress(&format!("stores: {label}: creating users"));
     let resumers: Vec<String> = (0..workers).map(|i| format!("r{i}")).collect();
     populate_store(location, &resumers, true).await?;
-    let loggers: Vec<String> = (0..plan.storm.max(1)).map(|i| format!("s{i}")).collect();
+    let loggers: Vec<String> = (0..plan.storm.max(1))
+        .map(|i| format!("s{i}"))
+        .chain((0..ESTABLISHED).map(|i| format!("e{i}")))
+        .collect();
     populate_store(location, &loggers, false).await?;
     let servers: Vec<Proc> = dirs
         .iter()
@@ -97,6 +104,7 @@ async fn measure(
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let mut tokens: Vec<String> = resumers.iter().map(|u| token_of(u)).collect();
     let (mut resumes, mut logins, mut registrations) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut quiet, mut stormy) = (Vec::new(), Vec::new());
     for rep in 0..plan.reps {
         progress(&format!("stores: {label}: rep {}/{}", rep + 1, plan.reps));
         // Resumes, workers spread over the servers.
@@ -118,13 +126,40 @@ async fn measure(
             tokens.push(token);
         }
         resumes.push(total as f64 / plan.duration.as_secs_f64());
-        // Logins and registrations: closed loops for the measured time.
-        logins.push(
-            closed_loop(plan, &addrs, |addr, stop, count| {
-                login_workers(addr, plan.storm.max(1) / addrs.len().max(1), stop, count)
-            })
-            .await?,
-        );
+        // The login storm: established sessions' p99, quiet, then while
+        // the storm's connections log in in closed loops on every server.
+        let load = Load {
+            connections: ESTABLISHED,
+            payload: 64,
+            depth: 1,
+            warmup: plan.warmup,
+            duration: plan.duration,
+        };
+        let p99 = |m: crate::load::Measured| m.latency.value_at_quantile(0.99) as f64;
+        quiet.push(p99(ping_pong(
+            established(&addrs).await?,
+            Target::Real,
+            load,
+        )
+        .await?));
+        let streams = established(&addrs).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let per_server = (plan.storm.max(1) / addrs.len().max(1)).max(1);
+        let storm: Vec<_> = addrs
+            .iter()
+            .flat_map(|addr| login_workers(*addr, per_server, &stop, &count))
+            .collect();
+        let started = Instant::now();
+        let measured = ping_pong(streams, Target::Real, load).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for worker in storm {
+            worker.await??;
+        }
+        stormy.push(p99(measured));
+        logins.push(count.load(Ordering::Relaxed) as f64 / elapsed);
+        // Registrations: closed loops for the measured time.
         registrations.push(
             closed_loop(plan, &addrs, |addr, stop, count| {
                 register_workers(addr, workers / addrs.len().max(1), rep, stop, count)
@@ -137,8 +172,30 @@ async fn measure(
         servers: dirs.len(),
         resumes_per_sec: Spread::of(resumes),
         logins_per_sec: Spread::of(logins),
+        p99_quiet_us: Spread::of(quiet),
+        p99_storm_us: Spread::of(stormy),
         registrations_per_sec: Spread::of(registrations),
     })
+}
+
+/// Established sessions ping-ponging during the login storm.
+const ESTABLISHED: usize = 16;
+
+/// The established sessions, logged in as `e0`, `e1`, ..., spread over the
+/// servers.
+async fn established(addrs: &[std::net::SocketAddr]) -> anyhow::Result<Vec<Conn>> {
+    let mut streams = Vec::new();
+    for (n, addr) in addrs.iter().enumerate() {
+        let logins = (0..ESTABLISHED)
+            .filter(|i| i % addrs.len() == n)
+            .map(|i| Handshake::Login {
+                user: format!("e{i}"),
+                password: PASSWORD.into(),
+            })
+            .collect();
+        streams.extend(connect_many(*addr, Target::Real, logins, 16, None).await?);
+    }
+    Ok(streams)
 }
 
 type Workers = Vec<tokio::task::JoinHandle<anyhow::Result<()>>>;
@@ -255,20 +312,28 @@ fn with_database(url: &str, name: &str) -> String {
 /// Prints the comparison.
 pub fn print(table: &StoreTable) {
     println!(
-        "\nStores: per second, closed loops of {} workers (resume: connect + resume + one say; login and register: connect + hello + the request), median (min-max)",
+        "\nStores: closed loops of {} workers (resume: connect + resume + one say; register: connect + hello + register); login storm: {ESTABLISHED} established sessions' p99 quiet and while the storm's connections log in; median (min-max)",
         table.workers
     );
     println!(
-        "{:<9} {:>7} | {:>22} {:>22} {:>22}",
-        "store", "servers", "resumes/s", "logins/s", "registrations/s"
+        "{:<9} {:>7} | {:>20} | {:>20} {:>20} {:>20} | {:>20}",
+        "store",
+        "servers",
+        "resumes/s",
+        "storm logins/s",
+        "p99 quiet us",
+        "p99 storm us",
+        "registrations/s"
     );
     for row in &table.rows {
         println!(
-            "{:<9} {:>7} | {:>22} {:>22} {:>22}",
+            "{:<9} {:>7} | {:>20} | {:>20} {:>20} {:>20} | {:>20}",
             row.store,
             row.servers,
             spread(&row.resumes_per_sec, 0),
             spread(&row.logins_per_sec, 0),
+            spread(&row.p99_quiet_us, 0),
+            spread(&row.p99_storm_us, 0),
             spread(&row.registrations_per_sec, 0),
         );
     }

@@ -8,6 +8,7 @@ mod common;
 use std::{
     process::Command,
     sync::{Arc, Barrier},
+    time::Duration,
 };
 
 use common::{
@@ -50,7 +51,10 @@ fn the_database_password_never_shows() {
         "{}",
         server.first_line
     );
-    drop(server);
+    // Stopped gracefully, so that the log is flushed.
+    let mut server = server;
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
     let logs = common::read_logs(dir.path());
     assert!(logs.contains("postgres://echo@127.0.0.1"), "{logs}");
     // An unreachable database: the error names it, not the password.

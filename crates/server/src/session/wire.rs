@@ -151,6 +151,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         let frame = match ready {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
+                // The client's line first: a client that has read its reply
+                // may ask `echo-server clients` before the flush returns.
+                self.list_counts();
                 self.flush().await?;
                 self.publish();
                 let stopped = async {
@@ -290,6 +293,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// in `echo-server clients`).
     pub(crate) fn publish(&mut self) {
         self.tally.publish(self.framed.get_ref(), &self.metrics);
+        self.list_counts();
+    }
+
+    /// Shows the messages served so far on this connection's line in
+    /// `echo-server clients`.
+    fn list_counts(&self) {
         if let Some(entry) = &self.listed {
             entry
                 .messages

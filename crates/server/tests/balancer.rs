@@ -244,42 +244,15 @@ fn failures_from_one_address_are_limited_across_servers() {
     for _ in 0..4 {
         let answer =
             Client::over(dial_from("127.0.0.6", cluster.lb)).ask(&login("gus", "wrong password 1"));
-        assert!(
-            matches!(
-                answer,
-                Answer::Refused {
-                    code: ErrorCode::InvalidCredentials,
-                    ..
-                }
-            ),
-            "{answer:?}"
-        );
+        answer.assert_refused(ErrorCode::InvalidCredentials);
     }
     let answer =
         Client::over(dial_from("127.0.0.6", cluster.lb)).ask(&login("gus", "wrong password 1"));
-    assert!(
-        matches!(
-            answer,
-            Answer::Refused {
-                code: ErrorCode::RateLimited,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    answer.assert_refused(ErrorCode::RateLimited);
     // Another address is not affected.
     let answer =
         Client::over(dial_from("127.0.0.7", cluster.lb)).ask(&login("gus", "wrong password 1"));
-    assert!(
-        matches!(
-            answer,
-            Answer::Refused {
-                code: ErrorCode::InvalidCredentials,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    answer.assert_refused(ErrorCode::InvalidCredentials);
     let servers = cluster
         .backends
         .iter()

@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    io::Write,
     net::{SocketAddr, TcpStream},
     path::Path,
     process::{Command, Output, Stdio},
@@ -26,22 +25,9 @@ const PASSWORD: &str = "correct horse battery";
 
 /// Runs `echo-server --data-dir DIR/data ARGS`, feeding `stdin`.
 fn admin(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
+    command.arg("--data-dir").arg(dir.join("data")).args(args);
+    common::run_with_stdin(command, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {

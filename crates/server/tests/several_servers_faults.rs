@@ -35,16 +35,7 @@ fn password_attempts_are_counted_across_servers() {
         cluster.addr(1),
     ] {
         let answer = Client::connect(addr).ask(&login("cy", "wrong password 1"));
-        assert!(
-            matches!(
-                answer,
-                Answer::Refused {
-                    code: ErrorCode::InvalidCredentials,
-                    ..
-                }
-            ),
-            "{answer:?}"
-        );
+        answer.assert_refused(ErrorCode::InvalidCredentials);
     }
     assert_eq!(
         pg.psql(failures).trim(),
@@ -52,13 +43,7 @@ fn password_attempts_are_counted_across_servers() {
         "four failures, on both servers"
     );
     let answer = Client::connect(cluster.addr(1)).ask(&login("cy", "wrong password 2"));
-    assert!(matches!(
-        answer,
-        Answer::Refused {
-            code: ErrorCode::InvalidCredentials,
-            ..
-        }
-    ));
+    answer.assert_refused(ErrorCode::InvalidCredentials);
     assert_eq!(
         pg.psql(failures).trim(),
         "5|t",
@@ -74,16 +59,7 @@ fn password_attempts_are_counted_across_servers() {
         limited.addr(1),
     ] {
         let answer = Client::connect(addr).ask(&login("nobody", "wrong password 3"));
-        assert!(
-            matches!(
-                answer,
-                Answer::Refused {
-                    code: ErrorCode::InvalidCredentials,
-                    ..
-                }
-            ),
-            "{answer:?}"
-        );
+        answer.assert_refused(ErrorCode::InvalidCredentials);
     }
     let answer = Client::connect(limited.addr(0)).ask(&login("nobody", "wrong password 3"));
     assert!(

@@ -4,7 +4,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -71,24 +71,13 @@ impl Cluster {
 
     /// `echo-server --store URL ARGS...`, with `stdin`; its output.
     pub fn admin(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
+        command
             .args(["--store", &self.url, "--data-dir"])
             .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .args(args);
+        super::run_with_stdin(command, stdin)
     }
 }
 
@@ -100,6 +89,17 @@ pub struct Client(pub TcpStream);
 pub enum Answer {
     Welcome(Secret),
     Refused { code: ErrorCode, fatal: bool },
+}
+
+impl Answer {
+    /// Fails the test unless this is a refusal with `code`.
+    #[track_caller]
+    pub fn assert_refused(&self, code: ErrorCode) {
+        assert!(
+            matches!(self, Answer::Refused { code: got, .. } if *got == code),
+            "expected {code:?}, got {self:?}"
+        );
+    }
 }
 
 impl Client {

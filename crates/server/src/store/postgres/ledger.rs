@@ -109,44 +109,20 @@ impl PgLedger {
         {
             return Ok(());
         }
-        let client = self.store.client().await?;
-        self.store.check(
-            client
-                .execute(
-                    &self
-                        .store
-                        .prepared(&client, "DELETE FROM attempt_addresses WHERE updated < $1")
-                        .await?,
-                    &[&secs(now.saturating_sub(60))],
-                )
-                .await,
-        )?;
-        Ok(())
+        let sql = "DELETE FROM attempt_addresses WHERE updated < $1";
+        let before = secs(now.saturating_sub(60));
+        self.store.run(sql, &[&before]).await.map(drop)
     }
 
     async fn account(&self, user: &str) -> Result<Option<AccountAttempts>, StoreError> {
-        let client = self.store.client().await?;
-        let row = self.store.check(
-            client
-                .query_opt(
-                    &self
-                        .store
-                        .prepared(
-                            &client,
-                            "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
-                     WHERE account = $1",
-                        )
-                        .await?,
-                    &[&user],
-                )
-                .await,
-        )?;
-        Ok(row.map(|row| AccountAttempts {
-            consecutive: count(row.get(0)),
-            blocked_until: unix(row.get(1)),
-            day: unix(row.get(2)),
-            today: count(row.get(3)),
-        }))
+        let sql = "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
+                   WHERE account = $1";
+        Ok(self
+            .store
+            .row(sql, &[&user])
+            .await?
+            .as_ref()
+            .map(account_of))
     }
 
     /// Applies `change` to `user`'s row, created first when `create`.
@@ -185,12 +161,7 @@ impl PgLedger {
         else {
             return Ok(());
         };
-        let mut account = AccountAttempts {
-            consecutive: count(row.get(0)),
-            blocked_until: unix(row.get(1)),
-            day: unix(row.get(2)),
-            today: count(row.get(3)),
-        };
+        let mut account = account_of(&row);
         change(&mut account);
         store.check(
             tx.execute(
@@ -234,5 +205,15 @@ impl AttemptLedger for PgLedger {
 
     fn record_success<'a>(&'a self, user: &'a str) -> LedgerFuture<'a, ()> {
         Box::pin(self.modify(user, false, AccountAttempts::succeed))
+    }
+}
+
+/// An account's row (`consecutive, blocked_until, day, today`).
+fn account_of(row: &tokio_postgres::Row) -> AccountAttempts {
+    AccountAttempts {
+        consecutive: count(row.get(0)),
+        blocked_until: unix(row.get(1)),
+        day: unix(row.get(2)),
+        today: count(row.get(3)),
     }
 }

@@ -30,7 +30,9 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::{Client, Notification, Statement, error::SqlState, tls::NoTls};
+use tokio_postgres::{
+    Client, Notification, Row, Statement, error::SqlState, tls::NoTls, types::ToSql,
+};
 use tracing::{info, warn};
 
 pub use ledger::PgLedger;
@@ -40,6 +42,9 @@ use crate::{
     store::{Lifetimes, Revocation, StoreError},
     sync::lock,
 };
+
+/// A query parameter.
+pub(super) type Param<'a> = dyn ToSql + Sync + 'a;
 
 /// Longest wait between attempts to reach a database that is down.
 pub const MAX_RETRY: Duration = Duration::from_secs(1);
@@ -184,6 +189,26 @@ impl PgStore {
     /// cached), so each call costs one round trip, not two.
     async fn prepared(&self, client: &Object, sql: &str) -> Result<Statement, StoreError> {
         self.check(client.prepare_cached(sql).await)
+    }
+
+    /// Runs `sql` (a cached statement) on a pooled connection: its rows.
+    async fn rows(&self, sql: &str, params: &[&Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = self.prepared(&client, sql).await?;
+        self.check(client.query(&statement, params).await)
+    }
+
+    /// [`PgStore::rows`], for at most one row.
+    async fn row(&self, sql: &str, params: &[&Param<'_>]) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+
+    /// Runs `sql` (a cached statement) on a pooled connection: the rows it
+    /// changed.
+    async fn run(&self, sql: &str, params: &[&Param<'_>]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = self.prepared(&client, sql).await?;
+        self.check(client.execute(&statement, params).await)
     }
 
     /// [`PgStore::prepared`] inside a transaction.

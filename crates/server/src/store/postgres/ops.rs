@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::{
-    PgStore,
+    Param, PgStore,
     rows::{secs, unix},
 };
 use crate::{
@@ -19,9 +19,12 @@ use crate::{
 };
 
 /// The stored name of the user `$1` (canonical form `$2`), in any spelling:
-/// the exact name first.
-const RESOLVE: &str =
-    "SELECT name FROM users WHERE name = $1 OR canonical = $2 ORDER BY name = $1 DESC LIMIT 1";
+/// the exact name first. A macro, so that each statement is one constant.
+macro_rules! resolve {
+    () => {
+        "SELECT name FROM users WHERE name = $1 OR canonical = $2 ORDER BY name = $1 DESC LIMIT 1"
+    };
+}
 
 /// How often each server deletes what has expired.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -74,17 +77,9 @@ impl PgStore {
 
 impl UserStore for PgStore {
     async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
-        let client = self.client().await?;
-        let row = self.check(
-            client
-                .query_opt(
-                    &self
-                        .prepared(&client, "SELECT name, seen FROM identities WHERE ip = $1")
-                        .await?,
-                    &[&ip],
-                )
-                .await,
-        )?;
+        let row = self
+            .row("SELECT name, seen FROM identities WHERE ip = $1", &[&ip])
+            .await?;
         let lifetimes = self.inner.lifetimes;
         Ok(row
             .map(|row| Identity {
@@ -100,49 +95,29 @@ impl UserStore for PgStore {
         name: &str,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        self.check(
-            client
-                .execute(
-                    &self
-                        .prepared(
-                            &client,
-                            "INSERT INTO identities (ip, name, seen) VALUES ($1, $2, $3)
-                     ON CONFLICT (ip) DO UPDATE SET name = EXCLUDED.name, seen = EXCLUDED.seen",
-                        )
-                        .await?,
-                    &[&ip, &name, &secs(now)],
-                )
-                .await,
-        )?;
-        Ok(())
+        let sql = "INSERT INTO identities (ip, name, seen) VALUES ($1, $2, $3)
+                   ON CONFLICT (ip) DO UPDATE SET name = EXCLUDED.name, seen = EXCLUDED.seen";
+        self.run(sql, &[&ip, &name, &secs(now)]).await.map(drop)
+    }
+
+    async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
+        let sql = "SELECT echo_note_visit($1, $2, $3)";
+        self.run(sql, &[&ip, &name, &secs(now)]).await.map(drop)
     }
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let client = self.client().await?;
-        let row = self.check(
-            client
-                .query_opt(
-                    &self.prepared(&client, &format!(
-                        "SELECT name, password_hash, created FROM users WHERE name = ({RESOLVE})"
-                    )).await?,
-                    &[&name, &canonical(name)],
-                )
-                .await,
-        )?;
+        let sql = concat!(
+            "SELECT name, password_hash, created FROM users WHERE name = (",
+            resolve!(),
+            ")"
+        );
+        let row = self.row(sql, &[&name, &canonical(name)]).await?;
         Ok(row.as_ref().map(Self::user_record))
     }
 
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = self.check(
-            client
-                .query(
-                    &self.prepared(&client, "SELECT name, password_hash, created FROM users ORDER BY name COLLATE \"C\"").await?,
-                    &[],
-                )
-                .await,
-        )?;
+        let sql = "SELECT name, password_hash, created FROM users ORDER BY name COLLATE \"C\"";
+        let rows = self.rows(sql, &[]).await?;
         Ok(rows.iter().map(Self::user_record).collect())
     }
 
@@ -162,45 +137,23 @@ impl UserStore for PgStore {
     }
 
     async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let row = self.check(
-            client
-                .query_opt(
-                    &self
-                        .prepared(
-                            &client,
-                            &format!(
-                        "WITH u AS (UPDATE users SET password_hash = $3 WHERE name = ({RESOLVE})
-                                    RETURNING name),
-                              d AS (DELETE FROM sessions WHERE user_name IN (SELECT name FROM u))
-                         SELECT name FROM u"
-                    ),
-                        )
-                        .await?,
-                    &[&name, &canonical(name), &password_hash],
-                )
-                .await,
-        )?;
+        let sql = concat!(
+            "WITH u AS (UPDATE users SET password_hash = $3 WHERE name = (",
+            resolve!(),
+            ") RETURNING name),
+                  d AS (DELETE FROM sessions WHERE user_name IN (SELECT name FROM u))
+             SELECT name FROM u"
+        );
+        let row = self
+            .row(sql, &[&name, &canonical(name), &password_hash])
+            .await?;
         row.map(drop)
             .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
     }
 
     async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let removed = self.check(
-            client
-                .execute(
-                    &self
-                        .prepared(
-                            &client,
-                            &format!("DELETE FROM users WHERE name = ({RESOLVE})"),
-                        )
-                        .await?,
-                    &[&name, &canonical(name)],
-                )
-                .await,
-        )?;
-        match removed {
+        let sql = concat!("DELETE FROM users WHERE name = (", resolve!(), ")");
+        match self.run(sql, &[&name, &canonical(name)]).await? {
             0 => Err(StoreError::NoSuchUser(name.to_owned())),
             _ => Ok(()),
         }
@@ -212,34 +165,26 @@ impl UserStore for PgStore {
         user: &str,
         now: UnixTime,
     ) -> Result<SessionInfo, StoreError> {
-        let client = self.client().await?;
         let family = Uuid::new_v4();
-        let statement = self.check(
-            client
-                .prepare_cached(&format!(
-                    "WITH s AS (
-                        INSERT INTO sessions (family, user_name, created, last_used, current)
-                        SELECT $3, name, $4, $4, $5 FROM ({RESOLVE}) u RETURNING family, user_name),
-                     t AS (INSERT INTO session_tokens (hash, family) SELECT $5, family FROM s)
-                     SELECT user_name FROM s"
-                ))
-                .await,
-        )?;
-        let row = self.check(
-            client
-                .query_opt(
-                    &statement,
-                    &[
-                        &user,
-                        &canonical(user),
-                        &family,
-                        &secs(now),
-                        &token.0.as_slice(),
-                    ],
-                )
-                .await,
-        )?;
-        let name: String = row
+        let sql = concat!(
+            "WITH s AS (
+                INSERT INTO sessions (family, user_name, created, last_used, current)
+                SELECT $3, name, $4, $4, $5 FROM (",
+            resolve!(),
+            ") u RETURNING family, user_name),
+             t AS (INSERT INTO session_tokens (hash, family) SELECT $5, family FROM s)
+             SELECT user_name FROM s"
+        );
+        let params: [&Param<'_>; 5] = [
+            &user,
+            &canonical(user),
+            &family,
+            &secs(now),
+            &token.0.as_slice(),
+        ];
+        let name: String = self
+            .row(sql, &params)
+            .await?
             .ok_or_else(|| StoreError::NoSuchUser(user.to_owned()))?
             .get(0);
         Ok(self.session_info(family, name, secs(now), secs(now)))
@@ -251,29 +196,21 @@ impl UserStore for PgStore {
         next: TokenHash,
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
-        let client = self.client().await?;
         let lifetimes = self.inner.lifetimes;
-        let statement = self.check(
-            client
-                .prepare_cached("SELECT * FROM echo_rotate($1, $2, $3, $4, $5, $6)")
-                .await,
-        )?;
         let max = i32::try_from(MAX_ROTATIONS_PER_CHAIN).unwrap_or(i32::MAX);
-        let row = self.check(
-            client
-                .query_one(
-                    &statement,
-                    &[
-                        &presented.0.as_slice(),
-                        &next.0.as_slice(),
-                        &secs(now),
-                        &secs(lifetimes.idle),
-                        &secs(lifetimes.absolute),
-                        &max,
-                    ],
-                )
-                .await,
-        )?;
+        let params: [&Param<'_>; 6] = [
+            &presented.0.as_slice(),
+            &next.0.as_slice(),
+            &secs(now),
+            &secs(lifetimes.idle),
+            &secs(lifetimes.absolute),
+            &max,
+        ];
+        let sql = "SELECT * FROM echo_rotate($1, $2, $3, $4, $5, $6)";
+        let row = self
+            .row(sql, &params)
+            .await?
+            .ok_or_else(|| StoreError::Database("echo_rotate returned no row".into()))?;
         let outcome: &str = row.get(0);
         let family: Option<Uuid> = row.get(1);
         let user: Option<String> = row.get(2);
@@ -289,58 +226,28 @@ impl UserStore for PgStore {
     }
 
     async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let removed = self.check(
-            client
-                .execute(
-                    &self
-                        .prepared(&client, "DELETE FROM sessions WHERE family = $1")
-                        .await?,
-                    &[&family],
-                )
-                .await,
-        )?;
-        Ok(removed > 0)
+        let sql = "DELETE FROM sessions WHERE family = $1";
+        Ok(self.run(sql, &[&family]).await? > 0)
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
-        let client = self.client().await?;
-        let removed = self.check(
-            client
-                .execute(
-                    &self
-                        .prepared(
-                            &client,
-                            &format!(
-                                "DELETE FROM sessions WHERE user_name = coalesce(({RESOLVE}), $1)"
-                            ),
-                        )
-                        .await?,
-                    &[&user, &canonical(user)],
-                )
-                .await,
-        )?;
+        let sql = concat!(
+            "DELETE FROM sessions WHERE user_name = coalesce((",
+            resolve!(),
+            "), $1)"
+        );
+        let removed = self.run(sql, &[&user, &canonical(user)]).await?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
     async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
-        let client = self.client().await?;
-        let rows = self.check(
-            client
-                .query(
-                    &self
-                        .prepared(
-                            &client,
-                            &format!(
-                                "SELECT family, user_name, created, last_used FROM sessions
-                         WHERE user_name = coalesce(({RESOLVE}), $1) ORDER BY created"
-                            ),
-                        )
-                        .await?,
-                    &[&user, &canonical(user)],
-                )
-                .await,
-        )?;
+        let sql = concat!(
+            "SELECT family, user_name, created, last_used FROM sessions
+             WHERE user_name = coalesce((",
+            resolve!(),
+            "), $1) ORDER BY created"
+        );
+        let rows = self.rows(sql, &[&user, &canonical(user)]).await?;
         Ok(rows
             .iter()
             .map(|row| self.session_info(row.get(0), row.get(1), row.get(2), row.get(3)))
@@ -349,20 +256,8 @@ impl UserStore for PgStore {
     }
 
     async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
-        let client = self.client().await?;
-        let rows = self.check(
-            client
-                .query(
-                    &self
-                        .prepared(
-                            &client,
-                            "SELECT family FROM sessions WHERE family = ANY($1)",
-                        )
-                        .await?,
-                    &[&families],
-                )
-                .await,
-        )?;
+        let sql = "SELECT family FROM sessions WHERE family = ANY($1)";
+        let rows = self.rows(sql, &[&families]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -376,14 +271,5 @@ impl UserStore for PgStore {
 
     async fn hearing_revocations(&self) {
         self.listening().await;
-    }
-
-    async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let statement = self
-            .prepared(&client, "SELECT echo_note_visit($1, $2, $3)")
-            .await?;
-        self.check(client.execute(&statement, &[&ip, &name, &secs(now)]).await)?;
-        Ok(())
     }
 }

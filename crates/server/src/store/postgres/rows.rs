@@ -4,7 +4,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::PgStore;
+use super::{Param, PgStore};
 use crate::{
     names::{canonical, confusable_key},
     store::{SessionInfo, StoreError, TokenHash, UnixTime, UserRecord},
@@ -53,40 +53,29 @@ impl PgStore {
         user: UserRecord,
         session: Option<(Uuid, TokenHash)>,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
         let (family, token) = session.map_or((None, None), |(f, t)| (Some(f), Some(t.0.to_vec())));
-        let statement = self.check(
-            client
-                .prepare_cached(
-                    "WITH u AS (
-                        INSERT INTO users (name, canonical, lookalike, password_hash, created)
-                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING name),
-                     s AS (
-                        INSERT INTO sessions (family, user_name, created, last_used, current)
-                        SELECT $6, name, $5, $5, $7 FROM u WHERE $6::uuid IS NOT NULL
-                        RETURNING family),
-                     t AS (INSERT INTO session_tokens (hash, family) SELECT $7, family FROM s)
-                     SELECT count(*) FROM u",
-                )
-                .await,
-        )?;
-        let created = secs(user.created);
-        let row = self.check(
-            client
-                .query_one(
-                    &statement,
-                    &[
-                        &user.name,
-                        &canonical(&user.name),
-                        &confusable_key(&user.name),
-                        &user.password_hash,
-                        &created,
-                        &family,
-                        &token,
-                    ],
-                )
-                .await,
-        )?;
+        let sql = "WITH u AS (
+                INSERT INTO users (name, canonical, lookalike, password_hash, created)
+                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING name),
+             s AS (
+                INSERT INTO sessions (family, user_name, created, last_used, current)
+                SELECT $6, name, $5, $5, $7 FROM u WHERE $6::uuid IS NOT NULL
+                RETURNING family),
+             t AS (INSERT INTO session_tokens (hash, family) SELECT $7, family FROM s)
+             SELECT count(*) FROM u";
+        let params: [&Param<'_>; 7] = [
+            &user.name,
+            &canonical(&user.name),
+            &confusable_key(&user.name),
+            &user.password_hash,
+            &secs(user.created),
+            &family,
+            &token,
+        ];
+        let row = self
+            .row(sql, &params)
+            .await?
+            .ok_or_else(|| StoreError::Database("count(*) returned no row".into()))?;
         match row.get::<_, i64>(0) {
             0 => Err(StoreError::NameTaken(user.name)),
             _ => Ok(()),

@@ -15,11 +15,11 @@ use serde::Serialize;
 use tokio::{net::TcpStream, time::Instant};
 
 use crate::{
-    load::{Conn, Handshake, Load, Target, connect_many, handshake_on, ping_pong, say_frame},
+    load::{Conn, Handshake, Load, Target, connect_many, handshake_on, ping_pong},
     procs::Proc,
     progress,
     report::spread,
-    scenarios::{PASSWORD, Plan, Spread, login_workers, populate_store, resume_loop, token_of},
+    scenarios::{PASSWORD, Plan, Spread, login_workers, populate_store, resume_round, token_of},
 };
 
 /// One configuration's figures.
@@ -108,24 +108,7 @@ async fn measure(
     for rep in 0..plan.reps {
         progress(&format!("stores: {label}: rep {}/{}", rep + 1, plan.reps));
         // Resumes, workers spread over the servers.
-        let start = Instant::now();
-        let (from, end) = (start + plan.warmup, start + plan.warmup + plan.duration);
-        let frame = say_frame(64);
-        let tasks: Vec<_> = tokens
-            .drain(..)
-            .enumerate()
-            .map(|(i, token)| {
-                let addr = addrs[i % addrs.len()];
-                tokio::spawn(resume_loop(addr, token, frame.clone(), from, end))
-            })
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            let (count, token) = task.await??;
-            total += count;
-            tokens.push(token);
-        }
-        resumes.push(total as f64 / plan.duration.as_secs_f64());
+        resumes.push(resume_round(plan, &addrs, &mut tokens).await?);
         // The login storm: established sessions' p99, quiet, then while
         // the storm's connections log in in closed loops on every server.
         let load = Load {

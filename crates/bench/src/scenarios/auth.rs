@@ -225,23 +225,10 @@ pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
         }
     };
     let mut tokens: Vec<String> = users.iter().map(|u| token_of(u)).collect();
-    let frame = say_frame(64);
     let mut rates = Vec::new();
     for rep in 0..plan.reps {
         progress(&format!("resume rep {}/{}", rep + 1, plan.reps));
-        let start = Instant::now();
-        let (from, end) = (start + plan.warmup, start + plan.warmup + plan.duration);
-        let tasks: Vec<_> = tokens
-            .drain(..)
-            .map(|token| tokio::spawn(resume_loop(addr, token, frame.clone(), from, end)))
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            let (count, token) = task.await??;
-            total += count;
-            tokens.push(token);
-        }
-        rates.push(total as f64 / plan.duration.as_secs_f64());
+        rates.push(resume_round(plan, &[addr], &mut tokens).await?);
     }
     Ok(ResumeResult {
         workers,
@@ -249,7 +236,35 @@ pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
     })
 }
 
-pub(crate) async fn resume_loop(
+/// One measured round of resumes: a worker per token, spread over
+/// `addrs`, each connect + `resume` + one `say` in a closed loop; the rate.
+/// The tokens are replaced by the ones the workers end with.
+pub(crate) async fn resume_round(
+    plan: &Plan,
+    addrs: &[SocketAddr],
+    tokens: &mut Vec<String>,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let (from, end) = (start + plan.warmup, start + plan.warmup + plan.duration);
+    let frame = say_frame(64);
+    let tasks: Vec<_> = tokens
+        .drain(..)
+        .enumerate()
+        .map(|(i, token)| {
+            let addr = addrs[i % addrs.len()];
+            tokio::spawn(resume_loop(addr, token, frame.clone(), from, end))
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        let (count, token) = task.await??;
+        total += count;
+        tokens.push(token);
+    }
+    Ok(total as f64 / plan.duration.as_secs_f64())
+}
+
+async fn resume_loop(
     addr: SocketAddr,
     mut token: String,
     say: bytes::Bytes,

@@ -6,7 +6,7 @@ mod auth;
 mod rate;
 
 pub use auth::{idle, login_storm, resume};
-pub(crate) use auth::{login_workers, populate_store, resume_loop, token_of};
+pub(crate) use auth::{login_workers, populate_store, resume_round, token_of};
 pub use rate::{RateResult, login_rate};
 
 use std::{net::SocketAddr, path::Path, time::Duration};

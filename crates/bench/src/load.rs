@@ -60,7 +60,7 @@ pub enum Handshake {
     Account { user: String, password: String },
 }
 
-/// One closed-loop run.
+/// One run: closed loop, or paced when `interval` is given.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     pub connections: usize,
@@ -68,6 +68,15 @@ pub struct Load {
     pub depth: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Paced: each connection sends one message every `interval` on a
+    /// fixed schedule (the connections' schedules spread evenly over one
+    /// interval), whatever the answers. A message held back by the answer
+    /// before it counts from when it was due, so a server that stalls is
+    /// not let off (no coordinated omission); otherwise from when it left
+    /// (the load generator's timer is only millisecond-precise, and its
+    /// lateness is not the server's). `None`: the next message as soon as
+    /// an answer is complete.
+    pub interval: Option<Duration>,
 }
 
 /// What a run measured.
@@ -193,13 +202,27 @@ pub async fn ping_pong<S: Io>(
     let start = Instant::now();
     let from = start + load.warmup;
     let end = from + load.duration;
+    let count = streams.len().max(1) as u32;
     let tasks: Vec<_> = streams
         .into_iter()
-        .map(|stream| {
+        .enumerate()
+        .map(|(i, stream)| {
             let (frame, reply) = (frame.clone(), reply.clone());
-            tokio::spawn(one_connection(
-                stream, target, frame, reply, load.depth, from, end,
-            ))
+            match load.interval {
+                None => tokio::spawn(one_connection(
+                    stream, target, frame, reply, load.depth, from, end,
+                )),
+                Some(every) => {
+                    let first = start + every * i as u32 / count;
+                    let schedule = Schedule {
+                        first,
+                        every,
+                        from,
+                        end,
+                    };
+                    tokio::spawn(paced_connection(stream, target, frame, reply, schedule))
+                }
+            }
         })
         .collect();
     let mut latency = histogram();
@@ -254,6 +277,44 @@ async fn one_connection<S: Io>(
         write.write_all(&frame).await?;
         sent.push_back(Instant::now());
     }
+}
+
+/// When a paced connection's messages are due, and the measured window.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    first: Instant,
+    every: Duration,
+    from: Instant,
+    end: Instant,
+}
+
+/// One message every `schedule.every`, each timed from when it was due.
+/// A message due while the last answer is still awaited is sent as soon as
+/// that answer is complete (one in flight at a time, as a person typing).
+async fn paced_connection<S: Io>(
+    stream: S,
+    target: Target,
+    frame: Bytes,
+    reply: Bytes,
+    schedule: Schedule,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let (read, mut write) = tokio::io::split(stream);
+    let (mut hist, mut count) = (histogram(), 0u64);
+    let mut answers = Answers::new(read, target, &frame, &reply);
+    let (mut due, mut answered) = (schedule.first, schedule.first);
+    while due < schedule.end {
+        tokio::time::sleep_until(due).await;
+        let sent = if answered > due { due } else { Instant::now() };
+        write.write_all(&frame).await?;
+        answers.next().await?;
+        answered = Instant::now();
+        if due >= schedule.from && answered <= schedule.end {
+            hist.record(answered.duration_since(sent).as_micros().max(1) as u64)?;
+            count += 1;
+        }
+        due += schedule.every;
+    }
+    Ok((count, hist))
 }
 
 /// Reads complete answers. Both targets are read the same way, one

@@ -54,9 +54,15 @@ struct Cli {
     /// the capacity measured in a closed loop first]
     #[arg(long, value_name = "N")]
     rate: Option<f64>,
-    /// Established sessions ping-ponging during the login storm
+    /// Established sessions during the login storm and the login rate
     #[arg(long, default_value_t = 50)]
     established: usize,
+    /// Milliseconds between two messages of one established session in
+    /// the login storm and the login rate (paced, like people typing); 0:
+    /// ping-pong in a closed loop (the sessions alone then take every
+    /// cycle the machine has)
+    #[arg(long, value_name = "MS", default_value_t = 20.0)]
+    pace: f64,
     /// Concurrent workers in the resume scenario
     #[arg(long, default_value_t = 32)]
     resume_workers: usize,
@@ -198,6 +204,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             metrics: cli.metrics,
             tls: cli.tls,
             storm: 4,
+            pace: pace(cli.pace),
             target_store: cli.target.and(cli.store.clone()),
             resume_workers: 4,
             idle_connections: 200,
@@ -215,6 +222,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             metrics: cli.metrics,
             tls: cli.tls,
             storm: cli.storm,
+            pace: pace(cli.pace),
             target_store: cli.target.and(cli.store.clone()),
             resume_workers: cli.resume_workers,
             idle_connections: cli.idle_connections,
@@ -289,4 +297,9 @@ fn progress(line: &str) {
     let mut err = std::io::stderr();
     let _ = write!(err, "\r\x1b[2K{line}");
     let _ = err.flush();
+}
+
+/// The established sessions' pace: none (closed loop) for 0.
+fn pace(ms: f64) -> Option<Duration> {
+    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
 }

@@ -101,8 +101,8 @@ pub fn print_table(report: &Report) {
             format!(" (half the measured capacity of {capacity:.0}/s)")
         });
         println!(
-            "\nLogin rate: {} established sessions' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
-            rate.established,
+            "\nLogin rate: {}' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
+            sessions(rate.established, rate.pace_ms),
             spread(&rate.p99_quiet_us, 0),
             rate.rate_per_sec,
             spread(&rate.p99_during_us, 0),
@@ -113,8 +113,8 @@ pub fn print_table(report: &Report) {
     }
     if let Some(storm) = &report.login_storm {
         println!(
-            "\nLogin storm: {} established sessions' p99, quiet {} us, during {} logging-in connections {} us: ratio {}; logins/s {}",
-            storm.established,
+            "\nLogin storm: {}' p99, quiet {} us, during {} logging-in connections {} us: ratio {}; logins/s {}",
+            sessions(storm.established, storm.pace_ms),
             spread(&storm.p99_quiet_us, 0),
             storm.storm,
             spread(&storm.p99_storm_us, 0),
@@ -141,5 +141,13 @@ pub fn print_table(report: &Report) {
     }
     if let Some(stores) = &report.stores {
         crate::stores::print(stores);
+    }
+}
+
+/// The established sessions of scenarios 2 and 2b, and how they talk.
+fn sessions(count: usize, pace_ms: Option<f64>) -> String {
+    match pace_ms {
+        Some(ms) => format!("{count} established sessions (one message every {ms:.0} ms each)"),
+        None => format!("{count} established sessions (ping-pong)"),
     }
 }

@@ -117,6 +117,7 @@ async fn measure(
             depth: 1,
             warmup: plan.warmup,
             duration: plan.duration,
+            interval: None,
         };
         let p99 = |m: crate::load::Measured| m.latency.value_at_quantile(0.99) as f64;
         quiet.push(p99(ping_pong(

@@ -6,6 +6,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{
     ProtoError,
+    fast::RawReply,
     header::{DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN, decode_header, encode_header},
 };
 
@@ -143,6 +144,17 @@ impl Encoder<Bytes> for FrameCodec {
     }
 }
 
+impl Encoder<RawReply<'_>> for FrameCodec {
+    type Error = ProtoError;
+
+    fn encode(&mut self, reply: RawReply<'_>, dst: &mut BytesMut) -> Result<(), ProtoError> {
+        put_frame_with(self.max_encode_length, dst, |dst| {
+            reply.write_json(dst);
+            Ok(())
+        })
+    }
+}
+
 impl<T: Serialize> Encoder<Json<T>> for FrameCodec {
     type Error = ProtoError;
 
@@ -151,21 +163,31 @@ impl<T: Serialize> Encoder<Json<T>> for FrameCodec {
     }
 }
 
-/// Appends one frame holding `value` as JSON to `dst`.
-///
-/// A placeholder header is written first and patched once the payload length
-/// is known; on any error `dst` is left as it was.
+/// Appends one frame holding `value` as JSON to `dst`; on any error `dst`
+/// is left as it was.
 pub(crate) fn put_json_frame<T: Serialize + ?Sized>(
     value: &T,
     max: usize,
     dst: &mut BytesMut,
 ) -> Result<(), ProtoError> {
+    put_frame_with(max, dst, |dst| {
+        serde_json::to_writer(dst.writer(), value).map_err(ProtoError::Serialize)
+    })
+}
+
+/// Appends one frame whose payload `write` appends to `dst`.
+///
+/// A placeholder header is written first and patched once the payload length
+/// is known; on any error `dst` is left as it was.
+fn put_frame_with(
+    max: usize,
+    dst: &mut BytesMut,
+    write: impl FnOnce(&mut BytesMut) -> Result<(), ProtoError>,
+) -> Result<(), ProtoError> {
     let start = dst.len();
     dst.reserve(HEADER_LEN + 64);
     dst.put_slice(&[0; HEADER_LEN]);
-    let result = serde_json::to_writer((&mut *dst).writer(), value)
-        .map_err(ProtoError::Serialize)
-        .and_then(|()| encode_header(dst.len() - start - HEADER_LEN, max));
+    let result = write(dst).and_then(|()| encode_header(dst.len() - start - HEADER_LEN, max));
     match result {
         Ok(header) => {
             dst[start..start + HEADER_LEN].copy_from_slice(&header);

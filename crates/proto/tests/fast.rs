@@ -35,6 +35,9 @@ fn escaped_text() -> impl Strategy<Value = String> {
         Just("\\ud800".to_owned()),
         Just("\\udc00".to_owned()),
         Just("\\ud800x".to_owned()),
+        // Raw control characters: not JSON, refused by both paths.
+        Just("\u{1}".to_owned()),
+        Just("\t".to_owned()),
     ];
     proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
 }
@@ -47,6 +50,24 @@ fn a_lone_surrogate_takes_the_general_path_and_is_refused() {
     let pair = say_with_raw_text("a\\ud83d\\ude00");
     assert!(RawSay::parse(&pair).is_some());
     assert_eq!(general_text(&pair).as_deref(), Some("a😀"));
+}
+
+#[test]
+fn a_raw_control_character_takes_the_general_path_and_is_refused() {
+    for text in ["a\u{1}b", "tab\there", "\u{1f}", "end\n"] {
+        let payload = say_with_raw_text(text);
+        assert!(RawSay::parse(&payload).is_none(), "{text:?}");
+        assert!(decode_message::<ClientMsg>(&payload).is_err(), "{text:?}");
+    }
+}
+
+#[test]
+fn a_plain_text_is_echoed_as_the_exact_string_sent() {
+    let payload = br#"{"text":"hello there","type":"say","id":4}"#;
+    let say = RawSay::parse(payload).unwrap();
+    assert_eq!((say.id, say.text), (4, r#""hello there""#));
+    let empty = br#"{"type":"say","id":5,"text":""}"#;
+    assert_eq!(RawSay::parse(empty).unwrap().text, "\"\"");
 }
 
 #[test]
@@ -91,7 +112,7 @@ proptest! {
         if let Some(say) = RawSay::parse(&payload) {
             // Accepted raw: the general parser accepts it too, and the raw
             // text, read back, is the same text.
-            let echoed: String = serde_json::from_str(say.text.get()).unwrap();
+            let echoed: String = serde_json::from_str(say.text).unwrap();
             prop_assert_eq!(Some(echoed), general.clone());
         }
         if let Some(say) = CommandSay::parse(&payload) {

@@ -114,6 +114,7 @@ pub async fn login_storm(
     }
     Ok(StormResult {
         established,
+        pace_ms: load.interval.map(|every| every.as_secs_f64() * 1000.0),
         storm,
         p99_ratio: Spread::of(quiet.iter().zip(&stormy).map(|(q, s)| s / q)),
         p99_quiet_us: Spread::of(quiet),
@@ -144,6 +145,7 @@ impl Beside {
             depth: 1,
             warmup: plan.warmup,
             duration: plan.duration,
+            interval: plan.pace,
         };
         Ok(Self { server, load })
     }

@@ -45,6 +45,9 @@ pub struct Plan {
     /// The echo scenario over TLS.
     pub tls: bool,
     pub storm: usize,
+    /// Time between two messages of one established session in scenarios
+    /// 2 and 2b; `None`: closed-loop ping-pong.
+    pub pace: Option<Duration>,
     /// With `target`: the target's database (`--store URL`), where the
     /// resume scenario makes its users and sessions.
     pub target_store: Option<String>,
@@ -90,6 +93,9 @@ pub struct EchoRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct StormResult {
     pub established: usize,
+    /// Milliseconds between two messages of one established session;
+    /// `None`: closed-loop ping-pong.
+    pub pace_ms: Option<f64>,
     pub storm: usize,
     pub p99_quiet_us: Spread,
     pub p99_storm_us: Spread,
@@ -251,6 +257,7 @@ pub async fn echo(
                     depth,
                     warmup: plan.warmup,
                     duration: plan.duration,
+                    interval: None,
                 };
                 let (mut reals, mut refs) = (Vec::new(), Vec::new());
                 for rep in 0..plan.reps {

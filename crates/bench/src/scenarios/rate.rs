@@ -41,6 +41,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Serialize)]
 pub struct RateResult {
     pub established: usize,
+    /// Milliseconds between two messages of one established session;
+    /// `None`: closed-loop ping-pong.
+    pub pace_ms: Option<f64>,
     /// Login attempts a second asked for.
     pub rate_per_sec: f64,
     /// Logins a second in the closed loop, when the rate was derived from it.
@@ -100,6 +103,7 @@ pub async fn login_rate(
     }
     Ok(RateResult {
         established,
+        pace_ms: load.interval.map(|every| every.as_secs_f64() * 1000.0),
         rate_per_sec: rate,
         capacity_per_sec: capacity,
         p99_ratio: Spread::of(quiet.iter().zip(&during).map(|(q, d)| d / q)),

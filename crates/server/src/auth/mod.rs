@@ -12,6 +12,7 @@ mod identity;
 pub mod ledger;
 pub mod passwords;
 pub mod tokens;
+mod workers;
 
 use std::{net::IpAddr, sync::Arc};
 

@@ -13,6 +13,8 @@ use argon2::{
 use echo_proto::Secret;
 use tokio::sync::Semaphore;
 
+use super::workers::Workers;
+
 /// Longest password, in bytes; longer ones are refused before hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password allowed, whatever the configuration says.
@@ -24,12 +26,13 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 const STRENGTH_CHARS: usize = 64;
 
 /// Password work (Argon2id hashing and verifying, the strength estimate of
-/// a new password) on the blocking pool, a bounded number of jobs at a time
-/// (`password_workers`, by default one per core), so logins never stall
+/// a new password) on its own idle-priority threads (`password_workers`, by
+/// default one per core), a job per thread at a time, so logins never stall
 /// the threads that serve echo traffic.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    workers: Arc<Workers>,
     /// Verified against when the user does not exist, so an unknown user
     /// costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -65,8 +68,11 @@ impl Passwords {
         let mut dummy = [0u8; 32];
         OsRng.fill_bytes(&mut dummy);
         let dummy_hash = hash_blocking(&hex::encode(dummy))?;
+        let threads = Workers::start(workers)
+            .map_err(|err| HashError(format!("cannot start the password threads: {err}")))?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(workers.max(1))),
+            workers: Arc::new(threads),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -98,7 +104,7 @@ impl Passwords {
             .await
     }
 
-    /// Runs `job` on the blocking pool once a permit is free.
+    /// Runs `job` on a password thread once a permit is free.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
@@ -108,9 +114,10 @@ impl Passwords {
             .acquire()
             .await
             .map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(job)
+        self.workers
+            .run(job)
             .await
-            .map_err(|e| HashError(e.to_string()))
+            .map_err(|_| HashError("a password job failed".into()))
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown user) it

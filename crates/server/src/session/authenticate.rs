@@ -2,7 +2,7 @@
 //! with a password, at most [`ATTEMPTS_PER_CONNECTION`] failures per
 //! connection. The authenticator decides; this step only speaks.
 
-use echo_proto::{ClientMsg, ErrorCode, Message, ServerMsg};
+use echo_proto::{ClientMsg, ErrorCode, Json, Message, ServerMsg};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     time::Instant,
@@ -101,7 +101,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             return Err(Ending::TooManyAttempts);
         }
         if ask_again {
-            self.wire.feed([refused, ask.clone()]).await?;
+            self.wire.feed([Json(refused), Json(ask.clone())]).await?;
         } else {
             self.wire.send(refused).await?;
         }

@@ -1,7 +1,7 @@
 //! Identification by IP address (lab task 5): a known address is greeted by
 //! name; an unknown one is asked for a name, which is remembered.
 
-use echo_proto::{ClientMsg, ErrorCode, Message, ServerMsg};
+use echo_proto::{ClientMsg, ErrorCode, Json, Message, ServerMsg};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     time::Instant,
@@ -52,7 +52,9 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             }
             Err(refusal) => {
                 let refused = ServerMsg::error(refusal.code, refusal.message, false);
-                self.wire.feed([refused, ServerMsg::AskName {}]).await?;
+                self.wire
+                    .feed([Json(refused), Json(ServerMsg::AskName {})])
+                    .await?;
                 Ok(State::Naming { deadline })
             }
         }

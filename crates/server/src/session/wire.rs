@@ -17,13 +17,12 @@ use echo_proto::{
     fast::TextReply,
 };
 use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    time::{Instant, sleep_until, timeout},
+    time::{Instant, Sleep, sleep_until, timeout},
 };
 use tokio_util::{
-    codec::Framed,
+    codec::{Encoder, Framed},
     sync::{CancellationToken, WaitForCancellationFutureOwned},
 };
 use tracing::{debug, warn};
@@ -65,6 +64,10 @@ pub(crate) struct Wire<T> {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Fires when the connection is stopped from outside (revoked, kicked).
     stopped: Option<(Pin<Box<WaitForCancellationFutureOwned>>, Stopper)>,
+    /// The one timer every wait for input races, moved to each wait's
+    /// deadline: moving a timer later is one atomic store, where a new timer
+    /// per wait is an insertion into the timer wheel and a removal.
+    deadline: Pin<Box<Sleep>>,
     write_timeout: Duration,
 }
 
@@ -96,6 +99,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             max_output,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             stopped: None,
+            deadline: Box::pin(sleep_until(Instant::now() + Duration::from_secs(86_400))),
             write_timeout,
         }
     }
@@ -151,11 +155,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         let frame = match ready {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
+                self.rewind_read_buffer();
                 // The client's line first: a client that has read its reply
                 // may ask `echo-server clients` before the flush returns.
                 self.list_counts();
                 self.flush().await?;
                 self.publish();
+                self.deadline.as_mut().reset(deadline);
                 let stopped = async {
                     match self.stopped.as_mut() {
                         Some((stopped, stopper)) => {
@@ -172,7 +178,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                     biased;
                     () = self.shutdown.as_mut() => return Err(Ending::Shutdown),
                     ending = stopped => return Err(ending),
-                    () = sleep_until(deadline) => return Err(Ending::Timeout),
+                    () = self.deadline.as_mut() => return Err(Ending::Timeout),
                     frame = self.framed.next() => frame,
                 }
             }
@@ -194,9 +200,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         }
     }
 
+    /// With nothing of the next frame read yet, the next read starts at the
+    /// front of the read buffer again (free when the buffer holds nothing
+    /// and no frame still shares it). Otherwise reads walk through all
+    /// [`READ_BUFFER`] bytes before coming back, and the frame that reaches
+    /// the end is copied to a fresh buffer on the way.
+    fn rewind_read_buffer(&mut self) {
+        let buffer = self.framed.read_buffer_mut();
+        if buffer.is_empty() {
+            buffer.reserve(READ_BUFFER);
+        }
+    }
+
     /// Queues one message; see [`Wire::feed`].
     pub(crate) async fn send(&mut self, msg: ServerMsg) -> Result<(), Ending> {
-        self.feed([msg]).await
+        self.feed([Json(msg)]).await
     }
 
     /// Queues one `reply` per text, the last one marked `last`. The texts
@@ -211,7 +229,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         while let Some(text) = texts.next() {
             let last = texts.peek().is_none();
             let text = text.as_ref();
-            self.feed([TextReply { re, text, last }]).await?;
+            self.feed([Json(TextReply { re, text, last })]).await?;
             self.tally.replies += 1;
         }
         Ok(())
@@ -220,16 +238,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// Queues messages for the client. They leave at the next flush (before
     /// the connection waits for input), or earlier when the buffer passes
     /// its backpressure boundary, so a long burst does not pile up in memory.
-    pub(crate) async fn feed<M: Serialize>(
-        &mut self,
-        msgs: impl IntoIterator<Item = M>,
-    ) -> Result<(), Ending> {
+    pub(crate) async fn feed<M>(&mut self, msgs: impl IntoIterator<Item = M>) -> Result<(), Ending>
+    where
+        FrameCodec: Encoder<M, Error = ProtoError>,
+    {
         let limit = self.write_timeout;
         let max_output = self.max_output;
         let framed = &mut self.framed;
         let write = async move {
             for msg in msgs {
-                framed.feed(Json(&msg)).await?;
+                framed.feed(msg).await?;
                 let held = framed.write_buffer().len();
                 if held > max_output {
                     return Ok(Err(Ending::OutputOverLimit { held, max_output }));
@@ -245,8 +263,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 // The buffer holds no partial frame, so say so and go on.
                 warn!(error = %err, "reply not sent");
                 let msg = ServerMsg::error(err.code(), err.to_string(), false);
-                let framed = &mut self.framed;
-                match bounded(framed.feed(Json(&msg)), limit, self.shutdown.as_mut()).await? {
+                let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
+                match bounded(error, limit, self.shutdown.as_mut()).await? {
                     Ok(()) => Ok(()),
                     Err(_) => Err(Ending::WriteTimedOut),
                 }

@@ -79,6 +79,13 @@ pub struct Load {
     pub interval: Option<Duration>,
 }
 
+impl Load {
+    /// The pace in milliseconds, for reports; `None` for a closed loop.
+    pub fn pace_ms(&self) -> Option<f64> {
+        self.interval.map(|every| every.as_secs_f64() * 1000.0)
+    }
+}
+
 /// What a run measured.
 #[derive(Debug)]
 pub struct Measured {
@@ -288,7 +295,7 @@ struct Schedule {
     end: Instant,
 }
 
-/// One message every `schedule.every`, each timed from when it was due.
+/// One message every `schedule.every`, timed as [`Load::interval`] says.
 /// A message due while the last answer is still awaited is sent as soon as
 /// that answer is complete (one in flight at a time, as a person typing).
 async fn paced_connection<S: Io>(

@@ -114,7 +114,7 @@ pub async fn login_storm(
     }
     Ok(StormResult {
         established,
-        pace_ms: load.interval.map(|every| every.as_secs_f64() * 1000.0),
+        pace_ms: load.pace_ms(),
         storm,
         p99_ratio: Spread::of(quiet.iter().zip(&stormy).map(|(q, s)| s / q)),
         p99_quiet_us: Spread::of(quiet),

@@ -103,7 +103,7 @@ pub async fn login_rate(
     }
     Ok(RateResult {
         established,
-        pace_ms: load.interval.map(|every| every.as_secs_f64() * 1000.0),
+        pace_ms: load.pace_ms(),
         rate_per_sec: rate,
         capacity_per_sec: capacity,
         p99_ratio: Spread::of(quiet.iter().zip(&during).map(|(q, d)| d / q)),

@@ -11,7 +11,6 @@ use argon2::{
     },
 };
 use echo_proto::Secret;
-use tokio::sync::Semaphore;
 
 use super::workers::Workers;
 
@@ -31,7 +30,6 @@ const STRENGTH_CHARS: usize = 64;
 /// the threads that serve echo traffic.
 #[derive(Debug, Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
     workers: Arc<Workers>,
     /// Verified against when the user does not exist, so an unknown user
     /// costs the same time as a wrong password.
@@ -71,7 +69,6 @@ impl Passwords {
         let threads = Workers::start(workers)
             .map_err(|err| HashError(format!("cannot start the password threads: {err}")))?;
         Ok(Self {
-            permits: Arc::new(Semaphore::new(workers.max(1))),
             workers: Arc::new(threads),
             dummy_hash: dummy_hash.into(),
         })
@@ -104,16 +101,11 @@ impl Passwords {
             .await
     }
 
-    /// Runs `job` on a password thread once a permit is free.
+    /// Runs `job` on a password thread once one is free.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
         self.workers
             .run(job)
             .await

@@ -20,18 +20,20 @@ use std::{
     },
 };
 
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tracing::{debug, warn};
 
 use crate::sync::lock;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A fixed set of low-priority threads taking jobs in turn. Dropping the
-/// last handle lets the threads finish.
+/// A fixed set of low-priority threads taking jobs in turn, one job per
+/// thread at a time: a job waits for a free thread before it is queued.
+/// Dropping the last handle lets the threads finish.
 #[derive(Debug)]
 pub(crate) struct Workers {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
+    free: Semaphore,
 }
 
 /// The job could not run: its thread stopped (a panic in the job).
@@ -41,30 +43,33 @@ pub(crate) struct Lost;
 impl Workers {
     /// Starts `count` threads (at least one).
     pub(crate) fn start(count: usize) -> std::io::Result<Self> {
+        let count = count.max(1);
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        for i in 0..count.max(1) {
+        for i in 0..count {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("password-{i}"))
                 .spawn(move || serve(&queue))?;
         }
         Ok(Self {
-            jobs: Mutex::new(jobs),
+            jobs,
+            free: Semaphore::new(count),
         })
     }
 
-    /// Runs `job` on one of the threads and waits for its result. The
-    /// caller bounds how many jobs wait at once.
+    /// Runs `job` on one of the threads once one is free, and waits for
+    /// its result.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Lost> {
+        let _thread = self.free.acquire().await.map_err(|_| Lost)?;
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(job());
         });
-        lock(&self.jobs).send(job).map_err(|_| Lost)?;
+        self.jobs.send(job).map_err(|_| Lost)?;
         result.await.map_err(|_| Lost)
     }
 }

@@ -69,6 +69,11 @@ impl FrameCodec {
         self.max_frame_length
     }
 
+    /// The limit on frames written.
+    pub fn max_encode_length(&self) -> usize {
+        self.max_encode_length
+    }
+
     /// Changes the limit on frames read, for the frames that follow.
     ///
     /// A frame whose header has already been accepted is still read whole.
@@ -148,10 +153,12 @@ impl Encoder<RawReply<'_>> for FrameCodec {
     type Error = ProtoError;
 
     fn encode(&mut self, reply: RawReply<'_>, dst: &mut BytesMut) -> Result<(), ProtoError> {
-        put_frame_with(self.max_encode_length, dst, |dst| {
-            reply.write_json(dst);
-            Ok(())
-        })
+        let frame = reply.frame(self.max_encode_length)?;
+        dst.reserve(frame.len());
+        for part in frame.parts() {
+            dst.put_slice(part);
+        }
+        Ok(())
     }
 }
 

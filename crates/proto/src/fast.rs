@@ -6,10 +6,16 @@
 
 use std::{borrow::Cow, sync::LazyLock};
 
+use bytes::BufMut;
 use memchr::memmem::Finder;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::{
+    ProtoError,
+    header::{HEADER_LEN, encode_header},
+};
 
 /// A `say` parsed without copying or unescaping its text.
 #[derive(Debug)]
@@ -46,7 +52,7 @@ struct EscapedSay<'a> {
 
 /// A `reply` whose text is a JSON string taken as it is; encodes exactly
 /// like [`crate::ServerMsg::Reply`] with that text, and is written straight
-/// into the frame (see [`RawReply::write_json`]).
+/// into the frame (see [`RawReply::frame`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RawReply<'a> {
     /// The `say` answered.
@@ -101,20 +107,65 @@ impl<'a> RawSay<'a> {
     }
 }
 
-impl RawReply<'_> {
-    /// Appends the reply's JSON: the bytes serde_json writes for
-    /// [`crate::ServerMsg::Reply`], with the text copied in as it is.
-    pub fn write_json(&self, out: &mut impl bytes::BufMut) {
+impl<'a> RawReply<'a> {
+    /// The whole frame (header and JSON: the bytes serde_json writes for
+    /// [`crate::ServerMsg::Reply`]), in three pieces with the text borrowed
+    /// as it is; `max` is the largest payload allowed.
+    pub fn frame(&self, max: usize) -> Result<ReplyFrame<'a>, ProtoError> {
         let mut id = itoa::Buffer::new();
-        out.put_slice(b"{\"type\":\"reply\",\"re\":");
-        out.put_slice(id.format(self.re).as_bytes());
-        out.put_slice(b",\"text\":");
-        out.put_slice(self.text.as_bytes());
-        out.put_slice(if self.last {
+        let id = id.format(self.re).as_bytes();
+        let tail: &'static [u8] = if self.last {
             b",\"last\":true}"
         } else {
             b",\"last\":false}"
-        });
+        };
+        let len = REPLY_OPEN.len() + id.len() + TEXT_KEY.len() + self.text.len() + tail.len();
+        let mut head = [0; HEAD_MAX];
+        let mut rest = &mut head[..];
+        rest.put_slice(&encode_header(len, max)?);
+        rest.put_slice(REPLY_OPEN);
+        rest.put_slice(id);
+        rest.put_slice(TEXT_KEY);
+        let head_len = HEAD_MAX - rest.len();
+        Ok(ReplyFrame {
+            head,
+            head_len,
+            text: self.text.as_bytes(),
+            tail,
+        })
+    }
+}
+
+const REPLY_OPEN: &[u8] = b"{\"type\":\"reply\",\"re\":";
+const TEXT_KEY: &[u8] = b",\"text\":";
+/// The frame header, the opening and the longest `u64`, and the text's key.
+const HEAD_MAX: usize = HEADER_LEN + REPLY_OPEN.len() + 20 + TEXT_KEY.len();
+
+/// A `reply` frame as three pieces, for a vectored write or for copying
+/// into a buffer: everything up to the text, the text (borrowed), and what
+/// follows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyFrame<'a> {
+    head: [u8; HEAD_MAX],
+    head_len: usize,
+    text: &'a [u8],
+    tail: &'static [u8],
+}
+
+impl<'a> ReplyFrame<'a> {
+    /// The pieces, in order.
+    pub fn parts(&self) -> [&[u8]; 3] {
+        [&self.head[..self.head_len], self.text, self.tail]
+    }
+
+    /// The frame's length in bytes, header included.
+    pub fn len(&self) -> usize {
+        self.head_len + self.text.len() + self.tail.len()
+    }
+
+    /// Never: a frame has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
     }
 }
 

@@ -216,9 +216,12 @@ mod fast_path {
                 return Ok(());
             };
             prop_assert_eq!(say.id, re);
-            let mut raw = Vec::new();
-            RawReply { re: say.id, text: say.text, last }.write_json(&mut raw);
-            let raw = String::from_utf8(raw).unwrap();
+            let frame = RawReply { re: say.id, text: say.text, last }.frame(usize::MAX).unwrap();
+            let raw = frame.parts().concat();
+            prop_assert_eq!(raw.len(), frame.len());
+            let (header, raw) = raw.split_at(echo_proto::HEADER_LEN);
+            prop_assert_eq!(u32::from_be_bytes(header.try_into().unwrap()) as usize, raw.len());
+            let raw = String::from_utf8(raw.to_vec()).unwrap();
             let general = serde_json::to_string(&ServerMsg::Reply { re, text, last }).unwrap();
             prop_assert_eq!(raw, general);
         }

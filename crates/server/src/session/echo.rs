@@ -33,7 +33,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                     text: say.text,
                     last: true,
                 };
-                self.wire.feed([reply]).await?;
+                self.wire.reply(reply).await?;
                 self.wire.tally.messages += 1;
                 self.wire.tally.replies += 1;
                 continue;

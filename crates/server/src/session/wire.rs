@@ -248,9 +248,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         let write = async move {
             for msg in msgs {
                 framed.feed(msg).await?;
-                let held = framed.write_buffer().len();
-                if held > max_output {
-                    return Ok(Err(Ending::OutputOverLimit { held, max_output }));
+                if let Err(over) = within(framed.write_buffer().len(), max_output) {
+                    return Ok(Err(over));
                 }
             }
             Ok(Ok(()))
@@ -341,6 +340,14 @@ pub(crate) struct OutputLimits {
     pub max_output: usize,
 }
 
+/// Whether `held` bytes of output are within `max_output`.
+fn within(held: usize, max_output: usize) -> Result<(), Ending> {
+    if held > max_output {
+        return Err(Ending::OutputOverLimit { held, max_output });
+    }
+    Ok(())
+}
+
 /// Runs a write. It almost always completes at its first poll, and then
 /// costs no timer; only a write that has to wait (the client is not reading)
 /// is bounded by `limit` and raced against shutdown.
@@ -361,5 +368,6 @@ async fn bounded<T>(
     }
 }
 
+mod direct;
 #[cfg(test)]
 mod tests;

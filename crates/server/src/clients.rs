@@ -13,6 +13,7 @@ use std::{
 };
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     clock::UnixTime,
@@ -69,8 +70,15 @@ pub struct Registered {
 }
 
 impl Clients {
-    /// Lists connection `id` from `peer`, connected at `now`.
-    pub fn register(self: &Arc<Self>, id: ConnectionId, peer: Peer, now: UnixTime) -> Registered {
+    /// Lists connection `id` from `peer`, connected at `now`; its stopper
+    /// is within the connection's `shutdown` token.
+    pub fn register(
+        self: &Arc<Self>,
+        id: ConnectionId,
+        peer: Peer,
+        now: UnixTime,
+        shutdown: &CancellationToken,
+    ) -> Registered {
         let entry = Arc::new(ClientEntry {
             id,
             peer,
@@ -78,7 +86,7 @@ impl Clients {
             name: Mutex::new(None),
             state: Mutex::new("handshake"),
             messages: AtomicU64::new(0),
-            stopper: Stopper::default(),
+            stopper: Stopper::within(shutdown),
         });
         lock(&self.entries).insert(id.to_string(), Arc::clone(&entry));
         Registered {
@@ -185,8 +193,8 @@ mod tests {
         let clients = Arc::new(Clients::default());
         let peer = Peer::direct("192.0.2.1:5000".parse().unwrap());
         let (a, b) = (ConnectionId::random(), ConnectionId::random());
-        let first = clients.register(a, peer, 10);
-        let second = clients.register(b, peer, 20);
+        let first = clients.register(a, peer, 10, &CancellationToken::new());
+        let second = clients.register(b, peer, 20, &CancellationToken::new());
         first.entry().established("ann");
         second.entry().messages.store(3, Ordering::Relaxed);
         let list = clients.list();

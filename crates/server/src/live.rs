@@ -46,6 +46,15 @@ pub struct Stopper {
 }
 
 impl Stopper {
+    /// A stopper whose token `shutdown` cancels too (with no reason given):
+    /// waiting on its token is waiting on both.
+    pub fn within(shutdown: &CancellationToken) -> Self {
+        Self {
+            token: shutdown.child_token(),
+            reason: Arc::default(),
+        }
+    }
+
     /// Stops the connection for `reason` (the first reason given stays).
     pub fn stop(&self, reason: StopReason) {
         lock(&self.reason).get_or_insert(reason);

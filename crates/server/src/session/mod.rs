@@ -106,8 +106,9 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         };
         let metrics = Arc::clone(&ctx.metrics);
         let max_frame = config.max_frame_handshake;
+        let now = ctx.auth.clock().now();
+        let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
-        let listed = ctx.clients.register(id, peer, ctx.auth.clock().now());
         wire.listed_in(Arc::clone(listed.entry()));
         Self {
             wire,

@@ -59,11 +59,13 @@ pub(crate) struct Wire<T> {
     listed: Option<Arc<ClientEntry>>,
     /// Most bytes of output held for the client (`max_output_buffer`).
     max_output: usize,
-    /// Created once and polled by every wait: a connection's own child
-    /// token, so waiting does not contend on a lock shared by all.
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Fires when the connection is stopped from outside (revoked, kicked).
-    stopped: Option<(Pin<Box<WaitForCancellationFutureOwned>>, Stopper)>,
+    /// Fires at shutdown, and once [`Wire::end_when`] is called, when the
+    /// connection is stopped from outside (revoked, kicked) too: one token
+    /// for both (the stopper's, a child of the connection's own shutdown
+    /// token), created once and polled by every wait.
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Why the connection was stopped, when it was from outside.
+    stopper: Option<Stopper>,
     /// The one timer every wait for input races, moved to each wait's
     /// deadline: moving a timer later is one atomic store, where a new timer
     /// per wait is an insertion into the timer wheel and a removal.
@@ -97,18 +99,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             metrics,
             listed: None,
             max_output,
-            shutdown: Box::pin(shutdown.cancelled_owned()),
-            stopped: None,
+            stop: Box::pin(shutdown.cancelled_owned()),
+            stopper: None,
             deadline: Box::pin(sleep_until(Instant::now() + Duration::from_secs(86_400))),
             write_timeout,
         }
     }
 
-    /// From now on, waiting for input also ends when `stopper` stops the
-    /// connection ([`Ending::Revoked`], [`Ending::Kicked`]).
+    /// From now on, waiting for input (and for the client to take output)
+    /// also ends when `stopper` stops the connection ([`Ending::Revoked`],
+    /// [`Ending::Kicked`]). The stopper is made [`Stopper::within`] this
+    /// wire's shutdown token, so that waiting on it is waiting on both.
     pub(crate) fn end_when(&mut self, stopper: Stopper) {
-        let stopped = Box::pin(stopper.token().cancelled_owned());
-        self.stopped = Some((stopped, stopper));
+        self.stop = Box::pin(stopper.token().cancelled_owned());
+        self.stopper = Some(stopper);
+    }
+
+    /// Why the stop token fired: a reason given from outside, or shutdown.
+    fn stopped(&self) -> Ending {
+        match self.stopper.as_ref().and_then(Stopper::reason) {
+            Some(StopReason::Kicked) => Ending::Kicked,
+            Some(StopReason::Revoked) => Ending::Revoked,
+            None => Ending::Shutdown,
+        }
     }
 
     /// Changes the largest frame read (raised once a client is trusted).
@@ -162,22 +175,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 self.flush().await?;
                 self.publish();
                 self.deadline.as_mut().reset(deadline);
-                let stopped = async {
-                    match self.stopped.as_mut() {
-                        Some((stopped, stopper)) => {
-                            stopped.as_mut().await;
-                            match stopper.reason() {
-                                Some(StopReason::Kicked) => Ending::Kicked,
-                                _ => Ending::Revoked,
-                            }
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     biased;
-                    () = self.shutdown.as_mut() => return Err(Ending::Shutdown),
-                    ending = stopped => return Err(ending),
+                    () = self.stop.as_mut() => return Err(self.stopped()),
                     () = self.deadline.as_mut() => return Err(Ending::Timeout),
                     frame = self.framed.next() => frame,
                 }
@@ -254,7 +254,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             }
             Ok(Ok(()))
         };
-        match bounded(write, limit, self.shutdown.as_mut()).await? {
+        let written = bounded(write, limit, self.stop.as_mut()).await;
+        match written.map_err(|cut| cut.ending(self))? {
             Ok(queued) => queued,
             Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
             Err(err) => {
@@ -263,7 +264,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 warn!(error = %err, "reply not sent");
                 let msg = ServerMsg::error(err.code(), err.to_string(), false);
                 let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
-                match bounded(error, limit, self.shutdown.as_mut()).await? {
+                let sent = bounded(error, limit, self.stop.as_mut()).await;
+                match sent.map_err(|cut| cut.ending(self))? {
                     Ok(()) => Ok(()),
                     Err(_) => Err(Ending::WriteTimedOut),
                 }
@@ -275,7 +277,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     pub(crate) async fn flush(&mut self) -> Result<(), Ending> {
         let limit = self.write_timeout;
         let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
-        match bounded(flush, limit, self.shutdown.as_mut()).await? {
+        let flushed = bounded(flush, limit, self.stop.as_mut()).await;
+        match flushed.map_err(|cut| cut.ending(self))? {
             Ok(()) => Ok(()),
             Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
             Err(_) => Err(Ending::WriteTimedOut),
@@ -348,14 +351,31 @@ fn within(held: usize, max_output: usize) -> Result<(), Ending> {
     Ok(())
 }
 
+/// Why a write that had to wait was cut short.
+enum Cut {
+    /// The connection was stopped (see [`Wire::stopped`]).
+    Stopped,
+    /// The client took nothing for `write_timeout`.
+    TimedOut,
+}
+
+impl Cut {
+    fn ending<T: AsyncRead + AsyncWrite + Unpin>(self, wire: &Wire<T>) -> Ending {
+        match self {
+            Cut::Stopped => wire.stopped(),
+            Cut::TimedOut => Ending::WriteTimedOut,
+        }
+    }
+}
+
 /// Runs a write. It almost always completes at its first poll, and then
 /// costs no timer; only a write that has to wait (the client is not reading)
-/// is bounded by `limit` and raced against shutdown.
+/// is bounded by `limit` and raced against the connection's stop token.
 async fn bounded<T>(
     write: impl Future<Output = T>,
     limit: Duration,
-    shutdown: Pin<&mut WaitForCancellationFutureOwned>,
-) -> Result<T, Ending> {
+    stop: Pin<&mut WaitForCancellationFutureOwned>,
+) -> Result<T, Cut> {
     let mut write = pin!(write);
     if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
     {
@@ -363,8 +383,8 @@ async fn bounded<T>(
     }
     tokio::select! {
         biased;
-        () = shutdown => Err(Ending::Shutdown),
-        done = timeout(limit, write) => done.map_err(|_| Ending::WriteTimedOut),
+        () = stop => Err(Cut::Stopped),
+        done = timeout(limit, write) => done.map_err(|_| Cut::TimedOut),
     }
 }
 

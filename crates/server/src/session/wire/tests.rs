@@ -13,6 +13,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{Ending, OutputLimits, Wire};
+use crate::live::{StopReason, Stopper};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -248,4 +249,47 @@ async fn the_bytes_and_replies_reach_the_metrics_before_the_wire_waits() {
     assert_eq!(metrics.bytes_received.get(), 4 + 17);
     let sent = (first.len() + second.len() + 8) as u64;
     assert_eq!(metrics.bytes_sent.get(), sent);
+}
+
+/// A wire stopped by a stopper within its shutdown, as a listed session's.
+fn stoppable(pipe: usize) -> (Wire<DuplexStream>, DuplexStream, CancellationToken, Stopper) {
+    let shutdown = CancellationToken::new();
+    let (server, client) = duplex(pipe);
+    let mut wire = Wire::new(server, shutdown.clone(), 4096, limits(LONG), Arc::default());
+    let stopper = Stopper::within(&shutdown);
+    wire.end_when(stopper.clone());
+    (wire, client, shutdown, stopper)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kick_ends_a_write_that_waits_for_the_client() {
+    let (mut wire, _client, _shutdown, stopper) = stoppable(1024);
+    let kick = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stopper.stop(StopReason::Kicked);
+    });
+    let started = Instant::now();
+    let ending = wire
+        .send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
+        .await
+        .unwrap_err();
+    assert!(matches!(ending, Ending::Kicked), "{ending}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "not the write timeout"
+    );
+    kick.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stopped_wait_says_why() {
+    let (mut wire, _client, _shutdown, stopper) = stoppable(1024);
+    stopper.stop(StopReason::Revoked);
+    let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
+    assert!(matches!(ending, Ending::Revoked), "{ending}");
+    let (mut wire, _client, shutdown, _stopper) = stoppable(1024);
+    shutdown.cancel();
+    let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
+    assert!(matches!(ending, Ending::Shutdown), "{ending}");
 }

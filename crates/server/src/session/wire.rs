@@ -4,32 +4,24 @@
 //! write, and bounding every write that has to wait. It knows nothing of
 //! the store or of authentication.
 
-use std::{
-    pin::{Pin, pin},
-    sync::Arc,
-    task::Poll,
-    time::Duration,
-};
+use std::{pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use bytes::BytesMut;
-use echo_proto::{
-    ClientMsg, FrameCodec, Json, MAX_FRAME_LENGTH, ProtoError, ServerMsg, decode_message,
-    fast::TextReply,
-};
-use futures_util::{SinkExt, StreamExt};
+use echo_proto::{ClientMsg, FrameCodec, MAX_FRAME_LENGTH, ProtoError, ServerMsg, decode_message};
+use futures_util::StreamExt;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    time::{Instant, Sleep, sleep_until, timeout},
+    time::{Instant, Sleep, sleep_until},
 };
 use tokio_util::{
-    codec::{Encoder, Framed},
+    codec::Framed,
     sync::{CancellationToken, WaitForCancellationFutureOwned},
 };
 use tracing::{debug, warn};
 
 use super::{
     ending::Ending,
-    tally::{Counting, Tally, Totals},
+    tally::{Counting, Tally},
 };
 use crate::{
     clients::ClientEntry,
@@ -38,6 +30,8 @@ use crate::{
     metrics::Metrics,
     transport::{looks_like_proxy_header, looks_like_tls_record},
 };
+
+pub(crate) use write::OutputLimits;
 
 /// Time allowed for the last frame of a connection (`bye` or a fatal
 /// `error`).
@@ -172,15 +166,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 // The client's line first: a client that has read its reply
                 // may ask `echo-server clients` before the flush returns.
                 self.list_counts();
-                self.flush().await?;
+                let waited = self.flush_waiting().await?;
                 self.publish();
                 self.deadline.as_mut().reset(deadline);
-                tokio::select! {
-                    biased;
-                    () = self.stop.as_mut() => return Err(self.stopped()),
-                    () = self.deadline.as_mut() => return Err(Ending::Timeout),
-                    frame = self.framed.next() => frame,
-                }
+                self.wait_for_frame(waited).await?
             }
         };
         match frame {
@@ -200,6 +189,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         }
     }
 
+    /// Waits for a frame, racing the stop token and the deadline. A frame
+    /// that is there is taken first, without looking at the other two; the
+    /// exception is the very first poll when `read_again` is false: the read
+    /// just before found nothing and the task has not given way since, so
+    /// the stream's wakeup is still registered and reading again would only
+    /// repeat that read (a third of the cost of a short message's wait).
+    async fn wait_for_frame(
+        &mut self,
+        read_again: bool,
+    ) -> Result<Option<Result<BytesMut, ProtoError>>, Ending> {
+        let mut read = read_again;
+        std::future::poll_fn(|cx| {
+            if read && let Poll::Ready(frame) = self.framed.poll_next_unpin(cx) {
+                return Poll::Ready(Ok(frame));
+            }
+            read = true;
+            if self.stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(self.stopped()));
+            }
+            if self.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Ending::Timeout));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// With nothing of the next frame read yet, the next read starts at the
     /// front of the read buffer again (free when the buffer holds nothing
     /// and no frame still shares it). Otherwise reads walk through all
@@ -210,103 +226,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         if buffer.is_empty() {
             buffer.reserve(READ_BUFFER);
         }
-    }
-
-    /// Queues one message; see [`Wire::feed`].
-    pub(crate) async fn send(&mut self, msg: ServerMsg) -> Result<(), Ending> {
-        self.feed([Json(msg)]).await
-    }
-
-    /// Queues one `reply` per text, the last one marked `last`. The texts
-    /// are taken one at a time, as the write buffer drains, and encoded
-    /// from where they are (no copy per reply).
-    pub(crate) async fn send_replies<S: AsRef<str>>(
-        &mut self,
-        re: u64,
-        texts: impl IntoIterator<Item = S>,
-    ) -> Result<(), Ending> {
-        let mut texts = texts.into_iter().peekable();
-        while let Some(text) = texts.next() {
-            let last = texts.peek().is_none();
-            let text = text.as_ref();
-            self.feed([Json(TextReply { re, text, last })]).await?;
-            self.tally.replies += 1;
-        }
-        Ok(())
-    }
-
-    /// Queues messages for the client. They leave at the next flush (before
-    /// the connection waits for input), or earlier when the buffer passes
-    /// its backpressure boundary, so a long burst does not pile up in memory.
-    pub(crate) async fn feed<M>(&mut self, msgs: impl IntoIterator<Item = M>) -> Result<(), Ending>
-    where
-        FrameCodec: Encoder<M, Error = ProtoError>,
-    {
-        let limit = self.write_timeout;
-        let max_output = self.max_output;
-        let framed = &mut self.framed;
-        let write = async move {
-            for msg in msgs {
-                framed.feed(msg).await?;
-                if let Err(over) = within(framed.write_buffer().len(), max_output) {
-                    return Ok(Err(over));
-                }
-            }
-            Ok(Ok(()))
-        };
-        let written = bounded(write, limit, self.stop.as_mut()).await;
-        match written.map_err(|cut| cut.ending(self))? {
-            Ok(queued) => queued,
-            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
-            Err(err) => {
-                // Only an encoding error is left: a reply over the frame cap.
-                // The buffer holds no partial frame, so say so and go on.
-                warn!(error = %err, "reply not sent");
-                let msg = ServerMsg::error(err.code(), err.to_string(), false);
-                let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
-                let sent = bounded(error, limit, self.stop.as_mut()).await;
-                match sent.map_err(|cut| cut.ending(self))? {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(Ending::WriteTimedOut),
-                }
-            }
-        }
-    }
-
-    /// Writes out everything queued.
-    pub(crate) async fn flush(&mut self) -> Result<(), Ending> {
-        let limit = self.write_timeout;
-        let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
-        let flushed = bounded(flush, limit, self.stop.as_mut()).await;
-        match flushed.map_err(|cut| cut.ending(self))? {
-            Ok(()) => Ok(()),
-            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
-            Err(_) => Err(Ending::WriteTimedOut),
-        }
-    }
-
-    /// Sends `last` (if any) with everything still queued, within
-    /// [`FAREWELL_TIMEOUT`] (with no `last`, what is queued only when
-    /// `graceful`), and gives the stream back for closing.
-    pub(crate) async fn finish(mut self, last: Option<ServerMsg>, graceful: bool) -> (T, Totals) {
-        match last {
-            Some(msg) => {
-                let _ = timeout(FAREWELL_TIMEOUT, self.framed.send(Json(&msg))).await;
-            }
-            None if graceful => {
-                let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
-                let _ = timeout(FAREWELL_TIMEOUT, flush).await;
-            }
-            None => {}
-        }
-        self.publish();
-        let counted = self.framed.into_inner();
-        let totals = Totals {
-            bytes_in: counted.read(),
-            bytes_out: counted.written(),
-            messages: self.tally.messages,
-        };
-        (counted.into_inner(), totals)
     }
 
     /// Adds this connection's new counts to the metrics (and to its line
@@ -334,60 +253,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     }
 }
 
-/// How much output a connection may hold, and for how long.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OutputLimits {
-    /// Time a write may wait for the client to take output.
-    pub write_timeout: Duration,
-    /// Most bytes of output held for the client.
-    pub max_output: usize,
-}
-
-/// Whether `held` bytes of output are within `max_output`.
-fn within(held: usize, max_output: usize) -> Result<(), Ending> {
-    if held > max_output {
-        return Err(Ending::OutputOverLimit { held, max_output });
-    }
-    Ok(())
-}
-
-/// Why a write that had to wait was cut short.
-enum Cut {
-    /// The connection was stopped (see [`Wire::stopped`]).
-    Stopped,
-    /// The client took nothing for `write_timeout`.
-    TimedOut,
-}
-
-impl Cut {
-    fn ending<T: AsyncRead + AsyncWrite + Unpin>(self, wire: &Wire<T>) -> Ending {
-        match self {
-            Cut::Stopped => wire.stopped(),
-            Cut::TimedOut => Ending::WriteTimedOut,
-        }
-    }
-}
-
-/// Runs a write. It almost always completes at its first poll, and then
-/// costs no timer; only a write that has to wait (the client is not reading)
-/// is bounded by `limit` and raced against the connection's stop token.
-async fn bounded<T>(
-    write: impl Future<Output = T>,
-    limit: Duration,
-    stop: Pin<&mut WaitForCancellationFutureOwned>,
-) -> Result<T, Cut> {
-    let mut write = pin!(write);
-    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
-    {
-        return Ok(done);
-    }
-    tokio::select! {
-        biased;
-        () = stop => Err(Cut::Stopped),
-        done = timeout(limit, write) => done.map_err(|_| Cut::TimedOut),
-    }
-}
-
 mod direct;
 #[cfg(test)]
 mod tests;
+mod write;

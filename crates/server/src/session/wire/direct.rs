@@ -15,7 +15,7 @@ use std::{
 use echo_proto::fast::RawReply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Wire, within};
+use super::{Wire, write::within};
 use crate::session::ending::Ending;
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {

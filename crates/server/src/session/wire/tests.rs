@@ -293,3 +293,41 @@ async fn a_stopped_wait_says_why() {
     let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
     assert!(matches!(ending, Ending::Shutdown), "{ending}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_frame_sent_while_the_flush_waits_is_read() {
+    // The flush before the wait has to wait for the client, which meanwhile
+    // sends a frame: the wakeup that frame gave was taken by the flush, so
+    // the wait must read again instead of trusting the read before it.
+    let (mut wire, mut client) = {
+        let (server, client) = duplex(64);
+        let wire = Wire::new(
+            server,
+            CancellationToken::new(),
+            4096,
+            limits(LONG),
+            Arc::default(),
+        );
+        (wire, client)
+    };
+    wire.send_replies(1, ["x".repeat(4000)]).await.unwrap();
+    let peer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .send_text("{\"type\":\"say\",\"id\":2,\"text\":\"hi\"}")
+            .await
+            .unwrap();
+        let reply = next(&mut client).await;
+        (client, reply)
+    });
+    let started = Instant::now();
+    let frame = wire.next_frame(started + Duration::from_secs(5)).await;
+    assert_eq!(
+        &frame.unwrap()[..],
+        b"{\"type\":\"say\",\"id\":2,\"text\":\"hi\"}"
+    );
+    // At once, not when the deadline woke the wait up.
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    let (_client, reply) = peer.await.unwrap();
+    assert!(matches!(reply, ServerMsg::Reply { re: 1, .. }), "{reply:?}");
+}

@@ -194,7 +194,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// exception is the very first poll when `read_again` is false: the read
     /// just before found nothing and the task has not given way since, so
     /// the stream's wakeup is still registered and reading again would only
-    /// repeat that read (a third of the cost of a short message's wait).
+    /// repeat that read (with the two polls saved below: 0.9 K of 12.6 K
+    /// instructions per 64 B message over TLS, measured with callgrind). A
+    /// connection stopped while frames keep coming is stopped at the next
+    /// wait that finds none.
     async fn wait_for_frame(
         &mut self,
         read_again: bool,

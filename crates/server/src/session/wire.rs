@@ -1,8 +1,9 @@
 //! Frame I/O for one connection over any stream (TCP, TLS, an in-memory
-//! duplex in tests): reading frames against a deadline and the shutdown
-//! signal, queueing replies so that pipelined input is answered in one
-//! write, and bounding every write that has to wait. It knows nothing of
-//! the store or of authentication.
+//! duplex in tests): reading frames against a deadline and the stop token
+//! here; queueing replies so that pipelined input is answered in one
+//! write, and bounding every write that has to wait, in `wire/write.rs`;
+//! a fast-path reply in one vectored write in `wire/direct.rs`. It knows
+//! nothing of the store or of authentication.
 
 use std::{pin::Pin, sync::Arc, task::Poll, time::Duration};
 

@@ -36,6 +36,14 @@ async fn next(client: &mut DuplexStream) -> ServerMsg {
     client.recv_msg().await.unwrap().unwrap()
 }
 
+/// Queues more replies than the pipe holds, for a client that reads none:
+/// how that write ended.
+async fn replies_nobody_reads(wire: &mut Wire<DuplexStream>) -> Ending {
+    wire.send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn a_bad_payload_gets_an_error_and_the_wait_goes_on() {
     let shutdown = CancellationToken::new();
@@ -149,10 +157,7 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
         Arc::default(),
     );
     let started = Instant::now();
-    let ending = wire
-        .send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
-        .await
-        .unwrap_err();
+    let ending = replies_nobody_reads(&mut wire).await;
     assert!(matches!(ending, Ending::WriteTimedOut), "{ending}");
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
@@ -269,10 +274,7 @@ async fn a_kick_ends_a_write_that_waits_for_the_client() {
         stopper.stop(StopReason::Kicked);
     });
     let started = Instant::now();
-    let ending = wire
-        .send_replies(1, (0..10_000).map(|i| format!("reply {i}")))
-        .await
-        .unwrap_err();
+    let ending = replies_nobody_reads(&mut wire).await;
     assert!(matches!(ending, Ending::Kicked), "{ending}");
     assert_eq!(
         started.elapsed(),

@@ -85,21 +85,39 @@ impl Sources {
     /// Takes a connection and a handshake place for `ip`, or says which
     /// limit is reached (then nothing is taken).
     pub fn admit(&self, ip: IpAddr) -> Result<SourceSlot, OverLimit> {
+        self.take(ip, true)
+    }
+
+    /// Takes a connection place (no handshake place) for a trusted
+    /// balancer at `ip` while its PROXY header is read: a balancer opens
+    /// connections for many clients at once, each charged to its client
+    /// once the header names it, so only the balancer's connection cap
+    /// bounds the connections still waiting for their header.
+    pub fn admit_balancer(&self, ip: IpAddr) -> Result<SourceSlot, OverLimit> {
+        self.take(ip, false)
+    }
+
+    fn take(&self, ip: IpAddr, handshake: bool) -> Result<SourceSlot, OverLimit> {
         let source = Source::of(ip);
         let mut counts = lock(&self.counts);
         let entry = counts.entry(source).or_default();
-        if entry.connections >= self.max_connections {
-            return Err(OverLimit::Connections);
-        }
-        if entry.handshakes >= self.max_handshakes {
-            return Err(OverLimit::Handshakes);
+        let over = if entry.connections >= self.max_connections {
+            Some(OverLimit::Connections)
+        } else if handshake && entry.handshakes >= self.max_handshakes {
+            Some(OverLimit::Handshakes)
+        } else {
+            None
+        };
+        if let Some(over) = over {
+            // Never an empty entry: a refusal means connections are held.
+            return Err(over);
         }
         entry.connections += 1;
-        entry.handshakes += 1;
+        entry.handshakes += usize::from(handshake);
         Ok(SourceSlot {
             counts: Arc::clone(&self.counts),
             source,
-            handshake: true,
+            handshake,
         })
     }
 
@@ -180,5 +198,22 @@ mod tests {
         let fourth = sources.admit(a).unwrap();
         drop((first, fourth, _second));
         assert_eq!(sources.tracked(), 0, "an empty source is forgotten");
+    }
+
+    #[test]
+    fn a_balancer_waiting_for_headers_counts_connections_not_handshakes() {
+        let sources = Sources::new(3, 1);
+        let balancer = ip("192.0.2.9");
+        let waiting: Vec<_> = (0..3)
+            .map(|_| sources.admit_balancer(balancer).unwrap())
+            .collect();
+        assert_eq!(
+            sources.admit_balancer(balancer).unwrap_err(),
+            OverLimit::Connections
+        );
+        drop(waiting);
+        assert_eq!(sources.tracked(), 0);
+        let _client = sources.admit(balancer).unwrap();
+        assert_eq!(sources.admit(balancer).unwrap_err(), OverLimit::Handshakes);
     }
 }

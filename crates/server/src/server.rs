@@ -144,7 +144,11 @@ impl<S: UserStore> Server<S> {
         {
             tracing::warn!("not yet hearing revocations from the store; serving anyway");
         }
-        let acceptor = Acceptor::new(config.proxy_protocol_from.clone(), self.tls);
+        let acceptor = Acceptor::new(
+            config.proxy_protocol_from.clone(),
+            self.tls,
+            config.tls_handshake_timeout,
+        );
         let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let context = Arc::new(Context {
             sources,

@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Seconds a client has to identify or authenticate [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub handshake_timeout: Option<u64>,
+    /// Seconds a client on a TLS port has to finish the TLS handshake [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub tls_handshake_timeout: Option<u64>,
     /// Seconds an established session may stay silent [default: 300]
     #[arg(long, value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub(super) max_connections_per_ip: Option<usize>,
     pub(super) max_handshakes_per_ip: Option<usize>,
     pub(super) handshake_timeout: Option<u64>,
+    pub(super) tls_handshake_timeout: Option<u64>,
     pub(super) idle_timeout: Option<u64>,
     pub(super) write_timeout: Option<u64>,
     pub(super) drain_timeout: Option<u64>,

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub max_handshakes_per_ip: usize,
     /// Time a connection has to finish identification or authentication.
     pub handshake_timeout: Duration,
+    /// Time a client on a TLS port has for the TLS handshake (within
+    /// `handshake_timeout`).
+    pub tls_handshake_timeout: Duration,
     /// Time an established session may stay silent.
     pub idle_timeout: Duration,
     /// Time a write to a client may take before the client is dropped.
@@ -145,6 +148,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 256,
             max_handshakes_per_ip: 32,
             handshake_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
@@ -229,6 +233,11 @@ impl ServerConfig {
                 file.handshake_timeout,
                 d.handshake_timeout,
             ),
+            tls_handshake_timeout: secs(
+                args.tls_handshake_timeout,
+                file.tls_handshake_timeout,
+                d.tls_handshake_timeout,
+            ),
             idle_timeout: secs(args.idle_timeout, file.idle_timeout, d.idle_timeout),
             write_timeout: secs(None, file.write_timeout, d.write_timeout),
             drain_timeout: secs(args.drain_timeout, file.drain_timeout, d.drain_timeout),
@@ -279,6 +288,10 @@ impl ServerConfig {
             ("password_workers", self.password_workers as u64),
             ("max_handshakes_per_ip", self.max_handshakes_per_ip as u64),
             ("handshake_timeout", self.handshake_timeout.as_secs()),
+            (
+                "tls_handshake_timeout",
+                self.tls_handshake_timeout.as_secs(),
+            ),
             ("idle_timeout", self.idle_timeout.as_secs()),
             ("write_timeout", self.write_timeout.as_secs()),
             ("max_frame_handshake", self.max_frame_handshake as u64),

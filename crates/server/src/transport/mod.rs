@@ -1,19 +1,26 @@
 //! The step between `accept` and the first frame, and the last one after
 //! the last frame.
 //!
-//! [`Acceptor::prepare`] turns an accepted TCP connection into the stream
-//! the session speaks over and the [`Peer`] it speaks for, within the
-//! handshake deadline and raced against shutdown. This is where a PROXY
-//! protocol header is read (it carries the real client address, so the
-//! `Peer` is only known after it) and then, on a TLS port, the TLS
-//! handshake is made (`tls.rs`: the prepared [`Stream`] is an enum of plain
-//! and TLS, matched per poll). Everything above works on any
+//! An accepted TCP connection becomes the stream the session speaks over
+//! and the [`Peer`] it speaks for in two steps, each within a deadline of
+//! its own and raced against shutdown: [`Acceptor::peer`] reads a trusted
+//! balancer's PROXY header (it carries the real client address, so the
+//! `Peer` is only known after it), then [`Acceptor::secure`] makes the TLS
+//! handshake on a TLS port (`tls.rs`: the prepared [`Stream`] is an enum of
+//! plain and TLS, matched per poll). The listener charges the connection to
+//! its source before either step, and moves the charge to the client a
+//! header names between the two. Everything above works on any
 //! `AsyncRead + AsyncWrite + Unpin + Send` stream.
 
 mod proxy;
 mod tls;
 
-use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    fmt, io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use ipnet::IpNet;
 use proxy::ProxyError;
@@ -35,6 +42,9 @@ use crate::tls::ServerTls;
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 /// Time allowed for the client to close its side after our last frame.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time a trusted balancer has to send its PROXY header: it writes it with
+/// the connection, so a balancer that has not is broken or not a balancer.
+pub(crate) const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection's id in the log and in `/whoami`: 8 hex digits, random,
 /// short enough to read and to grep for.
@@ -52,19 +62,22 @@ pub struct Peer {
 }
 
 /// Prepares accepted connections: reads the PROXY header of a trusted
-/// balancer's, then makes the TLS handshake on a TLS port.
+/// balancer's, then makes the TLS handshake on a TLS port. Each step has a
+/// deadline of its own within the handshake's.
 #[derive(Debug, Default)]
 pub(crate) struct Acceptor {
     /// Addresses whose connections start with a PROXY header.
     proxies: Vec<IpNet>,
     /// The TLS identity, on a TLS port.
     tls: Option<Arc<ServerTls>>,
+    /// Time allowed for the TLS handshake (`tls_handshake_timeout`).
+    tls_timeout: Duration,
 }
 
 /// Why a connection was dropped before its first frame.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransportError {
-    /// The handshake deadline passed during the transport step.
+    /// The step's deadline passed.
     #[error("timed out before the first frame")]
     Timeout,
     /// The server began shutting down.
@@ -126,42 +139,79 @@ impl fmt::Display for Peer {
 
 impl Acceptor {
     /// An acceptor that expects a PROXY header from the balancers in
-    /// `proxies` (`proxy_protocol_from`).
-    pub(crate) fn new(proxies: Vec<IpNet>, tls: Option<Arc<ServerTls>>) -> Self {
-        Self { proxies, tls }
+    /// `proxies` (`proxy_protocol_from`), and on a TLS port gives the TLS
+    /// handshake `tls_timeout`.
+    pub(crate) fn new(
+        proxies: Vec<IpNet>,
+        tls: Option<Arc<ServerTls>>,
+        tls_timeout: Duration,
+    ) -> Self {
+        Self {
+            proxies,
+            tls,
+            tls_timeout,
+        }
     }
 
-    /// Prepares `tcp`, accepted from `addr`, by `deadline`.
-    pub(crate) async fn prepare(
+    /// Whether connections from `ip` start with a PROXY header.
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+        self.proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether the port speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The PROXY step: who `tcp`, accepted from `addr`, speaks for. A
+    /// trusted balancer has [`PROXY_HEADER_TIMEOUT`] (within `deadline`)
+    /// to send its header.
+    pub(crate) async fn peer(
         &self,
-        tcp: TcpStream,
+        tcp: &mut TcpStream,
         addr: SocketAddr,
         deadline: Instant,
         shutdown: &CancellationToken,
-    ) -> Result<(Stream, Peer), TransportError> {
+    ) -> Result<Peer, TransportError> {
         if let Err(err) = tcp.set_nodelay(true) {
             warn!(error = %err, "cannot set TCP_NODELAY");
         }
-        let trusted = self.proxies.iter().any(|net| net.contains(&addr.ip()));
-        let steps = async move {
-            let mut tcp = tcp;
-            let peer = if trusted {
-                proxy::read_header(&mut tcp, addr).await?
-            } else {
-                Peer::direct(addr)
-            };
-            let stream = match &self.tls {
-                Some(tls) => tls::accept(tls, tcp).await?,
-                None => Stream::Plain(tcp),
-            };
-            Ok::<_, TransportError>((stream, peer))
-        };
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => Err(TransportError::Shutdown),
-            () = sleep_until(deadline) => Err(TransportError::Timeout),
-            prepared = steps => prepared,
+        if !self.trusts(addr.ip()) {
+            return Ok(Peer::direct(addr));
         }
+        let deadline = deadline.min(Instant::now() + PROXY_HEADER_TIMEOUT);
+        within(deadline, shutdown, proxy::read_header(tcp, addr)).await
+    }
+
+    /// The TLS step, on a TLS port: the handshake, within
+    /// `tls_handshake_timeout` and `deadline`.
+    pub(crate) async fn secure(
+        &self,
+        tcp: TcpStream,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<Stream, TransportError> {
+        match &self.tls {
+            Some(tls) => {
+                let deadline = deadline.min(Instant::now() + self.tls_timeout);
+                within(deadline, shutdown, tls::accept(tls, tcp)).await
+            }
+            None => Ok(Stream::Plain(tcp)),
+        }
+    }
+}
+
+/// `step`, unless `deadline` passes or the server shuts down first.
+async fn within<T, E: Into<TransportError>>(
+    deadline: Instant,
+    shutdown: &CancellationToken,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, TransportError> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Err(TransportError::Shutdown),
+        () = sleep_until(deadline) => Err(TransportError::Timeout),
+        done = step => done.map_err(Into::into),
     }
 }
 

@@ -1,12 +1,18 @@
 //! The accept loop (lab task 1: clients come and go, the listener stays):
-//! admits connections up to the limit, spawns one task per connection, and
-//! drains them at shutdown. The loop itself never waits for a client: each
-//! task prepares its transport, then runs its session (or says
-//! `server_busy`).
+//! admits connections up to the limits, spawns one task per connection,
+//! and drains them at shutdown. The loop itself never waits for a client.
+//!
+//! A connection is charged at accept, before any PROXY or TLS work: to
+//! `max_connections`, and to its source address (`max_connections_per_ip`,
+//! `max_handshakes_per_ip`; a trusted balancer's connection to the
+//! balancer's connection count until its header names the client, then to
+//! the client). Over a limit it is refused at once (`refuse.rs`). Then its
+//! task prepares the transport and runs its session.
+
+mod refuse;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use echo_proto::{ErrorCode, Mode, ServerMsg, ext::AsyncFrameWrite};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -16,26 +22,35 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::{
-    admission::OverLimit,
+    admission::SourceSlot,
     context::Context,
     metrics::Metrics,
-    session::{Session, hello},
+    session::Session,
     store::UserStore,
-    transport::{ConnectionId, Stream, close_gracefully},
+    transport::{ConnectionId, Peer, Stream, TransportError, close_gracefully},
 };
+use refuse::Throttled;
+pub(crate) use refuse::{Refusal, Refuser};
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Time allowed to tell an extra client that it cannot be served.
-const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Listener<S> {
     listener: TcpListener,
     ctx: Arc<Context<S>>,
     limit: Arc<Semaphore>,
+    refuser: Arc<Refuser>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// Why a connection ended before its session.
+enum Unprepared {
+    /// The transport step failed.
+    Transport(TransportError),
+    /// The client a PROXY header named is over its limits.
+    Refused(TcpStream, Refusal),
 }
 
 impl<S: UserStore> Listener<S> {
@@ -45,10 +60,14 @@ impl<S: UserStore> Listener<S> {
         shutdown: CancellationToken,
     ) -> Self {
         let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
+        let tls = ctx.acceptor.is_tls();
+        let metrics = Arc::clone(&ctx.metrics);
+        let refuser = Arc::new(Refuser::new(ctx.config.mode, tls, metrics));
         Self {
             listener,
             ctx,
             limit,
+            refuser,
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -62,7 +81,7 @@ impl<S: UserStore> Listener<S> {
         ));
         let local = self.listener.local_addr().ok();
         info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
-        let mut failures = AcceptFailures::default();
+        let mut failures = Throttled::default();
         loop {
             let accepted = tokio::select! {
                 () = self.shutdown.cancelled() => break,
@@ -73,7 +92,9 @@ impl<S: UserStore> Listener<S> {
                 Err(err) => {
                     // A failed accept concerns one would-be client; the
                     // listener itself is fine, so wait a little and go on.
-                    failures.log(&err);
+                    if let Some(unlogged) = failures.tick() {
+                        error!(error = %err, since_last_line = unlogged, "accept failed");
+                    }
                     tokio::select! {
                         () = self.shutdown.cancelled() => break,
                         () = sleep(ACCEPT_BACKOFF) => {}
@@ -88,6 +109,8 @@ impl<S: UserStore> Listener<S> {
         trimmer.abort();
     }
 
+    /// Charges a new connection to the limits and starts its task, or
+    /// refuses it.
     fn admit(&self, stream: TcpStream, addr: SocketAddr) {
         let id = ConnectionId::random();
         let span = info_span!(
@@ -97,113 +120,114 @@ impl<S: UserStore> Listener<S> {
             via = tracing::field::Empty,
             user = tracing::field::Empty
         );
-        let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
-        let task = connection(
-            Arc::clone(&self.ctx),
-            stream,
-            addr,
+        let _entered = span.enter();
+        let Ok(permit) = Arc::clone(&self.limit).try_acquire_owned() else {
+            self.refuser.refuse(stream, Refusal::Busy);
+            return;
+        };
+        let sources = &self.ctx.sources;
+        let slot = match self.ctx.acceptor.trusts(addr.ip()) {
+            true => sources.admit_balancer(addr.ip()),
+            false => sources.admit(addr.ip()),
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(over) => {
+                drop(permit);
+                self.refuser.refuse(stream, Refusal::Source(over));
+                return;
+            }
+        };
+        let admitted = Admitted {
+            ctx: Arc::clone(&self.ctx),
+            refuser: Arc::clone(&self.refuser),
             id,
             permit,
-            self.shutdown.child_token(),
-        );
-        self.tasks.spawn(task.instrument(span));
+            slot,
+            shutdown: self.shutdown.child_token(),
+        };
+        drop(_entered);
+        self.tasks
+            .spawn(admitted.connection(stream, addr).instrument(span));
     }
 }
 
-/// One connection's task: the transport step, then the session, or, over
-/// the connection limit, `server_busy` at once.
-async fn connection<S: UserStore>(
+/// A connection that holds its places in the limits.
+struct Admitted<S> {
     ctx: Arc<Context<S>>,
-    tcp: TcpStream,
-    addr: SocketAddr,
+    refuser: Arc<Refuser>,
     id: ConnectionId,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: OwnedSemaphorePermit,
+    slot: SourceSlot,
     shutdown: CancellationToken,
-) {
-    let now = Instant::now();
-    let deadline = match permit {
-        Some(_) => now + ctx.config.handshake_timeout,
-        None => now + REFUSE_TIMEOUT,
-    };
-    let (stream, peer) = match ctx.acceptor.prepare(tcp, addr, deadline, &shutdown).await {
-        Ok(prepared) => prepared,
-        Err(err) if err.is_notable() => {
-            warn!(%addr, error = %err, "closed before the first frame");
-            return;
+}
+
+impl<S: UserStore> Admitted<S> {
+    /// One connection's task: the transport steps, then the session.
+    async fn connection(self, tcp: TcpStream, addr: SocketAddr) {
+        let deadline = Instant::now() + self.ctx.config.handshake_timeout;
+        let Self {
+            ctx,
+            refuser,
+            id,
+            permit,
+            slot,
+            shutdown,
+        } = self;
+        let (stream, peer, slot) = match prepare(&ctx, tcp, addr, slot, deadline, &shutdown).await {
+            Ok(prepared) => prepared,
+            Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
+            Err(Unprepared::Transport(err)) if err.is_notable() => {
+                return warn!(%addr, error = %err, "closed before the first frame");
+            }
+            Err(Unprepared::Transport(err)) => {
+                return debug!(%addr, error = %err, "dropped before the first frame");
+            }
+        };
+        let secure = stream.is_tls();
+        let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
+        if let Some(stream) = session.run(deadline, permit).await {
+            close_gracefully(stream).await;
         }
-        Err(err) => {
-            debug!(%addr, error = %err, "dropped before the first frame");
-            return;
-        }
-    };
+    }
+}
+
+/// The transport steps: the PROXY header (then the connection's charge
+/// moves from the balancer to the client it names), then TLS.
+async fn prepare<S: UserStore>(
+    ctx: &Context<S>,
+    mut tcp: TcpStream,
+    addr: SocketAddr,
+    slot: SourceSlot,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> Result<(Stream, Peer, SourceSlot), Unprepared> {
+    let acceptor = &ctx.acceptor;
+    let peer = acceptor
+        .peer(&mut tcp, addr, deadline, shutdown)
+        .await
+        .map_err(Unprepared::Transport)?;
     // The real client, once the transport step knows it.
     let span = tracing::Span::current();
     span.record("peer", tracing::field::display(peer.addr));
     if let Some(via) = peer.via {
         span.record("via", tracing::field::display(via));
     }
-    let Some(permit) = permit else {
-        warn!("refused: connection limit reached");
-        ctx.metrics.refused("busy");
-        let busy = "the server is at its connection limit; try again later";
-        refuse(stream, ctx.config.mode, ErrorCode::ServerBusy, busy).await;
-        return;
-    };
-    let slot = match ctx.sources.admit(peer.ip()) {
-        Ok(slot) => slot,
-        Err(over) => {
-            drop(permit);
-            warn!(limit = ?over, "refused: too many connections from this address");
-            ctx.metrics.refused("per_ip");
-            let message = match over {
-                OverLimit::Connections => "this address has too many connections open; close some",
-                OverLimit::Handshakes => {
-                    "this address has too many connections logging in at once; try again later"
-                }
-            };
-            refuse(
-                stream,
-                ctx.config.mode,
-                ErrorCode::TooManyConnections,
-                message,
-            )
-            .await;
-            return;
+    let slot = match acceptor.trusts(addr.ip()) {
+        false => slot,
+        true => {
+            drop(slot);
+            match ctx.sources.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(over) => return Err(Unprepared::Refused(tcp, Refusal::Source(over))),
+            }
         }
     };
-    let secure = stream.is_tls();
-    let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
-    if let Some(stream) = session.run(deadline, permit).await {
-        close_gracefully(stream).await;
-    }
-}
-
-/// Failed accepts come in floods (out of file descriptors while a burst of
-/// extra clients is being told `server_busy`): one log line per
-/// [`ACCEPT_LOG_INTERVAL`], saying how many were not logged.
-#[derive(Debug, Default)]
-struct AcceptFailures {
-    last_logged: Option<Instant>,
-    unlogged: u64,
-}
-
-/// Shortest time between two "accept failed" log lines.
-const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-impl AcceptFailures {
-    fn log(&mut self, err: &std::io::Error) {
-        let now = Instant::now();
-        if self
-            .last_logged
-            .is_some_and(|last| now.duration_since(last) < ACCEPT_LOG_INTERVAL)
-        {
-            self.unlogged += 1;
-            return;
-        }
-        error!(error = %err, since_last_line = self.unlogged, "accept failed");
-        self.last_logged = Some(now);
-        self.unlogged = 0;
-    }
+    let stream = acceptor
+        .secure(tcp, deadline, shutdown)
+        .await
+        .map_err(Unprepared::Transport)?;
+    Ok((stream, peer, slot))
 }
 
 /// How often to check whether many connections have closed.
@@ -259,18 +283,5 @@ async fn drain(tasks: &TaskTracker, drain: Duration) {
         );
     } else {
         info!("all connections closed");
-    }
-}
-
-/// Tells a client it cannot be served (`hello`, then a fatal `code`) at
-/// once instead of leaving it waiting in the backlog.
-async fn refuse(mut stream: Stream, mode: Mode, code: ErrorCode, message: &str) {
-    let refusal = ServerMsg::error(code, message, true);
-    let tell = async {
-        stream.send_msg(&hello(mode)).await?;
-        stream.send_msg(&refusal).await
-    };
-    if let Ok(Ok(())) = timeout(REFUSE_TIMEOUT, tell).await {
-        close_gracefully(stream).await;
     }
 }

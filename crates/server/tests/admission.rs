@@ -1,0 +1,248 @@
+//! Admission at accept (#24 rows 1, 2 and 11): a connection is charged to
+//! `max_connections` and to its source address before any TLS or PROXY
+//! work, so neither a flood of unfinished TLS handshakes nor a balancer that
+//! never sends its header can take other addresses' places.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::ServerProcess;
+use echo_proto::{ClientMsg, ServerMsg, ext::AsyncFrameRead, ext::AsyncFrameWrite};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+    time::{sleep, timeout},
+};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+/// The start of a ClientHello record, and then nothing.
+const RECORD_START: [u8; 5] = [0x16, 0x03, 0x01, 0x00, 0x40];
+
+/// A TCP connection to `addr` from `source` (any 127.0.0.0/8 address).
+async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// A CA-signed pair written into `dir`, and a client that trusts the CA.
+fn tls_files(dir: &Path) -> (String, String, TlsConnector) {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (ca_pem, pairs) = echo_tls::ca_signed(&[names]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    echo_tls::write_pair(&pairs[0], &cert, &key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = echo_tls::chain_from_pem(ca_pem.as_bytes(), "ca").unwrap();
+    roots.add(ca[0].clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(echo_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    (
+        path(&cert),
+        path(&key),
+        TlsConnector::from(Arc::new(config)),
+    )
+}
+
+/// A TLS identification-mode server with `extra` arguments.
+fn tls_server(dir: &Path, extra: &[&str]) -> (ServerProcess, TlsConnector) {
+    let (cert, key, connector) = tls_files(dir);
+    let mut args = vec!["--tls", "--tls-cert", &cert, "--tls-key", &key];
+    args.extend_from_slice(&["--port", "0", "--mode", "ident"]);
+    args.extend_from_slice(extra);
+    (ServerProcess::start(dir, &args, &[]), connector)
+}
+
+async fn tls_connect(
+    connector: &TlsConnector,
+    source: &str,
+    addr: SocketAddr,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = connect_from(source, addr).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await
+}
+
+/// Connects over TLS from `source`, reads `hello` and identifies.
+async fn identify_over_tls(connector: &TlsConnector, source: &str, addr: SocketAddr) {
+    let mut tls = tls_connect(connector, source, addr).await.unwrap();
+    let hello: ServerMsg = tls.recv_msg().await.unwrap().unwrap();
+    assert!(matches!(hello, ServerMsg::Hello { .. }), "{hello:?}");
+    let asked: ServerMsg = tls.recv_msg().await.unwrap().unwrap();
+    assert_eq!(asked, ServerMsg::AskName {});
+    let name = ClientMsg::Name {
+        name: "Neighbour".into(),
+    };
+    tls.send_msg(&name).await.unwrap();
+    let greet: ServerMsg = tls.recv_msg().await.unwrap().unwrap();
+    assert!(matches!(greet, ServerMsg::Greet { .. }), "{greet:?}");
+}
+
+/// Whether the server has closed `stream` (reads to its end or a reset).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match timeout(Duration::from_millis(20), stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// How many of `streams` the server still holds open.
+async fn still_open(streams: &mut [TcpStream]) -> usize {
+    let mut open = 0;
+    for stream in streams {
+        open += usize::from(!closed(stream).await);
+    }
+    open
+}
+
+/// Waits (up to `limit`) until the server has closed every one of
+/// `streams`; how long that took.
+async fn all_closed_within(streams: &mut [TcpStream], limit: Duration) -> Duration {
+    let started = Instant::now();
+    while still_open(streams).await > 0 {
+        assert!(started.elapsed() < limit, "still open after {limit:?}");
+        sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_tls_flood_from_one_address_takes_only_its_own_handshake_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--max-connections", "64", "--max-handshakes-per-ip", "8"];
+    let (server, connector) = tls_server(dir.path(), &extra);
+    let addr = server.addr();
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        let mut tcp = connect_from("127.0.0.2", addr).await;
+        tcp.write_all(&RECORD_START).await.unwrap();
+        flood.push(tcp);
+    }
+    sleep(Duration::from_millis(300)).await;
+    let held = still_open(&mut flood).await;
+    assert_eq!(held, 8, "the flooding address holds its 8 handshake places");
+    // Another address logs in meanwhile.
+    identify_over_tls(&connector, "127.0.0.1", addr).await;
+    // The held handshakes end at the TLS deadline, not the handshake's 30 s.
+    let took = all_closed_within(&mut flood, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+}
+
+/// The server's open file descriptors.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_connection_limit_a_tls_connection_is_closed_at_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--max-connections", "4", "--max-handshakes-per-ip", "64"];
+    let (server, connector) = tls_server(dir.path(), &extra);
+    let (addr, pid) = (server.addr(), server.child.id());
+    let mut holding = Vec::new();
+    for _ in 0..4 {
+        let mut tcp = connect_from("127.0.0.3", addr).await;
+        tcp.write_all(&RECORD_START).await.unwrap();
+        holding.push(tcp);
+    }
+    sleep(Duration::from_millis(200)).await;
+    // No TLS handshake for the fifth: it is closed before its ClientHello.
+    let refused = tls_connect(&connector, "127.0.0.4", addr).await;
+    assert!(refused.is_err(), "a TLS handshake was made over the limit");
+
+    // A flood of partial 16 KiB ClientHellos from many addresses.
+    let (rss_start, fds_start) = (common::rss_kib(pid), fds(pid));
+    let mut hello = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+    hello.resize(16 * 1024, 0x42);
+    let (mut peak_rss, mut peak_fds, mut flood) = (rss_start, fds_start, Vec::new());
+    let started = Instant::now();
+    for n in 0..4_000u32 {
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        let source = format!("127.0.1.{}", 1 + n % 250);
+        let mut tcp = connect_from(&source, addr).await;
+        let _ = tcp.write_all(&hello).await;
+        flood.push(tcp);
+        if n % 100 == 0 {
+            peak_rss = peak_rss.max(common::rss_kib(pid));
+            peak_fds = peak_fds.max(fds(pid));
+        }
+    }
+    let sent = flood.len();
+    drop(flood);
+    sleep(Duration::from_secs(3)).await;
+    let rss_after = common::rss_kib(pid);
+    eprintln!(
+        "{sent} connections: RSS {rss_start} -> peak {peak_rss} -> {rss_after} KiB; fds {fds_start} -> peak {peak_fds}"
+    );
+    assert!(sent >= 500, "only {sent} connections made");
+    assert!(peak_fds <= fds_start + 16, "fds {fds_start} -> {peak_fds}");
+    assert!(
+        peak_rss - rss_start < 64 * 1024,
+        "RSS grew {peak_rss} - {rss_start} KiB"
+    );
+    assert!(rss_after.saturating_sub(rss_start) < 32 * 1024);
+    // The held ones are still being served; a freed place is taken.
+    drop(holding);
+    sleep(Duration::from_millis(300)).await;
+    identify_over_tls(&connector, "127.0.0.1", addr).await;
+}
+
+#[tokio::test]
+async fn a_balancer_that_sends_no_header_is_charged_to_its_address_and_cut_at_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--port",
+        "0",
+        "--mode",
+        "ident",
+        "--proxy-protocol-from",
+        "127.0.0.1/32",
+        "--max-connections",
+        "20",
+        "--max-connections-per-ip",
+        "10",
+    ];
+    let server = ServerProcess::start(dir.path(), &args, &[]);
+    let addr = server.addr();
+    let mut silent = Vec::new();
+    for _ in 0..25 {
+        silent.push(connect_from("127.0.0.1", addr).await);
+    }
+    sleep(Duration::from_millis(300)).await;
+    assert_eq!(still_open(&mut silent).await, 10, "the balancer's cap");
+    // A client straight from another address is served meanwhile.
+    let tcp = connect_from("127.0.0.5", addr).await;
+    let mut client = common::TestClient::after_hello(tcp).await;
+    assert_eq!(
+        client.identify("Direct").await,
+        ("Direct".to_owned(), false)
+    );
+    // The silent ones are closed at the header's deadline.
+    let took = all_closed_within(&mut silent, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    // And a header that does come names its client, charged to it.
+    let mut through = connect_from("127.0.0.1", addr).await;
+    let port = addr.port();
+    let header = format!("PROXY TCP4 127.0.0.6 127.0.0.1 40000 {port}\r\n");
+    through.write_all(header.as_bytes()).await.unwrap();
+    let mut client = common::TestClient::after_hello(through).await;
+    assert_eq!(client.identify("Six").await, ("Six".to_owned(), false));
+}

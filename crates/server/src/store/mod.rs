@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 
 pub use any::{Store, StoreLocation, open};
 pub use file::{FileStore, JOURNAL_FILE};
-pub use postgres::{PgLedger, PgStore, PgUrl};
+pub use postgres::{PgLedger, PgOptions, PgStore, PgUrl};
 use sha2::{Digest, Sha256};
 pub use timed::Timed;
 use uuid::Uuid;

@@ -34,7 +34,17 @@ impl PgStore {
     /// their lifetime at `now`, without announcing the chains as revoked;
     /// returns how many of each.
     pub async fn sweep(&self, now: UnixTime) -> Result<(u64, u64), StoreError> {
-        let mut client = self.client().await?;
+        let deadline = self.deadline();
+        let mut client = self.client(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, self.sweep_on(&mut client, now)).await;
+        self.settle(client, outcome)
+    }
+
+    async fn sweep_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        now: UnixTime,
+    ) -> Result<(u64, u64), StoreError> {
         let lifetimes = self.inner.lifetimes;
         let tx = self.check(client.transaction().await)?;
         self.check(tx.batch_execute("SET LOCAL echo.sweeping = 'on'").await)?;

@@ -153,6 +153,11 @@ pub enum StoreError {
     /// The database refused a request (not because it is down).
     #[error("database error: {0}")]
     Database(String),
+    /// Text the store cannot hold (PostgreSQL: a NUL character, or one its
+    /// encoding lacks). Nothing was changed; a lookup by such text finds
+    /// nothing instead.
+    #[error("the store cannot hold this text: {0}")]
+    InvalidText(String),
     /// The database's schema is newer than this binary.
     #[error(
         "the database schema is at version {found}, newer than this echo-server knows ({known}): upgrade echo-server"

@@ -15,7 +15,7 @@ use tokio::time::timeout_at;
 
 use super::{
     PgStore,
-    rows::{count, int, secs, unix},
+    rows::{count, int, secs, storable, unix, unmatched},
 };
 use crate::{
     auth::ledger::{AccountAttempts, AttemptLedger, Bucket, LedgerFuture, Limited},
@@ -132,7 +132,10 @@ impl PgLedger {
     async fn account(&self, user: &str) -> Result<Option<AccountAttempts>, StoreError> {
         let sql = "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
                    WHERE account = $1";
-        let row = self.store.row(sql, &[&user]).await?;
+        if !storable(user) {
+            return Ok(None);
+        }
+        let row = unmatched(self.store.row(sql, &[&user]).await)?;
         Ok(row.as_ref().map(account_of))
     }
 
@@ -147,7 +150,8 @@ impl PgLedger {
         let deadline = self.store.deadline();
         let mut client = self.store.client(deadline).await?;
         let outcome = timeout_at(deadline, self.modify_on(&mut client, user, create, change)).await;
-        self.store.settle(client, outcome)
+        // An account whose name the database cannot hold does not exist.
+        unmatched(self.store.settle(client, outcome))
     }
 
     async fn modify_on(

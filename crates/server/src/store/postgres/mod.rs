@@ -331,7 +331,14 @@ pub(super) fn db_error(err: tokio_postgres::Error) -> StoreError {
         SqlState::CONNECTION_FAILURE,
         SqlState::CONNECTION_EXCEPTION,
     ];
+    let unstorable = [
+        SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+        SqlState::UNTRANSLATABLE_CHARACTER,
+    ];
     match err.as_db_error() {
+        Some(db) if unstorable.contains(db.code()) => {
+            StoreError::InvalidText(schema::describe(&err))
+        }
         Some(db) if !unavailable.contains(db.code()) => {
             StoreError::Database(schema::describe(&err))
         }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Connection, Notification, tls::NoTls};
 
-use super::{CONNECT_TIMEOUT, PgUrl, schema};
+use super::url::PgUrl;
 use crate::store::StoreError;
 
+/// Time to connect, and to wait for a free connection from the pool.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle time before TCP keepalive probes start on a database connection;
 /// then one every [`KEEPALIVE_INTERVAL`], and after [`KEEPALIVE_RETRIES`]
 /// unanswered the kernel closes it: a database host that vanished (power,
@@ -42,10 +44,7 @@ pub(super) async fn connect(
 ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
     let config = tuned(url);
     let unreachable = |err: tokio_postgres::Error| {
-        StoreError::Unavailable(format!(
-            "cannot connect to {url}: {}",
-            schema::describe(&err)
-        ))
+        StoreError::Unavailable(format!("cannot connect to {url}: {}", describe(&err)))
     };
     let (sender, receiver) = mpsc::unbounded_channel();
     let connecting = async {
@@ -96,5 +95,13 @@ where
             }
             None => return,
         }
+    }
+}
+
+/// A database error's own words (tokio-postgres's `Display` says only "db error").
+pub(super) fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => err.to_string(),
     }
 }

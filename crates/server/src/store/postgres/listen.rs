@@ -16,7 +16,11 @@ use tokio_postgres::{Client, Notification};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{FIRST_RETRY, MAX_RETRY, Outage, PgUrl, connect};
+use super::{
+    PgUrl,
+    connect::{connect, describe},
+    outage::{FIRST_RETRY, MAX_RETRY, Outage},
+};
 use crate::store::{Revocation, StoreError};
 
 /// The channel the trigger notifies.
@@ -98,7 +102,7 @@ async fn hear(
                 match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => {
-                        return format!("the connection that listens for revocations failed its check: {}", super::schema::describe(&err));
+                        return format!("the connection that listens for revocations failed its check: {}", describe(&err));
                     }
                     Err(_) => {
                         return format!(

@@ -42,8 +42,9 @@ use tokio::{
 use tokio_postgres::{Row, Statement, error::SqlState, tls::NoTls, types::ToSql};
 
 pub use connect::KEEPALIVE_IDLE;
-use connect::{connect, tuned};
+use connect::{CONNECT_TIMEOUT, connect, describe, tuned};
 pub use ledger::PgLedger;
+pub use outage::MAX_RETRY;
 use outage::Outage;
 pub use url::{PgUrl, redact_passwords};
 
@@ -52,12 +53,6 @@ use crate::store::{Lifetimes, Revocation, StoreError};
 /// A query parameter.
 pub(super) type Param<'a> = dyn ToSql + Sync + 'a;
 
-/// Longest wait between attempts to reach a database that is down.
-pub const MAX_RETRY: Duration = Duration::from_secs(1);
-/// First wait after the database is found down.
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-/// Time to connect, and to wait for a free connection from the pool.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pool's size unless `store_pool_size` says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// Longest a store call may take unless `store_timeout` says otherwise.
@@ -221,7 +216,7 @@ impl PgStore {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(err)) => {
                 let why = match err {
-                    PoolError::Backend(err) => schema::describe(&err),
+                    PoolError::Backend(err) => describe(&err),
                     other => other.to_string(),
                 };
                 self.inner.outage.down(&why);
@@ -336,12 +331,8 @@ pub(super) fn db_error(err: tokio_postgres::Error) -> StoreError {
         SqlState::UNTRANSLATABLE_CHARACTER,
     ];
     match err.as_db_error() {
-        Some(db) if unstorable.contains(db.code()) => {
-            StoreError::InvalidText(schema::describe(&err))
-        }
-        Some(db) if !unavailable.contains(db.code()) => {
-            StoreError::Database(schema::describe(&err))
-        }
-        _ => StoreError::Unavailable(schema::describe(&err)),
+        Some(db) if unstorable.contains(db.code()) => StoreError::InvalidText(describe(&err)),
+        Some(db) if !unavailable.contains(db.code()) => StoreError::Database(describe(&err)),
+        _ => StoreError::Unavailable(describe(&err)),
     }
 }

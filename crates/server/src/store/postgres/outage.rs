@@ -8,8 +8,12 @@ use std::{
 
 use tracing::{info, warn};
 
-use super::{FIRST_RETRY, MAX_RETRY};
 use crate::{store::StoreError, sync::lock};
+
+/// Longest wait between attempts to reach a database that is down.
+pub const MAX_RETRY: Duration = Duration::from_secs(1);
+/// First wait after the database is found down.
+pub(super) const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 /// Whether the database is down, since when, and when to try again.
 #[derive(Default)]

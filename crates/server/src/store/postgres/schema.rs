@@ -7,7 +7,11 @@ use std::fmt::Write as _;
 
 use tokio_postgres::Client;
 
-use super::{CONNECT_TIMEOUT, PgUrl, connect, db_error};
+use super::{
+    PgUrl,
+    connect::{CONNECT_TIMEOUT, connect, describe},
+    db_error,
+};
 use crate::store::StoreError;
 
 /// Every version this binary knows, in order.
@@ -172,12 +176,4 @@ pub fn report(url: &PgUrl, applied: &[Applied]) -> String {
         }
     }
     out
-}
-
-/// A database error's own words (tokio-postgres's `Display` says only "db error").
-pub(super) fn describe(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => err.to_string(),
-    }
 }

@@ -59,7 +59,7 @@ pub async fn compare(plan: &Plan, url: &str) -> anyhow::Result<StoreTable> {
         let location = match &scratch {
             Some(scratch) => StoreLocation::Postgres {
                 url: Box::new(PgUrl::parse(&scratch.url, None).map_err(anyhow::Error::msg)?),
-                pool_size: 16,
+                options: echo_server::store::PgOptions::default(),
             },
             None => StoreLocation::File(dirs[0].path().join("data")),
         };

@@ -211,7 +211,7 @@ pub async fn resume(plan: &Plan, dir: &Path) -> anyhow::Result<ResumeResult> {
                 PgUrl::parse(url, std::env::var("PGPASSWORD").ok()).map_err(anyhow::Error::msg)?;
             let location = StoreLocation::Postgres {
                 url: Box::new(url),
-                pool_size: 16,
+                options: echo_server::store::PgOptions::default(),
             };
             populate_store(&location, &users, true).await?;
             (addr, None, users)

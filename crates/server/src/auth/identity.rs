@@ -39,6 +39,10 @@ impl<S: UserStore> Authenticator<S> {
         let now = self.clock.now();
         match self.store.remember_identity(ip, &name, now).await {
             Ok(()) => Ok(name),
+            Err(StoreError::InvalidText(_)) => Err(Refusal {
+                counts: false,
+                ..super::unstorable_name()
+            }),
             Err(err) => {
                 error!(error = %err, "cannot store a name");
                 Err(Refusal {

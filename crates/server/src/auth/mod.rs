@@ -322,8 +322,23 @@ fn refused_by_store(err: StoreError) -> Refusal {
         tracing::debug!(error = %why, "store unavailable");
         return unavailable();
     }
+    if let StoreError::InvalidText(why) = &err {
+        // A name the database cannot hold (lookups of one find nothing,
+        // so only a write gets here): the client's fault, not the server's.
+        tracing::info!(error = %why, "refused: text the store cannot hold");
+        return unstorable_name();
+    }
     error!(error = %err, "store failure");
     internal()
+}
+
+/// A name the store cannot hold (PostgreSQL: a NUL character).
+pub(crate) fn unstorable_name() -> Refusal {
+    Refusal {
+        code: ErrorCode::InvalidName,
+        message: "the name has characters the server cannot store".into(),
+        counts: true,
+    }
 }
 
 /// What a client is told when the step it is on needs a store that cannot

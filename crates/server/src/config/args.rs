@@ -36,6 +36,9 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub store: Option<String>,
+    /// Seconds one call to the PostgreSQL store may take; past it the call fails as `unavailable` and /healthz says the store is down [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub store_timeout: Option<u64>,
     /// Directory of the rotating log files [default: logs]
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,

@@ -23,6 +23,7 @@ pub struct FileConfig {
     pub(super) data_dir: Option<PathBuf>,
     pub(super) store: Option<String>,
     pub(super) store_pool_size: Option<usize>,
+    pub(super) store_timeout: Option<u64>,
     pub(super) log_dir: Option<PathBuf>,
     pub(super) log_keep: Option<usize>,
     pub(super) log_level: Option<String>,

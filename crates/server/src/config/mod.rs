@@ -12,7 +12,10 @@ use ipnet::IpNet;
 
 use crate::{
     logging::LogFormat,
-    store::{Lifetimes, PgUrl, StoreLocation, postgres::DEFAULT_POOL_SIZE},
+    store::{
+        Lifetimes, PgUrl, StoreLocation,
+        postgres::{DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, PgOptions},
+    },
 };
 
 pub use echo_proto::{DEFAULT_HOST, DEFAULT_PORT};
@@ -39,6 +42,9 @@ pub struct ServerConfig {
     pub store_url: Option<PgUrl>,
     /// Connections at most in the PostgreSQL store's pool.
     pub store_pool_size: usize,
+    /// Longest one call to the PostgreSQL store may take; past it the call
+    /// fails as `unavailable` and the store counts as down.
+    pub store_timeout: Duration,
     /// Directory of the rotating log files.
     pub log_dir: PathBuf,
     /// How many daily log files to keep.
@@ -140,6 +146,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             store_url: None,
             store_pool_size: DEFAULT_POOL_SIZE,
+            store_timeout: DEFAULT_TIMEOUT,
             log_dir: PathBuf::from("logs"),
             log_keep: 14,
             log_level: "info".to_owned(),
@@ -212,6 +219,7 @@ impl ServerConfig {
                 .unwrap_or(d.data_dir),
             store_url,
             store_pool_size: file.store_pool_size.unwrap_or(d.store_pool_size),
+            store_timeout: secs(args.store_timeout, file.store_timeout, d.store_timeout),
             log_dir: args.log_dir.clone().or(file.log_dir).unwrap_or(d.log_dir),
             log_keep: file.log_keep.unwrap_or(d.log_keep),
             log_level: file.log_level.unwrap_or(d.log_level),
@@ -294,6 +302,7 @@ impl ServerConfig {
             ),
             ("idle_timeout", self.idle_timeout.as_secs()),
             ("write_timeout", self.write_timeout.as_secs()),
+            ("store_timeout", self.store_timeout.as_secs()),
             ("max_frame_handshake", self.max_frame_handshake as u64),
             ("max_frame", self.max_frame as u64),
             ("max_repeat", u64::from(self.max_repeat)),
@@ -337,7 +346,10 @@ impl ServerConfig {
         match &self.store_url {
             Some(url) => StoreLocation::Postgres {
                 url: Box::new(url.clone()),
-                pool_size: self.store_pool_size,
+                options: PgOptions {
+                    pool_size: self.store_pool_size,
+                    timeout: self.store_timeout,
+                },
             },
             None => StoreLocation::File(self.data_dir.clone()),
         }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use tokio::sync::broadcast;
 
 use super::{
-    FileStore, Identity, Lifetimes, PgStore, PgUrl, Revocation, Rotation, SessionInfo, StoreError,
-    TokenHash, UnixTime, UserRecord, UserStore,
+    FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
+    StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::auth::AttemptLedger;
 use crate::clock::Clock;
@@ -25,8 +25,8 @@ pub enum StoreLocation {
     Postgres {
         /// Where it is.
         url: Box<PgUrl>,
-        /// Connections at most in the pool.
-        pool_size: usize,
+        /// Its pool's size and its calls' deadline.
+        options: PgOptions,
     },
 }
 
@@ -50,7 +50,7 @@ pub async fn open(
         StoreLocation::File(dir) => {
             FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
         }
-        StoreLocation::Postgres { url, pool_size } => PgStore::open(url, lifetimes, *pool_size)
+        StoreLocation::Postgres { url, options } => PgStore::open_with(url, lifetimes, *options)
             .await
             .map(Store::Postgres),
     }

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 
 pub use any::{Store, StoreLocation, open};
 pub use file::{FileStore, JOURNAL_FILE};
-pub use postgres::{PgLedger, PgStore, PgUrl};
+pub use postgres::{PgLedger, PgOptions, PgStore, PgUrl};
 use sha2::{Digest, Sha256};
 pub use timed::Timed;
 use uuid::Uuid;
@@ -153,6 +153,11 @@ pub enum StoreError {
     /// The database refused a request (not because it is down).
     #[error("database error: {0}")]
     Database(String),
+    /// Text the store cannot hold (PostgreSQL: a NUL character, or one its
+    /// encoding lacks). Nothing was changed; a lookup by such text finds
+    /// nothing instead.
+    #[error("the store cannot hold this text: {0}")]
+    InvalidText(String),
     /// The database's schema is newer than this binary.
     #[error(
         "the database schema is at version {found}, newer than this echo-server knows ({known}): upgrade echo-server"

@@ -181,6 +181,50 @@ impl Postgres {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// The postmaster's process id, and those of its children (backends
+    /// and auxiliary processes) at this moment.
+    pub fn pids(&self) -> Vec<i32> {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(pid_file).unwrap();
+        let postmaster: i32 = text.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; comm may hold spaces.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// The whole cluster stopped (SIGSTOP) until the guard is dropped: it
+    /// answers nothing and reports nothing, as a hung database does.
+    pub fn freeze(&self) -> Frozen {
+        let mut frozen = Frozen(Vec::new());
+        // Twice: a backend forked while the first round ran is caught by
+        // the second (the postmaster, stopped first, forks no more).
+        for _ in 0..2 {
+            for pid in self.pids() {
+                if !frozen.0.contains(&pid) {
+                    frozen.stop(pid);
+                }
+            }
+        }
+        frozen
+    }
+
     /// `pg_ctl restart`: every connection is cut, then it serves again.
     pub fn restart(&self) {
         self.pg_ctl("restart");
@@ -252,5 +296,29 @@ impl Drop for Postgres {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Processes stopped with SIGSTOP, continued (SIGCONT) when dropped, so a
+/// failing test leaves nothing stopped.
+#[derive(Default)]
+pub struct Frozen(pub Vec<i32>);
+
+impl Frozen {
+    /// Stops `pid` until this guard is dropped.
+    pub fn stop(&mut self, pid: i32) {
+        use nix::{sys::signal, unistd::Pid};
+        if signal::kill(Pid::from_raw(pid), signal::Signal::SIGSTOP).is_ok() {
+            self.0.push(pid);
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        use nix::{sys::signal, unistd::Pid};
+        for pid in self.0.drain(..) {
+            let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGCONT);
+        }
     }
 }

@@ -10,9 +10,12 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use deadpool_postgres::Object;
+use tokio::time::timeout_at;
+
 use super::{
     PgStore,
-    rows::{count, int, secs, unix},
+    rows::{count, int, secs, storable, unix, unmatched},
 };
 use crate::{
     auth::ledger::{AccountAttempts, AttemptLedger, Bucket, LedgerFuture, Limited},
@@ -45,10 +48,22 @@ impl PgLedger {
         }
     }
 
+    /// Takes one attempt from `ip`'s bucket, within the store's deadline.
     async fn take(&self, ip: IpAddr, now: UnixTime) -> Result<Result<(), Limited>, StoreError> {
         self.sweep(now).await?;
+        let deadline = self.store.deadline();
+        let mut client = self.store.client(deadline).await?;
+        let outcome = timeout_at(deadline, self.take_on(&mut client, ip, now)).await;
+        self.store.settle(client, outcome)
+    }
+
+    async fn take_on(
+        &self,
+        client: &mut Object,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<Result<(), Limited>, StoreError> {
         let store = &self.store;
-        let mut client = store.client().await?;
         let tx = store.check(client.transaction().await)?;
         let full = Bucket::full(self.per_minute, now);
         store.check(
@@ -117,23 +132,36 @@ impl PgLedger {
     async fn account(&self, user: &str) -> Result<Option<AccountAttempts>, StoreError> {
         let sql = "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
                    WHERE account = $1";
-        Ok(self
-            .store
-            .row(sql, &[&user])
-            .await?
-            .as_ref()
-            .map(account_of))
+        if !storable(user) {
+            return Ok(None);
+        }
+        let row = unmatched(self.store.row(sql, &[&user]).await)?;
+        Ok(row.as_ref().map(account_of))
     }
 
-    /// Applies `change` to `user`'s row, created first when `create`.
+    /// Applies `change` to `user`'s row, created first when `create`,
+    /// within the store's deadline.
     async fn modify(
         &self,
         user: &str,
         create: bool,
         change: impl FnOnce(&mut AccountAttempts) + Send,
     ) -> Result<(), StoreError> {
+        let deadline = self.store.deadline();
+        let mut client = self.store.client(deadline).await?;
+        let outcome = timeout_at(deadline, self.modify_on(&mut client, user, create, change)).await;
+        // An account whose name the database cannot hold does not exist.
+        unmatched(self.store.settle(client, outcome))
+    }
+
+    async fn modify_on(
+        &self,
+        client: &mut Object,
+        user: &str,
+        create: bool,
+        change: impl FnOnce(&mut AccountAttempts) + Send,
+    ) -> Result<(), StoreError> {
         let store = &self.store;
-        let mut client = store.client().await?;
         let tx = store.check(client.transaction().await)?;
         if create {
             store.check(

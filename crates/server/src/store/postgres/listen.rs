@@ -2,52 +2,46 @@
 //! `echo_revoked`, where the `sessions_ended` trigger announces each chain
 //! that ends. After that connection is lost it is made again (with
 //! back-off), and the server is told to re-check its live sessions: what
-//! ended in the gap was not heard.
+//! ended in the gap was not heard. The connection is checked every
+//! [`CHECK_EVERY`]: one that does not answer within the store's timeout is
+//! replaced the same way.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::{AsyncMessage, Connection, Notification};
-use tracing::info;
+use tokio::{
+    sync::{broadcast, mpsc, watch},
+    time::{Instant, MissedTickBehavior},
+};
+use tokio_postgres::{Client, Notification};
+use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{FIRST_RETRY, MAX_RETRY, Outage, PgUrl, connect};
-use crate::store::Revocation;
+use super::{
+    PgUrl,
+    connect::{connect, describe},
+    outage::{FIRST_RETRY, MAX_RETRY, Outage},
+};
+use crate::store::{Revocation, StoreError};
 
 /// The channel the trigger notifies.
 pub(super) const CHANNEL: &str = "echo_revoked";
 
-/// Drives one connection, passing its notifications on; ends when the
-/// connection does.
-pub(super) async fn drive<S, T>(
-    mut connection: Connection<S, T>,
-    notes: mpsc::UnboundedSender<Notification>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-        match message {
-            Ok(AsyncMessage::Notification(note)) => {
-                let _ = notes.send(note);
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::debug!(error = %err, "database connection ended");
-                return;
-            }
-        }
-    }
-}
+/// How often the listening connection is checked: a query that must be
+/// answered within the store's timeout. A connection that is silently
+/// dead (its server process stopped, a firewall dropping packets) hears
+/// nothing and reports nothing; this is how it is found out.
+pub(super) const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// Listens, reconnecting when the connection is lost.
+/// Listens, reconnecting when the connection is lost or fails its check.
 ///
 /// This connection also watches the database for the whole store: losing
-/// it marks the store down (one warning per outage), and making it again
-/// marks it up, so a server with no traffic (taken out of a balancer by its
-/// health check) still finds the database back.
+/// it, or its check going unanswered for `timeout`, marks the store down
+/// (one warning per outage), and making it again marks it up, so a server
+/// with no traffic (taken out of a balancer by its health check) still
+/// finds the database gone and back.
 pub(super) async fn run(
     url: PgUrl,
+    timeout: Duration,
     sender: broadcast::Sender<Revocation>,
     outage: Arc<Outage>,
     listening: watch::Sender<bool>,
@@ -57,7 +51,7 @@ pub(super) async fn run(
     // For the life of the runtime: a store that started listening keeps
     // listening, whether or not anyone has subscribed yet.
     loop {
-        match listen(&url).await {
+        match listen(&url, timeout).await {
             Ok((client, mut notes)) => {
                 outage.up();
                 listening.send_replace(true);
@@ -66,14 +60,12 @@ pub(super) async fn run(
                     let _ = sender.send(Revocation::Resync);
                 }
                 wait = FIRST_RETRY;
-                while let Some(note) = notes.recv().await {
-                    if let Ok(family) = Uuid::parse_str(note.payload()) {
-                        let _ = sender.send(Revocation::Chain(family));
-                    }
-                }
-                drop(client);
+                let why = hear(&client, &mut notes, &sender, timeout).await;
+                // Closes the connection, even one whose server hung.
+                drop((client, notes));
                 listening.send_replace(false);
-                outage.down("lost the connection that listens for revocations");
+                warn!(reason = %why, "revocations are not heard until the listening connection is made again");
+                outage.down(&why);
                 lost = true;
             }
             Err(err) => {
@@ -86,19 +78,60 @@ pub(super) async fn run(
     }
 }
 
+/// Passes revocations on until the connection is lost or does not answer
+/// its check within `timeout`; says which.
+async fn hear(
+    client: &Client,
+    notes: &mut mpsc::UnboundedReceiver<Notification>,
+    sender: &broadcast::Sender<Revocation>,
+    timeout: Duration,
+) -> String {
+    let mut check = tokio::time::interval_at(Instant::now() + CHECK_EVERY, CHECK_EVERY);
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            note = notes.recv() => match note {
+                Some(note) => {
+                    if let Ok(family) = Uuid::parse_str(note.payload()) {
+                        let _ = sender.send(Revocation::Chain(family));
+                    }
+                }
+                None => return "lost the connection that listens for revocations".into(),
+            },
+            _ = check.tick() => {
+                match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => {
+                        return format!("the connection that listens for revocations failed its check: {}", describe(&err));
+                    }
+                    Err(_) => {
+                        return format!(
+                            "the connection that listens for revocations did not answer its check within {} s (store_timeout)",
+                            timeout.as_secs_f32()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn listen(
     url: &PgUrl,
-) -> Result<
-    (
-        tokio_postgres::Client,
-        mpsc::UnboundedReceiver<Notification>,
-    ),
-    crate::store::StoreError,
-> {
-    let (client, notes) = connect(url).await?;
-    client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .await
-        .map_err(super::db_error)?;
+    timeout: Duration,
+) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
+    let deadline = Instant::now() + timeout;
+    let (client, notes) = connect(url, timeout).await?;
+    let sql = format!("LISTEN {CHANNEL}");
+    let listening = client.batch_execute(&sql);
+    match tokio::time::timeout_at(deadline, listening).await {
+        Ok(result) => result.map_err(super::db_error)?,
+        Err(_) => {
+            return Err(StoreError::Unavailable(format!(
+                "LISTEN was not answered within {} s (store_timeout)",
+                timeout.as_secs_f32()
+            )));
+        }
+    }
     Ok((client, notes))
 }

@@ -12,48 +12,71 @@
 //! When the database cannot be reached, calls fail at once with
 //! [`StoreError::Unavailable`]; one warning is logged per outage, and the
 //! pool is tried again after a back-off that doubles up to
-//! [`MAX_RETRY`].
+//! [`MAX_RETRY`]. A database that does not answer at all (hung, stopped)
+//! is the same: every call has a deadline ([`PgOptions::timeout`],
+//! `store_timeout`), past which it fails as `Unavailable`, the store counts
+//! as down, and the connection it was using is closed rather than reused.
+//! Every connection has TCP keepalive (`connect.rs`).
 
+mod connect;
 mod ledger;
 mod listen;
 mod ops;
+mod outage;
 mod rows;
 pub mod schema;
 mod url;
 
 use std::{
-    sync::{Arc, Mutex, OnceLock},
-    time::{Duration, Instant},
+    sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::{
-    Client, Notification, Row, Statement, error::SqlState, tls::NoTls, types::ToSql,
+use tokio::{
+    sync::{broadcast, watch},
+    time::{Instant, error::Elapsed, timeout_at},
 };
-use tracing::{info, warn};
+use tokio_postgres::{Row, Statement, error::SqlState, tls::NoTls, types::ToSql};
 
+pub use connect::KEEPALIVE_IDLE;
+use connect::{CONNECT_TIMEOUT, connect, describe, tuned};
 pub use ledger::PgLedger;
+pub use outage::MAX_RETRY;
+use outage::Outage;
 pub use url::{PgUrl, redact_passwords};
 
-use crate::{
-    store::{Lifetimes, Revocation, StoreError},
-    sync::lock,
-};
+use crate::store::{Lifetimes, Revocation, StoreError};
 
 /// A query parameter.
 pub(super) type Param<'a> = dyn ToSql + Sync + 'a;
 
-/// Longest wait between attempts to reach a database that is down.
-pub const MAX_RETRY: Duration = Duration::from_secs(1);
-/// First wait after the database is found down.
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-/// Time to connect, and to wait for a free connection from the pool.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pool's size unless `store_pool_size` says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
+/// Longest a store call may take unless `store_timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a [`PgStore`] uses its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections at most in the pool (`store_pool_size`).
+    pub pool_size: usize,
+    /// Longest one store call may take (`store_timeout`): past it the call
+    /// fails as [`StoreError::Unavailable`] and the store counts as down.
+    /// The connection that listens for revocations is checked with it too.
+    pub timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: DEFAULT_POOL_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
 
 /// The PostgreSQL store: a cheap `Clone` handle.
 #[derive(Clone)]
@@ -65,6 +88,7 @@ struct Inner {
     url: PgUrl,
     pool: Pool,
     lifetimes: Lifetimes,
+    timeout: Duration,
     outage: Arc<Outage>,
     /// Chains ended anywhere, once the listener runs.
     revocations: OnceLock<broadcast::Sender<Revocation>>,
@@ -89,11 +113,23 @@ impl PgStore {
         lifetimes: Lifetimes,
         pool_size: usize,
     ) -> Result<Self, StoreError> {
-        let (mut client, _) = connect(url).await?;
+        let options = PgOptions {
+            pool_size,
+            ..PgOptions::default()
+        };
+        Self::open_with(url, lifetimes, options).await
+    }
+
+    /// [`PgStore::open`] with every option.
+    pub async fn open_with(
+        url: &PgUrl,
+        lifetimes: Lifetimes,
+        options: PgOptions,
+    ) -> Result<Self, StoreError> {
+        let (mut client, _notes) = connect(url, CONNECT_TIMEOUT).await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        let mut config = url.config().clone();
-        config.connect_timeout(CONNECT_TIMEOUT);
+        let config = tuned(url);
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -102,7 +138,7 @@ impl PgStore {
             None => Manager::from_config(config, NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
+            .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(CONNECT_TIMEOUT))
             .create_timeout(Some(CONNECT_TIMEOUT))
@@ -115,6 +151,7 @@ impl PgStore {
                 url: url.clone(),
                 pool,
                 lifetimes,
+                timeout: options.timeout,
                 outage: Arc::default(),
                 revocations: OnceLock::new(),
                 listening: watch::Sender::new(false),
@@ -147,6 +184,7 @@ impl PgStore {
                 let (sender, _) = broadcast::channel(1024);
                 tokio::spawn(listen::run(
                     self.inner.url.clone(),
+                    self.inner.timeout,
                     sender.clone(),
                     Arc::clone(&self.inner.outage),
                     self.inner.listening.clone(),
@@ -165,22 +203,58 @@ impl PgStore {
         let _ = listening.wait_for(|on| *on).await;
     }
 
-    /// A pooled connection, or `Unavailable` at once while the database is
-    /// known down and its next retry is not due.
-    async fn client(&self) -> Result<Object, StoreError> {
+    /// When a call starting now must be over.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.timeout
+    }
+
+    /// A pooled connection by `deadline`, or `Unavailable` at once while
+    /// the database is known down and its next retry is not due.
+    async fn client(&self, deadline: Instant) -> Result<Object, StoreError> {
         self.inner.outage.gate()?;
-        match self.inner.pool.get().await {
-            Ok(client) => {
-                self.inner.outage.up();
-                Ok(client)
-            }
-            Err(err) => {
+        match timeout_at(deadline, self.inner.pool.get()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(err)) => {
                 let why = match err {
-                    PoolError::Backend(err) => schema::describe(&err),
+                    PoolError::Backend(err) => describe(&err),
                     other => other.to_string(),
                 };
                 self.inner.outage.down(&why);
                 Err(StoreError::Unavailable(why))
+            }
+            Err(_) => Err(self.stalled()),
+        }
+    }
+
+    /// What a call past its deadline fails with; the store counts as down.
+    fn stalled(&self) -> StoreError {
+        let why = format!(
+            "the database did not answer within {} s (store_timeout)",
+            self.inner.timeout.as_secs_f32()
+        );
+        self.inner.outage.down(&why);
+        StoreError::Unavailable(why)
+    }
+
+    /// The outcome of work done on `client` under a deadline: an answer
+    /// (even a refusal) means the database is up; no answer in time closes
+    /// the connection, whose reply may still come, instead of giving it
+    /// back to the pool.
+    fn settle<T>(
+        &self,
+        client: Object,
+        outcome: Result<Result<T, StoreError>, Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
+            Ok(result) => {
+                if !matches!(result, Err(StoreError::Unavailable(_))) {
+                    self.inner.outage.up();
+                }
+                result
+            }
+            Err(_) => {
+                drop(Object::take(client));
+                Err(self.stalled())
             }
         }
     }
@@ -191,11 +265,17 @@ impl PgStore {
         self.check(client.prepare_cached(sql).await)
     }
 
-    /// Runs `sql` (a cached statement) on a pooled connection: its rows.
+    /// Runs `sql` (a cached statement) on a pooled connection, within the
+    /// store's deadline: its rows.
     async fn rows(&self, sql: &str, params: &[&Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        let statement = self.prepared(&client, sql).await?;
-        self.check(client.query(&statement, params).await)
+        let deadline = self.deadline();
+        let client = self.client(deadline).await?;
+        let outcome = timeout_at(deadline, async {
+            let statement = self.prepared(&client, sql).await?;
+            self.check(client.query(&statement, params).await)
+        })
+        .await;
+        self.settle(client, outcome)
     }
 
     /// [`PgStore::rows`], for at most one row.
@@ -203,12 +283,17 @@ impl PgStore {
         Ok(self.rows(sql, params).await?.into_iter().next())
     }
 
-    /// Runs `sql` (a cached statement) on a pooled connection: the rows it
-    /// changed.
+    /// Runs `sql` (a cached statement) on a pooled connection, within the
+    /// store's deadline: the rows it changed.
     async fn run(&self, sql: &str, params: &[&Param<'_>]) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let statement = self.prepared(&client, sql).await?;
-        self.check(client.execute(&statement, params).await)
+        let deadline = self.deadline();
+        let client = self.client(deadline).await?;
+        let outcome = timeout_at(deadline, async {
+            let statement = self.prepared(&client, sql).await?;
+            self.check(client.execute(&statement, params).await)
+        })
+        .await;
+        self.settle(client, outcome)
     }
 
     /// [`PgStore::prepared`] inside a transaction.
@@ -229,36 +314,6 @@ impl PgStore {
     }
 }
 
-/// A plain connection to `url` (for migrations and `LISTEN`), driven on its
-/// own task; its notifications arrive on the receiver, which closes when the
-/// connection is lost.
-pub(super) async fn connect(
-    url: &PgUrl,
-) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
-    let mut config = url.config().clone();
-    config.connect_timeout(CONNECT_TIMEOUT);
-    let unreachable = |err: tokio_postgres::Error| {
-        StoreError::Unavailable(format!(
-            "cannot connect to {url}: {}",
-            schema::describe(&err)
-        ))
-    };
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let client = match url.tls().map_err(StoreError::Database)? {
-        Some(tls) => {
-            let (client, connection) = config.connect(tls).await.map_err(unreachable)?;
-            tokio::spawn(listen::drive(connection, sender));
-            client
-        }
-        None => {
-            let (client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
-            tokio::spawn(listen::drive(connection, sender));
-            client
-        }
-    };
-    Ok((client, receiver))
-}
-
 /// A tokio-postgres error in the store's kinds: the database being down or
 /// the connection lost is [`StoreError::Unavailable`]; anything else is a
 /// refused request.
@@ -271,66 +326,13 @@ pub(super) fn db_error(err: tokio_postgres::Error) -> StoreError {
         SqlState::CONNECTION_FAILURE,
         SqlState::CONNECTION_EXCEPTION,
     ];
+    let unstorable = [
+        SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+        SqlState::UNTRANSLATABLE_CHARACTER,
+    ];
     match err.as_db_error() {
-        Some(db) if !unavailable.contains(db.code()) => {
-            StoreError::Database(schema::describe(&err))
-        }
-        _ => StoreError::Unavailable(schema::describe(&err)),
-    }
-}
-
-/// Whether the database is down, since when, and when to try again.
-#[derive(Default)]
-pub(super) struct Outage {
-    down: Mutex<Option<Down>>,
-}
-
-struct Down {
-    since: Instant,
-    retry_at: Instant,
-    wait: Duration,
-}
-
-impl Outage {
-    pub(super) fn gate(&self) -> Result<(), StoreError> {
-        match &*lock(&self.down) {
-            Some(down) if Instant::now() < down.retry_at => Err(StoreError::Unavailable(
-                "the database is down; retrying".into(),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    pub(super) fn down(&self, why: &str) {
-        let now = Instant::now();
-        let mut down = lock(&self.down);
-        match &mut *down {
-            Some(down) => {
-                down.wait = (down.wait * 2).min(MAX_RETRY);
-                down.retry_at = now + down.wait;
-            }
-            None => {
-                warn!(error = %why, "the database is unreachable: new handshakes get `unavailable` until it is back; established sessions go on");
-                *down = Some(Down {
-                    since: now,
-                    retry_at: now + FIRST_RETRY,
-                    wait: FIRST_RETRY,
-                });
-            }
-        }
-    }
-
-    pub(super) fn up(&self) {
-        if let Some(down) = lock(&self.down).take() {
-            info!(
-                outage_ms = down.since.elapsed().as_millis() as u64,
-                "the database is reachable again"
-            );
-        }
-    }
-
-    /// Whether the database is known down now.
-    pub(super) fn is_down(&self) -> bool {
-        lock(&self.down).is_some()
+        Some(db) if unstorable.contains(db.code()) => StoreError::InvalidText(describe(&err)),
+        Some(db) if !unavailable.contains(db.code()) => StoreError::Database(describe(&err)),
+        _ => StoreError::Unavailable(describe(&err)),
     }
 }

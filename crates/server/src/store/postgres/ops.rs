@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     Param, PgStore,
-    rows::{secs, unix},
+    rows::{secs, storable, unix, unmatched},
 };
 use crate::{
     names::canonical,
@@ -34,7 +34,17 @@ impl PgStore {
     /// their lifetime at `now`, without announcing the chains as revoked;
     /// returns how many of each.
     pub async fn sweep(&self, now: UnixTime) -> Result<(u64, u64), StoreError> {
-        let mut client = self.client().await?;
+        let deadline = self.deadline();
+        let mut client = self.client(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, self.sweep_on(&mut client, now)).await;
+        self.settle(client, outcome)
+    }
+
+    async fn sweep_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        now: UnixTime,
+    ) -> Result<(u64, u64), StoreError> {
         let lifetimes = self.inner.lifetimes;
         let tx = self.check(client.transaction().await)?;
         self.check(tx.batch_execute("SET LOCAL echo.sweeping = 'on'").await)?;
@@ -111,7 +121,10 @@ impl UserStore for PgStore {
             resolve!(),
             ")"
         );
-        let row = self.row(sql, &[&name, &canonical(name)]).await?;
+        if !storable(name) {
+            return Ok(None);
+        }
+        let row = unmatched(self.row(sql, &[&name, &canonical(name)]).await)?;
         Ok(row.as_ref().map(Self::user_record))
     }
 
@@ -144,16 +157,17 @@ impl UserStore for PgStore {
                   d AS (DELETE FROM sessions WHERE user_name IN (SELECT name FROM u))
              SELECT name FROM u"
         );
-        let row = self
-            .row(sql, &[&name, &canonical(name), &password_hash])
-            .await?;
+        let row = unmatched(
+            self.row(sql, &[&name, &canonical(name), &password_hash])
+                .await,
+        )?;
         row.map(drop)
             .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
     }
 
     async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
         let sql = concat!("DELETE FROM users WHERE name = (", resolve!(), ")");
-        match self.run(sql, &[&name, &canonical(name)]).await? {
+        match unmatched(self.run(sql, &[&name, &canonical(name)]).await)? {
             0 => Err(StoreError::NoSuchUser(name.to_owned())),
             _ => Ok(()),
         }
@@ -182,9 +196,7 @@ impl UserStore for PgStore {
             &secs(now),
             &token.0.as_slice(),
         ];
-        let name: String = self
-            .row(sql, &params)
-            .await?
+        let name: String = unmatched(self.row(sql, &params).await)?
             .ok_or_else(|| StoreError::NoSuchUser(user.to_owned()))?
             .get(0);
         Ok(self.session_info(family, name, secs(now), secs(now)))
@@ -236,7 +248,7 @@ impl UserStore for PgStore {
             resolve!(),
             "), $1)"
         );
-        let removed = self.run(sql, &[&user, &canonical(user)]).await?;
+        let removed = unmatched(self.run(sql, &[&user, &canonical(user)]).await)?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
@@ -247,7 +259,7 @@ impl UserStore for PgStore {
             resolve!(),
             "), $1) ORDER BY created"
         );
-        let rows = self.rows(sql, &[&user, &canonical(user)]).await?;
+        let rows = unmatched(self.rows(sql, &[&user, &canonical(user)]).await)?;
         Ok(rows
             .iter()
             .map(|row| self.session_info(row.get(0), row.get(1), row.get(2), row.get(3)))

@@ -10,6 +10,22 @@ use crate::{
     store::{SessionInfo, StoreError, TokenHash, UnixTime, UserRecord},
 };
 
+/// A lookup by text the database cannot hold: nothing has it, so it finds
+/// nothing (no row, no change), as a store that can hold it would.
+pub(super) fn unmatched<T: Default>(result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::InvalidText(_)) => Ok(T::default()),
+        other => other,
+    }
+}
+
+/// Whether PostgreSQL can hold `text` in any encoding: no NUL character.
+/// The login path checks it before asking, saving the round trip (and
+/// the database's own error log line) for each such name.
+pub(super) fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// Unix seconds as PostgreSQL's `bigint`.
 pub(super) fn secs(value: UnixTime) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

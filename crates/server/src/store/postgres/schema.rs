@@ -7,7 +7,11 @@ use std::fmt::Write as _;
 
 use tokio_postgres::Client;
 
-use super::{PgUrl, connect, db_error};
+use super::{
+    PgUrl,
+    connect::{CONNECT_TIMEOUT, connect, describe},
+    db_error,
+};
 use crate::store::StoreError;
 
 /// Every version this binary knows, in order.
@@ -108,7 +112,7 @@ fn check_not_newer(applied: &[i32]) -> Result<(), StoreError> {
 
 /// The versions applied to the database at `url`, without changing it.
 pub async fn applied(url: &PgUrl) -> Result<Vec<Applied>, StoreError> {
-    let (client, _) = connect(url).await?;
+    let (client, _notes) = connect(url, CONNECT_TIMEOUT).await?;
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await
@@ -172,12 +176,4 @@ pub fn report(url: &PgUrl, applied: &[Applied]) -> String {
         }
     }
     out
-}
-
-/// A database error's own words (tokio-postgres's `Display` says only "db error").
-pub(super) fn describe(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => err.to_string(),
-    }
 }

@@ -150,8 +150,12 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         )),
         false => None,
     };
-    // Bound now, before the server says it is listening.
-    let control = control::bind(&config.data_dir);
+    // Bound now, before the server says it is listening; without it
+    // `clients` and `kick` could not reach this server, so it is no start.
+    let control = control::bind(&config.data_dir).with_context(|| {
+        let path = config.data_dir.join(control::CONTROL_SOCKET);
+        format!("cannot make the control socket {}", path.display())
+    })?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
     let metrics_listener = match &config.metrics_addr {
         Some(addr) => Some(
@@ -178,13 +182,6 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
             "allow_plaintext_auth is on: passwords and tokens from other machines cross the network in the clear; start with --tls instead"
         );
     }
-    let control = match control {
-        Ok(control) => Some(control),
-        Err(err) => {
-            warn!(error = %err, "no control socket: the admin commands will not reach this server");
-            None
-        }
-    };
     info!("{announcement}");
     if let Some(asked) = lowered {
         warn!(
@@ -246,7 +243,7 @@ fn announce(line: &str) -> anyhow::Result<()> {
 struct Listeners {
     main: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
-    control: Option<control::ControlSocket>,
+    control: control::ControlSocket,
     tls: Option<Arc<ServerTls>>,
 }
 
@@ -269,9 +266,7 @@ async fn serve(
         // Limits hold across every server on the database.
         server = server.with_ledger(ledger);
     }
-    if let Some(control) = listeners.control {
-        server = server.with_control_socket(control);
-    }
+    server = server.with_control_socket(listeners.control);
     if let Some(metrics) = listeners.metrics {
         server = server.with_metrics_listener(tokio_listener(metrics)?);
     }

@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use echo_prompt::EnvCheck;
 use echo_server::{
-    Server, ServerConfig, bind_with_fallback,
+    MAX_METRICS_CONNECTIONS, Server, ServerConfig, bind_with_fallback,
     clock::SystemClock,
     config::{FileConfig, RunArgs},
     control, daemon,
@@ -129,15 +129,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         }
     };
     let mut config = load_config(args, ask)?;
-    // Every connection is a file descriptor: if the limit cannot hold
-    // `max_connections` and some to spare, serve fewer, so that one more
-    // client is told `server_busy` instead of hanging in the backlog.
-    let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
-    let lowered = (config.max_connections > fit).then(|| {
-        let asked = config.max_connections;
-        config.max_connections = fit;
-        asked
-    });
+    let (lowered, fit) = fit_connections(&mut config)?;
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
         .with_format(config.log_format);
     // On a runtime of its own: a daemon forks after this, and a runtime's
@@ -209,6 +201,24 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// Every connection is a file descriptor: if the limit cannot hold
+/// `max_connections` (and the metrics port's, and some to spare), serve
+/// fewer, so that one more client is told `server_busy` instead of hanging
+/// in the backlog. The number asked for if it was lowered, and what fits.
+fn fit_connections(config: &mut ServerConfig) -> anyhow::Result<(Option<usize>, usize)> {
+    let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
+    let fit = match config.metrics_addr {
+        Some(_) => fit.saturating_sub(MAX_METRICS_CONNECTIONS).max(1),
+        None => fit,
+    };
+    let lowered = (config.max_connections > fit).then(|| {
+        let asked = config.max_connections;
+        config.max_connections = fit;
+        asked
+    });
+    Ok((lowered, fit))
 }
 
 /// The first log line: what runs, and where its files are.

@@ -227,12 +227,14 @@ pub struct ControlSocket {
     path: PathBuf,
 }
 
-/// Binds the control socket in `dir`, the directory of the store this
-/// process holds (so no other server uses the socket: a file left there is
-/// stale and replaced), with mode 0600. Bound before the server says it is
-/// listening, so an admin command right after start reaches it.
+/// Binds the control socket in `dir`, the data directory of this process
+/// (so no other server uses the socket: a file left there is stale and
+/// replaced), with mode 0600; `dir` is made (0700) if missing, whatever the
+/// store. Bound before the server says it is listening, so an admin command
+/// right after start reaches it.
 pub fn bind(dir: &Path) -> std::io::Result<ControlSocket> {
     use std::os::unix::fs::PermissionsExt;
+    crate::files::create_private_dir(dir)?;
     let path = dir.join(CONTROL_SOCKET);
     match std::fs::remove_file(&path) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),

@@ -63,6 +63,7 @@ pub mod tls;
 pub mod transport;
 
 pub use config::ServerConfig;
+pub use http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS;
 pub use net::{Bound, bind_with_fallback};
 pub use server::Server;
 

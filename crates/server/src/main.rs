@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use echo_prompt::EnvCheck;
 use echo_server::{
-    Server, ServerConfig, bind_with_fallback,
+    MAX_METRICS_CONNECTIONS, Server, ServerConfig, bind_with_fallback,
     clock::SystemClock,
     config::{FileConfig, RunArgs},
     control, daemon,
@@ -129,15 +129,7 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         }
     };
     let mut config = load_config(args, ask)?;
-    // Every connection is a file descriptor: if the limit cannot hold
-    // `max_connections` and some to spare, serve fewer, so that one more
-    // client is told `server_busy` instead of hanging in the backlog.
-    let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
-    let lowered = (config.max_connections > fit).then(|| {
-        let asked = config.max_connections;
-        config.max_connections = fit;
-        asked
-    });
+    let (lowered, fit) = fit_connections(&mut config)?;
     let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
         .with_format(config.log_format);
     // On a runtime of its own: a daemon forks after this, and a runtime's
@@ -150,8 +142,12 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
         )),
         false => None,
     };
-    // Bound now, before the server says it is listening.
-    let control = control::bind(&config.data_dir);
+    // Bound now, before the server says it is listening; without it
+    // `clients` and `kick` could not reach this server, so it is no start.
+    let control = control::bind(&config.data_dir).with_context(|| {
+        let path = config.data_dir.join(control::CONTROL_SOCKET);
+        format!("cannot make the control socket {}", path.display())
+    })?;
     let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
     let metrics_listener = match &config.metrics_addr {
         Some(addr) => Some(
@@ -178,13 +174,6 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
             "allow_plaintext_auth is on: passwords and tokens from other machines cross the network in the clear; start with --tls instead"
         );
     }
-    let control = match control {
-        Ok(control) => Some(control),
-        Err(err) => {
-            warn!(error = %err, "no control socket: the admin commands will not reach this server");
-            None
-        }
-    };
     info!("{announcement}");
     if let Some(asked) = lowered {
         warn!(
@@ -212,6 +201,24 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// Every connection is a file descriptor: if the limit cannot hold
+/// `max_connections` (and the metrics port's, and some to spare), serve
+/// fewer, so that one more client is told `server_busy` instead of hanging
+/// in the backlog. The number asked for if it was lowered, and what fits.
+fn fit_connections(config: &mut ServerConfig) -> anyhow::Result<(Option<usize>, usize)> {
+    let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
+    let fit = match config.metrics_addr {
+        Some(_) => fit.saturating_sub(MAX_METRICS_CONNECTIONS).max(1),
+        None => fit,
+    };
+    let lowered = (config.max_connections > fit).then(|| {
+        let asked = config.max_connections;
+        config.max_connections = fit;
+        asked
+    });
+    Ok((lowered, fit))
 }
 
 /// The first log line: what runs, and where its files are.
@@ -246,7 +253,7 @@ fn announce(line: &str) -> anyhow::Result<()> {
 struct Listeners {
     main: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
-    control: Option<control::ControlSocket>,
+    control: control::ControlSocket,
     tls: Option<Arc<ServerTls>>,
 }
 
@@ -269,9 +276,7 @@ async fn serve(
         // Limits hold across every server on the database.
         server = server.with_ledger(ledger);
     }
-    if let Some(control) = listeners.control {
-        server = server.with_control_socket(control);
-    }
+    server = server.with_control_socket(listeners.control);
     if let Some(metrics) = listeners.metrics {
         server = server.with_metrics_listener(tokio_listener(metrics)?);
     }

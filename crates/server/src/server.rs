@@ -158,7 +158,6 @@ impl<S: UserStore> Server<S> {
             acceptor,
             clients,
         });
-        let stop_http = stop_side_tasks.clone();
         let http = self.metrics_listener.map(|http_listener| {
             let probe = store.clone();
             let health = Health {
@@ -169,7 +168,8 @@ impl<S: UserStore> Server<S> {
                 http_listener,
                 metrics,
                 health,
-                stop_http.clone(),
+                context.config.metrics_idle_timeout,
+                stop_side_tasks.clone(),
             ))
         });
         Listener::new(listener, context, shutdown).serve().await;

@@ -5,9 +5,14 @@
 
 mod common;
 
-use std::{os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use common::{TestServer, auth_config, test_config};
+use common::{ServerProcess, TestServer, auth_config, postgres::Postgres, test_config};
 use echo_proto::{ByeReason, ClientMsg, Secret};
 use echo_server::control::{self, CONTROL_SOCKET, ControlRequest};
 
@@ -120,4 +125,74 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
     let listed = ask(&dir, ControlRequest::UserList).await.unwrap();
     assert!(listed.starts_with("ann\tcreated "), "{listed}");
     server.stop().await;
+}
+
+/// The server with a PostgreSQL store and a data directory that does not
+/// exist: the directory is made (0700) and holds the control socket, and
+/// `clients` reaches the server through it.
+#[test]
+fn a_postgres_server_makes_its_data_dir_and_control_socket() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(!data.exists());
+    let url = pg.url();
+    let args = ["--port", "0", "--mode", "ident", "--store", &url];
+    let server = ServerProcess::start(dir.path(), &args, &[]);
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(data.join(CONTROL_SOCKET).exists());
+    let mut client = common::connect_blocking(server.addr());
+    common::identify_blocking(&mut client, "ann");
+    let clients = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .args(["clients", "--json", "--store", &url, "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&clients.stdout);
+    assert!(clients.status.success(), "{clients:?}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(list.len(), 1, "{listed}");
+    assert_eq!(list[0]["user"], "ann", "{listed}");
+}
+
+/// A data directory where no socket can be made (its path is longer than
+/// a Unix socket's address holds): the server says so in one sentence and
+/// exits 1 instead of serving without `clients` and `kick`.
+#[test]
+fn a_server_that_cannot_make_its_control_socket_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d".repeat(110));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .args(["--port", "0", "--mode", "ident", "--data-dir"])
+        .arg(&data)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .env_remove("ECHO_SERVER_PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!("the server serves without a control socket: {output:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("echo-server: cannot make the control socket "),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "it never said it was listening");
 }

@@ -236,18 +236,9 @@ async fn bad_requests_get_their_status_and_the_main_port_goes_on() {
         "p".repeat(9 * 1024)
     );
     assert_eq!(http(http_addr, &huge).await.0, 431);
-    // 16 connections at once are served; the 17th is closed at once.
-    let mut held = Vec::new();
-    for _ in 0..16 {
-        held.push(TcpStream::connect(http_addr).await.unwrap());
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut extra = TcpStream::connect(http_addr).await.unwrap();
-    let mut byte = [0u8; 1];
-    let closed = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte)).await;
-    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
-    // A request head that never ends is dropped after 5 s.
-    let slow = &mut held[0];
+    // A request head that never ends is dropped after the idle timeout (5 s;
+    // the attacks on this port are in metrics_port.rs).
+    let mut slow = TcpStream::connect(http_addr).await.unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
         .await
         .unwrap();
@@ -256,6 +247,5 @@ async fn bad_requests_get_their_status_and_the_main_port_goes_on() {
     assert!(ended.is_ok(), "a slow request head was kept open");
     // The main port answered all along.
     assert_eq!(client.ask(1, "still here").await, ["still here"]);
-    drop(held);
     server.stop().await;
 }

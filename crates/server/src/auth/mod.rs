@@ -8,6 +8,7 @@
 //! - [`ledger`]: attempt limits per account and per address, behind a seam.
 //! - `identity.rs`: names by address (identification, the suggested user).
 
+mod argon;
 mod identity;
 pub mod ledger;
 pub mod passwords;

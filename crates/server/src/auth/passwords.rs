@@ -3,16 +3,13 @@
 
 use std::sync::Arc;
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
-    password_hash::{
-        SaltString,
-        rand_core::{OsRng, RngCore},
-    },
-};
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use echo_proto::Secret;
 
-use super::workers::Workers;
+use super::{
+    argon::{self, Memory},
+    workers::Workers,
+};
 
 /// Longest password, in bytes; longer ones are refused before hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -65,7 +62,9 @@ impl Passwords {
     pub fn with_workers(workers: usize) -> Result<Self, HashError> {
         let mut dummy = [0u8; 32];
         OsRng.fill_bytes(&mut dummy);
-        let dummy_hash = hash_blocking(&hex::encode(dummy))?;
+        // Made once, off the password threads: its memory is not kept.
+        let dummy_hash = argon::hash(hex::encode(dummy).as_bytes(), Memory::Once)
+            .map_err(|e| HashError(e.to_string()))?;
         let threads = Workers::start(workers)
             .map_err(|err| HashError(format!("cannot start the password threads: {err}")))?;
         Ok(Self {
@@ -124,27 +123,14 @@ impl Passwords {
     }
 }
 
-/// The OWASP parameters: Argon2id, 19 MiB, 2 passes, 1 lane.
-fn argon2() -> Argon2<'static> {
-    // Constant, valid parameters: `Params::new` cannot fail on them.
-    #[allow(clippy::unwrap_used)]
-    let params = Params::new(19_456, 2, 1, None).unwrap();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
+/// Hashes on a password thread, into its kept memory ([`argon`]).
 fn hash_blocking(password: &str) -> Result<String, HashError> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+    argon::hash(password.as_bytes(), Memory::Kept).map_err(|e| HashError(e.to_string()))
 }
 
+/// Verifies on a password thread, in its kept memory ([`argon`]).
 fn verify_blocking(password: &str, hash: &str) -> Result<bool, HashError> {
-    let parsed = PasswordHash::new(hash).map_err(|e| HashError(e.to_string()))?;
-    Ok(argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+    argon::verify(password.as_bytes(), hash, Memory::Kept).map_err(|e| HashError(e.to_string()))
 }
 
 /// Checks a new password: long enough, not too long, not easily guessed
@@ -218,7 +204,7 @@ mod tests {
             .unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b, "each password gets its own salt");
-        let salt = PasswordHash::new(&a).unwrap().salt.unwrap();
+        let salt = argon2::PasswordHash::new(&a).unwrap().salt.unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(salt.decode_b64(&mut buf).unwrap().len(), 16);
         assert!(

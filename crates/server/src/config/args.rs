@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP on HOST:PORT [default: off]
     #[arg(long, value_name = "HOST:PORT", env = "ECHO_SERVER_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Seconds a metrics-port connection has to send each request head; idle keep-alive connections are closed after it [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub metrics_idle_timeout: Option<u64>,
     /// A balancer (CIDR, e.g. 127.0.0.1/32) whose connections start with a PROXY protocol header (v1 or v2); repeat for several [default: none]
     #[arg(long, value_name = "CIDR")]
     pub proxy_protocol_from: Vec<IpNet>,

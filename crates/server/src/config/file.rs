@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub(super) password_workers: Option<usize>,
     pub(super) pid_file: Option<PathBuf>,
     pub(super) metrics_addr: Option<String>,
+    pub(super) metrics_idle_timeout: Option<u64>,
     pub(super) proxy_protocol_from: Option<Vec<IpNet>>,
     pub(super) tls: Option<bool>,
     pub(super) tls_cert: Option<PathBuf>,

@@ -100,6 +100,10 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// Where to serve `/metrics` and `/healthz` (HOST:PORT), if anywhere.
     pub metrics_addr: Option<String>,
+    /// Time a metrics-port connection has to send each request head (idle
+    /// keep-alive connections are closed after it); each request has it
+    /// plus 5 s to be answered.
+    pub metrics_idle_timeout: Duration,
     /// Balancers whose connections start with a PROXY header.
     pub proxy_protocol_from: Vec<IpNet>,
     /// Whether the port speaks TLS.
@@ -110,6 +114,20 @@ pub struct ServerConfig {
     /// Whether passwords and tokens may cross a plain port from outside
     /// the loopback range (off: `tls_required`).
     pub allow_plaintext_auth: bool,
+}
+
+/// The certificate and key files, given both or neither.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError::Invalid(
+            "tls_cert and tls_key go together: give both or neither".into(),
+        )),
+    }
 }
 
 /// A config file that could not be used.
@@ -173,6 +191,7 @@ impl Default for ServerConfig {
             daemon: false,
             pid_file: None,
             metrics_addr: None,
+            metrics_idle_timeout: Duration::from_secs(5),
             proxy_protocol_from: Vec::new(),
             tls: false,
             tls_files: None,
@@ -265,24 +284,21 @@ impl ServerConfig {
             daemon: args.daemon,
             pid_file: args.pid_file.clone().or(file.pid_file),
             metrics_addr: args.metrics_addr.clone().or(file.metrics_addr),
+            metrics_idle_timeout: secs(
+                args.metrics_idle_timeout,
+                file.metrics_idle_timeout,
+                d.metrics_idle_timeout,
+            ),
             proxy_protocol_from: if args.proxy_protocol_from.is_empty() {
                 file.proxy_protocol_from.unwrap_or(d.proxy_protocol_from)
             } else {
                 args.proxy_protocol_from.clone()
             },
             tls: args.tls || file.tls.unwrap_or(d.tls),
-            tls_files: match (
+            tls_files: tls_files(
                 args.tls_cert.clone().or(file.tls_cert),
                 args.tls_key.clone().or(file.tls_key),
-            ) {
-                (Some(cert), Some(key)) => Some((cert, key)),
-                (None, None) => None,
-                _ => {
-                    return Err(ConfigError::Invalid(
-                        "tls_cert and tls_key go together: give both or neither".into(),
-                    ));
-                }
-            },
+            )?,
             allow_plaintext_auth: file.allow_plaintext_auth.unwrap_or(d.allow_plaintext_auth),
         };
         config.validate()?;
@@ -303,6 +319,7 @@ impl ServerConfig {
             ("idle_timeout", self.idle_timeout.as_secs()),
             ("write_timeout", self.write_timeout.as_secs()),
             ("store_timeout", self.store_timeout.as_secs()),
+            ("metrics_idle_timeout", self.metrics_idle_timeout.as_secs()),
             ("max_frame_handshake", self.max_frame_handshake as u64),
             ("max_frame", self.max_frame as u64),
             ("max_repeat", u64::from(self.max_repeat)),

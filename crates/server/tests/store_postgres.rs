@@ -12,7 +12,7 @@ use std::{net::IpAddr, time::Duration};
 use common::postgres::Postgres;
 use conformance::{Backend, LIFETIMES, user};
 use echo_server::{
-    auth::{AttemptLedger, Limited},
+    auth::{AttemptLedger, Limited, ledger::Attempt},
     store::{
         PgStore, PgUrl, Revocation, Rotation, StoreError, TokenHash, UserStore, postgres::schema,
     },
@@ -203,15 +203,16 @@ async fn attempt_limits_are_shared_by_every_server() {
         lb.charge_address(ip, 1000).await.unwrap(),
         Err(Limited { retry_after: 20 })
     );
+    let ann = Attempt::new("ann", ip, false);
     for ledger in [&la, &lb, &la, &lb, &la] {
-        ledger.record_failure("ann", 2000).await.unwrap();
+        ledger.record_failure(ann, 2000).await.unwrap();
     }
     assert_eq!(
-        lb.check_account("ann", 2000).await.unwrap(),
+        lb.check_account(ann, 2000).await.unwrap(),
         Err(Limited { retry_after: 1 })
     );
-    la.record_success("ann").await.unwrap();
-    assert_eq!(lb.check_account("ann", 2000).await.unwrap(), Ok(()));
+    la.record_success(ann).await.unwrap();
+    assert_eq!(lb.check_account(ann, 2000).await.unwrap(), Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Locked, Pending, journal::Journal};
 use crate::{
     clock::Clock,
-    store::{Lifetimes, StoreError},
+    store::{FAMILIAR_SOURCE_SECS, Lifetimes, StoreError},
     sync::lock,
 };
 
@@ -107,6 +107,9 @@ fn compact_if_due(
             .state
             .identities
             .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
+        guard
+            .state
+            .forget_familiar_before(now.saturating_sub(FAMILIAR_SOURCE_SECS));
         let queued: Vec<Pending> = rx.try_iter().collect();
         (guard.state.snapshot(), queued)
     };

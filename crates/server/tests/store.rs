@@ -9,8 +9,9 @@ use std::{io::Write, net::IpAddr, path::Path};
 
 use common::ManualClock;
 use conformance::{Backend, LIFETIMES, name_of, user};
-use echo_server::store::{
-    self, FileStore, Rotation, Store, StoreError, StoreLocation, TokenHash, UserStore,
+use echo_server::{
+    auth::{AttemptLedger, MemoryLedger},
+    store::{self, FileStore, Rotation, Store, StoreError, StoreLocation, TokenHash, UserStore},
 };
 
 /// File stores in one temporary directory.
@@ -27,6 +28,10 @@ impl Backend for FileBackend {
 
     async fn open(&self) -> FileStore {
         FileStore::open(self.0.path(), LIFETIMES).unwrap()
+    }
+
+    fn ledger(&self, _: &FileStore, per_minute: u32) -> std::sync::Arc<dyn AttemptLedger> {
+        std::sync::Arc::new(MemoryLedger::new(10_000, per_minute))
     }
 }
 

@@ -12,7 +12,7 @@ use super::journal::Record;
 use crate::{
     admission::Source,
     names::{canonical, confusable_key},
-    store::{MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
+    store::{FAMILIAR_SOURCE_SECS, Lifetimes, MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
 };
 
 /// Everything the store knows, in memory.
@@ -199,10 +199,23 @@ impl State {
         }
     }
 
-    /// Forgets the familiar sources last logged in from before `cutoff`.
-    pub fn forget_familiar_before(&mut self, cutoff: UnixTime) {
+    /// Forgets, at `now`, the chains that have expired, the identities
+    /// unseen for their lifetime and the familiar sources not logged in
+    /// from for [`FAMILIAR_SOURCE_SECS`] (before a compaction).
+    pub fn forget_expired(&mut self, lifetimes: Lifetimes, now: UnixTime) {
+        let expired: Vec<Uuid> = self
+            .families
+            .iter()
+            .filter(|(_, chain)| lifetimes.expires(chain.created, chain.last_used) <= now)
+            .map(|(family, _)| *family)
+            .collect();
+        for family in expired {
+            self.revoke(family);
+        }
+        self.identities
+            .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
         self.familiar.retain(|_, sources| {
-            sources.retain(|_, seen| *seen >= cutoff);
+            sources.retain(|_, seen| seen.saturating_add(FAMILIAR_SOURCE_SECS) > now);
             !sources.is_empty()
         });
     }

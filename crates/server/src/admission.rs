@@ -69,6 +69,16 @@ impl Source {
             },
         }
     }
+
+    /// The address that stands for this source where one is stored (a
+    /// database column, a journal line): the IPv4 address, or the /64
+    /// prefix with the rest zero. [`Source::of`] of it is this source again.
+    pub fn address(self) -> IpAddr {
+        match self {
+            Source::V4(octets) => IpAddr::from(octets),
+            Source::V6(prefix) => IpAddr::from(std::net::Ipv6Addr::from(u128::from(prefix) << 64)),
+        }
+    }
 }
 
 impl Sources {
@@ -177,6 +187,14 @@ mod tests {
             Source::of(ip("192.0.2.1"))
         );
         assert_ne!(Source::of(ip("192.0.2.1")), Source::of(ip("192.0.2.2")));
+        for text in ["192.0.2.1", "2001:db8:1:2::7", "::ffff:192.0.2.1", "::1"] {
+            let source = Source::of(ip(text));
+            assert_eq!(Source::of(source.address()), source, "{text}");
+        }
+        assert_eq!(
+            Source::of(ip("2001:db8:1:2::7")).address(),
+            ip("2001:db8:1:2::")
+        );
     }
 
     #[test]

@@ -24,10 +24,10 @@ fn password_attempts_are_counted_across_servers() {
     let Some(pg) = Postgres::start() else { return };
     let cluster = Cluster::start(&pg, 2, "auth_attempts_per_minute = 30\n");
     Client::welcomed(cluster.addr(0), &register("cy"));
-    // Failures of one account on two servers make one run: the fifth
-    // starts its back-off, wherever it happened.
+    // Failures of one account from one source on two servers make one
+    // run: the fifth starts that source's back-off, wherever it happened.
     let failures =
-        "SELECT consecutive, blocked_until > 0 FROM attempt_accounts WHERE account = 'cy'";
+        "SELECT consecutive, blocked_until > 0 FROM attempt_sources WHERE account = 'cy'";
     for addr in [
         cluster.addr(0),
         cluster.addr(1),

@@ -9,8 +9,9 @@ use std::{io::Write, net::IpAddr, path::Path};
 
 use common::ManualClock;
 use conformance::{Backend, LIFETIMES, name_of, user};
-use echo_server::store::{
-    self, FileStore, Rotation, Store, StoreError, StoreLocation, TokenHash, UserStore,
+use echo_server::{
+    auth::{AttemptLedger, MemoryLedger},
+    store::{self, FileStore, Rotation, Store, StoreError, StoreLocation, TokenHash, UserStore},
 };
 
 /// File stores in one temporary directory.
@@ -27,6 +28,10 @@ impl Backend for FileBackend {
 
     async fn open(&self) -> FileStore {
         FileStore::open(self.0.path(), LIFETIMES).unwrap()
+    }
+
+    fn ledger(&self, _: &FileStore, per_minute: u32) -> std::sync::Arc<dyn AttemptLedger> {
+        std::sync::Arc::new(MemoryLedger::new(10_000, per_minute))
     }
 }
 
@@ -213,4 +218,42 @@ async fn compaction_forgets_identities_unseen_for_their_lifetime() {
         "an expired identity survived compaction"
     );
     assert!(text.contains("10.0.0.2"));
+}
+
+#[tokio::test]
+async fn familiar_sources_survive_compaction_until_unused_for_90_days() {
+    let dir = tempfile::tempdir().unwrap();
+    // A journal from before familiar sources loads: nothing is familiar.
+    let old = "{\"op\":\"user\",\"name\":\"ann\",\"hash\":\"h\",\"created\":1}\n";
+    std::fs::write(journal(dir.path()), old).unwrap();
+    let clock = ManualClock::at(0);
+    let store = FileStore::open_with_clock(dir.path(), LIFETIMES, clock.clone()).unwrap();
+    let (gone, kept): (IpAddr, IpAddr) =
+        ("10.0.0.3".parse().unwrap(), "2001:db8::4".parse().unwrap());
+    assert_eq!(store.familiar_since("ann", gone, 0).await.unwrap(), None);
+    store.note_familiar("ann", gone, 0).await.unwrap();
+    clock.advance(store::FAMILIAR_SOURCE_SECS);
+    for seen in 0..1100 {
+        let now = store::FAMILIAR_SOURCE_SECS + seen;
+        store.note_familiar("ann", kept, now).await.unwrap();
+    }
+    drop(store);
+    let text = std::fs::read_to_string(journal(dir.path())).unwrap();
+    assert!(
+        text.lines().count() < 500,
+        "the journal was never compacted"
+    );
+    assert!(
+        !text.contains("10.0.0.3"),
+        "a source unused for 90 days survived"
+    );
+    // Stored as its /64.
+    assert!(text.contains("\"source\":\"2001:db8::\""), "{text}");
+    let store = FileStore::open_with_clock(dir.path(), LIFETIMES, clock.clone()).unwrap();
+    let now = store::FAMILIAR_SOURCE_SECS + 2000;
+    let since = store.familiar_since("ann", "2001:db8::99".parse().unwrap(), now);
+    assert_eq!(
+        since.await.unwrap(),
+        Some(store::FAMILIAR_SOURCE_SECS + 1099)
+    );
 }

@@ -12,7 +12,7 @@ use std::{net::IpAddr, time::Duration};
 use common::postgres::Postgres;
 use conformance::{Backend, LIFETIMES, user};
 use echo_server::{
-    auth::{AttemptLedger, Limited},
+    auth::{AttemptLedger, Limited, ledger::Attempt},
     store::{
         PgStore, PgUrl, Revocation, Rotation, StoreError, TokenHash, UserStore, postgres::schema,
     },
@@ -38,6 +38,10 @@ impl Backend for PgBackend {
 
     async fn open(&self) -> PgStore {
         PgStore::open(&self.url(), LIFETIMES, 4).await.unwrap()
+    }
+
+    fn ledger(&self, store: &PgStore, per_minute: u32) -> std::sync::Arc<dyn AttemptLedger> {
+        std::sync::Arc::new(store.ledger(per_minute))
     }
 }
 
@@ -203,15 +207,36 @@ async fn attempt_limits_are_shared_by_every_server() {
         lb.charge_address(ip, 1000).await.unwrap(),
         Err(Limited { retry_after: 20 })
     );
+    let ann = Attempt::new("ann", ip, false);
     for ledger in [&la, &lb, &la, &lb, &la] {
-        ledger.record_failure("ann", 2000).await.unwrap();
+        ledger.record_failure(ann, 2000).await.unwrap();
     }
     assert_eq!(
-        lb.check_account("ann", 2000).await.unwrap(),
+        lb.check_account(ann, 2000).await.unwrap(),
         Err(Limited { retry_after: 1 })
     );
-    la.record_success("ann").await.unwrap();
-    assert_eq!(lb.check_account("ann", 2000).await.unwrap(), Ok(()));
+    la.record_success(ann).await.unwrap();
+    assert_eq!(lb.check_account(ann, 2000).await.unwrap(), Ok(()));
+    // Two addresses of one IPv6 /64 share one allowance across servers.
+    let (one, two): (IpAddr, IpAddr) = (
+        "2001:db8::1".parse().unwrap(),
+        "2001:db8::2".parse().unwrap(),
+    );
+    for (ledger, ip) in [(&la, one), (&lb, two), (&la, two)] {
+        assert_eq!(ledger.charge_address(ip, 3000).await.unwrap(), Ok(()));
+    }
+    assert!(lb.charge_address(one, 3000).await.unwrap().is_err());
+    // Failures from one source on A back that source off on B; the source
+    // ann logged in from (noted through B) is not slowed down on A.
+    for ledger in [&la, &lb, &la, &lb, &la] {
+        ledger.record_failure(ann, 4000).await.unwrap();
+    }
+    assert!(lb.check_account(ann, 4000).await.unwrap().is_err());
+    let home: IpAddr = "198.51.100.1".parse().unwrap();
+    b.note_familiar("ann", home, 3500).await.unwrap();
+    let familiar = a.familiar_since("ann", home, 4000).await.unwrap().is_some();
+    let from_home = Attempt::new("ann", home, familiar);
+    assert_eq!(la.check_account(from_home, 4000).await.unwrap(), Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use echo_proto::{
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 use echo_server::{
-    auth::AttemptLedger,
+    auth::{AttemptLedger, ledger::Attempt},
     store::{Lifetimes, PgStore, PgUrl, StoreError, TokenHash, UserRecord, UserStore},
 };
 
@@ -46,16 +46,20 @@ async fn a_nul_in_any_text_is_nothing_found_or_refused_never_a_database_error() 
             .await
             .map(drop),
     );
-    assert_eq!(ledger.check_account(NUL_NAME, 10).await.unwrap(), Ok(()));
-    ledger.record_failure(NUL_NAME, 10).await.unwrap();
-    ledger.record_success(NUL_NAME).await.unwrap();
+    let ip: IpAddr = "192.0.2.1".parse().unwrap();
+    for familiar in [false, true] {
+        let attempt = || Attempt::new(NUL_NAME, ip, familiar);
+        assert_eq!(ledger.check_account(attempt(), 10).await.unwrap(), Ok(()));
+        ledger.record_failure(attempt(), 10).await.unwrap();
+        ledger.record_success(attempt()).await.unwrap();
+    }
+    assert_eq!(store.familiar_since(NUL_NAME, ip, 10).await.unwrap(), None);
     // Writes: refused as text the store cannot hold.
     let record = UserRecord {
         name: NUL_NAME.into(),
         password_hash: "h".into(),
         created: 1,
     };
-    let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let refused = |result: Result<(), StoreError>| {
         assert!(
             matches!(result, Err(StoreError::InvalidText(_))),
@@ -66,6 +70,7 @@ async fn a_nul_in_any_text_is_nothing_found_or_refused_never_a_database_error() 
     refused(store.register(record, TokenHash::of("u")).await.map(drop));
     refused(store.remember_identity(ip, NUL_NAME, 10).await);
     refused(store.note_visit(ip, NUL_NAME, 10).await);
+    refused(store.note_familiar(NUL_NAME, ip, 10).await);
     // The store is fine afterwards.
     assert!(!store.is_unreachable());
     assert!(store.users().await.unwrap().is_empty());

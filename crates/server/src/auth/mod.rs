@@ -7,10 +7,13 @@
 //! - [`tokens`]: fresh session tokens.
 //! - [`ledger`]: attempt limits per account and per address, behind a seam.
 //! - `identity.rs`: names by address (identification, the suggested user).
+//! - `limits.rs`: which limits a password attempt answers to, and what its
+//!   outcome leaves in the ledger and the store.
 
 mod argon;
 mod identity;
 pub mod ledger;
+mod limits;
 pub mod passwords;
 pub mod tokens;
 mod workers;
@@ -138,7 +141,10 @@ impl<S: UserStore> Authenticator<S> {
         }
     }
 
-    /// `login`: checks the limits, then the password, then opens a session.
+    /// `login`: checks the limits (the source's allowance, the account's
+    /// failures from this source, and for a source the account never
+    /// logged in from its ceiling of such failures), then the password, then
+    /// opens a session.
     pub async fn login(&self, user: &str, password: Secret, ip: IpAddr) -> Result<Grant, Refusal> {
         let outcome = self.try_login(user, password, ip).await;
         if let Err(refusal) = &outcome {
@@ -154,19 +160,7 @@ impl<S: UserStore> Authenticator<S> {
         // The account's failures count under its canonical name, whatever
         // the spelling tried.
         let account = canonical(user);
-        self.ledger
-            .charge_address(ip, now)
-            .await
-            .map_err(refused_by_store)?
-            .map_err(rate_limited)?;
-        self.ledger
-            .check_account(&account, now)
-            .await
-            .map_err(refused_by_store)?
-            .map_err(|limit| {
-                warn!(user = %shown, "login refused: account is backing off");
-                rate_limited(limit)
-            })?;
+        let cleared = self.clear_limits(&account, ip, now, user).await?;
         let record = self.store.user(user).await.map_err(refused_by_store)?;
         let exists = record.is_some();
         // The name as registered: sessions and logs use it.
@@ -189,10 +183,7 @@ impl<S: UserStore> Authenticator<S> {
         if !matches {
             // Only real accounts are tracked: junk names cannot crowd them out.
             if exists {
-                self.ledger
-                    .record_failure(&account, now)
-                    .await
-                    .map_err(refused_by_store)?;
+                self.count_failure(&account, ip, cleared, now).await?;
             }
             warn!(user = %shown, "login failed");
             return Err(Refusal {
@@ -201,9 +192,7 @@ impl<S: UserStore> Authenticator<S> {
                 counts: true,
             });
         }
-        if let Err(err) = self.ledger.record_success(&account).await {
-            warn!(error = %err, "cannot clear the account's failures");
-        }
+        self.count_success(&account, ip, cleared, now).await;
         let token = new_token();
         let session = self
             .store
@@ -297,6 +286,7 @@ impl<S: UserStore> Authenticator<S> {
         {
             Ok(session) => {
                 info!(user = %shown(&name), "registered");
+                self.remember_source(&canonical(&name), ip, None, now).await;
                 Ok(Grant { token, session })
             }
             Err(StoreError::NameTaken(_)) => Err(taken()),

@@ -257,3 +257,36 @@ async fn failures_for_names_that_are_no_account_take_no_room() {
     assert_eq!(wrong.unwrap_err().code, ErrorCode::InvalidCredentials);
     assert_eq!(f.ledger.tracked().0, 1);
 }
+
+#[tokio::test]
+async fn logins_make_their_source_familiar_written_at_most_once_a_day() {
+    use crate::store::UserStore;
+    let f = fixture(1000).await;
+    let home = ip("2001:db8:0:1::1");
+    f.auth.register("Ann", PASSWORD.into(), home).await.unwrap();
+    let now = f.clock.now();
+    let store = f.auth.store.clone();
+    // Registered from the /64: familiar under the canonical name.
+    let same_64 = ip("2001:db8:0:1::2");
+    assert_eq!(
+        store.familiar_since("ann", same_64, now).await.unwrap(),
+        Some(now)
+    );
+    let away = ip("192.0.2.7");
+    assert_eq!(store.familiar_since("ann", away, now).await.unwrap(), None);
+    // A wrong password does not make a source familiar.
+    let wrong = f.auth.login("ann", "wrong horse".into(), away).await;
+    assert!(wrong.is_err());
+    assert_eq!(store.familiar_since("ann", away, now).await.unwrap(), None);
+    f.auth.login("ANN", PASSWORD.into(), away).await.unwrap();
+    assert_eq!(
+        store.familiar_since("ann", away, now).await.unwrap(),
+        Some(now)
+    );
+    let written = f.changes_written();
+    f.auth.login("ann", PASSWORD.into(), away).await.unwrap();
+    assert_eq!(f.changes_written(), written + 1, "only the new session");
+    f.clock.0.fetch_add(86_400, Ordering::SeqCst);
+    f.auth.login("ann", PASSWORD.into(), away).await.unwrap();
+    assert_eq!(f.changes_written(), written + 3, "a day later: refreshed");
+}

@@ -88,7 +88,8 @@ pub struct ServerConfig {
     pub identity_days: u64,
     /// Shortest password `register` accepts (never under 8).
     pub min_password_length: usize,
-    /// Password attempts (`login`, `register`) one IP address may make a minute.
+    /// Password attempts (`login`, `register`) one source (an IPv4 address,
+    /// an IPv6 /64) may make a minute.
     pub auth_attempts_per_minute: u32,
     /// Whether `ask_auth` names the user last logged in from the address.
     pub suggest_user: bool,

@@ -92,6 +92,24 @@ impl UserStore for Store {
         dispatch!(self, s => s.remember_identity(ip, name, now))
     }
 
+    async fn familiar_since(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        dispatch!(self, s => s.familiar_since(account, ip, now))
+    }
+
+    async fn note_familiar(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.note_familiar(account, ip, now))
+    }
+
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         dispatch!(self, s => s.user(name))
     }

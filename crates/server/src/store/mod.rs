@@ -31,6 +31,14 @@ pub use crate::clock::UnixTime;
 /// as expired: the user logs in again.
 pub const MAX_ROTATIONS_PER_CHAIN: usize = 100_000;
 
+/// How long a source an account logged in from stays familiar after the
+/// last login from it ([`UserStore::familiar_since`]).
+pub const FAMILIAR_SOURCE_SECS: u64 = 90 * 86_400;
+
+/// Familiar sources kept per account: a login from one more forgets the
+/// one logged in from longest ago.
+pub const MAX_FAMILIAR_SOURCES: usize = 64;
+
 /// A registered user.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -205,6 +213,25 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.remember_identity(ip, name, now)
     }
+
+    /// When `account` (a canonical name) last logged in with its password
+    /// from the source of `ip` ([`Source::of`](crate::admission::Source::of)),
+    /// unless that was [`FAMILIAR_SOURCE_SECS`] or longer before `now`.
+    fn familiar_since(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<UnixTime>, StoreError>> + Send;
+
+    /// Remembers that `account` logged in from the source of `ip` at `now`
+    /// (at most [`MAX_FAMILIAR_SOURCES`] sources per account, the latest).
+    fn note_familiar(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The user called `name`.
     fn user(

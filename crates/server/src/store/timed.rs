@@ -47,6 +47,26 @@ impl<S: UserStore> UserStore for Timed<S> {
         self.time("remember_identity", operation).await
     }
 
+    async fn familiar_since(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let operation = self.inner.familiar_since(account, ip, now);
+        self.time("familiar_since", operation).await
+    }
+
+    async fn note_familiar(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let operation = self.inner.note_familiar(account, ip, now);
+        self.time("note_familiar", operation).await
+    }
+
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         self.time("user", self.inner.user(name)).await
     }

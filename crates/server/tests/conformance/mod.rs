@@ -5,11 +5,15 @@
 //! `tests/store.rs`, and any other backend runs the same cases.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{future::Future, net::IpAddr};
+mod ledger;
 
-use echo_server::store::{
-    Identity, Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore,
+use std::{future::Future, net::IpAddr, sync::Arc};
+
+use echo_server::{
+    auth::AttemptLedger,
+    store::{Identity, Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore},
 };
+pub use ledger::*;
 
 /// Session lifetimes every case assumes.
 pub const LIFETIMES: Lifetimes = Lifetimes {
@@ -26,6 +30,10 @@ pub trait Backend {
     /// Opens the store with [`LIFETIMES`]. Called again after every handle
     /// of the previous one is dropped, it opens the same data (a restart).
     fn open(&self) -> impl Future<Output = Self::Store>;
+
+    /// The attempt ledger that goes with `store`, allowing `per_minute`
+    /// password attempts a minute per source.
+    fn ledger(&self, store: &Self::Store, per_minute: u32) -> Arc<dyn AttemptLedger>;
 }
 
 /// Generates one `#[tokio::test]` per case, each on a fresh backend.
@@ -48,6 +56,10 @@ macro_rules! conformance_suite {
             any_spelling_of_a_name_finds_its_user,
             a_name_that_looks_like_another_is_taken,
             revoking_one_chain_leaves_the_others,
+            the_password_allowance_is_per_source_and_an_ipv6_64_is_one,
+            failures_from_other_sources_never_slow_the_owner_down,
+            a_spray_from_unfamiliar_sources_stops_at_the_daily_ceiling,
+            familiar_sources_are_kept_per_source_across_restarts,
         );
     };
     (@cases $backend:expr; $($case:ident),+ $(,)?) => {

@@ -1,5 +1,23 @@
-//! The attempt ledger: failed passwords per account and password attempts
-//! per address, checked before any password work is done.
+//! The attempt ledger: failed passwords per account and source, and
+//! password attempts per source, checked before any password work is done.
+//!
+//! A source is the unit the connection caps count ([`Source`]: an IPv4
+//! address, an IPv6 /64). The rules, the same in every ledger:
+//!
+//! - each source has an allowance of password attempts a minute
+//!   ([`Bucket`], `auth_attempts_per_minute`), whatever the account;
+//! - an account's failures are counted per source ([`AccountAttempts`]):
+//!   from the fifth in a row from one source, that source waits a doubling
+//!   back-off, and one source may fail at most [`MAX_FAILURES_PER_DAY`]
+//!   times a day on one account. Failures from one source never slow the
+//!   account down from another;
+//! - failures from sources the account never logged in from (unfamiliar:
+//!   the store remembers where each account logged in, see
+//!   [`UserStore::familiar_since`](crate::store::UserStore::familiar_since))
+//!   also count towards a ceiling for the account
+//!   ([`MAX_UNFAMILIAR_FAILURES_PER_DAY`], [`UnfamiliarFailures`]): once
+//!   reached, unfamiliar sources are refused until UTC midnight, while the
+//!   sources the account logged in from before go on as if nothing happened.
 //!
 //! [`AttemptLedger`] is the seam: [`MemoryLedger`] keeps the counts in this
 //! process (reset by a restart); a ledger in a shared database makes the
@@ -13,14 +31,19 @@ use std::{fmt, future::Future, net::IpAddr, pin::Pin};
 
 pub use memory::MemoryLedger;
 
+use crate::admission::Source;
 use crate::{clock::UnixTime, store::StoreError};
 
-/// Consecutive failures on an account before back-off starts.
+/// Consecutive failures from one source on an account before back-off starts.
 const FREE_FAILURES: u32 = 5;
 /// Longest back-off, in seconds.
 const MAX_BACKOFF_SECS: u64 = 15 * 60;
-/// Failures an account may collect in a day.
-const MAX_FAILURES_PER_DAY: u32 = 100;
+/// Failures one source may make on one account in a (UTC) day.
+pub const MAX_FAILURES_PER_DAY: u32 = 100;
+/// Failures from unfamiliar sources, all together, one account may collect
+/// in a (UTC) day: an attacker with N addresses gets at most
+/// `min(N * MAX_FAILURES_PER_DAY, MAX_UNFAMILIAR_FAILURES_PER_DAY)` guesses.
+pub const MAX_UNFAMILIAR_FAILURES_PER_DAY: u32 = 1000;
 
 /// What a ledger call returns: a boxed future, so ledgers can be swapped at
 /// run time. A shared ledger can fail ([`StoreError`]); the memory one never does.
@@ -33,31 +56,74 @@ pub struct Limited {
     pub retry_after: u64,
 }
 
+/// A password tried for an account from a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    /// The account (its canonical name).
+    pub account: &'a str,
+    /// Where the attempt comes from.
+    pub source: Source,
+    /// Whether the account logged in from `source` before (and the store
+    /// still remembers it).
+    pub familiar: bool,
+}
+
+impl<'a> Attempt<'a> {
+    /// An attempt on `account` from `ip` (counted as [`Source::of`] it).
+    pub fn new(account: &'a str, ip: IpAddr, familiar: bool) -> Self {
+        Self {
+            account,
+            source: Source::of(ip),
+            familiar,
+        }
+    }
+}
+
 /// Where attempt limits are counted.
 pub trait AttemptLedger: Send + Sync + fmt::Debug {
-    /// Takes one password attempt from `ip`'s allowance, or says how long
-    /// to wait for the next one.
+    /// Takes one password attempt from the allowance of `ip`'s source
+    /// ([`Source::of`]), or says how long to wait for the next one.
     fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>>;
 
-    /// Whether `user` may try a password now.
+    /// Whether a password may be tried now: the back-off and daily count of
+    /// the account from this source, and for an unfamiliar source the
+    /// account's ceiling too ([`allowed`]).
     fn check_account<'a>(
         &'a self,
-        user: &'a str,
+        attempt: Attempt<'a>,
         now: UnixTime,
     ) -> LedgerFuture<'a, Result<(), Limited>>;
 
-    /// Counts a failed password for `user`; from the fifth in a row each one
-    /// blocks the account for twice as long as the one before. Called for
-    /// existing users only: a name that is no account has nothing to
-    /// protect, and junk names must not take the room of real accounts.
-    fn record_failure<'a>(&'a self, user: &'a str, now: UnixTime) -> LedgerFuture<'a, ()>;
+    /// Counts a failed password ([`AccountAttempts::fail`] for the account
+    /// from this source; [`UnfamiliarFailures::fail`] too for an unfamiliar
+    /// source). Called for existing users only: a name that is no account
+    /// has nothing to protect, and junk names must not take the room of
+    /// real accounts.
+    fn record_failure<'a>(&'a self, attempt: Attempt<'a>, now: UnixTime) -> LedgerFuture<'a, ()>;
 
-    /// A correct password: the account's run of failures is over.
-    fn record_success<'a>(&'a self, user: &'a str) -> LedgerFuture<'a, ()>;
+    /// A correct password: the account's run of failures from this source
+    /// is over (other sources' runs go on).
+    fn record_success<'a>(&'a self, attempt: Attempt<'a>) -> LedgerFuture<'a, ()>;
 }
 
-/// One account's failed passwords: its run of failures and back-off, and
-/// its count for the day. Every ledger keeps these and applies the same rules.
+/// The rule every ledger applies: `from_source` is what the ledger knows of
+/// the account from the attempt's source, `unfamiliar` its failures from
+/// unfamiliar sources. A familiar source answers to its own count only.
+pub fn allowed(
+    attempt: &Attempt<'_>,
+    from_source: Option<&AccountAttempts>,
+    unfamiliar: Option<&UnfamiliarFailures>,
+    now: UnixTime,
+) -> Result<(), Limited> {
+    if !attempt.familiar {
+        unfamiliar.map_or(Ok(()), |count| count.allowed(now))?;
+    }
+    from_source.map_or(Ok(()), |account| account.allowed(now))
+}
+
+/// One account's failed passwords from one source: its run of failures and
+/// back-off, and its count for the day. Every ledger keeps these and
+/// applies the same rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountAttempts {
     /// Failures in a row.
@@ -87,7 +153,7 @@ impl AccountAttempts {
     }
 
     /// Counts a failure at `now`: from the fifth in a row each one blocks
-    /// the account for twice as long as the one before.
+    /// the account, from this source, for twice as long as the one before.
     pub fn fail(&mut self, now: UnixTime) {
         let day = now / 86_400;
         if self.day != day {
@@ -116,7 +182,43 @@ impl AccountAttempts {
     }
 }
 
-/// A token bucket of password attempts for one address: `tokens` refill at
+/// One account's failures from unfamiliar sources, all together, in a day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnfamiliarFailures {
+    /// The day (Unix days) `today` counts.
+    pub day: u64,
+    /// Failures from unfamiliar sources on `day`.
+    pub today: u32,
+}
+
+impl UnfamiliarFailures {
+    /// Whether an unfamiliar source may try a password at `now`.
+    pub fn allowed(&self, now: UnixTime) -> Result<(), Limited> {
+        if self.day == now / 86_400 && self.today >= MAX_UNFAMILIAR_FAILURES_PER_DAY {
+            return Err(Limited {
+                retry_after: 86_400 - now % 86_400,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a failure from an unfamiliar source at `now`.
+    pub fn fail(&mut self, now: UnixTime) {
+        let day = now / 86_400;
+        if self.day != day {
+            self.day = day;
+            self.today = 0;
+        }
+        self.today += 1;
+    }
+
+    /// Whether forgetting it now loses nothing: no failures today.
+    pub fn droppable(&self, now: UnixTime) -> bool {
+        self.day != now / 86_400
+    }
+}
+
+/// A token bucket of password attempts for one source: `tokens` refill at
 /// `per_minute` a minute up to `per_minute`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {

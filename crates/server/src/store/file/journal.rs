@@ -58,6 +58,15 @@ pub(super) enum Record {
     Revoke { family: Uuid },
     /// Every session chain of a user revoked.
     RevokeUser { name: String },
+    /// An account (canonical name) logged in from a source (its
+    /// [`Source::address`](crate::admission::Source::address)). Journals
+    /// from before it have none: their accounts start with no familiar
+    /// source.
+    Familiar {
+        account: String,
+        source: IpAddr,
+        seen: UnixTime,
+    },
 }
 
 /// The open journal file, owned by the store's writer thread.

@@ -6,9 +6,12 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::{FileStore, journal::Record, state::Family};
-use crate::store::{
-    Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash,
-    UnixTime, UserRecord, UserStore,
+use crate::{
+    admission::Source,
+    store::{
+        FAMILIAR_SOURCE_SECS, Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo,
+        StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+    },
 };
 
 fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionInfo {
@@ -42,6 +45,33 @@ impl UserStore for FileStore {
         let record = Record::Ident {
             ip,
             name: name.to_owned(),
+            seen: now,
+        };
+        self.write(|_| Ok((vec![record], ()))).await
+    }
+
+    async fn familiar_since(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let source = Source::of(ip);
+        Ok(self.read(|state| {
+            let seen = *state.familiar.get(account)?.get(&source)?;
+            (seen.saturating_add(FAMILIAR_SOURCE_SECS) > now).then_some(seen)
+        }))
+    }
+
+    async fn note_familiar(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let record = Record::Familiar {
+            account: account.to_owned(),
+            source: Source::of(ip).address(),
             seen: now,
         };
         self.write(|_| Ok((vec![record], ()))).await

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::journal::Record;
 use crate::{
+    admission::Source,
     names::{canonical, confusable_key},
-    store::{TokenHash, UnixTime},
+    store::{FAMILIAR_SOURCE_SECS, Lifetimes, MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
 };
 
 /// Everything the store knows, in memory.
@@ -28,6 +29,9 @@ pub(crate) struct State {
     pub families: HashMap<Uuid, Family>,
     /// Every remembered token (current or rotated away) → its chain.
     pub tokens: HashMap<TokenHash, Uuid>,
+    /// Account (canonical name) → the sources it logged in from → when
+    /// last.
+    pub familiar: HashMap<String, HashMap<Source, UnixTime>>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +161,11 @@ impl State {
                 self.revoke(*family);
             }
             Record::RevokeUser { name } => self.revoke_user(name),
+            Record::Familiar {
+                account,
+                source,
+                seen,
+            } => self.note_familiar(account, Source::of(*source), *seen),
         }
         Ok(())
     }
@@ -171,6 +180,44 @@ impl State {
             self.tokens.remove(old);
         }
         true
+    }
+
+    /// `account` logged in from `source` at `seen`; beyond
+    /// [`MAX_FAMILIAR_SOURCES`], the source logged in from longest ago is
+    /// forgotten.
+    fn note_familiar(&mut self, account: &str, source: Source, seen: UnixTime) {
+        let sources = self.familiar.entry(account.to_owned()).or_default();
+        let last = sources.entry(source).or_default();
+        *last = (*last).max(seen);
+        if sources.len() > MAX_FAMILIAR_SOURCES
+            && let Some(oldest) = sources
+                .iter()
+                .min_by_key(|(_, seen)| **seen)
+                .map(|(s, _)| *s)
+        {
+            sources.remove(&oldest);
+        }
+    }
+
+    /// Forgets, at `now`, the chains that have expired, the identities
+    /// unseen for their lifetime and the familiar sources not logged in
+    /// from for [`FAMILIAR_SOURCE_SECS`] (before a compaction).
+    pub fn forget_expired(&mut self, lifetimes: Lifetimes, now: UnixTime) {
+        let expired: Vec<Uuid> = self
+            .families
+            .iter()
+            .filter(|(_, chain)| lifetimes.expires(chain.created, chain.last_used) <= now)
+            .map(|(family, _)| *family)
+            .collect();
+        for family in expired {
+            self.revoke(family);
+        }
+        self.identities
+            .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
+        self.familiar.retain(|_, sources| {
+            sources.retain(|_, seen| seen.saturating_add(FAMILIAR_SOURCE_SECS) > now);
+            !sources.is_empty()
+        });
     }
 
     fn revoke_user(&mut self, name: &str) {
@@ -205,12 +252,24 @@ impl State {
             used: chain.last_used,
             rotated: chain.rotated.iter().map(|t| t.to_hex()).collect(),
         });
-        users.chain(identities).chain(sessions).collect()
+        let familiar = self.familiar.iter().flat_map(|(account, sources)| {
+            sources.iter().map(|(source, seen)| Record::Familiar {
+                account: account.clone(),
+                source: source.address(),
+                seen: *seen,
+            })
+        });
+        users
+            .chain(identities)
+            .chain(sessions)
+            .chain(familiar)
+            .collect()
     }
 
     /// How many records a compacted journal of this state holds.
     pub fn live_records(&self) -> usize {
-        self.users.len() + self.identities.len() + self.families.len()
+        let familiar: usize = self.familiar.values().map(HashMap::len).sum();
+        self.users.len() + self.identities.len() + self.families.len() + familiar
     }
 }
 

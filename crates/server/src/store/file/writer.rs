@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex, mpsc};
 
 use tracing::{error, info, warn};
-use uuid::Uuid;
 
 use super::{Locked, Pending, journal::Journal};
 use crate::{
@@ -92,21 +91,7 @@ fn compact_if_due(
         if !journal.wants_compaction(guard.state.live_records()) {
             return;
         }
-        let now = clock.now();
-        let expired: Vec<Uuid> = guard
-            .state
-            .families
-            .iter()
-            .filter(|(_, chain)| lifetimes.expires(chain.created, chain.last_used) <= now)
-            .map(|(family, _)| *family)
-            .collect();
-        for family in expired {
-            guard.state.revoke(family);
-        }
-        guard
-            .state
-            .identities
-            .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
+        guard.state.forget_expired(lifetimes, clock.now());
         let queued: Vec<Pending> = rx.try_iter().collect();
         (guard.state.snapshot(), queued)
     };

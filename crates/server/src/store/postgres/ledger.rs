@@ -1,16 +1,18 @@
 //! The attempt ledger in PostgreSQL, so that limits hold across servers and
-//! restarts: each change reads the row `FOR UPDATE`, applies the same rules
-//! as the memory ledger ([`AccountAttempts`], [`Bucket`]) and writes it
-//! back, in one transaction. Rows of addresses whose bucket has refilled are
-//! deleted about once a minute, so a flood of addresses leaves nothing
-//! behind; accounts exist only for real users.
+//! restarts: each change reads its rows `FOR UPDATE`, applies the same rules
+//! as the memory ledger ([`AccountAttempts`], [`UnfamiliarFailures`],
+//! [`Bucket`]) and writes them back, in one transaction. Sources are stored
+//! as [`Source::address`] (an IPv6 /64 as its prefix). Rows whose
+//! bucket has refilled, whose failures are from an earlier day with no
+//! back-off in force, are deleted about once a minute, so a flood of
+//! addresses leaves nothing behind; failures exist only for real users.
 
 use std::{
     net::IpAddr,
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 use tokio::time::timeout_at;
 
 use super::{
@@ -18,7 +20,11 @@ use super::{
     rows::{count, int, secs, storable, unix, unmatched},
 };
 use crate::{
-    auth::ledger::{AccountAttempts, AttemptLedger, Bucket, LedgerFuture, Limited},
+    admission::Source,
+    auth::ledger::{
+        AccountAttempts, Attempt, AttemptLedger, Bucket, LedgerFuture, Limited, UnfamiliarFailures,
+        allowed,
+    },
     clock::UnixTime,
     store::StoreError,
 };
@@ -48,7 +54,8 @@ impl PgLedger {
         }
     }
 
-    /// Takes one attempt from `ip`'s bucket, within the store's deadline.
+    /// Takes one attempt from the bucket of `ip`'s source, within the
+    /// store's deadline.
     async fn take(&self, ip: IpAddr, now: UnixTime) -> Result<Result<(), Limited>, StoreError> {
         self.sweep(now).await?;
         let deadline = self.store.deadline();
@@ -63,6 +70,7 @@ impl PgLedger {
         ip: IpAddr,
         now: UnixTime,
     ) -> Result<Result<(), Limited>, StoreError> {
+        let ip = Source::of(ip).address();
         let store = &self.store;
         let tx = store.check(client.transaction().await)?;
         let full = Bucket::full(self.per_minute, now);
@@ -112,8 +120,9 @@ impl PgLedger {
         Ok(outcome)
     }
 
-    /// Deletes the rows of addresses whose bucket is full again (they mean
-    /// nothing), at most once a minute per server.
+    /// Deletes the rows that mean nothing any more, at most once a minute
+    /// per server: sources whose bucket is full again, failures from an
+    /// earlier day with no back-off in force.
     async fn sweep(&self, now: UnixTime) -> Result<(), StoreError> {
         let last = self.swept.load(Ordering::Relaxed);
         if now < last + 60
@@ -124,32 +133,58 @@ impl PgLedger {
         {
             return Ok(());
         }
-        let sql = "DELETE FROM attempt_addresses WHERE updated < $1";
+        let sql = "WITH a AS (DELETE FROM attempt_addresses WHERE updated < $1),
+                        s AS (DELETE FROM attempt_sources WHERE blocked_until <= $2 AND day < $3)
+                   DELETE FROM attempt_accounts WHERE day < $3";
         let before = secs(now.saturating_sub(60));
-        self.store.run(sql, &[&before]).await.map(drop)
+        let today = secs(now / 86_400);
+        self.store
+            .run(sql, &[&before, &secs(now), &today])
+            .await
+            .map(drop)
     }
 
-    async fn account(&self, user: &str) -> Result<Option<AccountAttempts>, StoreError> {
-        let sql = "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
-                   WHERE account = $1";
-        if !storable(user) {
-            return Ok(None);
+    /// What is known of the account from the attempt's source, and of its
+    /// failures from unfamiliar sources.
+    async fn known(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<(Option<AccountAttempts>, Option<UnfamiliarFailures>), StoreError> {
+        let sql = "SELECT s.consecutive, s.blocked_until, s.day, s.today, a.day, a.today
+                   FROM (SELECT $1::text AS account) k
+                   LEFT JOIN attempt_sources s ON s.account = k.account AND s.source = $2
+                   LEFT JOIN attempt_accounts a ON a.account = k.account";
+        if !storable(attempt.account) {
+            return Ok((None, None));
         }
-        let row = unmatched(self.store.row(sql, &[&user]).await)?;
-        Ok(row.as_ref().map(account_of))
+        let source = attempt.source.address();
+        let row = unmatched(self.store.row(sql, &[&attempt.account, &source]).await)?;
+        let Some(row) = row else {
+            return Ok((None, None));
+        };
+        let from_source = row.get::<_, Option<i32>>(0).map(|_| account_of(&row));
+        let unfamiliar = row.get::<_, Option<i64>>(4).map(|day| UnfamiliarFailures {
+            day: unix(day),
+            today: count(row.get(5)),
+        });
+        Ok((from_source, unfamiliar))
     }
 
-    /// Applies `change` to `user`'s row, created first when `create`,
+    /// Applies `change` to the account's row for the attempt's source
+    /// (created first when `create`), and counts a failure from an
+    /// unfamiliar source when `unfamiliar_at` says when: one transaction,
     /// within the store's deadline.
     async fn modify(
         &self,
-        user: &str,
+        attempt: &Attempt<'_>,
         create: bool,
         change: impl FnOnce(&mut AccountAttempts) + Send,
+        unfamiliar_at: Option<UnixTime>,
     ) -> Result<(), StoreError> {
         let deadline = self.store.deadline();
         let mut client = self.store.client(deadline).await?;
-        let outcome = timeout_at(deadline, self.modify_on(&mut client, user, create, change)).await;
+        let modified = self.modify_on(&mut client, attempt, create, change, unfamiliar_at);
+        let outcome = timeout_at(deadline, modified).await;
         // An account whose name the database cannot hold does not exist.
         unmatched(self.store.settle(client, outcome))
     }
@@ -157,55 +192,72 @@ impl PgLedger {
     async fn modify_on(
         &self,
         client: &mut Object,
-        user: &str,
+        attempt: &Attempt<'_>,
         create: bool,
         change: impl FnOnce(&mut AccountAttempts) + Send,
+        unfamiliar_at: Option<UnixTime>,
     ) -> Result<(), StoreError> {
         let store = &self.store;
         let tx = store.check(client.transaction().await)?;
+        let source = attempt.source.address();
         if create {
-            store.check(
-                tx.execute(
-                    &store.prepared_tx(&tx, "INSERT INTO attempt_accounts (account, consecutive, blocked_until, day, today)
-                     VALUES ($1, 0, 0, 0, 0) ON CONFLICT (account) DO NOTHING").await?,
-                    &[&user],
-                )
-                .await,
-            )?;
+            let sql = "INSERT INTO attempt_sources
+                       (account, source, consecutive, blocked_until, day, today)
+                       VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT (account, source) DO NOTHING";
+            let insert = store.prepared_tx(&tx, sql).await?;
+            store.check(tx.execute(&insert, &[&attempt.account, &source]).await)?;
         }
-        let Some(row) = store.check(
-            tx.query_opt(
-                &store
-                    .prepared_tx(
-                        &tx,
-                        "SELECT consecutive, blocked_until, day, today FROM attempt_accounts
-                 WHERE account = $1 FOR UPDATE",
-                    )
-                    .await?,
-                &[&user],
-            )
-            .await,
-        )?
-        else {
+        let sql = "SELECT consecutive, blocked_until, day, today FROM attempt_sources
+                   WHERE account = $1 AND source = $2 FOR UPDATE";
+        let select = store.prepared_tx(&tx, sql).await?;
+        let row = store.check(tx.query_opt(&select, &[&attempt.account, &source]).await)?;
+        let Some(row) = row else {
             return Ok(());
         };
         let mut account = account_of(&row);
         change(&mut account);
-        store.check(
-            tx.execute(
-                &store.prepared_tx(&tx, "UPDATE attempt_accounts SET consecutive = $2, blocked_until = $3, day = $4,
-                 today = $5 WHERE account = $1").await?,
-                &[
-                    &user,
-                    &int(account.consecutive),
-                    &secs(account.blocked_until),
-                    &secs(account.day),
-                    &int(account.today),
-                ],
-            )
-            .await,
-        )?;
+        let sql = "UPDATE attempt_sources SET consecutive = $3, blocked_until = $4, day = $5,
+                   today = $6 WHERE account = $1 AND source = $2";
+        let update = store.prepared_tx(&tx, sql).await?;
+        let params: [&super::Param<'_>; 6] = [
+            &attempt.account,
+            &source,
+            &int(account.consecutive),
+            &secs(account.blocked_until),
+            &secs(account.day),
+            &int(account.today),
+        ];
+        store.check(tx.execute(&update, &params).await)?;
+        if let Some(now) = unfamiliar_at {
+            self.count_unfamiliar(&tx, attempt.account, now).await?;
+        }
         store.check(tx.commit().await)
+    }
+
+    /// Counts a failure from an unfamiliar source on `account`, in `tx`.
+    async fn count_unfamiliar(
+        &self,
+        tx: &Transaction<'_>,
+        account: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let store = &self.store;
+        let sql = "INSERT INTO attempt_accounts (account, consecutive, blocked_until, day, today)
+                   VALUES ($1, 0, 0, 0, 0) ON CONFLICT (account) DO NOTHING";
+        let insert = store.prepared_tx(tx, sql).await?;
+        store.check(tx.execute(&insert, &[&account]).await)?;
+        let sql = "SELECT day, today FROM attempt_accounts WHERE account = $1 FOR UPDATE";
+        let select = store.prepared_tx(tx, sql).await?;
+        let row = store.check(tx.query_one(&select, &[&account]).await)?;
+        let mut failures = UnfamiliarFailures {
+            day: unix(row.get(0)),
+            today: count(row.get(1)),
+        };
+        failures.fail(now);
+        let sql = "UPDATE attempt_accounts SET day = $2, today = $3 WHERE account = $1";
+        let update = store.prepared_tx(tx, sql).await?;
+        let params: [&super::Param<'_>; 3] = [&account, &secs(failures.day), &int(failures.today)];
+        store.check(tx.execute(&update, &params).await).map(drop)
     }
 }
 
@@ -216,23 +268,33 @@ impl AttemptLedger for PgLedger {
 
     fn check_account<'a>(
         &'a self,
-        user: &'a str,
+        attempt: Attempt<'a>,
         now: UnixTime,
     ) -> LedgerFuture<'a, Result<(), Limited>> {
         Box::pin(async move {
-            Ok(self
-                .account(user)
-                .await?
-                .map_or(Ok(()), |account| account.allowed(now)))
+            let (from_source, unfamiliar) = self.known(&attempt).await?;
+            Ok(allowed(
+                &attempt,
+                from_source.as_ref(),
+                unfamiliar.as_ref(),
+                now,
+            ))
         })
     }
 
-    fn record_failure<'a>(&'a self, user: &'a str, now: UnixTime) -> LedgerFuture<'a, ()> {
-        Box::pin(self.modify(user, true, move |account| account.fail(now)))
+    fn record_failure<'a>(&'a self, attempt: Attempt<'a>, now: UnixTime) -> LedgerFuture<'a, ()> {
+        let unfamiliar_at = (!attempt.familiar).then_some(now);
+        Box::pin(async move {
+            let fail = move |account: &mut AccountAttempts| account.fail(now);
+            self.modify(&attempt, true, fail, unfamiliar_at).await
+        })
     }
 
-    fn record_success<'a>(&'a self, user: &'a str) -> LedgerFuture<'a, ()> {
-        Box::pin(self.modify(user, false, AccountAttempts::succeed))
+    fn record_success<'a>(&'a self, attempt: Attempt<'a>) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            self.modify(&attempt, false, AccountAttempts::succeed, None)
+                .await
+        })
     }
 }
 

@@ -11,10 +11,11 @@ use super::{
     rows::{secs, storable, unix, unmatched},
 };
 use crate::{
+    admission::Source,
     names::canonical,
     store::{
-        Identity, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
-        UserRecord, UserStore,
+        FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, MAX_ROTATIONS_PER_CHAIN, Rotation,
+        SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
     },
 };
 
@@ -31,8 +32,9 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl PgStore {
     /// Deletes the chains that have expired and the addresses unseen for
-    /// their lifetime at `now`, without announcing the chains as revoked;
-    /// returns how many of each.
+    /// their lifetime at `now`, without announcing the chains as revoked,
+    /// and the familiar sources not logged in from for
+    /// [`FAMILIAR_SOURCE_SECS`]; returns how many chains and addresses.
     pub async fn sweep(&self, now: UnixTime) -> Result<(u64, u64), StoreError> {
         let deadline = self.deadline();
         let mut client = self.client(deadline).await?;
@@ -59,6 +61,13 @@ impl PgStore {
             tx.execute(
                 "DELETE FROM identities WHERE seen <= $1",
                 &[&secs(now.saturating_sub(lifetimes.identity))],
+            )
+            .await,
+        )?;
+        self.check(
+            tx.execute(
+                "DELETE FROM familiar_sources WHERE seen <= $1",
+                &[&secs(now.saturating_sub(FAMILIAR_SOURCE_SECS))],
             )
             .await,
         )?;
@@ -113,6 +122,36 @@ impl UserStore for PgStore {
     async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
         let sql = "SELECT echo_note_visit($1, $2, $3)";
         self.run(sql, &[&ip, &name, &secs(now)]).await.map(drop)
+    }
+
+    async fn familiar_since(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let sql = "SELECT seen FROM familiar_sources WHERE account = $1 AND source = $2";
+        if !storable(account) {
+            return Ok(None);
+        }
+        let source = Source::of(ip).address();
+        let row = self.row(sql, &[&account, &source]).await?;
+        Ok(row
+            .map(|row| unix(row.get(0)))
+            .filter(|seen| seen.saturating_add(FAMILIAR_SOURCE_SECS) > now))
+    }
+
+    async fn note_familiar(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let sql = "SELECT echo_note_familiar($1, $2, $3, $4)";
+        let source = Source::of(ip).address();
+        let keep = i32::try_from(MAX_FAMILIAR_SOURCES).unwrap_or(i32::MAX);
+        let params: [&Param<'_>; 4] = [&account, &source, &secs(now), &keep];
+        self.run(sql, &params).await.map(drop)
     }
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {

@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "sweep",
         sql: include_str!("../../../migrations/0002_sweep.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sources",
+        sql: include_str!("../../../migrations/0003_sources.sql"),
+    },
 ];
 
 /// Held (for the transaction) by whoever applies migrations.

@@ -115,6 +115,15 @@ fn handshake_failure(err: &io::Error, first: Option<u8>) -> String {
     if first.is_some_and(|byte| !(20..=24).contains(&byte)) {
         return "the server does not speak TLS (it may be an echo-server without --tls: connect without --tls)".into();
     }
+    // A TLS port closes a connection over its limits before the handshake,
+    // with nothing said (it cannot say `server_busy` in the clear).
+    let closed = matches!(
+        err.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    );
+    if first.is_none() && closed {
+        return "the server closed the connection before the TLS handshake: it is at its connection limit, or this address at its own; try again later".into();
+    }
     match err
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -373,5 +382,19 @@ impl ServerCertVerifier for Verifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_closed_before_the_handshake_reads_as_a_refusal() {
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert!(handshake_failure(&eof, None).contains("connection limit"));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(handshake_failure(&reset, None).contains("try again later"));
+        assert!(handshake_failure(&eof, Some(0)).contains("does not speak TLS"));
     }
 }

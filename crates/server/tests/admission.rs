@@ -123,7 +123,14 @@ async fn all_closed_within(streams: &mut [TcpStream], limit: Duration) -> Durati
 #[tokio::test]
 async fn a_tls_flood_from_one_address_takes_only_its_own_handshake_places() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = ["--max-connections", "64", "--max-handshakes-per-ip", "8"];
+    let extra = [
+        "--max-connections",
+        "64",
+        "--max-handshakes-per-ip",
+        "8",
+        "--tls-handshake-timeout",
+        "1",
+    ];
     let (server, connector) = tls_server(dir.path(), &extra);
     let addr = server.addr();
     let mut flood = Vec::new();

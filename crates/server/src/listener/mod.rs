@@ -29,6 +29,7 @@ use crate::{
     store::UserStore,
     transport::{ConnectionId, Peer, Stream, TransportError, close_gracefully},
 };
+pub use refuse::MAX_REFUSING;
 use refuse::Throttled;
 pub(crate) use refuse::{Refusal, Refuser};
 

@@ -22,9 +22,11 @@ use crate::{
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Refusals being told at once; past it, an extra connection is closed
 /// without a word (a flood's connections must not pile up in refusals).
-const MAX_REFUSING: usize = 256;
+/// Their descriptors are kept out of `max_connections`' share of the
+/// open-file limit.
+pub const MAX_REFUSING: usize = 256;
 /// Shortest time between two log lines of one kind of refusal.
-pub(super) const LOG_INTERVAL: Duration = Duration::from_secs(10);
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why a connection is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,24 @@ impl Refuser {
     /// Refuses `tcp`: counted, logged (throttled), and on a plain port told
     /// why, in a task of its own, unless too many are being told already.
     pub(crate) fn refuse(&self, tcp: TcpStream, why: Refusal) {
+        self.note(why);
+        if self.tls {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.telling).try_acquire_owned() else {
+            return;
+        };
+        let mode = self.mode;
+        let tell = async move {
+            tell(Stream::Plain(tcp), mode, why.code(), why.message()).await;
+            drop(permit);
+        };
+        tokio::spawn(tell.in_current_span());
+    }
+
+    /// Counts a refusal, and logs it unless a line of its kind was
+    /// written less than [`LOG_INTERVAL`] ago.
+    fn note(&self, why: Refusal) {
         self.metrics.refused(why.reason());
         let log = match why {
             Refusal::Busy => &self.busy_log,
@@ -111,26 +131,13 @@ impl Refuser {
                 ),
             }
         }
-        if self.tls {
-            return;
-        }
-        let Ok(permit) = Arc::clone(&self.telling).try_acquire_owned() else {
-            return;
-        };
-        let mode = self.mode;
-        let tell = async move {
-            tell(Stream::Plain(tcp), mode, why.code(), why.message()).await;
-            drop(permit);
-        };
-        tokio::spawn(tell.in_current_span());
     }
 
     /// Refuses a connection whose PROXY header named a client over its
     /// limits, in the task the connection runs in (which holds its place
     /// in `max_connections` meanwhile).
     pub(crate) async fn refuse_named(&self, tcp: TcpStream, why: Refusal) {
-        self.metrics.refused(why.reason());
-        warn!(refusal = ?why, "refused: too many connections from this address");
+        self.note(why);
         if !self.tls {
             tell(Stream::Plain(tcp), self.mode, why.code(), why.message()).await;
         }

@@ -32,9 +32,9 @@ struct Accounts {
 /// network (addresses), so without a cap a flood of distinct ones would grow
 /// it without end. An entry that may not be dropped (failures today or a
 /// back-off in force) is never pushed out by others; those exist only for
-/// real accounts (see [`AttemptLedger::record_failure`]), and a day's
-/// failures from unfamiliar sources stop at the account's ceiling, so they
-/// are bounded by the number of users.
+/// real accounts (see [`AttemptLedger::record_failure`]), each made by a
+/// failed password (an Argon2id verification), so they are bounded by the
+/// day's failed passwords (docs/RELIABILITY.md, Hardening III).
 #[derive(Debug)]
 struct BoundedMap<K, V> {
     entries: HashMap<K, (V, UnixTime)>,

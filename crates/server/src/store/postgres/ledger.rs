@@ -133,15 +133,18 @@ impl PgLedger {
         {
             return Ok(());
         }
-        let sql = "WITH a AS (DELETE FROM attempt_addresses WHERE updated < $1),
-                        s AS (DELETE FROM attempt_sources WHERE blocked_until <= $2 AND day < $3)
-                   DELETE FROM attempt_accounts WHERE day < $3";
+        // One statement a table, each its own transaction, sources before
+        // accounts as a failure locks them: a sweep never holds a row of one
+        // table while waiting for the other's, so it cannot deadlock with
+        // one.
         let before = secs(now.saturating_sub(60));
         let today = secs(now / 86_400);
-        self.store
-            .run(sql, &[&before, &secs(now), &today])
-            .await
-            .map(drop)
+        let sql = "DELETE FROM attempt_addresses WHERE updated < $1";
+        self.store.run(sql, &[&before]).await?;
+        let sql = "DELETE FROM attempt_sources WHERE blocked_until <= $1 AND day < $2";
+        self.store.run(sql, &[&secs(now), &today]).await?;
+        let sql = "DELETE FROM attempt_accounts WHERE day < $1";
+        self.store.run(sql, &[&today]).await.map(drop)
     }
 
     /// What is known of the account from the attempt's source, and of its
@@ -200,15 +203,21 @@ impl PgLedger {
         let store = &self.store;
         let tx = store.check(client.transaction().await)?;
         let source = attempt.source.address();
-        if create {
-            let sql = "INSERT INTO attempt_sources
-                       (account, source, consecutive, blocked_until, day, today)
-                       VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT (account, source) DO NOTHING";
-            let insert = store.prepared_tx(&tx, sql).await?;
-            store.check(tx.execute(&insert, &[&attempt.account, &source]).await)?;
-        }
-        let sql = "SELECT consecutive, blocked_until, day, today FROM attempt_sources
-                   WHERE account = $1 AND source = $2 FOR UPDATE";
+        // The row, locked (an upsert that touches an existing row locks it
+        // too, so a sweep cannot delete it in between).
+        let sql = match create {
+            true => {
+                "INSERT INTO attempt_sources
+                 (account, source, consecutive, blocked_until, day, today)
+                 VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT (account, source)
+                 DO UPDATE SET account = EXCLUDED.account
+                 RETURNING consecutive, blocked_until, day, today"
+            }
+            false => {
+                "SELECT consecutive, blocked_until, day, today FROM attempt_sources
+                 WHERE account = $1 AND source = $2 FOR UPDATE"
+            }
+        };
         let select = store.prepared_tx(&tx, sql).await?;
         let row = store.check(tx.query_opt(&select, &[&attempt.account, &source]).await)?;
         let Some(row) = row else {
@@ -243,10 +252,8 @@ impl PgLedger {
     ) -> Result<(), StoreError> {
         let store = &self.store;
         let sql = "INSERT INTO attempt_accounts (account, consecutive, blocked_until, day, today)
-                   VALUES ($1, 0, 0, 0, 0) ON CONFLICT (account) DO NOTHING";
-        let insert = store.prepared_tx(tx, sql).await?;
-        store.check(tx.execute(&insert, &[&account]).await)?;
-        let sql = "SELECT day, today FROM attempt_accounts WHERE account = $1 FOR UPDATE";
+                   VALUES ($1, 0, 0, 0, 0) ON CONFLICT (account)
+                   DO UPDATE SET account = EXCLUDED.account RETURNING day, today";
         let select = store.prepared_tx(tx, sql).await?;
         let row = store.check(tx.query_one(&select, &[&account]).await)?;
         let mut failures = UnfamiliarFailures {

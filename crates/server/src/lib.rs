@@ -64,7 +64,6 @@ pub mod transport;
 
 pub use config::ServerConfig;
 pub use http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS;
-pub use listener::MAX_REFUSING;
 pub use net::{Bound, bind_with_fallback};
 pub use server::Server;
 

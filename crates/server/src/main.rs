@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use echo_prompt::EnvCheck;
 use echo_server::{
-    MAX_METRICS_CONNECTIONS, MAX_REFUSING, Server, ServerConfig, bind_with_fallback,
+    MAX_METRICS_CONNECTIONS, Server, ServerConfig, bind_with_fallback,
     clock::SystemClock,
     config::{FileConfig, RunArgs},
     control, daemon,
@@ -209,8 +209,6 @@ fn start(args: &RunArgs) -> anyhow::Result<()> {
 /// in the backlog. The number asked for if it was lowered, and what fits.
 fn fit_connections(config: &mut ServerConfig) -> anyhow::Result<(Option<usize>, usize)> {
     let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
-    // Refusals being told hold descriptors too (a plain port's).
-    let fit = fit.saturating_sub(MAX_REFUSING).max(1);
     let fit = match config.metrics_addr {
         Some(_) => fit.saturating_sub(MAX_METRICS_CONNECTIONS).max(1),
         None => fit,

@@ -29,7 +29,6 @@ use crate::{
     store::UserStore,
     transport::{ConnectionId, Peer, Stream, TransportError, close_gracefully},
 };
-pub use refuse::MAX_REFUSING;
 use refuse::Throttled;
 pub(crate) use refuse::{Refusal, Refuser};
 

@@ -22,9 +22,10 @@ use crate::{
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Refusals being told at once; past it, an extra connection is closed
 /// without a word (a flood's connections must not pile up in refusals).
-/// Their descriptors are kept out of `max_connections`' share of the
-/// open-file limit.
-pub const MAX_REFUSING: usize = 256;
+/// Their descriptors come out of the spare ones (`daemon::FD_RESERVE`); a
+/// flood that uses those up for a moment makes `accept` fail, which the
+/// accept loop waits out (one log line per 10 s).
+const MAX_REFUSING: usize = 256;
 /// Shortest time between two log lines of one kind of refusal.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 

@@ -34,7 +34,7 @@ pub fn validate_name(name: &str) -> Result<String, String> {
     }
     if name.chars().any(is_disguising) {
         return Err(
-            "the name has invisible or direction-changing characters (zero-width spaces, soft hyphens, bidirectional controls)"
+            "the name has invisible, line-breaking or direction-changing characters (zero-width spaces, soft hyphens, line separators, noncharacters, bidirectional controls)"
                 .into(),
         );
     }
@@ -61,12 +61,16 @@ pub fn confusable_key(name: &str) -> String {
     unicode_security::confusable_detection::skeleton(&bare).collect()
 }
 
-/// Whether `c` hides or disguises text: a control character, a
+/// Whether `c` hides or disguises text: a control character, a line or
+/// paragraph separator (U+2028, U+2029: many readers start a new line
+/// there), a noncharacter (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF), a
 /// bidirectional control (U+202E would reverse what follows), or an
 /// invisible "default ignorable" character (U+200B, U+00AD, U+FEFF, ...).
 /// Names may not hold them, and log lines show them escaped.
 pub fn is_disguising(c: char) -> bool {
+    let code = u32::from(c);
     c.is_control()
+        || code & 0xFFFE == 0xFFFE
         || matches!(
             c,
             '\u{00AD}'
@@ -77,8 +81,10 @@ pub fn is_disguising(c: char) -> bool {
                 | '\u{180B}'..='\u{180F}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{202A}'..='\u{202E}'
+                | '\u{2028}'..='\u{2029}'
                 | '\u{2060}'..='\u{206F}'
                 | '\u{3164}'
+                | '\u{FDD0}'..='\u{FDEF}'
                 | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
                 | '\u{FFA0}'
@@ -112,6 +118,12 @@ mod tests {
             "vic\u{ad}tim",
             "victim\u{202e}",
             "\u{2066}victim\u{2069}",
+            "x\u{2029}Z INFO registered",
+            "a\u{2028}b",
+            "a\u{fffe}b",
+            "a\u{ffff}b",
+            "\u{fdd0}x",
+            "a\u{1fffe}",
         ] {
             assert!(validate_name(name).is_err(), "{name:?}");
         }

@@ -212,6 +212,78 @@ async fn over_the_connection_limit_a_tls_connection_is_closed_at_accept() {
     identify_over_tls(&connector, "127.0.0.1", addr).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_client_hellos_from_a_thousand_addresses_stay_within_the_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, connector) = tls_server(dir.path(), &["--tls-handshake-timeout", "3"]);
+    let (addr, pid) = (server.addr(), server.child.id());
+    let rss_start = common::rss_kib(pid);
+    // 60 KiB of a ClientHello each, in 16 KiB records, from 1,000
+    // addresses (the default limits: 1,024 connections, 32 handshakes an
+    // address); rustls alone would buffer all of it.
+    let mut hello = Vec::new();
+    for record in 0..4 {
+        hello.extend_from_slice(&[0x16, 0x03, 0x01, 0x3c, 0x00]);
+        let body = hello.len();
+        hello.resize(body + 0x3c00, 0x42);
+        if record == 0 {
+            // A ClientHello message of 60 KiB, announced in its header.
+            hello[body..body + 4].copy_from_slice(&[0x01, 0x00, 0xf0, 0x00]);
+        }
+    }
+    let mut flood = Vec::new();
+    let mut peak = rss_start;
+    for n in 0..1_000u32 {
+        let source = format!("127.0.{}.{}", 2 + n / 250, 1 + n % 250);
+        let mut tcp = connect_from(&source, addr).await;
+        let _ = timeout(Duration::from_millis(200), tcp.write_all(&hello)).await;
+        flood.push(tcp);
+        if n % 50 == 0 {
+            peak = peak.max(common::rss_kib(pid));
+        }
+    }
+    sleep(Duration::from_millis(500)).await;
+    peak = peak.max(common::rss_kib(pid));
+    drop(flood);
+    // The trimmer runs every 2 s once 256 connections have ended.
+    sleep(Duration::from_secs(5)).await;
+    let after = common::rss_kib(pid);
+    eprintln!("RSS {rss_start} -> peak {peak} -> {after} KiB");
+    assert!(
+        peak - rss_start < 64 * 1024,
+        "RSS grew {} KiB",
+        peak - rss_start
+    );
+    assert!(
+        after.saturating_sub(rss_start) < 32 * 1024,
+        "after: {after}"
+    );
+    identify_over_tls(&connector, "127.0.0.1", addr).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_failed_tls_steps_writes_one_log_line_per_ten_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, _) = tls_server(dir.path(), &[]);
+    let addr = server.addr();
+    for n in 0..300u32 {
+        let source = format!("127.0.3.{}", 1 + n % 250);
+        let mut tcp = connect_from(&source, addr).await;
+        // Not a TLS record: the server sends an alert and closes.
+        tcp.write_all(b"\0\0\0\x02{}").await.unwrap();
+        assert!(
+            timeout(Duration::from_secs(5), closed(&mut tcp))
+                .await
+                .is_ok()
+        );
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let log = common::read_logs(dir.path());
+    let lines = log.matches("closed before the first frame").count();
+    assert!((1..=2).contains(&lines), "{lines} lines for 300 failures");
+}
+
 #[tokio::test]
 async fn a_balancer_that_sends_no_header_is_charged_to_its_address_and_cut_at_two_seconds() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,14 @@
 
 mod refuse;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -24,9 +31,9 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::{
     admission::SourceSlot,
     context::Context,
-    metrics::Metrics,
     session::Session,
     store::UserStore,
+    sync::lock,
     transport::{ConnectionId, Peer, Stream, TransportError, close_gracefully},
 };
 use refuse::Throttled;
@@ -41,6 +48,12 @@ pub(crate) struct Listener<S> {
     ctx: Arc<Context<S>>,
     limit: Arc<Semaphore>,
     refuser: Arc<Refuser>,
+    /// Connection tasks ended, whatever became of them (the trimmer's
+    /// measure of freed memory: a handshake that never finished held
+    /// buffers too).
+    ended: Arc<AtomicU64>,
+    /// "closed before the first frame" lines: one per 10 s.
+    unprepared_log: Arc<Mutex<Throttled>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -68,6 +81,8 @@ impl<S: UserStore> Listener<S> {
             ctx,
             limit,
             refuser,
+            ended: Arc::default(),
+            unprepared_log: Arc::default(),
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -75,10 +90,7 @@ impl<S: UserStore> Listener<S> {
 
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
-        let trimmer = tokio::spawn(trim_memory(
-            Arc::clone(&self.ctx.metrics),
-            self.shutdown.clone(),
-        ));
+        let trimmer = tokio::spawn(trim_memory(Arc::clone(&self.ended), self.shutdown.clone()));
         let local = self.listener.local_addr().ok();
         info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
         let mut failures = Throttled::default();
@@ -141,6 +153,8 @@ impl<S: UserStore> Listener<S> {
         let admitted = Admitted {
             ctx: Arc::clone(&self.ctx),
             refuser: Arc::clone(&self.refuser),
+            ended: Ended(Arc::clone(&self.ended)),
+            unprepared_log: Arc::clone(&self.unprepared_log),
             id,
             permit,
             slot,
@@ -156,6 +170,8 @@ impl<S: UserStore> Listener<S> {
 struct Admitted<S> {
     ctx: Arc<Context<S>>,
     refuser: Arc<Refuser>,
+    ended: Ended,
+    unprepared_log: Arc<Mutex<Throttled>>,
     id: ConnectionId,
     permit: OwnedSemaphorePermit,
     slot: SourceSlot,
@@ -169,6 +185,8 @@ impl<S: UserStore> Admitted<S> {
         let Self {
             ctx,
             refuser,
+            ended: _ended,
+            unprepared_log,
             id,
             permit,
             slot,
@@ -178,7 +196,11 @@ impl<S: UserStore> Admitted<S> {
             Ok(prepared) => prepared,
             Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
             Err(Unprepared::Transport(err)) if err.is_notable() => {
-                return warn!(%addr, error = %err, "closed before the first frame");
+                // A flood of these must not fill the disk: one line per 10 s.
+                if let Some(unlogged) = lock(&unprepared_log).tick() {
+                    warn!(%addr, error = %err, since_last_line = unlogged, "closed before the first frame");
+                }
+                return;
             }
             Err(Unprepared::Transport(err)) => {
                 return debug!(%addr, error = %err, "dropped before the first frame");
@@ -189,6 +211,15 @@ impl<S: UserStore> Admitted<S> {
         if let Some(stream) = session.run(deadline, permit).await {
             close_gracefully(stream).await;
         }
+    }
+}
+
+/// Counts a connection task as ended when dropped, on every path.
+struct Ended(Arc<AtomicU64>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -239,14 +270,14 @@ const TRIM_AFTER_CLOSED: u64 = 256;
 /// keeps freed memory for reuse, so after a burst of clients the process
 /// would stay at its peak size; once many connections have closed, this asks
 /// it to return the free pages (a few milliseconds, on the blocking pool).
-async fn trim_memory(stats: Arc<Metrics>, shutdown: CancellationToken) {
+async fn trim_memory(ended: Arc<AtomicU64>, shutdown: CancellationToken) {
     let mut closed_at_last_trim = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = sleep(TRIM_INTERVAL) => {}
         }
-        let closed = stats.connections_total() - stats.connections_now();
+        let closed = ended.load(Ordering::Relaxed);
         if closed - closed_at_last_trim >= TRIM_AFTER_CLOSED {
             closed_at_last_trim = closed;
             let _ = tokio::task::spawn_blocking(release_free_memory).await;

@@ -5,7 +5,8 @@
 /// `max` characters (with `…` when cut), and with every character that
 /// could forge or disguise a line written as `\u{…}`: control characters
 /// (a newline would start a fake line, ESC would colour the terminal that
-/// shows the log), bidirectional controls (U+202E would reverse the rest of
+/// shows the log), line and paragraph separators (U+2028, U+2029: a new
+/// line to many readers), noncharacters, bidirectional controls (U+202E would reverse the rest of
 /// the line) and the invisible "default ignorable" ones (U+200B, U+00AD,
 /// U+FEFF, ...). Formatting allocates nothing.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +63,10 @@ mod tests {
         );
         assert_eq!(shown("\u{1b}[31mred").to_string(), "\\u{1b}[31mred");
         assert_eq!(shown("abc\u{202e}fed").to_string(), "abc\\u{202e}fed");
+        assert_eq!(
+            shown("x\u{2029}Z INFO forged\u{2028}").to_string(),
+            "x\\u{2029}Z INFO forged\\u{2028}"
+        );
         assert_eq!(
             shown("vic\u{ad}tim\u{200b}").to_string(),
             "vic\\u{ad}tim\\u{200b}"

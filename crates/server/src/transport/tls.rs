@@ -28,13 +28,27 @@ const FIRST_BYTE_WAIT: Duration = Duration::from_secs(1);
 /// a frame header it recognises and says the server speaks TLS.
 const ALERT_UNEXPECTED_MESSAGE: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a];
 
+/// Most bytes a client may send before its TLS handshake is over. A
+/// ClientHello is a few hundred bytes (some 2 KiB with post-quantum key
+/// shares); rustls would buffer one of up to 64 KiB, which a flood of
+/// unfinished handshakes would hold for every admitted connection.
+pub(crate) const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
+
 /// The stream a session speaks over once the transport is prepared.
 #[derive(Debug)]
 pub(crate) enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP (boxed: rustls's connection state is large).
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Capped>>),
+}
+
+/// A TCP stream that lets at most a number of bytes be read until the cap
+/// is lifted (once the TLS handshake is over).
+#[derive(Debug)]
+pub(crate) struct Capped {
+    tcp: TcpStream,
+    left: Option<usize>,
 }
 
 /// Why the TLS step failed.
@@ -69,11 +83,72 @@ pub(crate) async fn accept(tls: &ServerTls, mut tcp: TcpStream) -> Result<Stream
         let _ = timeout(FIRST_BYTE_WAIT, tcp.write_all(&ALERT_UNEXPECTED_MESSAGE)).await;
         return Err(TlsStepError::NotTls);
     }
-    let stream = TlsAcceptor::from(tls.config())
-        .accept(tcp)
+    let capped = Capped {
+        tcp,
+        left: Some(MAX_HANDSHAKE_BYTES),
+    };
+    let mut stream = TlsAcceptor::from(tls.config())
+        .accept(capped)
         .await
         .map_err(TlsStepError::Handshake)?;
+    stream.get_mut().0.left = None;
     Ok(Stream::Tls(Box::new(stream)))
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(left) = this.left else {
+            return Pin::new(&mut this.tcp).poll_read(cx, buf);
+        };
+        if left == 0 {
+            let too_long = format!("the client sent over {MAX_HANDSHAKE_BYTES} bytes of handshake");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, too_long)));
+        }
+        // Only during the handshake: read into at most `left` bytes of
+        // `buf` (initialised first, so that they may be marked filled).
+        let room = left.min(buf.remaining());
+        let mut within = ReadBuf::new(buf.initialize_unfilled_to(room));
+        let polled = Pin::new(&mut this.tcp).poll_read(cx, &mut within);
+        let read = within.filled().len();
+        buf.advance(read);
+        this.left = Some(left - read);
+        polled
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 impl Stream {
@@ -144,6 +219,34 @@ impl AsyncWrite for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn at_most_the_cap_is_read_until_it_is_lifted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        client.write_all(&[7u8; 3 * 1024]).await.unwrap();
+        let mut capped = Capped {
+            tcp,
+            left: Some(1024),
+        };
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        let err = loop {
+            match capped.read(&mut buf).await {
+                Ok(n) => got += n,
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(got, 1024);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        capped.left = None;
+        capped.read_exact(&mut buf[..2048]).await.unwrap();
+        assert!(buf[..2048].iter().all(|b| *b == 7));
+    }
 
     #[test]
     fn a_client_hello_reads_as_a_tls_record() {

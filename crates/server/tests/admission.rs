@@ -13,24 +13,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::ServerProcess;
+use common::{ServerProcess, connect_from};
 use echo_proto::{ClientMsg, ServerMsg, ext::AsyncFrameRead, ext::AsyncFrameWrite};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
     time::{sleep, timeout},
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
 /// The start of a ClientHello record, and then nothing.
 const RECORD_START: [u8; 5] = [0x16, 0x03, 0x01, 0x00, 0x40];
-
-/// A TCP connection to `addr` from `source` (any 127.0.0.0/8 address).
-async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(addr).await.unwrap()
-}
 
 /// A CA-signed pair written into `dir`, and a client that trusts the CA.
 fn tls_files(dir: &Path) -> (String, String, TlsConnector) {

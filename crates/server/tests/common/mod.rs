@@ -123,10 +123,7 @@ impl TestServer {
 
     /// Connects from `source` (any 127.x.y.z address) and reads the `hello`.
     pub async fn connect_from(&self, source: &str) -> TestClient {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-        let stream = socket.connect(self.addr).await.unwrap();
-        TestClient::after_hello(stream).await
+        TestClient::after_hello(connect_from(source, self.addr).await).await
     }
 
     /// An identification-mode server with `handshake_timeout`, and a client
@@ -392,6 +389,13 @@ pub fn run_with_stdin(mut command: Command, stdin: &str) -> std::process::Output
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A TCP connection to `addr` from `source` (any 127.0.0.0/8 address).
+pub async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
 }
 
 /// A port that was free a moment ago.

@@ -139,11 +139,7 @@ pub struct AccountAttempts {
 impl AccountAttempts {
     /// Whether a password may be tried at `now`.
     pub fn allowed(&self, now: UnixTime) -> Result<(), Limited> {
-        if self.day == now / 86_400 && self.today >= MAX_FAILURES_PER_DAY {
-            return Err(Limited {
-                retry_after: 86_400 - now % 86_400,
-            });
-        }
+        within_daily_cap(self.day, self.today, MAX_FAILURES_PER_DAY, now)?;
         if self.blocked_until > now {
             return Err(Limited {
                 retry_after: self.blocked_until - now,
@@ -155,12 +151,7 @@ impl AccountAttempts {
     /// Counts a failure at `now`: from the fifth in a row each one blocks
     /// the account, from this source, for twice as long as the one before.
     pub fn fail(&mut self, now: UnixTime) {
-        let day = now / 86_400;
-        if self.day != day {
-            self.day = day;
-            self.today = 0;
-        }
-        self.today += 1;
+        count_today(&mut self.day, &mut self.today, now);
         self.consecutive += 1;
         if self.consecutive >= FREE_FAILURES {
             let doublings = (self.consecutive - FREE_FAILURES).min(20);
@@ -194,28 +185,40 @@ pub struct UnfamiliarFailures {
 impl UnfamiliarFailures {
     /// Whether an unfamiliar source may try a password at `now`.
     pub fn allowed(&self, now: UnixTime) -> Result<(), Limited> {
-        if self.day == now / 86_400 && self.today >= MAX_UNFAMILIAR_FAILURES_PER_DAY {
-            return Err(Limited {
-                retry_after: 86_400 - now % 86_400,
-            });
-        }
-        Ok(())
+        within_daily_cap(self.day, self.today, MAX_UNFAMILIAR_FAILURES_PER_DAY, now)
     }
 
     /// Counts a failure from an unfamiliar source at `now`.
     pub fn fail(&mut self, now: UnixTime) {
-        let day = now / 86_400;
-        if self.day != day {
-            self.day = day;
-            self.today = 0;
-        }
-        self.today += 1;
+        count_today(&mut self.day, &mut self.today, now);
     }
 
     /// Whether forgetting it now loses nothing: no failures today.
     pub fn droppable(&self, now: UnixTime) -> bool {
         self.day != now / 86_400
     }
+}
+
+/// `Limited` until the next UTC midnight when `today` failures counted on
+/// `day` reach `cap` and `day` is today.
+fn within_daily_cap(day: u64, today: u32, cap: u32, now: UnixTime) -> Result<(), Limited> {
+    if day == now / 86_400 && today >= cap {
+        return Err(Limited {
+            retry_after: 86_400 - now % 86_400,
+        });
+    }
+    Ok(())
+}
+
+/// Counts one failure at `now` in a day's count (`today` starts again on
+/// a new day).
+fn count_today(day: &mut u64, today: &mut u32, now: UnixTime) {
+    let now_day = now / 86_400;
+    if *day != now_day {
+        *day = now_day;
+        *today = 0;
+    }
+    *today += 1;
 }
 
 /// A token bucket of password attempts for one source: `tokens` refill at

@@ -318,3 +318,40 @@ async fn a_balancer_that_sends_no_header_is_charged_to_its_address_and_cut_at_tw
     let mut client = common::TestClient::after_hello(through).await;
     assert_eq!(client.identify("Six").await, ("Six".to_owned(), false));
 }
+
+#[tokio::test]
+async fn over_tls_a_balancers_header_moves_the_charge_to_the_client_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        "--proxy-protocol-from",
+        "127.0.0.1/32",
+        "--max-connections-per-ip",
+        "1",
+    ];
+    let (server, connector) = tls_server(dir.path(), &extra);
+    let addr = server.addr();
+    let name = || rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let through = |client: &'static str| async move {
+        let mut tcp = connect_from("127.0.0.1", addr).await;
+        let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 {}\r\n", addr.port());
+        tcp.write_all(header.as_bytes()).await.unwrap();
+        tcp
+    };
+    // Two clients behind the one balancer, each its own source: the
+    // balancer's own cap of 1 holds only while a header is awaited.
+    let mut first = connector
+        .connect(name(), through("127.0.0.7").await)
+        .await
+        .unwrap();
+    let mut second = connector
+        .connect(name(), through("127.0.0.8").await)
+        .await
+        .unwrap();
+    for tls in [&mut first, &mut second] {
+        let hello: ServerMsg = tls.recv_msg().await.unwrap().unwrap();
+        assert!(matches!(hello, ServerMsg::Hello { .. }), "{hello:?}");
+    }
+    // A second connection for 127.0.0.7 is over its cap: closed before TLS.
+    let refused = connector.connect(name(), through("127.0.0.7").await).await;
+    assert!(refused.is_err(), "served over the client's cap");
+}

@@ -10,11 +10,10 @@ use std::{
 use anyhow::Context;
 use echo_proto::Mode;
 use echo_server::{
-    Server, ServerConfig,
+    Server, ServerConfig, ServerTls,
     clock::SystemClock,
     logging::LogSetup,
     store::{self, PgUrl},
-    tls::ServerTls,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},

@@ -37,35 +37,27 @@
 //! - [`metrics`]: the Prometheus metrics, which `/stats` reads too;
 //!   `http`: the operator's port that serves them, and `/healthz`.
 
-pub mod admin;
-pub mod admission;
-pub mod auth;
-pub mod clients;
-pub mod clock;
-pub mod commands;
+mod admin;
+mod auth;
 pub mod config;
-mod context;
-pub mod control;
-pub mod daemon;
-pub mod files;
-mod http;
-mod listener;
-pub mod live;
-pub mod logging;
-pub mod metrics;
-pub mod names;
-pub mod net;
+mod conn;
+mod live;
+mod ops;
 mod server;
-mod session;
 pub mod store;
-mod sync;
-pub mod tls;
-pub mod transport;
+mod sys;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
+pub use admin::{AdminError, control};
 pub use config::ServerConfig;
-pub use http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS;
-pub use net::{Bound, bind_with_fallback};
+pub use conn::certs::ServerTls;
+pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging};
 pub use server::Server;
+pub use sys::{
+    clock,
+    net::{Bound, bind_with_fallback},
+};
 
 use auth::HashError;
 use store::UserStore;

@@ -7,19 +7,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::Sources,
+    admin::control::{self, ControlSocket},
     auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
-    clients::Clients,
-    clock::{Clock, SystemClock},
     config::ServerConfig,
-    context::Context,
-    control::{self, ControlSocket},
-    http::{self, Health},
-    listener::Listener,
-    metrics::Metrics,
+    conn::admission::Sources,
+    conn::certs::ServerTls,
+    conn::context::Context,
+    conn::listener::Listener,
+    conn::transport::Acceptor,
+    live::clients::Clients,
+    ops::http::{self, Health},
+    ops::metrics::Metrics,
     store::{Timed, UserStore},
-    tls::ServerTls,
-    transport::Acceptor,
+    sys::clock::{Clock, SystemClock},
 };
 
 /// Accounts and addresses whose failed attempts are tracked at once by the
@@ -129,7 +129,7 @@ impl<S: UserStore> Server<S> {
             ))
         });
         let revocations = store.revocations().map(|heard| {
-            tokio::spawn(crate::live::follow_revocations(
+            tokio::spawn(crate::live::sessions::follow_revocations(
                 Arc::clone(auth.live()),
                 store.clone(),
                 heard,

@@ -10,7 +10,7 @@ use std::{io::Write, net::IpAddr, path::Path};
 use common::ManualClock;
 use conformance::{Backend, LIFETIMES, name_of, user};
 use echo_server::{
-    auth::{AttemptLedger, MemoryLedger},
+    store::ledger::{AttemptLedger, MemoryLedger},
     store::{self, FileStore, Rotation, Store, StoreError, StoreLocation, TokenHash, UserStore},
 };
 

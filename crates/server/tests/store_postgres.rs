@@ -12,7 +12,7 @@ use std::{net::IpAddr, time::Duration};
 use common::postgres::Postgres;
 use conformance::{Backend, LIFETIMES, user};
 use echo_server::{
-    auth::{AttemptLedger, Limited, ledger::Attempt},
+    store::ledger::{Attempt, AttemptLedger, Limited},
     store::{
         PgStore, PgUrl, Revocation, Rotation, StoreError, TokenHash, UserStore, postgres::schema,
     },

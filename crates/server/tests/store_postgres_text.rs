@@ -16,7 +16,7 @@ use echo_proto::{
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 use echo_server::{
-    auth::{AttemptLedger, ledger::Attempt},
+    store::ledger::{Attempt, AttemptLedger},
     store::{Lifetimes, PgStore, PgUrl, StoreError, TokenHash, UserRecord, UserStore},
 };
 

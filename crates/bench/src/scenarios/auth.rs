@@ -18,9 +18,9 @@ use echo_proto::{
 };
 use echo_server::{
     ServerConfig,
-    auth::Passwords,
     clock::{Clock, SystemClock},
     store::{self, PgUrl, StoreLocation, TokenHash, UserRecord, UserStore},
+    test_util::Passwords,
 };
 use futures_util::StreamExt;
 use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};

@@ -8,7 +8,7 @@ use tracing::{error, warn};
 
 use super::{Authenticator, Refusal};
 use crate::{
-    names::validate_name,
+    auth::names::validate_name,
     store::{Identity, StoreError, UserStore},
 };
 
@@ -55,6 +55,7 @@ impl<S: UserStore> Authenticator<S> {
     }
 
     /// The user last authenticated from `ip`, offered in `ask_auth`.
+    #[cfg(test)]
     pub async fn suggested_user(&self, ip: IpAddr) -> Option<String> {
         self.address_identity(ip).await.map(|known| known.name)
     }

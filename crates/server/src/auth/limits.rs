@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use tracing::warn;
 
 use super::{Authenticator, Refusal, rate_limited, refused_by_store};
-use crate::{auth::ledger::Attempt, clock::UnixTime, logging::shown, store::UserStore};
+use crate::{ops::logging::shown, store::UserStore, store::ledger::Attempt, sys::clock::UnixTime};
 
 /// How often a familiar source's last login is written down again.
 const FAMILIAR_REFRESH_SECS: u64 = 86_400;

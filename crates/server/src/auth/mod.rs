@@ -12,7 +12,8 @@
 
 mod argon;
 mod identity;
-pub mod ledger;
+pub mod names;
+
 mod limits;
 pub mod passwords;
 pub mod tokens;
@@ -24,14 +25,16 @@ use echo_proto::{ErrorCode, Secret};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::names::canonical;
-pub use crate::names::{MAX_NAME_CHARS, validate_name};
-pub use ledger::{AttemptLedger, Limited, MemoryLedger};
-pub use passwords::{HashError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Passwords, check_password};
+pub use crate::store::ledger::{AttemptLedger, Limited, MemoryLedger};
+use names::canonical;
+pub use names::validate_name;
+pub use passwords::{HashError, MAX_PASSWORD_BYTES, Passwords, check_password};
 pub use tokens::new_token;
 
 use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
-use crate::{clock::Clock, live::LiveSessions, logging::shown, metrics::Metrics};
+use crate::{
+    live::sessions::LiveSessions, ops::logging::shown, ops::metrics::Metrics, sys::clock::Clock,
+};
 
 /// Failed attempts one connection may make before `bye`.
 pub const ATTEMPTS_PER_CONNECTION: u32 = 5;

@@ -12,7 +12,7 @@ use std::{
 use echo_proto::{ErrorCode, Secret};
 
 use super::{Authenticator, MemoryLedger, Passwords};
-use crate::{clock::Clock, store::FileStore};
+use crate::{store::FileStore, sys::clock::Clock};
 
 const PASSWORD: &str = "correct horse battery";
 

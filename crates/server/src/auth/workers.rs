@@ -23,7 +23,7 @@ use std::{
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{debug, warn};
 
-use crate::sync::lock;
+use crate::sys::sync::lock;
 
 type Job = Box<dyn FnOnce() + Send>;
 

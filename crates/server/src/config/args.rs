@@ -7,7 +7,7 @@ use clap::Args;
 use echo_proto::Mode;
 use ipnet::IpNet;
 
-use crate::logging::LogFormat;
+use crate::ops::logging::LogFormat;
 
 /// Flags of `echo-server` (and of `echo-server run`).
 #[derive(Debug, Default, Clone, Args)]

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::{logging::LogFormat, store::postgres::redact_passwords};
+use crate::{ops::logging::LogFormat, store::postgres::redact_passwords};
 
 /// The config file (`--config FILE`, TOML). Every key is optional; unknown
 /// keys are an error so a typo is not silently ignored.

@@ -11,7 +11,7 @@ pub use file::FileConfig;
 use ipnet::IpNet;
 
 use crate::{
-    logging::LogFormat,
+    ops::logging::LogFormat,
     store::{
         Lifetimes, PgUrl, StoreLocation,
         postgres::{DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, PgOptions},

@@ -14,7 +14,7 @@ use super::{
     StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::auth::AttemptLedger;
-use crate::clock::Clock;
+use crate::sys::clock::Clock;
 
 /// Where the configuration says the store is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 mod any;
 mod file;
+pub mod ledger;
 pub mod postgres;
 mod timed;
 
@@ -23,7 +24,7 @@ use sha2::{Digest, Sha256};
 pub use timed::Timed;
 use uuid::Uuid;
 
-pub use crate::clock::UnixTime;
+pub use crate::sys::clock::UnixTime;
 
 /// Resumes one session chain may have: with every rotated-away token kept
 /// for the life of the chain (so that any of them presented again is caught
@@ -215,7 +216,7 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     }
 
     /// When `account` (a canonical name) last logged in with its password
-    /// from the source of `ip` ([`Source::of`](crate::admission::Source::of)),
+    /// from the source of `ip` ([`Source::of`](crate::conn::admission::Source::of)),
     /// unless that was [`FAMILIAR_SOURCE_SECS`] or longer before `now`.
     fn familiar_since(
         &self,

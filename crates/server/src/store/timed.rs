@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     Identity, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// A store whose operations are timed.
 #[derive(Debug, Clone)]

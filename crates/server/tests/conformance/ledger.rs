@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use echo_server::{
-    auth::{AttemptLedger, Limited, ledger::Attempt},
+    store::ledger::{Attempt, AttemptLedger, Limited},
     store::{FAMILIAR_SOURCE_SECS, MAX_FAMILIAR_SOURCES, UserStore},
 };
 

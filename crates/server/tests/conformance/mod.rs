@@ -11,7 +11,7 @@ mod names;
 use std::{future::Future, net::IpAddr, sync::Arc};
 
 use echo_server::{
-    auth::AttemptLedger,
+    store::ledger::AttemptLedger,
     store::{Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore},
 };
 pub use ledger::*;

@@ -20,10 +20,10 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use crate::{
-    clock::{Clock, SystemClock},
-    files,
     store::{Lifetimes, StoreError},
-    sync::lock,
+    sys::clock::{Clock, SystemClock},
+    sys::files,
+    sys::sync::lock,
 };
 use journal::{Journal, Record, State, encode_line};
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{FileStore, journal::Record, state::Family};
 use crate::{
-    admission::Source,
+    conn::admission::Source,
     store::{
         FAMILIAR_SOURCE_SECS, Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo,
         StoreError, TokenHash, UnixTime, UserRecord, UserStore,

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::journal::Record;
 use crate::{
-    admission::Source,
-    names::{canonical, confusable_key},
+    auth::names::{canonical, confusable_key},
+    conn::admission::Source,
     store::{FAMILIAR_SOURCE_SECS, Lifetimes, MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
 };
 

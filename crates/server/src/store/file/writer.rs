@@ -7,9 +7,9 @@ use tracing::{error, info, warn};
 
 use super::{Locked, Pending, journal::Journal};
 use crate::{
-    clock::Clock,
     store::{Lifetimes, StoreError},
-    sync::lock,
+    sys::clock::Clock,
+    sys::sync::lock,
 };
 
 /// Most changes committed with one fsync.

@@ -20,13 +20,13 @@ use super::{
     rows::{count, int, secs, storable, unix, unmatched},
 };
 use crate::{
-    admission::Source,
-    auth::ledger::{
+    conn::admission::Source,
+    store::StoreError,
+    store::ledger::{
         AccountAttempts, Attempt, AttemptLedger, Bucket, LedgerFuture, Limited, UnfamiliarFailures,
         allowed,
     },
-    clock::UnixTime,
-    store::StoreError,
+    sys::clock::UnixTime,
 };
 
 /// Attempt limits shared by every server on the database.

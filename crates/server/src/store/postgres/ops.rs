@@ -11,8 +11,8 @@ use super::{
     rows::{secs, storable, unix, unmatched},
 };
 use crate::{
-    admission::Source,
-    names::canonical,
+    auth::names::canonical,
+    conn::admission::Source,
     store::{
         FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, MAX_ROTATIONS_PER_CHAIN, Rotation,
         SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
@@ -82,7 +82,7 @@ impl PgStore {
         let mut every = tokio::time::interval_at(first, SWEEP_EVERY);
         loop {
             every.tick().await;
-            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            let now = crate::sys::clock::Clock::now(&crate::sys::clock::SystemClock);
             match self.sweep(now).await {
                 Ok((chains, addresses)) if chains + addresses > 0 => {
                     tracing::info!(chains, addresses, "expired sessions and addresses deleted");

@@ -8,7 +8,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use crate::{store::StoreError, sync::lock};
+use crate::{store::StoreError, sys::sync::lock};
 
 /// Longest wait between attempts to reach a database that is down.
 pub const MAX_RETRY: Duration = Duration::from_secs(1);

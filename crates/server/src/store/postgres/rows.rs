@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Param, PgStore};
 use crate::{
-    names::{canonical, confusable_key},
+    auth::names::{canonical, confusable_key},
     store::{SessionInfo, StoreError, TokenHash, UnixTime, UserRecord},
 };
 

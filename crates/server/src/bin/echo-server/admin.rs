@@ -1,0 +1,172 @@
+//! `echo-server user …`, `session …`, `clients`, `kick` (and `tls
+//! fingerprint`, which only reads the certificate, and `db status`): the request built
+//! from the command line, carried out on the store directly when no server
+//! holds it, or sent to the running server's control socket.
+
+use std::io::{self, IsTerminal};
+
+use anyhow::Context;
+use clap::Subcommand;
+use echo_proto::Secret;
+use echo_server::{
+    ServerTls,
+    clock::{Clock, SystemClock},
+    config::RunArgs,
+    control::{self, ControlRequest},
+    store::{Store, StoreError, postgres::schema},
+};
+
+/// Administration: on the store directly, or through a running server.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Admin {
+    /// Manage users (passwords are read from a hidden prompt, or from the
+    /// first line of standard input when it is not a terminal)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage session tokens
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// List the live connections of the running server (id, peer, user,
+    /// state, connected since, messages served)
+    Clients {
+        /// One JSON array, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// End live connections of the running server with `bye {kicked}`
+    Kick {
+        /// The connection id (as in `clients` and the log)
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Every connection of this user
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// The server's TLS key
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// The PostgreSQL store's schema (with --store postgres://...)
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Show the schema versions applied to the database, and any this
+    /// binary would apply at its next start
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Print the fingerprint of the server's TLS key (SHA256:..., as
+    /// OpenSSH prints host keys), to check the one a client shows
+    Fingerprint,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a user
+    Add { name: String },
+    /// List the users
+    List,
+    /// Remove a user and their sessions
+    Remove { name: String },
+    /// Change a user's password (revokes their sessions)
+    Passwd { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// List a user's live sessions
+    List { user: String },
+    /// Revoke all of a user's sessions
+    Revoke { user: String },
+}
+
+pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
+    let config = crate::setup::load_config(args, |_| Ok(None))?;
+    let request = match command {
+        Admin::Tls(TlsCommand::Fingerprint) => {
+            let tls = ServerTls::open(&config).context(
+                "cannot read the TLS certificate and key (without --tls-cert, a server started with --tls makes them in DATA_DIR/tls/)",
+            )?;
+            println!("{}", tls.fingerprint());
+            return Ok(());
+        }
+        Admin::Db(DbCommand::Status) => {
+            let url = config.store_url.as_ref().context(
+                "db status is for a PostgreSQL store: give --store postgres://USER@HOST:PORT/DB (the file store has no schema)",
+            )?;
+            let applied = crate::setup::small_runtime()?.block_on(schema::applied(url))?;
+            print!("{}", schema::report(url, &applied));
+            return Ok(());
+        }
+        Admin::User(UserCommand::Add { name }) => ControlRequest::UserAdd {
+            name,
+            password: read_password(true)?,
+        },
+        Admin::User(UserCommand::List) => ControlRequest::UserList,
+        Admin::User(UserCommand::Remove { name }) => ControlRequest::UserRemove { name },
+        Admin::User(UserCommand::Passwd { name }) => ControlRequest::UserPasswd {
+            name,
+            password: read_password(true)?,
+        },
+        Admin::Session(SessionCommand::List { user }) => ControlRequest::SessionList { user },
+        Admin::Session(SessionCommand::Revoke { user }) => ControlRequest::SessionRevoke { user },
+        Admin::Clients { json } => ControlRequest::Clients { json },
+        Admin::Kick { id, user } => ControlRequest::Kick { id, user },
+    };
+    let runtime = crate::setup::small_runtime()?;
+    let output = match runtime.block_on(crate::setup::open_store(&config)) {
+        // Live connections are the running server's own, whatever the store.
+        Ok(Store::Postgres(_))
+            if matches!(
+                request,
+                ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
+            ) =>
+        {
+            control::request(&config.data_dir, &request)
+        }
+        // The file store, no server holding it; or the shared database,
+        // which any number of servers use while this changes it (they hear
+        // of ended sessions from the database).
+        Ok(store) => {
+            let now = SystemClock.now();
+            let min = config.min_password_length;
+            runtime.block_on(control::run(&store, request, min, now, None))
+        }
+        // A server holds the file store: ask that server.
+        Err(StoreError::InUse { .. }) => control::request(&config.data_dir, &request),
+        Err(err) => return Err(err.into()),
+    }
+    .map_err(anyhow::Error::msg)?;
+    print!("{output}");
+    if !output.is_empty() && !output.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// A password from a hidden prompt (asked twice when `confirm`), or the
+/// first line of standard input when it is not a terminal. Never a flag:
+/// flags show up in `ps` and shell history.
+fn read_password(confirm: bool) -> Result<Secret, echo_server::AdminError> {
+    let refused = |err: io::Error| {
+        echo_server::AdminError::Refused(format!("cannot read the password: {err}"))
+    };
+    if io::stdin().is_terminal() {
+        return echo_prompt::hidden("Password", confirm)
+            .map(Secret::new)
+            .map_err(refused);
+    }
+    let mut line = String::new();
+    io::stdin().read_line(&mut line).map_err(refused)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(echo_server::AdminError::Refused(
+            "no password on standard input".into(),
+        ));
+    }
+    Ok(Secret::new(password))
+}

@@ -1,0 +1,173 @@
+//! The server's TLS identity: its certificate and key files (given, or
+//! generated self-signed in `DATA_DIR/tls/` on the first start), the
+//! rustls configuration new connections get, and its reload on SIGHUP.
+
+use std::{
+    fs,
+    os::unix::fs::DirBuilderExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use echo_tls::{Fingerprint, TlsError, rustls};
+use tracing::info;
+
+use crate::{config::ServerConfig, sys::sync::lock};
+
+/// The certificate and key a TLS server uses, and the configuration made
+/// of them; [`ServerTls::reload`] replaces both at once.
+#[derive(Debug)]
+pub struct ServerTls {
+    cert: PathBuf,
+    key: PathBuf,
+    current: Mutex<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    config: Arc<rustls::ServerConfig>,
+    fingerprint: Fingerprint,
+}
+
+impl ServerTls {
+    /// The TLS identity `config` names: `tls_cert` and `tls_key`, or the
+    /// pair in `DATA_DIR/tls/`, generated when neither file is there yet.
+    pub fn prepare(config: &ServerConfig) -> Result<Self, TlsError> {
+        let (cert, key) = files(config);
+        if config.tls_files.is_none() && !cert.exists() && !key.exists() {
+            let dir = config.data_dir.join("tls");
+            generate(&dir, &cert, &key, &config.host)?;
+        }
+        Self::open(config)
+    }
+
+    /// The TLS identity `config` names, as it is (nothing generated).
+    pub fn open(config: &ServerConfig) -> Result<Self, TlsError> {
+        let (cert, key) = files(config);
+        let current = Mutex::new(load(&cert, &key)?);
+        Ok(Self { cert, key, current })
+    }
+
+    /// The configuration for a new connection.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&lock(&self.current).config)
+    }
+
+    /// The fingerprint of the key served now.
+    pub fn fingerprint(&self) -> Fingerprint {
+        lock(&self.current).fingerprint.clone()
+    }
+
+    /// Reads the files again; on success new connections get the new
+    /// pair, on failure the old one stays and the error says why.
+    pub fn reload(&self) -> Result<Fingerprint, TlsError> {
+        let loaded = load(&self.cert, &self.key)?;
+        let fingerprint = loaded.fingerprint.clone();
+        *lock(&self.current) = loaded;
+        Ok(fingerprint)
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert
+    }
+}
+
+/// The certificate and key files `config` names.
+fn files(config: &ServerConfig) -> (PathBuf, PathBuf) {
+    match &config.tls_files {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => {
+            let dir = config.data_dir.join("tls");
+            (dir.join("cert.pem"), dir.join("key.pem"))
+        }
+    }
+}
+
+fn load(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
+    let pair = echo_tls::load_pair(cert, key)?;
+    let fingerprint = Fingerprint::of(&pair.chain[0])?;
+    let config = Arc::new(echo_tls::server_config(&pair)?);
+    Ok(Loaded {
+        config,
+        fingerprint,
+    })
+}
+
+/// Makes a self-signed pair for the names a client may use for this
+/// machine.
+fn generate(dir: &Path, cert: &Path, key: &Path, host: &str) -> Result<(), TlsError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| TlsError::File {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    let names = certificate_names(host);
+    let pair = echo_tls::self_signed(&names)?;
+    echo_tls::write_pair(&pair, cert, key)?;
+    info!(cert = %cert.display(), names = ?names, "generated a self-signed TLS certificate");
+    Ok(())
+}
+
+/// `localhost`, the loopback addresses, the host name, and `host` when it
+/// names one address (not a wildcard).
+fn certificate_names(host: &str) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(name) = nix::unistd::gethostname()
+        && let Some(name) = name.to_str()
+    {
+        names.push(name.to_owned());
+    }
+    let wildcard = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if !wildcard && !host.is_empty() {
+        names.push(host.to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| seen.insert(name.to_ascii_lowercase()));
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_leave_out_wildcards_and_repeats() {
+        let names = certificate_names("0.0.0.0");
+        assert_eq!(&names[..3], ["localhost", "127.0.0.1", "::1"]);
+        assert!(!names.iter().any(|n| n == "0.0.0.0"));
+        assert!(!certificate_names("::").iter().any(|n| n == "::"));
+        let names = certificate_names("localhost");
+        assert_eq!(names.iter().filter(|n| *n == "localhost").count(), 1);
+        assert!(
+            certificate_names("10.1.2.3")
+                .iter()
+                .any(|n| n == "10.1.2.3")
+        );
+    }
+
+    #[test]
+    fn first_start_generates_later_starts_reuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            ..ServerConfig::default()
+        };
+        let first = ServerTls::prepare(&config).expect("generate");
+        let second = ServerTls::prepare(&config).expect("reuse");
+        assert_eq!(first.fingerprint(), second.fingerprint());
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = dir.path().join("tls/key.pem");
+        let mode = fs::metadata(key).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A bad pair on reload keeps the old one.
+        fs::write(first.cert_path(), "garbage").expect("write");
+        assert!(first.reload().is_err());
+        assert_eq!(first.fingerprint(), second.fingerprint());
+    }
+}

@@ -1,0 +1,29 @@
+//! What every connection shares: settings, the authenticator (store,
+//! attempt ledger, passwords, clock), the counters, the transport step and
+//! the per-source limits.
+//! One `Arc<Context>` per server, cloned into each connection's task. It
+//! imports only the parts below it, never the listener or the sessions.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::Authenticator, config::ServerConfig, conn::admission::Sources, conn::transport::Acceptor,
+    live::clients::Clients, ops::metrics::Metrics,
+};
+
+/// The shared state of one running server.
+#[derive(Debug)]
+pub(crate) struct Context<S> {
+    /// Resolved settings.
+    pub config: ServerConfig,
+    /// Identification and authentication decisions.
+    pub auth: Authenticator<S>,
+    /// The metrics, behind `/stats` and `--metrics-addr`.
+    pub metrics: Arc<Metrics>,
+    /// The step between accept and the first frame.
+    pub acceptor: Acceptor,
+    /// Connections and handshakes per source address.
+    pub sources: Sources,
+    /// The live connections, for `echo-server clients` and `kick`.
+    pub clients: Arc<Clients>,
+}

@@ -1,0 +1,179 @@
+//! The write side of a connection's frames: queueing messages so that
+//! pipelined input is answered in one write, flushing before a wait, the
+//! last frame, and the bounds on every write that has to wait for the
+//! client (its time, the output held, the connection's stop token).
+
+use std::{pin::Pin, pin::pin, task::Poll, time::Duration};
+
+use echo_proto::{FrameCodec, Json, ProtoError, ServerMsg, fast::TextReply};
+use futures_util::SinkExt;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::timeout,
+};
+use tokio_util::{codec::Encoder, sync::WaitForCancellationFutureOwned};
+use tracing::warn;
+
+use super::{FAREWELL_TIMEOUT, Wire};
+use crate::conn::session::{ending::Ending, tally::Totals};
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
+    /// Queues one message; see [`Wire::feed`].
+    pub(crate) async fn send(&mut self, msg: ServerMsg) -> Result<(), Ending> {
+        self.feed([Json(msg)]).await
+    }
+
+    /// Queues one `reply` per text, the last one marked `last`. The texts
+    /// are taken one at a time, as the write buffer drains, and encoded
+    /// from where they are (no copy per reply).
+    pub(crate) async fn send_replies<S: AsRef<str>>(
+        &mut self,
+        re: u64,
+        texts: impl IntoIterator<Item = S>,
+    ) -> Result<(), Ending> {
+        let mut texts = texts.into_iter().peekable();
+        while let Some(text) = texts.next() {
+            let last = texts.peek().is_none();
+            let text = text.as_ref();
+            self.feed([Json(TextReply { re, text, last })]).await?;
+            self.tally.replies += 1;
+        }
+        Ok(())
+    }
+
+    /// Queues messages for the client. They leave at the next flush (before
+    /// the connection waits for input), or earlier when the buffer passes
+    /// its backpressure boundary, so a long burst does not pile up in memory.
+    pub(crate) async fn feed<M>(&mut self, msgs: impl IntoIterator<Item = M>) -> Result<(), Ending>
+    where
+        FrameCodec: Encoder<M, Error = ProtoError>,
+    {
+        let limit = self.write_timeout;
+        let max_output = self.max_output;
+        let framed = &mut self.framed;
+        let write = async move {
+            for msg in msgs {
+                framed.feed(msg).await?;
+                if let Err(over) = within(framed.write_buffer().len(), max_output) {
+                    return Ok(Err(over));
+                }
+            }
+            Ok(Ok(()))
+        };
+        let written = bounded(write, limit, self.stop.as_mut()).await;
+        match written.map_err(|cut| cut.ending(self))?.0 {
+            Ok(queued) => queued,
+            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
+            Err(err) => {
+                // Only an encoding error is left: a reply over the frame cap.
+                // The buffer holds no partial frame, so say so and go on.
+                warn!(error = %err, "reply not sent");
+                let msg = ServerMsg::error(err.code(), err.to_string(), false);
+                let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
+                let sent = bounded(error, limit, self.stop.as_mut()).await;
+                match sent.map_err(|cut| cut.ending(self))?.0 {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Ending::WriteTimedOut),
+                }
+            }
+        }
+    }
+
+    /// Writes out everything queued.
+    pub(crate) async fn flush(&mut self) -> Result<(), Ending> {
+        self.flush_waiting().await.map(|_waited| ())
+    }
+
+    /// Writes out everything queued, and says whether that had to wait for
+    /// the client (the task then gave way, and a wakeup meant for the read
+    /// side may have been taken on the way).
+    pub(super) async fn flush_waiting(&mut self) -> Result<bool, Ending> {
+        let limit = self.write_timeout;
+        let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
+        let flushed = bounded(flush, limit, self.stop.as_mut()).await;
+        match flushed.map_err(|cut| cut.ending(self))? {
+            (Ok(()), waited) => Ok(waited),
+            (Err(ProtoError::Io(err)), _) => Err(Ending::Lost(err)),
+            (Err(_), _) => Err(Ending::WriteTimedOut),
+        }
+    }
+
+    /// Sends `last` (if any) with everything still queued, within
+    /// [`FAREWELL_TIMEOUT`] (with no `last`, what is queued only when
+    /// `graceful`), and gives the stream back for closing.
+    pub(crate) async fn finish(mut self, last: Option<ServerMsg>, graceful: bool) -> (T, Totals) {
+        match last {
+            Some(msg) => {
+                let _ = timeout(FAREWELL_TIMEOUT, self.framed.send(Json(&msg))).await;
+            }
+            None if graceful => {
+                let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
+                let _ = timeout(FAREWELL_TIMEOUT, flush).await;
+            }
+            None => {}
+        }
+        self.publish();
+        let counted = self.framed.into_inner();
+        let totals = Totals {
+            bytes_in: counted.read(),
+            bytes_out: counted.written(),
+            messages: self.tally.messages,
+        };
+        (counted.into_inner(), totals)
+    }
+}
+
+/// How much output a connection may hold, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputLimits {
+    /// Time a write may wait for the client to take output.
+    pub write_timeout: Duration,
+    /// Most bytes of output held for the client.
+    pub max_output: usize,
+}
+
+/// Whether `held` bytes of output are within `max_output`.
+pub(super) fn within(held: usize, max_output: usize) -> Result<(), Ending> {
+    if held > max_output {
+        return Err(Ending::OutputOverLimit { held, max_output });
+    }
+    Ok(())
+}
+
+/// Why a write that had to wait was cut short.
+enum Cut {
+    /// The connection was stopped (see [`Wire::stopped`]).
+    Stopped,
+    /// The client took nothing for `write_timeout`.
+    TimedOut,
+}
+
+impl Cut {
+    fn ending<T: AsyncRead + AsyncWrite + Unpin>(self, wire: &Wire<T>) -> Ending {
+        match self {
+            Cut::Stopped => wire.stopped(),
+            Cut::TimedOut => Ending::WriteTimedOut,
+        }
+    }
+}
+
+/// Runs a write, and says whether it had to wait. It almost always
+/// completes at its first poll, and then costs no timer; only a write that
+/// has to wait (the client is not reading) is bounded by `limit` and raced
+/// against the connection's stop token.
+async fn bounded<T>(
+    write: impl Future<Output = T>,
+    limit: Duration,
+    stop: Pin<&mut WaitForCancellationFutureOwned>,
+) -> Result<(T, bool), Cut> {
+    let mut write = pin!(write);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
+    {
+        return Ok((done, false));
+    }
+    tokio::select! {
+        biased;
+        () = stop => Err(Cut::Stopped),
+        done = timeout(limit, write) => done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
+    }
+}

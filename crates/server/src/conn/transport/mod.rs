@@ -1,0 +1,236 @@
+//! The step between `accept` and the first frame, and the last one after
+//! the last frame.
+//!
+//! An accepted TCP connection becomes the stream the session speaks over
+//! and the [`Peer`] it speaks for in two steps, each within a deadline of
+//! its own and raced against shutdown: [`Acceptor::peer`] reads a trusted
+//! balancer's PROXY header (it carries the real client address, so the
+//! `Peer` is only known after it), then [`Acceptor::secure`] makes the TLS
+//! handshake on a TLS port (`tls.rs`: the prepared [`Stream`] is an enum of
+//! plain and TLS, matched per poll). The listener charges the connection to
+//! its source before either step, and moves the charge to the client a
+//! header names between the two. Everything above works on any
+//! `AsyncRead + AsyncWrite + Unpin + Send` stream.
+
+mod proxy;
+mod tls;
+
+use std::{
+    fmt, io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use proxy::ProxyError;
+pub(crate) use proxy::looks_like_proxy_header;
+use tls::TlsStepError;
+pub(crate) use tls::{Stream, looks_like_tls_record};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    time::{Instant, sleep_until, timeout},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::conn::certs::ServerTls;
+
+/// Most bytes read and thrown away while waiting for the client to close.
+const LINGER_MAX_BYTES: usize = 64 * 1024;
+/// Time allowed for the client to close its side after our last frame.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time a trusted balancer has to send its PROXY header: it writes it with
+/// the connection, so a balancer that has not is broken or not a balancer.
+pub(crate) const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection's id in the log and in `/whoami`: 8 hex digits, random,
+/// short enough to read and to grep for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(u32);
+
+/// Who a connection speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address: identification, limits and logs use it.
+    pub addr: SocketAddr,
+    /// The proxy the connection came through, when a PROXY header named
+    /// another client address.
+    pub via: Option<SocketAddr>,
+}
+
+/// Prepares accepted connections: reads the PROXY header of a trusted
+/// balancer's, then makes the TLS handshake on a TLS port. Each step has a
+/// deadline of its own within the handshake's.
+#[derive(Debug, Default)]
+pub(crate) struct Acceptor {
+    /// Addresses whose connections start with a PROXY header.
+    proxies: Vec<IpNet>,
+    /// The TLS identity, on a TLS port.
+    tls: Option<Arc<ServerTls>>,
+    /// Time allowed for the TLS handshake (`tls_handshake_timeout`).
+    tls_timeout: Duration,
+}
+
+/// Why a connection was dropped before its first frame.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The step's deadline passed.
+    #[error("timed out before the first frame")]
+    Timeout,
+    /// The server began shutting down.
+    #[error("server shutting down")]
+    Shutdown,
+    /// The connection failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A trusted balancer's PROXY header was missing or malformed.
+    #[error("{0}")]
+    Proxy(#[from] ProxyError),
+    /// The client did not speak TLS to a TLS port, or its handshake failed.
+    #[error("{0}")]
+    Tls(#[from] TlsStepError),
+}
+
+impl TransportError {
+    /// Whether an operator should hear of it (a balancer misbehaving), not
+    /// just a client going away.
+    pub(crate) fn is_notable(&self) -> bool {
+        matches!(self, TransportError::Proxy(_) | TransportError::Tls(_))
+    }
+}
+
+impl ConnectionId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        // The low bits of a v4 UUID are random.
+        Self(uuid::Uuid::new_v4().as_u128() as u32)
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+impl Peer {
+    /// A client connected straight to us.
+    pub fn direct(addr: SocketAddr) -> Self {
+        Self { addr, via: None }
+    }
+
+    /// The client's IP address.
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.addr.ip()
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.via {
+            None => write!(f, "{}", self.addr),
+            Some(via) => write!(f, "{} via {via}", self.addr),
+        }
+    }
+}
+
+impl Acceptor {
+    /// An acceptor that expects a PROXY header from the balancers in
+    /// `proxies` (`proxy_protocol_from`), and on a TLS port gives the TLS
+    /// handshake `tls_timeout`.
+    pub(crate) fn new(
+        proxies: Vec<IpNet>,
+        tls: Option<Arc<ServerTls>>,
+        tls_timeout: Duration,
+    ) -> Self {
+        Self {
+            proxies,
+            tls,
+            tls_timeout,
+        }
+    }
+
+    /// Whether connections from `ip` start with a PROXY header.
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+        self.proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether the port speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The PROXY step: who `tcp`, accepted from `addr`, speaks for. A
+    /// trusted balancer has [`PROXY_HEADER_TIMEOUT`] (within `deadline`)
+    /// to send its header.
+    pub(crate) async fn peer(
+        &self,
+        tcp: &mut TcpStream,
+        addr: SocketAddr,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<Peer, TransportError> {
+        if let Err(err) = tcp.set_nodelay(true) {
+            warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+        if !self.trusts(addr.ip()) {
+            return Ok(Peer::direct(addr));
+        }
+        let deadline = deadline.min(Instant::now() + PROXY_HEADER_TIMEOUT);
+        within(deadline, shutdown, proxy::read_header(tcp, addr)).await
+    }
+
+    /// The TLS step, on a TLS port: the handshake, within
+    /// `tls_handshake_timeout` and `deadline`.
+    pub(crate) async fn secure(
+        &self,
+        tcp: TcpStream,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<Stream, TransportError> {
+        match &self.tls {
+            Some(tls) => {
+                let deadline = deadline.min(Instant::now() + self.tls_timeout);
+                within(deadline, shutdown, tls::accept(tls, tcp)).await
+            }
+            None => Ok(Stream::Plain(tcp)),
+        }
+    }
+}
+
+/// `step`, unless `deadline` passes or the server shuts down first.
+async fn within<T, E: Into<TransportError>>(
+    deadline: Instant,
+    shutdown: &CancellationToken,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, TransportError> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Err(TransportError::Shutdown),
+        () = sleep_until(deadline) => Err(TransportError::Timeout),
+        done = step => done.map_err(Into::into),
+    }
+}
+
+/// Closes our side and reads (and drops) what the client still sends until
+/// it closes too, for a short while. Closing with unread data makes the
+/// kernel send a reset, which can destroy the frames we just wrote.
+pub(crate) async fn close_gracefully<T: AsyncRead + AsyncWrite + Unpin>(mut stream: T) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_MAX_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = timeout(LINGER_TIMEOUT, drain).await;
+}

@@ -1,0 +1,299 @@
+//! The live sessions of this server, by session chain, so that revoking a
+//! chain (a reused token, a `logout` on another connection; the admin
+//! commands once they reach a running server) ends every connection it
+//! authenticated, at once, with `bye {reason: "revoked"}`.
+//!
+//! With a shared store, [`follow_revocations`] does the same for chains
+//! ended on other servers or by admin commands.
+//!
+//! A connection registers when it is established and holds a [`Watch`];
+//! dropping the watch takes it out again, on every path.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::{
+    store::{Revocation, UserStore},
+    sys::sync::lock,
+};
+
+/// Why a connection was stopped from outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its session chain was revoked.
+    Revoked,
+    /// An operator kicked it.
+    Kicked,
+}
+
+/// Stops one connection from outside (a revocation, a kick): its wire
+/// waits on the token and ends with the reason given first.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Stopper {
+    /// A stopper whose token `shutdown` cancels too (with no reason given):
+    /// waiting on its token is waiting on both.
+    pub fn within(shutdown: &CancellationToken) -> Self {
+        Self {
+            token: shutdown.child_token(),
+            reason: Arc::default(),
+        }
+    }
+
+    /// Stops the connection for `reason` (the first reason given stays).
+    pub fn stop(&self, reason: StopReason) {
+        lock(&self.reason).get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    /// Why it was stopped, once it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        *lock(&self.reason)
+    }
+
+    /// Cancelled when the connection is stopped.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+}
+
+/// How long a revoked chain is remembered, so that a connection that
+/// registers just after its chain was revoked (the revocation heard between
+/// the store's answer and the registration) is stopped too.
+const REMEMBER_ENDED: Duration = Duration::from_secs(60);
+/// Most revoked chains remembered at once.
+const MAX_ENDED: usize = 100_000;
+
+/// Every established connection authenticated by a session chain.
+#[derive(Debug, Default)]
+pub struct LiveSessions {
+    chains: Mutex<HashMap<Uuid, Chain>>,
+    next_id: AtomicU64,
+    ended: Mutex<Ended>,
+}
+
+/// Chains revoked lately, oldest first.
+#[derive(Debug, Default)]
+struct Ended {
+    order: VecDeque<(Instant, Uuid)>,
+    families: HashSet<Uuid>,
+}
+
+impl Ended {
+    fn insert(&mut self, family: Uuid) {
+        let now = Instant::now();
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) < REMEMBER_ENDED && self.order.len() < MAX_ENDED {
+                break;
+            }
+            self.order.pop_front();
+            self.families.remove(&old);
+        }
+        if self.families.insert(family) {
+            self.order.push_back((now, family));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Chain {
+    user: String,
+    connections: Vec<(u64, Stopper)>,
+}
+
+/// One connection's place in [`LiveSessions`]; its token is cancelled when
+/// the chain is revoked.
+#[derive(Debug)]
+pub struct Watch {
+    sessions: Arc<LiveSessions>,
+    family: Uuid,
+    id: u64,
+}
+
+impl LiveSessions {
+    /// Registers a connection of `user` authenticated by chain `family`;
+    /// a revocation stops it through `stopper`.
+    pub fn watch(self: &Arc<Self>, family: Uuid, user: &str, stopper: Stopper) -> Watch {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut chains = lock(&self.chains);
+        if lock(&self.ended).families.contains(&family) {
+            stopper.stop(StopReason::Revoked);
+        }
+        let chain = chains.entry(family).or_insert_with(|| Chain {
+            user: user.to_owned(),
+            connections: Vec::new(),
+        });
+        chain.connections.push((id, stopper));
+        Watch {
+            sessions: Arc::clone(self),
+            family,
+            id,
+        }
+    }
+
+    /// Ends every live connection of chain `family`; returns how many.
+    pub fn revoke_chain(&self, family: Uuid) -> usize {
+        let mut chains = lock(&self.chains);
+        lock(&self.ended).insert(family);
+        let chain = chains.remove(&family);
+        drop(chains);
+        chain.map_or(0, |chain| cancel_all(&chain))
+    }
+
+    /// Ends every live connection of `user`; returns how many.
+    pub fn revoke_user(&self, user: &str) -> usize {
+        let mut chains = lock(&self.chains);
+        let families: Vec<Uuid> = chains
+            .iter()
+            .filter(|(_, chain)| chain.user == user)
+            .map(|(family, _)| *family)
+            .collect();
+        families
+            .into_iter()
+            .filter_map(|family| chains.remove(&family))
+            .map(|chain| cancel_all(&chain))
+            .sum()
+    }
+
+    /// The chains with live connections now.
+    pub fn families(&self) -> Vec<Uuid> {
+        lock(&self.chains).keys().copied().collect()
+    }
+
+    /// Connections registered now (for tests).
+    pub fn len(&self) -> usize {
+        lock(&self.chains)
+            .values()
+            .map(|chain| chain.connections.len())
+            .sum()
+    }
+
+    /// Whether no connection is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Ends this server's connections of the chains a shared store says ended
+/// elsewhere, until `stop`. After revocations may have been missed, every
+/// live chain is checked against the store.
+pub async fn follow_revocations<S: UserStore>(
+    live: Arc<LiveSessions>,
+    store: S,
+    mut revocations: broadcast::Receiver<Revocation>,
+    stop: CancellationToken,
+) {
+    loop {
+        let heard = tokio::select! {
+            () = stop.cancelled() => return,
+            heard = revocations.recv() => heard,
+        };
+        match heard {
+            Ok(Revocation::Chain(family)) => {
+                let ended = live.revoke_chain(family);
+                if ended > 0 {
+                    info!(%family, connections_ended = ended, "session chain ended elsewhere: revoked here too");
+                }
+            }
+            Ok(Revocation::Resync) | Err(RecvError::Lagged(_)) => {
+                let families = live.families();
+                match store.chains_alive(families.clone()).await {
+                    Ok(alive) => {
+                        let ended: usize = families
+                            .iter()
+                            .filter(|family| !alive.contains(family))
+                            .map(|family| live.revoke_chain(*family))
+                            .sum();
+                        info!(
+                            checked = families.len(),
+                            connections_ended = ended,
+                            "live sessions re-checked against the store"
+                        );
+                    }
+                    Err(err) => warn!(error = %err, "cannot re-check live sessions"),
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+fn cancel_all(chain: &Chain) -> usize {
+    for (_, stopper) in &chain.connections {
+        stopper.stop(StopReason::Revoked);
+    }
+    chain.connections.len()
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut chains = lock(&self.sessions.chains);
+        if let Some(chain) = chains.get_mut(&self.family) {
+            chain.connections.retain(|(id, _)| *id != self.id);
+            if chain.connections.is_empty() {
+                chains.remove(&self.family);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoking_a_chain_or_a_user_ends_their_connections_only() {
+        let live = Arc::new(LiveSessions::default());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let stoppers = [Stopper::default(), Stopper::default(), Stopper::default()];
+        let first = live.watch(a, "ann", stoppers[0].clone());
+        let second = live.watch(a, "ann", stoppers[1].clone());
+        let other = live.watch(b, "bob", stoppers[2].clone());
+        assert_eq!(live.revoke_chain(a), 2);
+        assert_eq!(stoppers[0].reason(), Some(StopReason::Revoked));
+        assert!(stoppers[1].token().is_cancelled());
+        assert!(!stoppers[2].token().is_cancelled());
+        assert_eq!(live.revoke_user("bob"), 1);
+        assert!(stoppers[2].token().is_cancelled());
+        drop((first, second, other));
+        assert!(live.is_empty());
+    }
+
+    #[test]
+    fn a_connection_registered_just_after_its_chain_was_revoked_is_stopped() {
+        let live = Arc::new(LiveSessions::default());
+        let family = Uuid::new_v4();
+        assert_eq!(live.revoke_chain(family), 0);
+        let stopper = Stopper::default();
+        let _watch = live.watch(family, "ann", stopper.clone());
+        assert_eq!(stopper.reason(), Some(StopReason::Revoked));
+        let other = Stopper::default();
+        let _other = live.watch(Uuid::new_v4(), "ann", other.clone());
+        assert_eq!(other.reason(), None);
+    }
+
+    #[test]
+    fn a_connection_that_ends_leaves_the_registry() {
+        let live = Arc::new(LiveSessions::default());
+        let family = Uuid::new_v4();
+        let watch = live.watch(family, "ann", Stopper::default());
+        assert_eq!(live.len(), 1);
+        drop(watch);
+        assert_eq!(live.revoke_chain(family), 0);
+    }
+}

@@ -1,0 +1,7 @@
+//! Small helpers over the operating system and the standard library, below
+//! every other part: binding, private files, the mutex helper, the clock.
+
+pub mod clock;
+pub mod files;
+pub mod net;
+pub(crate) mod sync;

@@ -8,8 +8,8 @@ use tracing::{error, warn};
 
 use super::{Authenticator, Refusal};
 use crate::{
-    auth::names::validate_name,
     store::{Identity, StoreError, UserStore},
+    sys::names::validate_name,
 };
 
 /// How often a returning address's last visit is written down.

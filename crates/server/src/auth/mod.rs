@@ -12,7 +12,6 @@
 
 mod argon;
 mod identity;
-pub mod names;
 
 mod limits;
 pub mod passwords;
@@ -26,8 +25,8 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 pub use crate::store::ledger::{AttemptLedger, Limited, MemoryLedger};
-use names::canonical;
-pub use names::validate_name;
+use crate::sys::names::canonical;
+pub use crate::sys::names::validate_name;
 pub use passwords::{HashError, MAX_PASSWORD_BYTES, Passwords, check_password};
 pub use tokens::new_token;
 

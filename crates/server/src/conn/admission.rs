@@ -14,17 +14,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::sys::sync::lock;
-
-/// The source a limit counts: an IPv4 address, or the first 64 bits of an
-/// IPv6 one (an IPv4-mapped IPv6 address counts as its IPv4 address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// An IPv4 address.
-    V4([u8; 4]),
-    /// An IPv6 /64 prefix.
-    V6(u64),
-}
+use crate::sys::{peer::Source, sync::lock};
 
 /// The counts of every source with at least one connection.
 #[derive(Debug)]
@@ -56,29 +46,6 @@ pub struct SourceSlot {
     source: Source,
     /// Held while the connection is in the handshake.
     handshake: bool,
-}
-
-impl Source {
-    /// The source `ip` counts against.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Source::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source::V4(v4.octets()),
-                None => Source::V6((u128::from(v6) >> 64) as u64),
-            },
-        }
-    }
-
-    /// The address that stands for this source where one is stored (a
-    /// database column, a journal line): the IPv4 address, or the /64
-    /// prefix with the rest zero. [`Source::of`] of it is this source again.
-    pub fn address(self) -> IpAddr {
-        match self {
-            Source::V4(octets) => IpAddr::from(octets),
-            Source::V6(prefix) => IpAddr::from(std::net::Ipv6Addr::from(u128::from(prefix) << 64)),
-        }
-    }
 }
 
 impl Sources {

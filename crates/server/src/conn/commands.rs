@@ -8,8 +8,8 @@ use std::{borrow::Cow, time::Duration};
 use echo_proto::ErrorCode;
 
 use crate::{
-    conn::transport::{ConnectionId, Peer},
     ops::metrics::Metrics,
+    sys::peer::{ConnectionId, Peer},
 };
 
 /// A parsed `/command`.

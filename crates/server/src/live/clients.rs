@@ -16,10 +16,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    conn::transport::{ConnectionId, Peer},
     live::sessions::{StopReason, Stopper},
     ops::logging::shown_max,
     sys::clock::UnixTime,
+    sys::peer::{ConnectionId, Peer},
     sys::sync::lock,
 };
 

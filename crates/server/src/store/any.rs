@@ -13,7 +13,7 @@ use super::{
     FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
     StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
-use crate::auth::AttemptLedger;
+use crate::store::ledger::AttemptLedger;
 use crate::sys::clock::Clock;
 
 /// Where the configuration says the store is.

@@ -3,5 +3,7 @@
 
 pub mod clock;
 pub mod files;
+pub mod names;
 pub mod net;
+pub mod peer;
 pub(crate) mod sync;

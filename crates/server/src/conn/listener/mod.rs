@@ -32,8 +32,9 @@ use crate::{
     conn::admission::SourceSlot,
     conn::context::Context,
     conn::session::Session,
-    conn::transport::{ConnectionId, Peer, Stream, TransportError, close_gracefully},
+    conn::transport::{Stream, TransportError, close_gracefully},
     store::UserStore,
+    sys::peer::{ConnectionId, Peer},
     sys::sync::lock,
 };
 use refuse::Throttled;

@@ -33,11 +33,11 @@ use uuid::Uuid;
 use crate::{
     conn::admission::SourceSlot,
     conn::context::Context,
-    conn::transport::{ConnectionId, Peer},
     live::clients::Registered,
     live::sessions::Watch,
     store::Identity,
     store::UserStore,
+    sys::peer::{ConnectionId, Peer},
 };
 pub(crate) use ending::Ending;
 use wire::{OutputLimits, Wire};

@@ -16,7 +16,7 @@ mod proxy;
 mod tls;
 
 use std::{
-    fmt, io,
+    io,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::conn::certs::ServerTls;
+use crate::sys::peer::Peer;
 
 /// Most bytes read and thrown away while waiting for the client to close.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
@@ -45,21 +46,6 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time a trusted balancer has to send its PROXY header: it writes it with
 /// the connection, so a balancer that has not is broken or not a balancer.
 pub(crate) const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A connection's id in the log and in `/whoami`: 8 hex digits, random,
-/// short enough to read and to grep for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnectionId(u32);
-
-/// Who a connection speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// The client's address: identification, limits and logs use it.
-    pub addr: SocketAddr,
-    /// The proxy the connection came through, when a PROXY header named
-    /// another client address.
-    pub via: Option<SocketAddr>,
-}
 
 /// Prepares accepted connections: reads the PROXY header of a trusted
 /// balancer's, then makes the TLS handshake on a TLS port. Each step has a
@@ -99,41 +85,6 @@ impl TransportError {
     /// just a client going away.
     pub(crate) fn is_notable(&self) -> bool {
         matches!(self, TransportError::Proxy(_) | TransportError::Tls(_))
-    }
-}
-
-impl ConnectionId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        // The low bits of a v4 UUID are random.
-        Self(uuid::Uuid::new_v4().as_u128() as u32)
-    }
-}
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
-    }
-}
-
-impl Peer {
-    /// A client connected straight to us.
-    pub fn direct(addr: SocketAddr) -> Self {
-        Self { addr, via: None }
-    }
-
-    /// The client's IP address.
-    pub fn ip(&self) -> std::net::IpAddr {
-        self.addr.ip()
-    }
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.via {
-            None => write!(f, "{}", self.addr),
-            Some(via) => write!(f, "{} via {via}", self.addr),
-        }
     }
 }
 

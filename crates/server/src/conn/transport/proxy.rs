@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use ppp::{HeaderResult, v1, v2};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::Peer;
+use crate::sys::peer::Peer;
 
 /// The longest v1 header (the protocol's own limit).
 const MAX_V1: usize = 107;

@@ -38,7 +38,7 @@ impl std::fmt::Display for Shown<'_> {
         use std::fmt::Write as _;
         let mut chars = self.text.chars();
         for c in chars.by_ref().take(self.max) {
-            if crate::auth::names::is_disguising(c) {
+            if crate::sys::names::is_disguising(c) {
                 write!(f, "\\u{{{:x}}}", u32::from(c))?;
             } else {
                 f.write_char(c)?;

@@ -59,7 +59,7 @@ pub(super) enum Record {
     /// Every session chain of a user revoked.
     RevokeUser { name: String },
     /// An account (canonical name) logged in from a source (its
-    /// [`Source::address`](crate::conn::admission::Source::address)). Journals
+    /// [`Source::address`](crate::sys::peer::Source::address)). Journals
     /// from before it have none: their accounts start with no familiar
     /// source.
     Familiar {

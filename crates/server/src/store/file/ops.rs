@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use super::{FileStore, journal::Record, state::Family};
 use crate::{
-    conn::admission::Source,
     store::{
         FAMILIAR_SOURCE_SECS, Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo,
         StoreError, TokenHash, UnixTime, UserRecord, UserStore,
     },
+    sys::peer::Source,
 };
 
 fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionInfo {

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::journal::Record;
 use crate::{
-    auth::names::{canonical, confusable_key},
-    conn::admission::Source,
     store::{FAMILIAR_SOURCE_SECS, Lifetimes, MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
+    sys::names::{canonical, confusable_key},
+    sys::peer::Source,
 };
 
 /// Everything the store knows, in memory.

@@ -31,7 +31,7 @@ use std::{fmt, future::Future, net::IpAddr, pin::Pin};
 
 pub use memory::MemoryLedger;
 
-use crate::conn::admission::Source;
+use crate::sys::peer::Source;
 use crate::{store::StoreError, sys::clock::UnixTime};
 
 /// Consecutive failures from one source on an account before back-off starts.

@@ -20,13 +20,13 @@ use super::{
     rows::{count, int, secs, storable, unix, unmatched},
 };
 use crate::{
-    conn::admission::Source,
     store::StoreError,
     store::ledger::{
         AccountAttempts, Attempt, AttemptLedger, Bucket, LedgerFuture, Limited, UnfamiliarFailures,
         allowed,
     },
     sys::clock::UnixTime,
+    sys::peer::Source,
 };
 
 /// Attempt limits shared by every server on the database.

@@ -11,12 +11,12 @@ use super::{
     rows::{secs, storable, unix, unmatched},
 };
 use crate::{
-    auth::names::canonical,
-    conn::admission::Source,
     store::{
         FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, MAX_ROTATIONS_PER_CHAIN, Rotation,
         SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
     },
+    sys::names::canonical,
+    sys::peer::Source,
 };
 
 /// The stored name of the user `$1` (canonical form `$2`), in any spelling:

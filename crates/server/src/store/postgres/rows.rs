@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::{Param, PgStore};
 use crate::{
-    auth::names::{canonical, confusable_key},
     store::{SessionInfo, StoreError, TokenHash, UnixTime, UserRecord},
+    sys::names::{canonical, confusable_key},
 };
 
 /// A lookup by text the database cannot hold: nothing has it, so it finds

@@ -5,7 +5,7 @@ use std::fmt;
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::ProtoError;
+use crate::error::{ErrorCode, ProtoError};
 
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -56,54 +56,6 @@ pub enum ByeReason {
     Other,
 }
 
-/// Stable, machine-readable error codes carried by `error` frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// A frame header announced more than the maximum length.
-    FrameTooLarge,
-    /// A payload was not valid UTF-8.
-    InvalidUtf8,
-    /// A payload was not a JSON object.
-    BadJson,
-    /// The `type` field was missing or unknown.
-    UnknownType,
-    /// A field was missing or had the wrong type.
-    BadField,
-    /// A valid message that is not allowed in the connection's current state.
-    UnexpectedMessage,
-    /// A `/command` the server does not know.
-    UnknownCommand,
-    /// A `/command` with bad arguments.
-    BadCommand,
-    /// The server is at its connection limit.
-    ServerBusy,
-    /// The client's address (an IPv6 /64) has as many connections, or
-    /// connections still in the handshake, as the server allows one source.
-    TooManyConnections,
-    /// A name that is empty, too long or has unprintable characters.
-    InvalidName,
-    /// `register` with a user name that exists.
-    NameTaken,
-    /// `register` with a password that is too short, too long or too common.
-    WeakPassword,
-    /// Unknown user or wrong password (deliberately indistinguishable).
-    InvalidCredentials,
-    /// `resume` with a token that is unknown, expired or revoked.
-    TokenInvalid,
-    /// Too many attempts; try again later.
-    RateLimited,
-    /// The server failed internally (for example, its store could not write).
-    Internal,
-    /// `login`, `register` or `resume` on a plain (not TLS) connection from
-    /// outside the loopback range: the server's protected mode.
-    TlsRequired,
-    /// The store (a database) cannot be reached for this step; always fatal.
-    Unavailable,
-    /// A code this version does not know (sent by a newer server).
-    #[serde(other)]
-    Other,
-}
 
 /// Messages the server sends. See `docs/PROTOCOL.md` for each one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,56 +170,6 @@ pub trait Message: Serialize + DeserializeOwned {
     fn kind(&self) -> &'static str;
 }
 
-impl ErrorCode {
-    /// The code as it is written on the wire (`"rate_limited"`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCode::FrameTooLarge => "frame_too_large",
-            ErrorCode::InvalidUtf8 => "invalid_utf8",
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::BadField => "bad_field",
-            ErrorCode::UnexpectedMessage => "unexpected_message",
-            ErrorCode::UnknownCommand => "unknown_command",
-            ErrorCode::BadCommand => "bad_command",
-            ErrorCode::ServerBusy => "server_busy",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::InvalidName => "invalid_name",
-            ErrorCode::NameTaken => "name_taken",
-            ErrorCode::WeakPassword => "weak_password",
-            ErrorCode::InvalidCredentials => "invalid_credentials",
-            ErrorCode::TokenInvalid => "token_invalid",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Internal => "internal",
-            ErrorCode::TlsRequired => "tls_required",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Other => "other",
-        }
-    }
-
-    /// Every code a server of this version sends.
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::FrameTooLarge,
-        ErrorCode::InvalidUtf8,
-        ErrorCode::BadJson,
-        ErrorCode::UnknownType,
-        ErrorCode::BadField,
-        ErrorCode::UnexpectedMessage,
-        ErrorCode::UnknownCommand,
-        ErrorCode::BadCommand,
-        ErrorCode::ServerBusy,
-        ErrorCode::TooManyConnections,
-        ErrorCode::InvalidName,
-        ErrorCode::NameTaken,
-        ErrorCode::WeakPassword,
-        ErrorCode::InvalidCredentials,
-        ErrorCode::TokenInvalid,
-        ErrorCode::RateLimited,
-        ErrorCode::Internal,
-        ErrorCode::TlsRequired,
-        ErrorCode::Unavailable,
-    ];
-}
 
 impl ServerMsg {
     /// An `error` frame with no attempt count.

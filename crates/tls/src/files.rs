@@ -4,7 +4,7 @@ use std::{fmt, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-use crate::TlsError;
+use crate::error::TlsError;
 
 /// A certificate chain (the server's own first) and its private key.
 pub struct CertifiedPair {

@@ -4,6 +4,7 @@
 //!
 //! Nothing here logs, and no error or `Debug` output holds key material.
 
+mod error;
 mod files;
 
 use std::{fmt, sync::Arc};
@@ -13,42 +14,12 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
+pub use error::TlsError;
 pub use files::{
     CertifiedPair, SelfSigned, ca_signed, chain_from_pem, load_pair, self_signed, write_pair,
 };
 pub use rustls;
 pub use rustls_pki_types as pki_types;
-
-/// What went wrong with a certificate, a key or a TLS configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    File {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A file held no usable certificate or key.
-    #[error("{path}: {reason}")]
-    Pem {
-        /// The file.
-        path: String,
-        /// What was wrong (never the file's content).
-        reason: String,
-    },
-    /// A certificate could not be parsed.
-    #[error("bad certificate: {0}")]
-    Certificate(String),
-    /// rustls refused the configuration (a key that does not match the
-    /// certificate, say).
-    #[error("{0}")]
-    Config(#[from] rustls::Error),
-    /// A certificate could not be generated.
-    #[error("cannot generate a certificate: {0}")]
-    Generate(String),
-}
 
 /// The fingerprint of a server's key: `SHA256:` and the standard base64,
 /// without padding, of the SHA-256 of the certificate's

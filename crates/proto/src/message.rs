@@ -56,7 +56,6 @@ pub enum ByeReason {
     Other,
 }
 
-
 /// Messages the server sends. See `docs/PROTOCOL.md` for each one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -169,7 +168,6 @@ pub trait Message: Serialize + DeserializeOwned {
     /// This message's `"type"` value, for logs.
     fn kind(&self) -> &'static str;
 }
-
 
 impl ServerMsg {
     /// An `error` frame with no attempt count.

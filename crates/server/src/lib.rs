@@ -1,41 +1,31 @@
-//! The echo-server daemon as a library: `main.rs` parses flags, sets up
-//! logging, opens the store and calls [`run`]; tests do the same on
-//! `127.0.0.1:0`.
+//! The echo-server daemon as a library: the binary (`src/bin/echo-server/`)
+//! parses flags, sets up logging, opens the store and calls [`run`]; tests
+//! and the bench do the same on `127.0.0.1:0`.
 //!
-//! The parts, from the socket inwards (`docs/ARCHITECTURE.md` has the
-//! picture and the path of one message):
+//! This file is the facade: [`Server`] and [`ServerConfig`], [`store::open`]
+//! and the store types, [`control`] (the control socket's client),
+//! [`ServerTls`], [`daemon`], [`logging`], [`clock`] and [`bind_with_fallback`].
+//! What only the tests and the bench need is in `test_util`, behind the
+//! `test-util` feature. Inside, the folders are layers, each importing only
+//! the ones below it (`docs/ARCHITECTURE.md` has the map and the path of one
+//! message; `tests/layers.rs` checks the direction):
 //!
+//! - `conn`: the per-connection path: the accept loop and its limits, the
+//!   PROXY header and TLS step, one session per connection (lab tasks 1, 5,
+//!   6 and 8), the `/commands`.
+//! - `admin`: user and session operations, and the control socket that
+//!   carries them (and `clients`, `kick`) to a running server.
 //! - [`config`]: settings from flags, environment, config file and prompt.
-//! - [`net`]: binding, with the move to the next free port (lab task 4).
-//! - [`logging`]: rotating log files through `tracing` (lab task 3).
-//! - [`daemon`]: detaching, the pid file, readiness for systemd.
-//! - `server`: [`Server`], which assembles the shared `context` (settings,
-//!   authenticator, counters, transport) and hands it to the listener.
-//! - `listener`: the accept loop, the connection limit and shutdown (lab
-//!   task 1: any client may come and go; the listener never stops for it).
-//! - [`admission`]: connections and handshakes per source address.
-//! - [`transport`]: the step between accept and the first frame, where a
-//!   PROXY header and a TLS handshake go; [`transport::Peer`].
-//! - `session`: one per connection, the state machine hello → identify or
-//!   authenticate → echo (lab tasks 5, 6 and 8), frame I/O in its `wire`.
-//! - [`commands`]: the `/commands` a client can `say`, parsed and run.
-//! - [`auth`]: the authenticator, where store, attempt ledger and passwords
-//!   meet; names, tokens and Argon2id.
-//! - [`store`]: the [`store::UserStore`] trait, the store chosen at run time,
-//!   and the embedded file store (users, identities by IP, sessions),
-//!   durable before anything is acknowledged.
-//! - [`live`]: the live sessions by chain, so a revocation ends them;
-//!   [`clients`]: every live connection, for `echo-server clients` / `kick`.
-//! - [`names`]: what a name may be, and when two names are one user.
-//! - [`clock`]: where "now" comes from.
-//! - [`files`]: private directories and files, temporary files created
-//!   exclusively.
-//! - [`admin`]: `echo-server user …` / `session …`; [`control`]: the same
-//!   (and `clients`, `kick`) on a running server, through its control socket.
-//! - [`tls`]: the server's certificate and key (given or generated), and
-//!   their reload on SIGHUP.
-//! - [`metrics`]: the Prometheus metrics, which `/stats` reads too;
-//!   `http`: the operator's port that serves them, and `/healthz`.
+//! - `auth`: the authenticator, where store, attempt ledger and passwords
+//!   meet; tokens and Argon2id.
+//! - `live`: the live sessions by chain, so a revocation ends them, and every
+//!   live connection.
+//! - [`store`]: the [`store::UserStore`] trait, the attempt ledger, the store
+//!   chosen at run time (file or PostgreSQL).
+//! - `ops`: metrics and the operator's HTTP port, log files (lab task 3),
+//!   running as a daemon.
+//! - `sys`: the clock, private files, binding with the move to the next free
+//!   port (lab task 4), names, peers and sources, the mutex helper.
 
 mod admin;
 mod auth;

@@ -216,7 +216,7 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     }
 
     /// When `account` (a canonical name) last logged in with its password
-    /// from the source of `ip` ([`Source::of`](crate::sys::peer::Source::of)),
+    /// from the source of `ip` (`Source::of`),
     /// unless that was [`FAMILIAR_SOURCE_SECS`] or longer before `now`.
     fn familiar_since(
         &self,

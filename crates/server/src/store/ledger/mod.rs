@@ -1,7 +1,7 @@
 //! The attempt ledger: failed passwords per account and source, and
 //! password attempts per source, checked before any password work is done.
 //!
-//! A source is the unit the connection caps count ([`Source`]: an IPv4
+//! A source is the unit the connection caps count (`Source`: an IPv4
 //! address, an IPv6 /64). The rules, the same in every ledger:
 //!
 //! - each source has an allowance of password attempts a minute
@@ -69,7 +69,7 @@ pub struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    /// An attempt on `account` from `ip` (counted as [`Source::of`] it).
+    /// An attempt on `account` from `ip` (counted as `Source::of` it).
     pub fn new(account: &'a str, ip: IpAddr, familiar: bool) -> Self {
         Self {
             account,
@@ -82,7 +82,7 @@ impl<'a> Attempt<'a> {
 /// Where attempt limits are counted.
 pub trait AttemptLedger: Send + Sync + fmt::Debug {
     /// Takes one password attempt from the allowance of `ip`'s source
-    /// ([`Source::of`]), or says how long to wait for the next one.
+    /// (`Source::of`), or says how long to wait for the next one.
     fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>>;
 
     /// Whether a password may be tried now: the back-off and daily count of

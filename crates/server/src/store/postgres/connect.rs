@@ -13,7 +13,7 @@ use crate::store::StoreError;
 /// Time to connect, and to wait for a free connection from the pool.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle time before TCP keepalive probes start on a database connection;
-/// then one every [`KEEPALIVE_INTERVAL`], and after [`KEEPALIVE_RETRIES`]
+/// then one every `KEEPALIVE_INTERVAL`, and after `KEEPALIVE_RETRIES`
 /// unanswered the kernel closes it: a database host that vanished (power,
 /// network) is noticed in about 40 s, not the system's two hours.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);

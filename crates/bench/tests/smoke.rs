@@ -1,0 +1,46 @@
+//! `echo-bench --quick` runs every scenario end to end (no thresholds: the
+//! figures live in `docs/BENCHMARKS.md`; this checks that the tool works).
+
+use std::{process::Command, sync::Mutex};
+
+/// One run at a time: each measures, and two at once would share the cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn quick(args: &[&str]) -> String {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let output = Command::new(env!("CARGO_BIN_EXE_echo-bench"))
+        .arg("--quick")
+        .args(args)
+        .output()
+        .expect("echo-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "echo-bench --quick {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn every_scenario_runs_and_reports() {
+    let report = quick(&[]);
+    for heading in [
+        "Echo:",
+        "Login rate:",
+        "Login storm:",
+        "Resume:",
+        "Idle memory:",
+    ] {
+        assert!(report.contains(heading), "no {heading} in:\n{report}");
+    }
+}
+
+#[test]
+fn the_echo_scenario_runs_over_tls() {
+    let report = quick(&["--tls", "--scenario", "echo"]);
+    assert!(report.contains("Echo:"), "{report}");
+    assert!(report.contains("over TLS"), "{report}");
+}

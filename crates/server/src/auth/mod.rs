@@ -114,17 +114,17 @@ impl<S: UserStore> Authenticator<S> {
             .map_err(refused_by_store)?;
         match rotation {
             Rotation::Rotated(session) => {
-                info!(user = %shown(&session.user), family = %session.family, "session resumed; token rotated");
+                info!(user = %shown(&session.user), family = %session.chain, "session resumed; token rotated");
                 Ok(Grant {
                     token: next,
                     session,
                 })
             }
-            Rotation::Reused { user, family } => {
+            Rotation::Reused { user, chain } => {
                 self.metrics.auth_failure(AuthFailure::token_reused);
                 self.metrics.revoked(Revoked::reused);
-                let ended = self.live.revoke_chain(family);
-                warn!(user = %shown(&user), %family, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
+                let ended = self.live.revoke_chain(chain);
+                warn!(user = %shown(&user), family = %chain, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
             Rotation::Expired { user } => {
@@ -295,12 +295,12 @@ impl<S: UserStore> Authenticator<S> {
     }
 
     /// `logout`: revokes the chain.
-    pub async fn logout(&self, family: Uuid) {
-        match self.store.revoke_session(family).await {
+    pub async fn logout(&self, chain: Uuid) {
+        match self.store.revoke_session(chain).await {
             Ok(_) => {
                 self.metrics.revoked(Revoked::logout);
-                let ended = self.live.revoke_chain(family);
-                info!(%family, connections_ended = ended, "logged out: session revoked");
+                let ended = self.live.revoke_chain(chain);
+                info!(family = %chain, connections_ended = ended, "logged out: session revoked");
             }
             Err(err) => error!(error = %err, "logout: cannot revoke the session"),
         }

@@ -90,7 +90,7 @@ async fn register_then_login_and_a_wrong_password_counts() {
         .unwrap_err();
     assert_eq!(unknown, wrong, "unknown user and wrong password look alike");
     let again = f.auth.login("ann", PASSWORD.into(), here).await.unwrap();
-    assert_ne!(again.session.family, grant.session.family);
+    assert_ne!(again.session.chain, grant.session.chain);
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn a_resumed_token_rotates_and_its_replay_ends_the_chain() {
         .await
         .unwrap();
     let second = f.auth.resume(&first.token).await.unwrap();
-    assert_eq!(second.session.family, first.session.family);
+    assert_eq!(second.session.chain, first.session.chain);
     assert_ne!(second.token, first.token);
     let replay = f.auth.resume(&first.token).await.unwrap_err();
     assert_eq!((replay.reason, replay.counts), (Reason::TokenInvalid, true));

@@ -120,8 +120,8 @@ impl<S: UserStore> UserStore for Timed<S> {
         self.time(StoreOp::rotate_session, operation).await
     }
 
-    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
-        self.time(StoreOp::revoke_session, self.inner.revoke_session(family))
+    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
+        self.time(StoreOp::revoke_session, self.inner.revoke_session(chain))
             .await
     }
 
@@ -135,8 +135,8 @@ impl<S: UserStore> UserStore for Timed<S> {
             .await
     }
 
-    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
-        self.time(StoreOp::chains_alive, self.inner.chains_alive(families))
+    async fn chains_alive(&self, chains: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        self.time(StoreOp::chains_alive, self.inner.chains_alive(chains))
             .await
     }
 

@@ -136,7 +136,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .ctx
             .auth
             .live()
-            .watch(session.family, &session.user, stopper);
+            .watch(session.chain, &session.user, stopper);
         self.wire
             .send(ServerMsg::Welcome {
                 user: session.user.clone(),
@@ -153,7 +153,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         }
         Ok(State::Echo(Established {
             name: session.user,
-            family: Some(session.family),
+            chain: Some(session.chain),
             _watch: Some(watch),
         }))
     }

@@ -72,7 +72,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .await?;
         Ok(State::Echo(Established {
             name,
-            family: None,
+            chain: None,
             _watch: None,
         }))
     }

@@ -85,7 +85,7 @@ struct Established {
     /// The identified or authenticated name.
     name: String,
     /// The session chain, in authentication mode (revoked by `logout`).
-    family: Option<Uuid>,
+    chain: Option<Uuid>,
     /// The connection's place among the live sessions, while it lasts.
     _watch: Option<Watch>,
 }

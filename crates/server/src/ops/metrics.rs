@@ -188,60 +188,8 @@ impl Metrics {
             store_operations: Family::new_with_constructor(Timings),
             revoked: Family::default(),
         };
-        // prometheus-client adds `_total` to counters' names itself.
-        let m = &metrics;
-        registry.register(
-            "echo_connections_active",
-            "Connections open now",
-            m.connections_active.clone(),
-        );
-        registry.register(
-            "echo_connections",
-            "Connections accepted",
-            m.connections_total.clone(),
-        );
-        registry.register(
-            "echo_connections_refused",
-            "Connections refused before their handshake, by reason",
-            m.refused.clone(),
-        );
-        registry.register(
-            "echo_handshakes",
-            "Handshakes ended, by outcome",
-            m.handshakes.clone(),
-        );
-        registry.register(
-            "echo_auth_failures",
-            "Refused authentication attempts, by reason",
-            m.auth_failures.clone(),
-        );
-        registry.register("echo_messages", "say messages received", m.messages.clone());
-        registry.register("echo_replies", "reply messages sent", m.replies.clone());
-        registry.register(
-            "echo_bytes_received",
-            "Bytes read from clients",
-            m.bytes_received.clone(),
-        );
-        registry.register(
-            "echo_bytes_sent",
-            "Bytes written to clients",
-            m.bytes_sent.clone(),
-        );
-        registry.register(
-            "echo_password_hash_seconds",
-            "Time of one password hash or check",
-            m.password_hash_seconds.clone(),
-        );
-        registry.register(
-            "echo_store_operation_seconds",
-            "Time of one store operation, by operation",
-            m.store_operations.clone(),
-        );
-        registry.register(
-            "echo_sessions_revoked",
-            "Session chains revoked, by reason",
-            m.revoked.clone(),
-        );
+        metrics.register_connections(&mut registry);
+        metrics.register_work(&mut registry);
         let build = Family::<VersionLabel, Gauge>::default();
         build
             .get_or_create(&VersionLabel {
@@ -253,6 +201,71 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Registers the connection and handshake metrics.
+    fn register_connections(&self, registry: &mut Registry) {
+        // prometheus-client adds `_total` to counters' names itself.
+        registry.register(
+            "echo_connections_active",
+            "Connections open now",
+            self.connections_active.clone(),
+        );
+        registry.register(
+            "echo_connections",
+            "Connections accepted",
+            self.connections_total.clone(),
+        );
+        registry.register(
+            "echo_connections_refused",
+            "Connections refused before their handshake, by reason",
+            self.refused.clone(),
+        );
+        registry.register(
+            "echo_handshakes",
+            "Handshakes ended, by outcome",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "echo_auth_failures",
+            "Refused authentication attempts, by reason",
+            self.auth_failures.clone(),
+        );
+    }
+
+    /// Registers the traffic, timing and revocation metrics.
+    fn register_work(&self, registry: &mut Registry) {
+        registry.register(
+            "echo_messages",
+            "say messages received",
+            self.messages.clone(),
+        );
+        registry.register("echo_replies", "reply messages sent", self.replies.clone());
+        registry.register(
+            "echo_bytes_received",
+            "Bytes read from clients",
+            self.bytes_received.clone(),
+        );
+        registry.register(
+            "echo_bytes_sent",
+            "Bytes written to clients",
+            self.bytes_sent.clone(),
+        );
+        registry.register(
+            "echo_password_hash_seconds",
+            "Time of one password hash or check",
+            self.password_hash_seconds.clone(),
+        );
+        registry.register(
+            "echo_store_operation_seconds",
+            "Time of one store operation, by operation",
+            self.store_operations.clone(),
+        );
+        registry.register(
+            "echo_sessions_revoked",
+            "Session chains revoked, by reason",
+            self.revoked.clone(),
+        );
     }
 
     /// Counts a connection until the returned guard is dropped.

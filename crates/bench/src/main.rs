@@ -4,16 +4,19 @@
 mod children;
 mod load;
 mod procs;
+mod progress;
 mod report;
 mod scenarios;
+mod spread;
 mod stores;
 mod tls;
 
-use std::{io::Write, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use echo_proto::Mode;
+use progress::progress;
 use report::{Report, machine, print_table};
 use scenarios::Plan;
 
@@ -191,7 +194,28 @@ fn main() -> ExitCode {
 
 fn bench(cli: &Cli) -> anyhow::Result<()> {
     raise_open_file_limit(cli);
-    let plan = if cli.quick {
+    let plan = plan(cli);
+    let established = if cli.quick { 4 } else { cli.established };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut report = Report {
+        machine: machine(),
+        metrics_compared: cli.metrics,
+        tls: cli.tls,
+        ..Report::default()
+    };
+    runtime.block_on(run(cli, &plan, established, &mut report))?;
+    progress("");
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// The scenarios' knobs: `--quick`'s, or the command line's.
+fn plan(cli: &Cli) -> Plan {
+    if cli.quick {
         Plan {
             mode: cli.mode.into(),
             target: cli.target,
@@ -227,49 +251,39 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
             resume_workers: cli.resume_workers,
             idle_connections: cli.idle_connections,
         }
-    };
-    let established = if cli.quick { 4 } else { cli.established };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut report = Report {
-        machine: machine(),
-        metrics_compared: cli.metrics,
-        tls: cli.tls,
-        ..Report::default()
-    };
-    runtime.block_on(async {
-        for scenario in &cli.scenario {
-            // A fresh directory (store and logs) per scenario.
-            let dir = tempfile::tempdir()?;
-            match scenario {
-                Scenario::Echo => {
-                    let (rows, handshakes) = scenarios::echo(&plan, dir.path()).await?;
-                    report.echo = rows;
-                    report.tls_handshakes = handshakes;
-                }
-                Scenario::LoginStorm => {
-                    report.login_storm =
-                        Some(scenarios::login_storm(&plan, established, dir.path()).await?);
-                }
-                Scenario::LoginRate => {
-                    let result = scenarios::login_rate(&plan, established, cli.rate, dir.path());
-                    report.login_rate = Some(result.await?);
-                }
-                Scenario::Resume => {
-                    report.resume = Some(scenarios::resume(&plan, dir.path()).await?)
-                }
-                Scenario::Idle => report.idle = Some(scenarios::idle(&plan, dir.path()).await?),
+    }
+}
+
+/// Runs the scenarios asked for, each in a fresh directory, into `report`.
+async fn run(
+    cli: &Cli,
+    plan: &Plan,
+    established: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for scenario in &cli.scenario {
+        // A fresh directory (store and logs) per scenario.
+        let dir = tempfile::tempdir()?;
+        match scenario {
+            Scenario::Echo => {
+                let (rows, handshakes) = scenarios::echo(plan, dir.path()).await?;
+                report.echo = rows;
+                report.tls_handshakes = handshakes;
             }
+            Scenario::LoginStorm => {
+                report.login_storm =
+                    Some(scenarios::login_storm(plan, established, dir.path()).await?);
+            }
+            Scenario::LoginRate => {
+                let result = scenarios::login_rate(plan, established, cli.rate, dir.path());
+                report.login_rate = Some(result.await?);
+            }
+            Scenario::Resume => report.resume = Some(scenarios::resume(plan, dir.path()).await?),
+            Scenario::Idle => report.idle = Some(scenarios::idle(plan, dir.path()).await?),
         }
-        if let Some(url) = cli.store.as_ref().filter(|_| cli.target.is_none()) {
-            report.stores = Some(stores::compare(&plan, url).await?);
-        }
-        anyhow::Ok(())
-    })?;
-    progress("");
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
+    }
+    if let Some(url) = cli.store.as_ref().filter(|_| cli.target.is_none()) {
+        report.stores = Some(stores::compare(plan, url).await?);
     }
     Ok(())
 }
@@ -290,13 +304,6 @@ fn raise_open_file_limit(cli: &Cli) {
             );
         }
     }
-}
-
-/// Prints a progress line over the previous one on standard error.
-fn progress(line: &str) {
-    let mut err = std::io::stderr();
-    let _ = write!(err, "\r\x1b[2K{line}");
-    let _ = err.flush();
 }
 
 /// The established sessions' pace: none (closed loop) for 0.

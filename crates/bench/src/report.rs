@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use crate::{
-    scenarios::{self, EchoRow, IdleResult, ResumeResult, Spread, StormResult},
+    scenarios::{self, EchoRow, IdleResult, ResumeResult, StormResult},
+    spread::spread,
     stores::StoreTable,
     tls,
 };
@@ -40,77 +41,94 @@ pub fn machine() -> String {
     format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
 }
 
-pub fn spread(s: &Spread, digits: usize) -> String {
-    format!("{:.d$} ({:.d$}-{:.d$})", s.median, s.min, s.max, d = digits)
-}
-
 pub fn print_table(report: &Report) {
     println!("machine: {}", report.machine);
     if !report.echo.is_empty() {
-        let against = match (report.metrics_compared, report.tls) {
-            (true, _) => {
-                "echo-server with its metrics port scraped every second vs the same server without"
-            }
-            (false, true) => "echo-server over TLS vs a plain Tokio echo over TLS (tokio-rustls)",
-            (false, false) => "echo-server vs the plain Tokio echo",
-        };
-        println!("\nEcho: round trips per second and p99 latency, {against}");
-        println!(
-            "median of repetitions (min-max); ratio = echo-server / reference, per repetition"
-        );
-        println!(
-            "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
-            "conns",
-            "payload",
-            "depth",
-            "echo-server rt/s",
-            "reference rt/s",
-            "rt/s ratio",
-            "echo-server p99 us",
-            "reference p99 us",
-            "p99 ratio"
-        );
-        for row in &report.echo {
-            println!(
-                "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
-                row.connections,
-                row.payload,
-                row.depth,
-                spread(&row.real_rps, 0),
-                spread(&row.reference_rps, 0),
-                spread(&row.rps_ratio, 2),
-                spread(&row.real_p99_us, 0),
-                spread(&row.reference_p99_us, 0),
-                spread(&row.p99_ratio, 2),
-            );
-        }
+        print_echo(report);
     }
     if let Some(hs) = &report.tls_handshakes {
-        println!(
-            "\nTLS handshakes per second, {} clients in turn: full: echo-server {}, reference {}; resumed ({:.0}% or more did): echo-server {}, reference {}",
-            hs.workers,
-            spread(&hs.full_real, 0),
-            spread(&hs.full_reference, 0),
-            hs.resumed_share * 100.0,
-            spread(&hs.resumed_real, 0),
-            spread(&hs.resumed_reference, 0),
-        );
+        print_handshakes(hs);
     }
     if let Some(rate) = &report.login_rate {
-        let derived = rate.capacity_per_sec.map_or_else(String::new, |capacity| {
-            format!(" (half the measured capacity of {capacity:.0}/s)")
-        });
+        print_rate(rate);
+    }
+    print_auth(report);
+    if let Some(stores) = &report.stores {
+        crate::stores::print(stores);
+    }
+}
+
+/// Scenario 1's table.
+fn print_echo(report: &Report) {
+    let against = match (report.metrics_compared, report.tls) {
+        (true, _) => {
+            "echo-server with its metrics port scraped every second vs the same server without"
+        }
+        (false, true) => "echo-server over TLS vs a plain Tokio echo over TLS (tokio-rustls)",
+        (false, false) => "echo-server vs the plain Tokio echo",
+    };
+    println!("\nEcho: round trips per second and p99 latency, {against}");
+    println!("median of repetitions (min-max); ratio = echo-server / reference, per repetition");
+    println!(
+        "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
+        "conns",
+        "payload",
+        "depth",
+        "echo-server rt/s",
+        "reference rt/s",
+        "rt/s ratio",
+        "echo-server p99 us",
+        "reference p99 us",
+        "p99 ratio"
+    );
+    for row in &report.echo {
         println!(
-            "\nLogin rate: {}' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
-            sessions(rate.established, rate.pace_ms),
-            spread(&rate.p99_quiet_us, 0),
-            rate.rate_per_sec,
-            spread(&rate.p99_during_us, 0),
-            spread(&rate.p99_ratio, 2),
-            spread(&rate.answered_per_sec, 0),
-            rate.failed,
+            "{:>5} {:>7} {:>5} | {:>26} {:>26} {:>20} | {:>22} {:>22} {:>20}",
+            row.connections,
+            row.payload,
+            row.depth,
+            spread(&row.real_rps, 0),
+            spread(&row.reference_rps, 0),
+            spread(&row.rps_ratio, 2),
+            spread(&row.real_p99_us, 0),
+            spread(&row.reference_p99_us, 0),
+            spread(&row.p99_ratio, 2),
         );
     }
+}
+
+/// The TLS handshake rates.
+fn print_handshakes(hs: &tls::HandshakeResult) {
+    println!(
+        "\nTLS handshakes per second, {} clients in turn: full: echo-server {}, reference {}; resumed ({:.0}% or more did): echo-server {}, reference {}",
+        hs.workers,
+        spread(&hs.full_real, 0),
+        spread(&hs.full_reference, 0),
+        hs.resumed_share * 100.0,
+        spread(&hs.resumed_real, 0),
+        spread(&hs.resumed_reference, 0),
+    );
+}
+
+/// Scenario 2b.
+fn print_rate(rate: &scenarios::RateResult) {
+    let derived = rate.capacity_per_sec.map_or_else(String::new, |capacity| {
+        format!(" (half the measured capacity of {capacity:.0}/s)")
+    });
+    println!(
+        "\nLogin rate: {}' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
+        sessions(rate.established, rate.pace_ms),
+        spread(&rate.p99_quiet_us, 0),
+        rate.rate_per_sec,
+        spread(&rate.p99_during_us, 0),
+        spread(&rate.p99_ratio, 2),
+        spread(&rate.answered_per_sec, 0),
+        rate.failed,
+    );
+}
+
+/// Scenarios 2, 3 and 4.
+fn print_auth(report: &Report) {
     if let Some(storm) = &report.login_storm {
         println!(
             "\nLogin storm: {}' p99, quiet {} us, during {} logging-in connections {} us: ratio {}; logins/s {}",
@@ -138,9 +156,6 @@ pub fn print_table(report: &Report) {
             idle.peak_rss_kib,
             idle.kib_per_connection
         );
-    }
-    if let Some(stores) = &report.stores {
-        crate::stores::print(stores);
     }
 }
 

@@ -17,9 +17,9 @@ use tokio::{net::TcpStream, time::Instant};
 use crate::{
     load::{Conn, Handshake, Load, Target, connect_many, handshake_on, ping_pong},
     procs::Proc,
-    progress,
-    report::spread,
-    scenarios::{PASSWORD, Plan, Spread, login_workers, populate_store, resume_round, token_of},
+    progress::progress,
+    scenarios::{PASSWORD, Plan, login_workers, populate_store, resume_round, token_of},
+    spread::{Spread, spread},
 };
 
 /// One configuration's figures.
@@ -109,40 +109,10 @@ async fn measure(
         progress(&format!("stores: {label}: rep {}/{}", rep + 1, plan.reps));
         // Resumes, workers spread over the servers.
         resumes.push(resume_round(plan, &addrs, &mut tokens).await?);
-        // The login storm: established sessions' p99, quiet, then while
-        // the storm's connections log in in closed loops on every server.
-        let load = Load {
-            connections: ESTABLISHED,
-            payload: 64,
-            depth: 1,
-            warmup: plan.warmup,
-            duration: plan.duration,
-            interval: None,
-        };
-        let p99 = |m: crate::load::Measured| m.latency.value_at_quantile(0.99) as f64;
-        quiet.push(p99(ping_pong(
-            established(&addrs).await?,
-            Target::Real,
-            load,
-        )
-        .await?));
-        let streams = established(&addrs).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let per_server = (plan.storm.max(1) / addrs.len().max(1)).max(1);
-        let storm: Vec<_> = addrs
-            .iter()
-            .flat_map(|addr| login_workers(*addr, per_server, &stop, &count))
-            .collect();
-        let started = Instant::now();
-        let measured = ping_pong(streams, Target::Real, load).await?;
-        let elapsed = started.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
-        for worker in storm {
-            worker.await??;
-        }
-        stormy.push(p99(measured));
-        logins.push(count.load(Ordering::Relaxed) as f64 / elapsed);
+        let (quiet_p99, storm_p99, logins_per_sec) = storm_round(plan, &addrs).await?;
+        quiet.push(quiet_p99);
+        stormy.push(storm_p99);
+        logins.push(logins_per_sec);
         // Registrations: closed loops for the measured time.
         registrations.push(
             closed_loop(plan, &addrs, |addr, stop, count| {
@@ -160,6 +130,42 @@ async fn measure(
         p99_storm_us: Spread::of(stormy),
         registrations_per_sec: Spread::of(registrations),
     })
+}
+
+/// The login storm: established sessions' p99, quiet, then while the
+/// storm's connections log in in closed loops on every server; and the
+/// storm's logins per second.
+async fn storm_round(
+    plan: &Plan,
+    addrs: &[std::net::SocketAddr],
+) -> anyhow::Result<(f64, f64, f64)> {
+    let load = Load {
+        connections: ESTABLISHED,
+        payload: 64,
+        depth: 1,
+        warmup: plan.warmup,
+        duration: plan.duration,
+        interval: None,
+    };
+    let p99 = |m: crate::load::Measured| m.latency.value_at_quantile(0.99) as f64;
+    let quiet = p99(ping_pong(established(addrs).await?, Target::Real, load).await?);
+    let streams = established(addrs).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let per_server = (plan.storm.max(1) / addrs.len().max(1)).max(1);
+    let storm: Vec<_> = addrs
+        .iter()
+        .flat_map(|addr| login_workers(*addr, per_server, &stop, &count))
+        .collect();
+    let started = Instant::now();
+    let measured = ping_pong(streams, Target::Real, load).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for worker in storm {
+        worker.await??;
+    }
+    let logins = count.load(Ordering::Relaxed) as f64 / elapsed;
+    Ok((quiet, p99(measured), logins))
 }
 
 /// Established sessions ping-ponging during the login storm.

@@ -17,7 +17,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use echo_proto::ext::AsyncFrameRead;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{load::Target, scenarios::Spread};
+use crate::{load::Target, spread::Spread};
 
 /// The certificate and key files both servers are given.
 #[derive(Debug, Clone)]

@@ -105,7 +105,7 @@ impl ClientConfig {
         ask_port: Ask<'_, u16>,
         default_trust: Trust,
     ) -> Result<Self, ClientError> {
-        let asked = |err: io::Error| ClientError::from_question(&err);
+        let asked = ClientError::from_question;
         let host = match args.host.clone().or(file.host) {
             Some(host) => echo_prompt::parse_host(&host).map_err(ClientError::Usage)?,
             None => ask_host(&DEFAULT_HOST.to_owned())
@@ -160,10 +160,10 @@ impl FileConfig {
     /// Reads and parses a config file; errors name the file.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
         let text = std::fs::read_to_string(path).map_err(|err| {
-            ClientError::Usage(format!("cannot read config file {}: {err}", path.display()))
+            ClientError::usage_from(format!("cannot read config file {}", path.display()), err)
         })?;
         toml::from_str(&text).map_err(|err| {
-            ClientError::Usage(format!("invalid config file {}: {err}", path.display()))
+            ClientError::usage_from(format!("invalid config file {}", path.display()), err)
         })
     }
 }

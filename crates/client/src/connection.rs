@@ -66,22 +66,24 @@ impl Connection {
         } else {
             format!("{host}:{port}")
         };
-        let failed = |reason: String| ClientError::Connect {
+        let failed = |reason: String, source| ClientError::Connect {
             addr: server.clone(),
             reason,
+            source,
         };
         let stream =
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
-                Err(_) => return Err(failed("no answer within 10 s".into())),
+                Err(_) => return Err(failed("no answer within 10 s".into(), None)),
                 Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    return Err(failed("connection refused (is the server running?)".into()));
+                    let reason = "connection refused (is the server running?)".into();
+                    return Err(failed(reason, Some(err)));
                 }
-                Ok(Err(err)) => return Err(failed(err.to_string())),
+                Ok(Err(err)) => return Err(failed(err.to_string(), Some(err))),
                 Ok(Ok(stream)) => stream,
             };
         stream
             .set_nodelay(true)
-            .map_err(|err| failed(err.to_string()))?;
+            .map_err(|err| failed(err.to_string(), Some(err)))?;
         let (tx, incoming) = mpsc::unbounded_channel();
         let (reader, writer): (_, Writer) = match tls {
             Some(settings) => {
@@ -116,10 +118,7 @@ impl Connection {
 
     /// Sends one message.
     pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
-        self.writer
-            .send_msg(msg)
-            .await
-            .map_err(|err| ClientError::Lost(err.to_string()))
+        self.writer.send_msg(msg).await.map_err(ClientError::Broken)
     }
 
     /// Sends `text` as a `say` and returns its id.

@@ -4,7 +4,7 @@
 
 use echo_proto::{ClientMsg, ErrorCode, Mode, Secret, ServerMsg};
 
-use crate::{ClientError, Connection, TokenJar};
+use crate::{ClientError, Connection, TokenJar, jar::JarLock};
 
 /// What a person (prompts) or a script (flags and environment) answers.
 pub trait Credentials {
@@ -118,21 +118,7 @@ async fn authenticate(
     creds: &mut impl Credentials,
 ) -> Result<(String, bool), ClientError> {
     let server = conn.server().to_owned();
-    let mut resuming = false;
-    // Held from reading the token until its successor is saved, so that
-    // clients on this machine take turns instead of replaying each other's
-    // tokens (which the server would take for theft).
-    let mut held = match jar {
-        Some(jar) => Some(jar.lock().await?),
-        None => None,
-    };
-    if let Some(token) = jar.map(|jar| jar.get(&server)).transpose()?.flatten() {
-        // Sent before reading `ask_auth`: the server accepts that order.
-        conn.send(&ClientMsg::Resume { token }).await?;
-        resuming = true;
-    } else {
-        held = None;
-    }
+    let (mut resuming, mut held) = resume(conn, jar, &server).await?;
     let mut suggested: Option<String> = None;
     loop {
         match conn.recv_msg().await? {
@@ -143,13 +129,7 @@ async fn authenticate(
                 }
             }
             ServerMsg::Welcome { user, token, .. } => {
-                if let Some(jar) = jar {
-                    if held.is_none() {
-                        held = Some(jar.lock().await?);
-                    }
-                    jar.set(&server, &token)?;
-                }
-                drop(held);
+                save(jar, &server, held, &token).await?;
                 return Ok((user, resuming));
             }
             ServerMsg::Error {
@@ -182,6 +162,46 @@ async fn authenticate(
             }
         }
     }
+}
+
+/// Sends the saved token for `server`, if there is one: whether it did,
+/// and the jar's lock, held from reading the token until its successor is
+/// saved, so that clients on this machine take turns instead of replaying
+/// each other's tokens (which the server would take for theft).
+async fn resume(
+    conn: &mut Connection,
+    jar: Option<&TokenJar>,
+    server: &str,
+) -> Result<(bool, Option<JarLock>), ClientError> {
+    let Some(jar) = jar else {
+        return Ok((false, None));
+    };
+    let held = jar.lock().await?;
+    match jar.get(server)? {
+        Some(token) => {
+            // Sent before reading `ask_auth`: the server accepts that order.
+            conn.send(&ClientMsg::Resume { token }).await?;
+            Ok((true, Some(held)))
+        }
+        None => Ok((false, None)),
+    }
+}
+
+/// Saves the token of a `welcome` for `server`, then lets the jar go.
+async fn save(
+    jar: Option<&TokenJar>,
+    server: &str,
+    held: Option<JarLock>,
+    token: &Secret,
+) -> Result<(), ClientError> {
+    if let Some(jar) = jar {
+        let _held = match held {
+            Some(held) => held,
+            None => jar.lock().await?,
+        };
+        jar.set(server, token)?;
+    }
+    Ok(())
 }
 
 async fn attempt(

@@ -74,14 +74,14 @@ impl TokenJar {
             .write(true)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(|err| self.local_error(&err))?;
+            .map_err(|err| self.local_error(err))?;
         let wait = tokio::task::spawn_blocking(move || {
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno)
         });
         match tokio::time::timeout(LOCK_WAIT, wait).await {
             Ok(Ok(Ok(lock))) => Ok(JarLock { _lock: lock }),
-            Ok(Ok(Err(errno))) => Err(self.local_error(&errno.into())),
-            Ok(Err(join)) => Err(ClientError::Local(format!("token file lock: {join}"))),
+            Ok(Ok(Err(errno))) => Err(self.local_error(errno.into())),
+            Ok(Err(join)) => Err(ClientError::local_from("token file lock", join)),
             Err(_) => Err(ClientError::Local(format!(
                 "another echo-client has held the token file {} for {} s; try again",
                 self.path.display(),
@@ -113,14 +113,14 @@ impl TokenJar {
 
     fn load(&self) -> Result<JarFile, ClientError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
-                ClientError::Local(format!(
-                    "the token file {} is damaged ({err}); delete it to log in again",
-                    self.path.display()
-                ))
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| ClientError::DamagedTokenFile {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(JarFile::default()),
-            Err(err) => Err(self.local_error(&err)),
+            Err(err) => Err(self.local_error(err)),
         }
     }
 
@@ -148,7 +148,7 @@ impl TokenJar {
         };
         write().map_err(|err| {
             let _ = std::fs::remove_file(&tmp);
-            self.local_error(&err)
+            self.local_error(err)
         })
     }
 
@@ -158,12 +158,12 @@ impl TokenJar {
             Some(dir) => dir.to_owned(),
             None => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(|err| self.local_error(&err))?;
+        std::fs::create_dir_all(&dir).map_err(|err| self.local_error(err))?;
         Ok(dir)
     }
 
-    fn local_error(&self, err: &std::io::Error) -> ClientError {
-        ClientError::Local(format!("token file {}: {err}", self.path.display()))
+    fn local_error(&self, err: std::io::Error) -> ClientError {
+        ClientError::local_from(format!("token file {}", self.path.display()), err)
     }
 }
 

@@ -22,6 +22,6 @@ pub mod known_hosts;
 pub mod tls;
 
 pub use connection::{Connection, Incoming};
-pub use error::ClientError;
+pub use error::{ClientError, Source};
 pub use handshake::{AuthRequest, Credentials, Established, handshake};
 pub use jar::TokenJar;

@@ -93,19 +93,7 @@ fn say_len(text: &str) -> usize {
 }
 
 pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
-    let config = crate::resolve_config(args, false)?;
-    let jar = TokenJar::new(&config.token_file);
-    let mut creds = ScriptCredentials {
-        user: args.user.clone(),
-        password: std::env::var("ECHO_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(Secret::new),
-        register: args.register,
-    };
-    let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
-    handshake(&mut conn, Some(&jar), &mut creds).await?;
-
+    let mut conn = connect(args).await?;
     let mut lines = match input {
         Input::Stdin => Lines::Stdin(BufReader::new(tokio::io::stdin()).lines()),
         Input::Once(line) => Lines::Once(Some(line)),
@@ -113,7 +101,7 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
     let mut pending: VecDeque<u64> = VecDeque::new();
     let mut input_done = false;
     let mut stdout = io::stdout();
-    let printed = |err: io::Error| ClientError::Local(format!("cannot write the output: {err}"));
+    let printed = |err: io::Error| ClientError::local_from("cannot write the output", err);
     while !(input_done && pending.is_empty()) {
         tokio::select! {
             line = lines.next(), if !input_done => match line {
@@ -125,7 +113,7 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
                 }
                 Ok(Some(line)) => pending.push_back(conn.say(line).await?),
                 Ok(None) => input_done = true,
-                Err(err) => return Err(ClientError::Local(format!("cannot read the input: {err}"))),
+                Err(err) => return Err(ClientError::local_from("cannot read the input", err)),
             },
             incoming = conn.recv() => match incoming {
                 Incoming::Msg(ServerMsg::Reply { re, text, last }) => {
@@ -155,4 +143,22 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// Connects and authenticates (or identifies) from the flags and the
+/// environment.
+async fn connect(args: &ClientArgs) -> Result<Connection, ClientError> {
+    let config = crate::resolve_config(args, false)?;
+    let jar = TokenJar::new(&config.token_file);
+    let mut creds = ScriptCredentials {
+        user: args.user.clone(),
+        password: std::env::var("ECHO_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+        register: args.register,
+    };
+    let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
+    handshake(&mut conn, Some(&jar), &mut creds).await?;
+    Ok(conn)
 }

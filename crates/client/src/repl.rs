@@ -84,7 +84,7 @@ impl Credentials for TerminalCredentials {
             "Your name",
             |s| Ok(s.to_owned()),
         )
-        .map_err(|err| ClientError::from_question(&err))
+        .map_err(ClientError::from_question)
     }
 
     fn choose(&mut self, suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
@@ -100,7 +100,7 @@ impl Credentials for TerminalCredentials {
                 _ => Err("Answer l to log in or r to register.".to_owned()),
             },
         )
-        .map_err(|err| ClientError::from_question(&err))?
+        .map_err(ClientError::from_question)?
             == "r";
         let not_empty = |s: &str| Ok(s.to_owned());
         let user = match suggested {
@@ -109,11 +109,10 @@ impl Credentials for TerminalCredentials {
             }
             _ => echo_prompt::ask_required(&mut input, &mut output, "User", not_empty),
         }
-        .map_err(|err| ClientError::from_question(&err))?;
+        .map_err(ClientError::from_question)?;
         drop(input);
         let password = Secret::new(
-            echo_prompt::hidden("Password", register)
-                .map_err(|err| ClientError::from_question(&err))?,
+            echo_prompt::hidden("Password", register).map_err(ClientError::from_question)?,
         );
         Ok(AuthRequest {
             register,
@@ -189,9 +188,11 @@ async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, Cl
         let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
         match handshake(&mut conn, Some(jar), &mut TerminalCredentials).await {
             Ok(established) => break (conn, established),
-            Err(ClientError::Bye(echo_proto::ByeReason::Timeout) | ClientError::Lost(_))
-                if retries < HANDSHAKE_RETRIES =>
-            {
+            Err(
+                ClientError::Bye(echo_proto::ByeReason::Timeout)
+                | ClientError::Lost(_)
+                | ClientError::Broken(_),
+            ) if retries < HANDSHAKE_RETRIES => {
                 retries += 1;
                 println!("* The server stopped waiting for an answer; connecting again.");
             }
@@ -249,29 +250,9 @@ async fn chat(
                 match typed {
                     Typed::Client("/quit" | "/exit") => return Ok(Action::Quit),
                     Typed::Client("/reconnect") => return Ok(Action::Reconnect),
-                    Typed::Client("/help") => {
-                        let _ = writeln!(out, "Client commands:");
-                        for (command, what) in CLIENT_COMMANDS {
-                            let _ = writeln!(out, "  {command}: {what}");
-                        }
-                        let _ = writeln!(out, "Server commands:");
-                        send_line(out, session, "/help".to_owned()).await;
-                    }
-                    Typed::Client(_) => match session {
-                        // `/logout`, the only one left.
-                        Some(conn) => {
-                            let server = conn.server().to_owned();
-                            if let Err(err) = jar.remove(&server) {
-                                let _ = writeln!(out, "{err}");
-                            }
-                            if let Err(err) = conn.send(&ClientMsg::Logout {}).await {
-                                let _ = writeln!(out, "{err}");
-                            }
-                        }
-                        None => {
-                            let _ = writeln!(out, "Not connected.");
-                        }
-                    },
+                    Typed::Client("/help") => help(out, session).await,
+                    // `/logout`, the only one left.
+                    Typed::Client(_) => logout(out, session, jar).await,
                     Typed::Misused(message) => {
                         let _ = writeln!(out, "{message}");
                     }
@@ -284,6 +265,31 @@ async fn chat(
                 }
             }
         }
+    }
+}
+
+/// `/help`: the client's commands, then the server's.
+async fn help(out: &mut SharedWriter, session: &mut Option<Connection>) {
+    let _ = writeln!(out, "Client commands:");
+    for (command, what) in CLIENT_COMMANDS {
+        let _ = writeln!(out, "  {command}: {what}");
+    }
+    let _ = writeln!(out, "Server commands:");
+    send_line(out, session, "/help".to_owned()).await;
+}
+
+/// `/logout`: forgets the token and tells the server.
+async fn logout(out: &mut SharedWriter, session: &mut Option<Connection>, jar: &TokenJar) {
+    let Some(conn) = session else {
+        let _ = writeln!(out, "Not connected.");
+        return;
+    };
+    let server = conn.server().to_owned();
+    if let Err(err) = jar.remove(&server) {
+        let _ = writeln!(out, "{err}");
+    }
+    if let Err(err) = conn.send(&ClientMsg::Logout {}).await {
+        let _ = writeln!(out, "{err}");
     }
 }
 
@@ -342,8 +348,8 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
     true
 }
 
-fn terminal_error(err: impl std::fmt::Display) -> ClientError {
-    ClientError::Local(format!("terminal: {err}"))
+fn terminal_error(err: impl Into<echo_client::Source>) -> ClientError {
+    ClientError::local_from("terminal", err)
 }
 
 #[cfg(test)]

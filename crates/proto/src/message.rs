@@ -1,11 +1,12 @@
 //! Protocol v1: the messages carried in frames, one JSON object each.
 
-use std::fmt;
-
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::error::{ErrorCode, ProtoError};
+use crate::{
+    error::{ErrorCode, ProtoError},
+    secret::Secret,
+};
 
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -16,12 +17,6 @@ pub const DEFAULT_PORT: u16 = 13131;
 
 /// The host a server listens on and a client connects to by default.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
-
-/// A password or session token: serialized as a plain JSON string, but never
-/// shown by `Debug`, so a message can be logged without leaking it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
 
 /// What the server does on connect: identify clients by IP (lab task 5) or
 /// authenticate users (lab task 6).
@@ -178,36 +173,6 @@ impl ServerMsg {
             fatal,
             attempts_left: None,
         }
-    }
-}
-
-impl Secret {
-    /// Wraps a secret string.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself; every call site is a place it can leak from.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(secret: String) -> Self {
-        Self(secret)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(secret: &str) -> Self {
-        Self(secret.to_owned())
     }
 }
 

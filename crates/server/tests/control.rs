@@ -24,6 +24,7 @@ async fn ask(dir: &Path, request: ControlRequest) -> Result<String, String> {
     tokio::task::spawn_blocking(move || control::request(&dir, &request))
         .await
         .unwrap()
+        .map_err(|err| err.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,14 +141,14 @@ async fn a_chain_ended_through_one_handle_is_heard_by_the_others() {
     let session = a.register(user("ann"), TokenHash::of("t")).await.unwrap();
     // The listener connects in the background; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(a.revoke_session(session.family).await.unwrap());
+    assert!(a.revoke_session(session.chain).await.unwrap());
     let note = tokio::time::timeout(Duration::from_secs(1), heard.recv())
         .await
         .expect("no revocation heard within a second")
         .unwrap();
-    assert_eq!(note, Revocation::Chain(session.family));
+    assert_eq!(note, Revocation::Chain(session.chain));
     assert!(
-        b.chains_alive(vec![session.family])
+        b.chains_alive(vec![session.chain])
             .await
             .unwrap()
             .is_empty()
@@ -172,11 +172,8 @@ async fn sweeping_deletes_what_expired_without_announcing_it() {
     let ip: IpAddr = "192.0.2.9".parse().unwrap();
     a.remember_identity(ip, "old", 5).await.unwrap();
     assert_eq!(a.sweep(200).await.unwrap(), (1, 0));
-    let alive = a
-        .chains_alive(vec![old.family, fresh.family])
-        .await
-        .unwrap();
-    assert_eq!(alive, vec![fresh.family]);
+    let alive = a.chains_alive(vec![old.chain, fresh.chain]).await.unwrap();
+    assert_eq!(alive, vec![fresh.chain]);
     assert_eq!(a.sweep(600).await.unwrap(), (0, 1));
     assert!(
         a.identity(ip, 0).await.unwrap().is_none(),
@@ -186,9 +183,9 @@ async fn sweeping_deletes_what_expired_without_announcing_it() {
     let quiet = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await;
     assert!(quiet.is_err(), "an expiry was announced: {quiet:?}");
     // A revocation still is.
-    assert!(a.revoke_session(fresh.family).await.unwrap());
+    assert!(a.revoke_session(fresh.chain).await.unwrap());
     let note = tokio::time::timeout(Duration::from_secs(1), heard.recv()).await;
-    assert_eq!(note.unwrap().unwrap(), Revocation::Chain(fresh.family));
+    assert_eq!(note.unwrap().unwrap(), Revocation::Chain(fresh.chain));
 }
 
 #[tokio::test]

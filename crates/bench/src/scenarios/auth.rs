@@ -29,10 +29,14 @@ use crate::{
     children::server_config,
     load::{Conn, Handshake, Load, Target, connect_many, ping_pong, say_frame},
     procs::Proc,
-    progress,
+    progress::progress,
+    spread::Spread,
 };
 
-use super::{IdleResult, PASSWORD, Plan, ResumeResult, Spread, StormResult};
+use super::{
+    plan::{PASSWORD, Plan},
+    results::{IdleResult, ResumeResult, StormResult},
+};
 
 /// Writes users (and sessions with known tokens) straight into the file
 /// store in `dir` before its server starts.

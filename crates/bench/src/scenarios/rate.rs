@@ -23,12 +23,13 @@ use tokio::{
 };
 
 use super::{
-    PASSWORD, Plan, Spread,
     auth::{Beside, login_workers},
+    plan::{PASSWORD, Plan},
 };
 use crate::{
     load::{Handshake, Target, handshake_on, ping_pong},
-    progress,
+    progress::progress,
+    spread::Spread,
 };
 
 /// Attempts in flight at once, at most: beyond it the server is not keeping

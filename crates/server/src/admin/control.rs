@@ -18,7 +18,10 @@ use echo_proto::{
     ext::{AsyncFrameRead, AsyncFrameWrite, BlockingFrameRead, BlockingFrameWrite},
 };
 use serde::{Deserialize, Serialize};
-use tokio::{net::UnixListener, time::timeout};
+use tokio::{
+    net::{UnixListener, UnixStream},
+    time::timeout,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -101,13 +104,59 @@ pub enum ControlReply {
     },
 }
 
-/// What a running server adds to a request: its live connections.
-#[derive(Debug, Clone, Copy)]
-pub struct Live<'a> {
+/// What a running server adds to a request: its live registries.
+#[derive(Debug, Clone)]
+pub struct Live {
     /// Live sessions by chain (revocations end them).
-    pub sessions: &'a LiveSessions,
+    pub sessions: Arc<LiveSessions>,
     /// Live connections (listed and kicked).
-    pub clients: &'a Clients,
+    pub clients: Arc<Clients>,
+}
+
+impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
+    fn from((sessions, clients): (Arc<LiveSessions>, Arc<Clients>)) -> Self {
+        Self { sessions, clients }
+    }
+}
+
+/// A control request that was not carried out, or not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The store refused or failed, or a name or password broke a rule.
+    #[error(transparent)]
+    Admin(#[from] ops::AdminError),
+    /// `clients` or `kick` with no server running.
+    #[error("no server is running on this data directory")]
+    NotRunning,
+    /// `kick ID` of a connection that is not there.
+    #[error("no connection {0}")]
+    NoConnection(String),
+    /// `kick` with both an id and a user, or neither.
+    #[error("give a connection id or --user NAME, not both")]
+    KickWhom,
+    /// The client list could not be written as JSON.
+    #[error(transparent)]
+    Json(serde_json::Error),
+    /// The running server's control socket cannot be reached.
+    #[error("cannot reach the running server at {}: {source}", path.display())]
+    Unreachable {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The running server did not answer.
+    #[error("the running server did not answer: {0}")]
+    NoAnswer(#[source] echo_proto::ProtoError),
+    /// The running server closed the socket without an answer.
+    #[error("the running server closed the control socket")]
+    Closed,
+    /// The running server's answer was not a control reply.
+    #[error("the running server answered something else: {0}")]
+    BadReply(#[source] serde_json::Error),
+    /// The running server did not carry the request out: its message.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Carries out `request` on `store`; `live` is the running server's side
@@ -119,104 +168,91 @@ pub async fn run<S: UserStore>(
     request: ControlRequest,
     min_password_length: usize,
     now: u64,
-    live: Option<Live<'_>>,
-) -> Result<String, String> {
-    let failed = |err: ops::AdminError| err.to_string();
-    // The user as stored, whatever the spelling given.
-    let stored = |name: &str| {
-        let name = name.to_owned();
-        async move {
-            match store.user(&name).await {
-                Ok(Some(record)) => record.name,
-                _ => name,
-            }
-        }
-    };
+    live: Option<&Live>,
+) -> Result<String, ControlError> {
     let end_sessions = |user: &str| {
         if let Some(live) = live {
             live.sessions.revoke_user(user);
         }
     };
-    match request {
+    let min = min_password_length;
+    Ok(match request {
         ControlRequest::UserAdd { name, password } => {
-            ops::add_user(store, &name, password, min_password_length, now)
-                .await
-                .map_err(failed)
+            ops::add_user(store, &name, password, min, now).await?
         }
-        ControlRequest::UserList => ops::list_users(store).await.map_err(failed),
+        ControlRequest::UserList => ops::list_users(store).await?,
         ControlRequest::UserRemove { name } => {
-            let user = stored(&name).await;
-            let done = ops::remove_user(store, &user).await.map_err(failed)?;
+            let user = stored(store, name).await;
+            let done = ops::remove_user(store, &user).await?;
             end_sessions(&user);
-            Ok(done)
+            done
         }
         ControlRequest::UserPasswd { name, password } => {
-            let user = stored(&name).await;
-            let done = ops::set_password(store, &user, password, min_password_length)
-                .await
-                .map_err(failed)?;
+            let user = stored(store, name).await;
+            let done = ops::set_password(store, &user, password, min).await?;
             end_sessions(&user);
-            Ok(done)
+            done
         }
-        ControlRequest::SessionList { user } => {
-            ops::list_sessions(store, &user, now).await.map_err(failed)
-        }
+        ControlRequest::SessionList { user } => ops::list_sessions(store, &user, now).await?,
         ControlRequest::SessionRevoke { user } => {
-            let user = stored(&user).await;
-            let done = ops::revoke_sessions(store, &user).await.map_err(failed)?;
+            let user = stored(store, user).await;
+            let done = ops::revoke_sessions(store, &user).await?;
             end_sessions(&user);
-            Ok(done)
+            done
         }
-        ControlRequest::Clients { json } => {
-            let live = live.ok_or_else(not_running)?;
-            let list = live.clients.list();
-            if json {
-                serde_json::to_string_pretty(&list).map_err(|err| err.to_string())
-            } else {
-                Ok(format_table(&list))
-            }
-        }
+        ControlRequest::Clients { json } => clients(live.ok_or(ControlError::NotRunning)?, json)?,
         ControlRequest::Kick { id, user } => {
-            let live = live.ok_or_else(not_running)?;
+            let live = live.ok_or(ControlError::NotRunning)?;
             match (id, user) {
                 (Some(id), None) if live.clients.kick_id(&id) => {
-                    Ok(format!("connection {id} kicked"))
+                    format!("connection {id} kicked")
                 }
-                (Some(id), None) => Err(format!("no connection {id}")),
+                (Some(id), None) => return Err(ControlError::NoConnection(id)),
                 (None, Some(user)) => {
-                    let user = stored(&user).await;
+                    let user = stored(store, user).await;
                     let count = live.clients.kick_user(&user);
-                    Ok(format!("{count} connection(s) of {user} kicked"))
+                    format!("{count} connection(s) of {user} kicked")
                 }
-                _ => Err("give a connection id or --user NAME, not both".into()),
+                _ => return Err(ControlError::KickWhom),
             }
         }
+    })
+}
+
+/// The user as stored, whatever the spelling given.
+async fn stored<S: UserStore>(store: &S, name: String) -> String {
+    match store.user(&name).await {
+        Ok(Some(record)) => record.name,
+        _ => name,
     }
 }
 
-fn not_running() -> String {
-    "no server is running on this data directory".into()
+/// `clients`: the live connections, as lines or a JSON array.
+fn clients(live: &Live, json: bool) -> Result<String, ControlError> {
+    let list = live.clients.list();
+    if json {
+        serde_json::to_string_pretty(&list).map_err(ControlError::Json)
+    } else {
+        Ok(format_table(&list))
+    }
 }
 
 /// Sends `request` to the server whose data directory is `dir` and returns
 /// what it printed, or why it refused.
-pub fn request(dir: &Path, request: &ControlRequest) -> Result<String, String> {
+pub fn request(dir: &Path, request: &ControlRequest) -> Result<String, ControlError> {
     let path = dir.join(CONTROL_SOCKET);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(|err| {
-        format!(
-            "cannot reach the running server at {}: {err}",
-            path.display()
-        )
-    })?;
-    let lost = |err: echo_proto::ProtoError| format!("the running server did not answer: {err}");
-    stream.send_msg(request).map_err(lost)?;
-    let Some(payload) = stream.recv_frame().map_err(lost)? else {
-        return Err("the running server closed the control socket".into());
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(source) => return Err(ControlError::Unreachable { path, source }),
+    };
+    stream.send_msg(request).map_err(ControlError::NoAnswer)?;
+    let Some(payload) = stream.recv_frame().map_err(ControlError::NoAnswer)? else {
+        return Err(ControlError::Closed);
     };
     match serde_json::from_slice::<ControlReply>(&payload) {
         Ok(ControlReply::Done { output }) => Ok(output),
-        Ok(ControlReply::Failed { message }) => Err(message),
-        Err(err) => Err(format!("the running server answered something else: {err}")),
+        Ok(ControlReply::Failed { message }) => Err(ControlError::Failed(message)),
+        Err(err) => Err(ControlError::BadReply(err)),
     }
 }
 
@@ -257,11 +293,12 @@ impl ControlSocket {
 pub(crate) async fn serve<S: UserStore>(
     socket: ControlSocket,
     store: S,
-    live: (Arc<LiveSessions>, Arc<Clients>),
+    live: impl Into<Live>,
     min_password_length: usize,
     clock: Arc<dyn crate::sys::clock::Clock>,
     stop: CancellationToken,
 ) {
+    let live = live.into();
     let me = nix::unistd::getuid().as_raw();
     let ControlSocket { listener, path } = socket;
     let listener = match UnixListener::from_std(listener) {
@@ -277,7 +314,7 @@ pub(crate) async fn serve<S: UserStore>(
             () = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((mut stream, _)) = accepted else {
+        let Ok((stream, _)) = accepted else {
             continue;
         };
         let uid = stream.peer_cred().map(|cred| cred.uid());
@@ -287,37 +324,39 @@ pub(crate) async fn serve<S: UserStore>(
         }
         let (store, live, clock) = (store.clone(), live.clone(), Arc::clone(&clock));
         tokio::spawn(async move {
-            let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
-            let reply = match read.await {
-                Ok(Ok(Some(payload))) => match serde_json::from_slice::<ControlRequest>(&payload) {
-                    Ok(request) => {
-                        info!(request = request.kind(), "control request");
-                        let live = Live {
-                            sessions: &live.0,
-                            clients: &live.1,
-                        };
-                        let done = run(
-                            &store,
-                            request,
-                            min_password_length,
-                            clock.now(),
-                            Some(live),
-                        )
-                        .await;
-                        match done {
-                            Ok(output) => ControlReply::Done { output },
-                            Err(message) => ControlReply::Failed { message },
-                        }
-                    }
-                    Err(err) => ControlReply::Failed {
-                        message: format!("not a control request: {err}"),
-                    },
-                },
-                _ => return,
-            };
-            let _ = stream.send_msg(&reply).await;
+            answer(stream, &store, &live, min_password_length, clock.now()).await;
         });
     }
+}
+
+/// Reads one request from `stream`, carries it out and replies.
+async fn answer<S: UserStore>(
+    mut stream: UnixStream,
+    store: &S,
+    live: &Live,
+    min_password_length: usize,
+    now: u64,
+) {
+    let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
+    let Ok(Ok(Some(payload))) = read.await else {
+        return;
+    };
+    let reply = match serde_json::from_slice::<ControlRequest>(&payload) {
+        Ok(request) => {
+            info!(request = request.kind(), "control request");
+            let done = run(store, request, min_password_length, now, Some(live)).await;
+            match done {
+                Ok(output) => ControlReply::Done { output },
+                Err(err) => ControlReply::Failed {
+                    message: err.to_string(),
+                },
+            }
+        }
+        Err(err) => ControlReply::Failed {
+            message: format!("not a control request: {err}"),
+        },
+    };
+    let _ = stream.send_msg(&reply).await;
 }
 
 /// Removes the socket file when the serving task ends.

@@ -97,7 +97,7 @@ pub async fn list_sessions<S: UserStore>(
         let _ = writeln!(
             out,
             "{}\tstarted {}\tlast used {}\texpires {}",
-            session.family,
+            session.chain,
             format_time(session.created),
             format_time(session.last_used),
             format_time(session.expires)

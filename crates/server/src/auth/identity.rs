@@ -3,10 +3,9 @@
 
 use std::net::IpAddr;
 
-use echo_proto::ErrorCode;
 use tracing::{error, warn};
 
-use super::{Authenticator, Refusal};
+use super::{Authenticator, Reason, Refusal};
 use crate::{
     store::{Identity, StoreError, UserStore},
     sys::names::validate_name,
@@ -32,7 +31,7 @@ impl<S: UserStore> Authenticator<S> {
     /// Remembers the name a new address gave; returns it as stored.
     pub async fn name_address(&self, ip: IpAddr, name: &str) -> Result<String, Refusal> {
         let name = validate_name(name).map_err(|reason| Refusal {
-            code: ErrorCode::InvalidName,
+            reason: Reason::InvalidName,
             message: reason,
             counts: false,
         })?;
@@ -46,7 +45,7 @@ impl<S: UserStore> Authenticator<S> {
             Err(err) => {
                 error!(error = %err, "cannot store a name");
                 Err(Refusal {
-                    code: ErrorCode::Internal,
+                    reason: Reason::Internal,
                     message: "the server could not save the name; try again".into(),
                     counts: false,
                 })

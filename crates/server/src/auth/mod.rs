@@ -1,7 +1,7 @@
 //! The authenticator: the one place where the store, the attempt ledger and
 //! passwords meet (lab tasks 5 and 6). It takes what a client asked for and
-//! returns a decision, a [`Grant`] or a [`Refusal`] carrying the wire error
-//! code; it never touches a socket, so it is tested without one.
+//! returns a decision, a [`Grant`] or a [`Refusal`] with its [`Reason`] (the
+//! session maps it to a wire error code); it never touches a socket, so it is tested without one.
 //!
 //! - [`passwords`]: Argon2id hashing and the rules for new passwords.
 //! - [`tokens`]: fresh session tokens.
@@ -15,24 +15,32 @@ mod identity;
 
 mod limits;
 pub mod passwords;
+mod refusal;
 pub mod tokens;
 mod workers;
 
 use std::{net::IpAddr, sync::Arc};
 
-use echo_proto::{ErrorCode, Secret};
+use echo_proto::Secret;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-pub use crate::store::ledger::{AttemptLedger, Limited, MemoryLedger};
+pub use crate::store::ledger::{AttemptLedger, MemoryLedger};
 use crate::sys::names::canonical;
 pub use crate::sys::names::validate_name;
 pub use passwords::{HashError, MAX_PASSWORD_BYTES, Passwords, check_password};
+pub use refusal::{Reason, Refusal, unavailable};
+use refusal::{
+    internal, name_taken, rate_limited, refused_by_store, token_invalid, unstorable_name,
+};
 pub use tokens::new_token;
 
 use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
 use crate::{
-    live::sessions::LiveSessions, ops::logging::shown, ops::metrics::Metrics, sys::clock::Clock,
+    live::sessions::LiveSessions,
+    ops::logging::shown,
+    ops::metrics::{AuthFailure, Metrics, Revoked},
+    sys::clock::Clock,
 };
 
 /// Failed attempts one connection may make before `bye`.
@@ -58,17 +66,6 @@ pub struct Grant {
     pub token: Secret,
     /// The session chain.
     pub session: SessionInfo,
-}
-
-/// A refused request: the `error` frame to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The wire error code.
-    pub code: ErrorCode,
-    /// A sentence for people.
-    pub message: String,
-    /// Whether it uses up one of the connection's attempts.
-    pub counts: bool,
 }
 
 impl<S: UserStore> Authenticator<S> {
@@ -117,26 +114,26 @@ impl<S: UserStore> Authenticator<S> {
             .map_err(refused_by_store)?;
         match rotation {
             Rotation::Rotated(session) => {
-                info!(user = %shown(&session.user), family = %session.family, "session resumed; token rotated");
+                info!(user = %shown(&session.user), family = %session.chain, "session resumed; token rotated");
                 Ok(Grant {
                     token: next,
                     session,
                 })
             }
-            Rotation::Reused { user, family } => {
-                self.metrics.auth_failure("token_reused");
-                self.metrics.revoked("reused");
-                let ended = self.live.revoke_chain(family);
-                warn!(user = %shown(&user), %family, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
+            Rotation::Reused { user, chain } => {
+                self.metrics.auth_failure(AuthFailure::token_reused);
+                self.metrics.revoked(Revoked::reused);
+                let ended = self.live.revoke_chain(chain);
+                warn!(user = %shown(&user), family = %chain, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
             Rotation::Expired { user } => {
-                self.metrics.auth_failure("token_invalid");
+                self.metrics.auth_failure(AuthFailure::token_invalid);
                 info!(user = %shown(&user), "resume refused: session expired");
                 Err(token_invalid())
             }
             Rotation::Unknown => {
-                self.metrics.auth_failure("token_invalid");
+                self.metrics.auth_failure(AuthFailure::token_invalid);
                 info!("resume refused: unknown token");
                 Err(token_invalid())
             }
@@ -150,7 +147,7 @@ impl<S: UserStore> Authenticator<S> {
     pub async fn login(&self, user: &str, password: Secret, ip: IpAddr) -> Result<Grant, Refusal> {
         let outcome = self.try_login(user, password, ip).await;
         if let Err(refusal) = &outcome {
-            self.metrics.auth_failure(refusal.code.as_str());
+            self.metrics.auth_failure(refusal.reason.failure());
         }
         outcome
     }
@@ -189,7 +186,7 @@ impl<S: UserStore> Authenticator<S> {
             }
             warn!(user = %shown, "login failed");
             return Err(Refusal {
-                code: ErrorCode::InvalidCredentials,
+                reason: Reason::InvalidCredentials,
                 message: "wrong user name or password".into(),
                 counts: true,
             });
@@ -219,8 +216,8 @@ impl<S: UserStore> Authenticator<S> {
     ) -> Result<Grant, Refusal> {
         let outcome = self.try_register(user, password, ip).await;
         if let Err(refusal) = &outcome {
-            self.metrics.auth_failure(refusal.code.as_str());
-            info!(user = %shown(user), code = ?refusal.code, "registration refused");
+            self.metrics.auth_failure(refusal.reason.failure());
+            info!(user = %shown(user), code = ?refusal.reason, "registration refused");
         }
         outcome
     }
@@ -237,35 +234,7 @@ impl<S: UserStore> Authenticator<S> {
             .await
             .map_err(refused_by_store)?
             .map_err(rate_limited)?;
-        let refused = |code, message| Refusal {
-            code,
-            message,
-            counts: true,
-        };
-        let name = validate_name(user).map_err(|reason| refused(ErrorCode::InvalidName, reason))?;
-        let taken = || {
-            refused(
-                ErrorCode::NameTaken,
-                format!("the user name {name:?} is taken"),
-            )
-        };
-        if self
-            .store
-            .user(&name)
-            .await
-            .map_err(refused_by_store)?
-            .is_some()
-        {
-            return Err(taken());
-        }
-        self.passwords
-            .check_new(&name, &password, self.min_password_length)
-            .await
-            .map_err(|err| {
-                error!(error = %err, "password strength check failed");
-                internal()
-            })?
-            .map_err(|reason| refused(ErrorCode::WeakPassword, reason))?;
+        let name = self.check_new_account(user, &password).await?;
         let started = std::time::Instant::now();
         let hashed = self.passwords.hash(password).await;
         self.metrics
@@ -291,81 +260,50 @@ impl<S: UserStore> Authenticator<S> {
                 self.remember_source(&canonical(&name), ip, None, now).await;
                 Ok(Grant { token, session })
             }
-            Err(StoreError::NameTaken(_)) => Err(taken()),
+            Err(StoreError::NameTaken(_)) => Err(name_taken(&name)),
             Err(err) => Err(refused_by_store(err)),
         }
     }
 
+    /// A new account's name (valid, and free) and password (strong enough),
+    /// cheapest check first: the name as it is to be registered.
+    async fn check_new_account(&self, user: &str, password: &Secret) -> Result<String, Refusal> {
+        let refused = |reason, message| Refusal {
+            reason,
+            message,
+            counts: true,
+        };
+        let name = validate_name(user).map_err(|why| refused(Reason::InvalidName, why))?;
+        if self
+            .store
+            .user(&name)
+            .await
+            .map_err(refused_by_store)?
+            .is_some()
+        {
+            return Err(name_taken(&name));
+        }
+        self.passwords
+            .check_new(&name, password, self.min_password_length)
+            .await
+            .map_err(|err| {
+                error!(error = %err, "password strength check failed");
+                internal()
+            })?
+            .map_err(|why| refused(Reason::WeakPassword, why))?;
+        Ok(name)
+    }
+
     /// `logout`: revokes the chain.
-    pub async fn logout(&self, family: Uuid) {
-        match self.store.revoke_session(family).await {
+    pub async fn logout(&self, chain: Uuid) {
+        match self.store.revoke_session(chain).await {
             Ok(_) => {
-                self.metrics.revoked("logout");
-                let ended = self.live.revoke_chain(family);
-                info!(%family, connections_ended = ended, "logged out: session revoked");
+                self.metrics.revoked(Revoked::logout);
+                let ended = self.live.revoke_chain(chain);
+                info!(family = %chain, connections_ended = ended, "logged out: session revoked");
             }
             Err(err) => error!(error = %err, "logout: cannot revoke the session"),
         }
-    }
-}
-
-fn refused_by_store(err: StoreError) -> Refusal {
-    if let StoreError::Unavailable(why) = &err {
-        // The store warns once per outage; not once per request.
-        tracing::debug!(error = %why, "store unavailable");
-        return unavailable();
-    }
-    if let StoreError::InvalidText(why) = &err {
-        // A name the database cannot hold (lookups of one find nothing,
-        // so only a write gets here): the client's fault, not the server's.
-        tracing::info!(error = %why, "refused: text the store cannot hold");
-        return unstorable_name();
-    }
-    error!(error = %err, "store failure");
-    internal()
-}
-
-/// A name the store cannot hold (PostgreSQL: a NUL character).
-pub(crate) fn unstorable_name() -> Refusal {
-    Refusal {
-        code: ErrorCode::InvalidName,
-        message: "the name has characters the server cannot store".into(),
-        counts: true,
-    }
-}
-
-/// What a client is told when the step it is on needs a store that cannot
-/// be reached; the session ends it as fatal.
-pub fn unavailable() -> Refusal {
-    Refusal {
-        code: ErrorCode::Unavailable,
-        message: "the server cannot reach its database just now; nothing was changed, try again in a few seconds".into(),
-        counts: false,
-    }
-}
-
-fn internal() -> Refusal {
-    Refusal {
-        code: ErrorCode::Internal,
-        message: "the server failed; nothing was changed, try again".into(),
-        counts: false,
-    }
-}
-
-fn token_invalid() -> Refusal {
-    Refusal {
-        code: ErrorCode::TokenInvalid,
-        message: "the session token is unknown, expired or revoked; log in with your password"
-            .into(),
-        counts: true,
-    }
-}
-
-fn rate_limited(limit: Limited) -> Refusal {
-    Refusal {
-        code: ErrorCode::RateLimited,
-        message: format!("too many attempts; try again in {} s", limit.retry_after),
-        counts: true,
     }
 }
 

@@ -9,9 +9,9 @@ use std::{
     },
 };
 
-use echo_proto::{ErrorCode, Secret};
+use echo_proto::Secret;
 
-use super::{Authenticator, MemoryLedger, Passwords};
+use super::{Authenticator, MemoryLedger, Passwords, Reason};
 use crate::{store::FileStore, sys::clock::Clock};
 
 const PASSWORD: &str = "correct horse battery";
@@ -81,7 +81,7 @@ async fn register_then_login_and_a_wrong_password_counts() {
         .login("ann", "wrong horse battery".into(), here)
         .await
         .unwrap_err();
-    assert_eq!(wrong.code, ErrorCode::InvalidCredentials);
+    assert_eq!(wrong.reason, Reason::InvalidCredentials);
     assert!(wrong.counts);
     let unknown = f
         .auth
@@ -90,7 +90,7 @@ async fn register_then_login_and_a_wrong_password_counts() {
         .unwrap_err();
     assert_eq!(unknown, wrong, "unknown user and wrong password look alike");
     let again = f.auth.login("ann", PASSWORD.into(), here).await.unwrap();
-    assert_ne!(again.session.family, grant.session.family);
+    assert_ne!(again.session.chain, grant.session.chain);
 }
 
 #[tokio::test]
@@ -102,20 +102,20 @@ async fn register_refusals_say_why_and_each_costs_an_attempt() {
         .register("ann", "password".into(), here)
         .await
         .unwrap_err();
-    assert_eq!((weak.code, weak.counts), (ErrorCode::WeakPassword, true));
+    assert_eq!((weak.reason, weak.counts), (Reason::WeakPassword, true));
     let bad = f
         .auth
         .register("", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!((bad.code, bad.counts), (ErrorCode::InvalidName, true));
+    assert_eq!((bad.reason, bad.counts), (Reason::InvalidName, true));
     f.auth.register("ann", PASSWORD.into(), here).await.unwrap();
     let taken = f
         .auth
         .register("ann", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!((taken.code, taken.counts), (ErrorCode::NameTaken, true));
+    assert_eq!((taken.reason, taken.counts), (Reason::NameTaken, true));
 }
 
 #[tokio::test]
@@ -127,18 +127,15 @@ async fn a_resumed_token_rotates_and_its_replay_ends_the_chain() {
         .await
         .unwrap();
     let second = f.auth.resume(&first.token).await.unwrap();
-    assert_eq!(second.session.family, first.session.family);
+    assert_eq!(second.session.chain, first.session.chain);
     assert_ne!(second.token, first.token);
     let replay = f.auth.resume(&first.token).await.unwrap_err();
-    assert_eq!(
-        (replay.code, replay.counts),
-        (ErrorCode::TokenInvalid, true)
-    );
+    assert_eq!((replay.reason, replay.counts), (Reason::TokenInvalid, true));
     // The thief's replay revoked the chain: the current token is dead too.
     let current = f.auth.resume(&second.token).await.unwrap_err();
-    assert_eq!(current.code, ErrorCode::TokenInvalid);
+    assert_eq!(current.reason, Reason::TokenInvalid);
     let unknown = f.auth.resume(&Secret::new("00")).await.unwrap_err();
-    assert_eq!(unknown.code, ErrorCode::TokenInvalid);
+    assert_eq!(unknown.reason, Reason::TokenInvalid);
 }
 
 #[tokio::test]
@@ -151,7 +148,7 @@ async fn an_address_runs_out_of_password_attempts() {
             .login("ann", PASSWORD.into(), here)
             .await
             .unwrap_err();
-        assert_eq!(refusal.code, ErrorCode::InvalidCredentials);
+        assert_eq!(refusal.reason, Reason::InvalidCredentials);
     }
     let limited = f
         .auth
@@ -159,8 +156,8 @@ async fn an_address_runs_out_of_password_attempts() {
         .await
         .unwrap_err();
     assert_eq!(
-        (limited.code, limited.counts),
-        (ErrorCode::RateLimited, true)
+        (limited.reason, limited.counts),
+        (Reason::RateLimited, true)
     );
     assert!(
         limited.message.contains("try again in 30 s"),
@@ -172,7 +169,7 @@ async fn an_address_runs_out_of_password_attempts() {
         .register("bob", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!(register.code, ErrorCode::RateLimited);
+    assert_eq!(register.reason, Reason::RateLimited);
     // Another address is not affected.
     f.auth
         .register("bob", PASSWORD.into(), ip("192.0.2.2"))
@@ -186,10 +183,10 @@ async fn refused_registrations_use_up_the_address_allowance() {
     let here = ip("192.0.2.1");
     for _ in 0..2 {
         let weak = f.auth.register("bob", "password".into(), here).await;
-        assert_eq!(weak.unwrap_err().code, ErrorCode::WeakPassword);
+        assert_eq!(weak.unwrap_err().reason, Reason::WeakPassword);
     }
     let limited = f.auth.register("bob", PASSWORD.into(), here).await;
-    assert_eq!(limited.unwrap_err().code, ErrorCode::RateLimited);
+    assert_eq!(limited.unwrap_err().reason, Reason::RateLimited);
 }
 
 #[tokio::test]
@@ -199,8 +196,8 @@ async fn identification_remembers_a_valid_name_per_address() {
     assert_eq!(f.auth.known_name(here).await.unwrap(), None);
     let refusal = f.auth.name_address(here, "a\u{7}b").await.unwrap_err();
     assert_eq!(
-        (refusal.code, refusal.counts),
-        (ErrorCode::InvalidName, false)
+        (refusal.reason, refusal.counts),
+        (Reason::InvalidName, false)
     );
     assert_eq!(f.auth.name_address(here, "  Ann ").await.unwrap(), "Ann");
     assert_eq!(
@@ -247,14 +244,14 @@ async fn failures_for_names_that_are_no_account_take_no_room() {
             .login(&format!("junk{i}"), PASSWORD.into(), here)
             .await
             .unwrap_err();
-        assert_eq!(junk.code, ErrorCode::InvalidCredentials);
+        assert_eq!(junk.reason, Reason::InvalidCredentials);
     }
     assert_eq!(f.ledger.tracked().0, 0, "junk names were tracked");
     let wrong = f
         .auth
         .login("ann", "wrong horse battery".into(), here)
         .await;
-    assert_eq!(wrong.unwrap_err().code, ErrorCode::InvalidCredentials);
+    assert_eq!(wrong.unwrap_err().reason, Reason::InvalidCredentials);
     assert_eq!(f.ledger.tracked().0, 1);
 }
 

@@ -37,8 +37,7 @@ pub struct ClientEntry {
     since: UnixTime,
     /// The identified or authenticated name, once known.
     name: Mutex<Option<String>>,
-    /// `handshake` or `echo`.
-    state: Mutex<&'static str>,
+    state: Mutex<Stage>,
     /// `say` messages served so far (as last published).
     pub messages: AtomicU64,
     /// Stops the connection (a kick; a revocation shares it).
@@ -55,11 +54,30 @@ pub struct ClientInfo {
     /// The identified or authenticated name.
     pub user: Option<String>,
     /// `handshake` or `echo`.
-    pub state: String,
+    pub state: Stage,
     /// When it connected (Unix seconds).
     pub since: UnixTime,
     /// `say` messages served.
     pub messages: u64,
+}
+
+/// Where a live connection is: shown as `handshake` or `echo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Identifying or authenticating.
+    Handshake,
+    /// Established: echoing.
+    Echo,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Handshake => "handshake",
+            Stage::Echo => "echo",
+        })
+    }
 }
 
 /// Keeps a connection listed; takes it out when dropped.
@@ -84,7 +102,7 @@ impl Clients {
             peer,
             since: now,
             name: Mutex::new(None),
-            state: Mutex::new("handshake"),
+            state: Mutex::new(Stage::Handshake),
             messages: AtomicU64::new(0),
             stopper: Stopper::within(shutdown),
         });
@@ -134,7 +152,7 @@ impl ClientEntry {
             id: self.id.to_string(),
             peer: self.peer.to_string(),
             user: lock(&self.name).clone(),
-            state: (*lock(&self.state)).to_owned(),
+            state: *lock(&self.state),
             since: self.since,
             messages: self.messages.load(Ordering::Relaxed),
         }
@@ -143,7 +161,7 @@ impl ClientEntry {
     /// The client is established as `name`.
     pub fn established(&self, name: &str) {
         *lock(&self.name) = Some(name.to_owned());
-        *lock(&self.state) = "echo";
+        *lock(&self.state) = Stage::Echo;
     }
 
     /// What stops this connection from outside.
@@ -200,7 +218,8 @@ mod tests {
         let list = clients.list();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].user.as_deref(), Some("ann"));
-        assert_eq!((list[1].state.as_str(), list[1].messages), ("handshake", 3));
+        assert_eq!((list[1].state, list[1].messages), (Stage::Handshake, 3));
+        assert_eq!(list[1].state.to_string(), "handshake");
         assert!(format_table(&list).contains("192.0.2.1:5000\tann\techo"));
         assert_eq!(clients.kick_user("ann"), 1);
         assert_eq!(first.entry().stopper().reason(), Some(StopReason::Kicked));

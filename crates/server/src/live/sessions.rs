@@ -91,21 +91,21 @@ pub struct LiveSessions {
 #[derive(Debug, Default)]
 struct Ended {
     order: VecDeque<(Instant, Uuid)>,
-    families: HashSet<Uuid>,
+    chain_ids: HashSet<Uuid>,
 }
 
 impl Ended {
-    fn insert(&mut self, family: Uuid) {
+    fn insert(&mut self, chain_id: Uuid) {
         let now = Instant::now();
         while let Some(&(at, old)) = self.order.front() {
             if now.duration_since(at) < REMEMBER_ENDED && self.order.len() < MAX_ENDED {
                 break;
             }
             self.order.pop_front();
-            self.families.remove(&old);
+            self.chain_ids.remove(&old);
         }
-        if self.families.insert(family) {
-            self.order.push_back((now, family));
+        if self.chain_ids.insert(chain_id) {
+            self.order.push_back((now, chain_id));
         }
     }
 }
@@ -121,36 +121,36 @@ struct Chain {
 #[derive(Debug)]
 pub struct Watch {
     sessions: Arc<LiveSessions>,
-    family: Uuid,
+    chain: Uuid,
     id: u64,
 }
 
 impl LiveSessions {
-    /// Registers a connection of `user` authenticated by chain `family`;
+    /// Registers a connection of `user` authenticated by chain `chain_id`;
     /// a revocation stops it through `stopper`.
-    pub fn watch(self: &Arc<Self>, family: Uuid, user: &str, stopper: Stopper) -> Watch {
+    pub fn watch(self: &Arc<Self>, chain_id: Uuid, user: &str, stopper: Stopper) -> Watch {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut chains = lock(&self.chains);
-        if lock(&self.ended).families.contains(&family) {
+        if lock(&self.ended).chain_ids.contains(&chain_id) {
             stopper.stop(StopReason::Revoked);
         }
-        let chain = chains.entry(family).or_insert_with(|| Chain {
+        let chain = chains.entry(chain_id).or_insert_with(|| Chain {
             user: user.to_owned(),
             connections: Vec::new(),
         });
         chain.connections.push((id, stopper));
         Watch {
             sessions: Arc::clone(self),
-            family,
+            chain: chain_id,
             id,
         }
     }
 
-    /// Ends every live connection of chain `family`; returns how many.
-    pub fn revoke_chain(&self, family: Uuid) -> usize {
+    /// Ends every live connection of chain `chain_id`; returns how many.
+    pub fn revoke_chain(&self, chain_id: Uuid) -> usize {
         let mut chains = lock(&self.chains);
-        lock(&self.ended).insert(family);
-        let chain = chains.remove(&family);
+        lock(&self.ended).insert(chain_id);
+        let chain = chains.remove(&chain_id);
         drop(chains);
         chain.map_or(0, |chain| cancel_all(&chain))
     }
@@ -158,20 +158,20 @@ impl LiveSessions {
     /// Ends every live connection of `user`; returns how many.
     pub fn revoke_user(&self, user: &str) -> usize {
         let mut chains = lock(&self.chains);
-        let families: Vec<Uuid> = chains
+        let chain_ids: Vec<Uuid> = chains
             .iter()
             .filter(|(_, chain)| chain.user == user)
-            .map(|(family, _)| *family)
+            .map(|(chain_id, _)| *chain_id)
             .collect();
-        families
+        chain_ids
             .into_iter()
-            .filter_map(|family| chains.remove(&family))
+            .filter_map(|chain_id| chains.remove(&chain_id))
             .map(|chain| cancel_all(&chain))
             .sum()
     }
 
     /// The chains with live connections now.
-    pub fn families(&self) -> Vec<Uuid> {
+    pub fn chain_ids(&self) -> Vec<Uuid> {
         lock(&self.chains).keys().copied().collect()
     }
 
@@ -204,23 +204,23 @@ pub async fn follow_revocations<S: UserStore>(
             heard = revocations.recv() => heard,
         };
         match heard {
-            Ok(Revocation::Chain(family)) => {
-                let ended = live.revoke_chain(family);
+            Ok(Revocation::Chain(chain_id)) => {
+                let ended = live.revoke_chain(chain_id);
                 if ended > 0 {
-                    info!(%family, connections_ended = ended, "session chain ended elsewhere: revoked here too");
+                    info!(chain_id = %chain_id, connections_ended = ended, "session chain ended elsewhere: revoked here too");
                 }
             }
             Ok(Revocation::Resync) | Err(RecvError::Lagged(_)) => {
-                let families = live.families();
-                match store.chains_alive(families.clone()).await {
+                let chain_ids = live.chain_ids();
+                match store.chains_alive(chain_ids.clone()).await {
                     Ok(alive) => {
-                        let ended: usize = families
+                        let ended: usize = chain_ids
                             .iter()
-                            .filter(|family| !alive.contains(family))
-                            .map(|family| live.revoke_chain(*family))
+                            .filter(|chain_id| !alive.contains(chain_id))
+                            .map(|chain_id| live.revoke_chain(*chain_id))
                             .sum();
                         info!(
-                            checked = families.len(),
+                            checked = chain_ids.len(),
                             connections_ended = ended,
                             "live sessions re-checked against the store"
                         );
@@ -243,10 +243,10 @@ fn cancel_all(chain: &Chain) -> usize {
 impl Drop for Watch {
     fn drop(&mut self) {
         let mut chains = lock(&self.sessions.chains);
-        if let Some(chain) = chains.get_mut(&self.family) {
+        if let Some(chain) = chains.get_mut(&self.chain) {
             chain.connections.retain(|(id, _)| *id != self.id);
             if chain.connections.is_empty() {
-                chains.remove(&self.family);
+                chains.remove(&self.chain);
             }
         }
     }
@@ -277,10 +277,10 @@ mod tests {
     #[test]
     fn a_connection_registered_just_after_its_chain_was_revoked_is_stopped() {
         let live = Arc::new(LiveSessions::default());
-        let family = Uuid::new_v4();
-        assert_eq!(live.revoke_chain(family), 0);
+        let chain_id = Uuid::new_v4();
+        assert_eq!(live.revoke_chain(chain_id), 0);
         let stopper = Stopper::default();
-        let _watch = live.watch(family, "ann", stopper.clone());
+        let _watch = live.watch(chain_id, "ann", stopper.clone());
         assert_eq!(stopper.reason(), Some(StopReason::Revoked));
         let other = Stopper::default();
         let _other = live.watch(Uuid::new_v4(), "ann", other.clone());
@@ -290,10 +290,10 @@ mod tests {
     #[test]
     fn a_connection_that_ends_leaves_the_registry() {
         let live = Arc::new(LiveSessions::default());
-        let family = Uuid::new_v4();
-        let watch = live.watch(family, "ann", Stopper::default());
+        let chain_id = Uuid::new_v4();
+        let watch = live.watch(chain_id, "ann", Stopper::default());
         assert_eq!(live.len(), 1);
         drop(watch);
-        assert_eq!(live.revoke_chain(family), 0);
+        assert_eq!(live.revoke_chain(chain_id), 0);
     }
 }

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    encoding::{EncodeLabelSet, EncodeLabelValue},
     metrics::{
         counter::Counter,
         family::{Family, MetricConstructor},
@@ -20,22 +20,112 @@ use prometheus_client::{
     registry::Registry,
 };
 
-/// A label with one value, as every labelled metric here has.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ReasonLabel {
-    reason: String,
+// The label values: each enum's variants are spelled as the values
+// exported (the derive writes a variant's name as it is), hence snake case.
+
+/// Why a connection was refused before its handshake
+/// (`echo_connections_refused_total{reason}`).
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Refused {
+    /// The server is at its connection limit.
+    busy,
+    /// The source (an address or IPv6 /64) is at one of its limits.
+    per_ip,
 }
 
-/// `echo_handshakes_total`'s label.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    outcome: String,
+/// How a handshake ended (`echo_handshakes_total{outcome}`).
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Handshake {
+    /// Identified by address (ident mode).
+    greeted,
+    /// A new account.
+    registered,
+    /// A password login.
+    logged_in,
+    /// A session token.
+    resumed,
+    /// Ended otherwise, before its deadline.
+    failed,
+    /// Its deadline passed.
+    timeout,
 }
 
-/// `echo_store_operation_seconds`' label.
+/// Why an authentication attempt was refused
+/// (`echo_auth_failures_total{reason}`): the wire error code's text, and
+/// `token_reused` for a rotated-away token.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum AuthFailure {
+    invalid_credentials,
+    invalid_name,
+    name_taken,
+    weak_password,
+    rate_limited,
+    token_invalid,
+    token_reused,
+    unavailable,
+    internal,
+}
+
+/// Why a session chain was revoked (`echo_sessions_revoked_total{reason}`).
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Revoked {
+    /// A rotated-away token was presented.
+    reused,
+    /// The client logged out.
+    logout,
+}
+
+/// A store operation (`echo_store_operation_seconds{op}`): the
+/// `UserStore` method's name.
+#[allow(non_camel_case_types, missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum StoreOp {
+    identity,
+    remember_identity,
+    familiar_since,
+    note_familiar,
+    user,
+    users,
+    create_user,
+    register,
+    set_password,
+    remove_user,
+    create_session,
+    rotate_session,
+    revoke_session,
+    revoke_user_sessions,
+    sessions,
+    chains_alive,
+    note_visit,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct OpLabel {
-    op: String,
+struct RefusedLabel {
+    reason: Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Handshake,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthFailureLabel {
+    reason: AuthFailure,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RevokedLabel {
+    reason: Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OpLabel {
+    op: StoreOp,
 }
 
 /// `echo_build_info`'s label.
@@ -57,9 +147,9 @@ pub struct Metrics {
     pub connections_active: Gauge,
     /// `echo_connections_total`.
     pub connections_total: Counter,
-    refused: Family<ReasonLabel, Counter>,
+    refused: Family<RefusedLabel, Counter>,
     handshakes: Family<OutcomeLabel, Counter>,
-    auth_failures: Family<ReasonLabel, Counter>,
+    auth_failures: Family<AuthFailureLabel, Counter>,
     /// `echo_messages_total`: each `say` received.
     pub messages: Counter,
     /// `echo_replies_total`.
@@ -71,7 +161,7 @@ pub struct Metrics {
     /// `echo_password_hash_seconds`.
     pub password_hash_seconds: Histogram,
     store_operations: Family<OpLabel, Histogram, Timings>,
-    revoked: Family<ReasonLabel, Counter>,
+    revoked: Family<RevokedLabel, Counter>,
 }
 
 /// Counts one open connection for as long as it lives.
@@ -98,60 +188,8 @@ impl Metrics {
             store_operations: Family::new_with_constructor(Timings),
             revoked: Family::default(),
         };
-        // prometheus-client adds `_total` to counters' names itself.
-        let m = &metrics;
-        registry.register(
-            "echo_connections_active",
-            "Connections open now",
-            m.connections_active.clone(),
-        );
-        registry.register(
-            "echo_connections",
-            "Connections accepted",
-            m.connections_total.clone(),
-        );
-        registry.register(
-            "echo_connections_refused",
-            "Connections refused before their handshake, by reason",
-            m.refused.clone(),
-        );
-        registry.register(
-            "echo_handshakes",
-            "Handshakes ended, by outcome",
-            m.handshakes.clone(),
-        );
-        registry.register(
-            "echo_auth_failures",
-            "Refused authentication attempts, by reason",
-            m.auth_failures.clone(),
-        );
-        registry.register("echo_messages", "say messages received", m.messages.clone());
-        registry.register("echo_replies", "reply messages sent", m.replies.clone());
-        registry.register(
-            "echo_bytes_received",
-            "Bytes read from clients",
-            m.bytes_received.clone(),
-        );
-        registry.register(
-            "echo_bytes_sent",
-            "Bytes written to clients",
-            m.bytes_sent.clone(),
-        );
-        registry.register(
-            "echo_password_hash_seconds",
-            "Time of one password hash or check",
-            m.password_hash_seconds.clone(),
-        );
-        registry.register(
-            "echo_store_operation_seconds",
-            "Time of one store operation, by operation",
-            m.store_operations.clone(),
-        );
-        registry.register(
-            "echo_sessions_revoked",
-            "Session chains revoked, by reason",
-            m.revoked.clone(),
-        );
+        metrics.register_connections(&mut registry);
+        metrics.register_work(&mut registry);
         let build = Family::<VersionLabel, Gauge>::default();
         build
             .get_or_create(&VersionLabel {
@@ -165,6 +203,71 @@ impl Metrics {
         }
     }
 
+    /// Registers the connection and handshake metrics.
+    fn register_connections(&self, registry: &mut Registry) {
+        // prometheus-client adds `_total` to counters' names itself.
+        registry.register(
+            "echo_connections_active",
+            "Connections open now",
+            self.connections_active.clone(),
+        );
+        registry.register(
+            "echo_connections",
+            "Connections accepted",
+            self.connections_total.clone(),
+        );
+        registry.register(
+            "echo_connections_refused",
+            "Connections refused before their handshake, by reason",
+            self.refused.clone(),
+        );
+        registry.register(
+            "echo_handshakes",
+            "Handshakes ended, by outcome",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "echo_auth_failures",
+            "Refused authentication attempts, by reason",
+            self.auth_failures.clone(),
+        );
+    }
+
+    /// Registers the traffic, timing and revocation metrics.
+    fn register_work(&self, registry: &mut Registry) {
+        registry.register(
+            "echo_messages",
+            "say messages received",
+            self.messages.clone(),
+        );
+        registry.register("echo_replies", "reply messages sent", self.replies.clone());
+        registry.register(
+            "echo_bytes_received",
+            "Bytes read from clients",
+            self.bytes_received.clone(),
+        );
+        registry.register(
+            "echo_bytes_sent",
+            "Bytes written to clients",
+            self.bytes_sent.clone(),
+        );
+        registry.register(
+            "echo_password_hash_seconds",
+            "Time of one password hash or check",
+            self.password_hash_seconds.clone(),
+        );
+        registry.register(
+            "echo_store_operation_seconds",
+            "Time of one store operation, by operation",
+            self.store_operations.clone(),
+        );
+        registry.register(
+            "echo_sessions_revoked",
+            "Session chains revoked, by reason",
+            self.revoked.clone(),
+        );
+    }
+
     /// Counts a connection until the returned guard is dropped.
     pub fn connection(&self) -> ConnectionCount {
         self.connections_active.inc();
@@ -172,34 +275,32 @@ impl Metrics {
         ConnectionCount(self.connections_active.clone())
     }
 
-    /// A connection refused before its handshake (`busy`, `per_ip`).
-    pub fn refused(&self, reason: &str) {
-        self.refused.get_or_create(&label(reason)).inc();
+    /// A connection refused before its handshake.
+    pub fn refused(&self, reason: Refused) {
+        self.refused.get_or_create(&RefusedLabel { reason }).inc();
     }
 
-    /// A handshake's end (`greeted`, `registered`, `logged_in`, `resumed`,
-    /// `failed`, `timeout`).
-    pub fn handshake(&self, outcome: &str) {
-        let label = OutcomeLabel {
-            outcome: outcome.to_owned(),
-        };
-        self.handshakes.get_or_create(&label).inc();
+    /// A handshake's end.
+    pub fn handshake(&self, outcome: Handshake) {
+        self.handshakes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
-    /// A refused authentication attempt (`invalid_credentials`,
-    /// `rate_limited`, `token_invalid`, `token_reused`, ...).
-    pub fn auth_failure(&self, reason: &str) {
-        self.auth_failures.get_or_create(&label(reason)).inc();
+    /// A refused authentication attempt.
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        let label = AuthFailureLabel { reason };
+        self.auth_failures.get_or_create(&label).inc();
     }
 
-    /// A revoked session chain (`reused`, `logout`, ...).
-    pub fn revoked(&self, reason: &str) {
-        self.revoked.get_or_create(&label(reason)).inc();
+    /// A revoked session chain.
+    pub fn revoked(&self, reason: Revoked) {
+        self.revoked.get_or_create(&RevokedLabel { reason }).inc();
     }
 
     /// A store operation `op` that took `took`.
-    pub fn store_operation(&self, op: &str, took: Duration) {
-        let label = OpLabel { op: op.to_owned() };
+    pub fn store_operation(&self, op: StoreOp, took: Duration) {
+        let label = OpLabel { op };
         self.store_operations
             .get_or_create(&label)
             .observe(took.as_secs_f64());
@@ -234,12 +335,6 @@ impl Metrics {
     }
 }
 
-fn label(reason: &str) -> ReasonLabel {
-    ReasonLabel {
-        reason: reason.to_owned(),
-    }
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -266,11 +361,11 @@ mod tests {
     fn every_metric_of_the_contract_is_exposed() {
         let metrics = Metrics::new();
         let _open = metrics.connection();
-        metrics.refused("busy");
-        metrics.handshake("greeted");
-        metrics.auth_failure("invalid_credentials");
-        metrics.revoked("logout");
-        metrics.store_operation("user", Duration::from_millis(1));
+        metrics.refused(Refused::busy);
+        metrics.handshake(Handshake::greeted);
+        metrics.auth_failure(AuthFailure::invalid_credentials);
+        metrics.revoked(Revoked::logout);
+        metrics.store_operation(StoreOp::user, Duration::from_millis(1));
         metrics.password_hash_seconds.observe(0.02);
         let text = metrics.encode();
         for line in [

@@ -156,8 +156,8 @@ impl UserStore for Store {
         dispatch!(self, s => s.rotate_session(presented, next, now))
     }
 
-    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.revoke_session(family))
+    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_session(chain))
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
@@ -168,8 +168,8 @@ impl UserStore for Store {
         dispatch!(self, s => s.sessions(user, now))
     }
 
-    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
-        dispatch!(self, s => s.chains_alive(families))
+    async fn chains_alive(&self, chains: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        dispatch!(self, s => s.chains_alive(chains))
     }
 
     fn revocations(&self) -> Option<broadcast::Receiver<Revocation>> {

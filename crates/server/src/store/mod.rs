@@ -64,11 +64,11 @@ pub struct Identity {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash([u8; 32]);
 
-/// A live session (one chain of rotated tokens, a "family").
+/// A live session (one chain of rotated tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     /// The chain's id, the same across rotations.
-    pub family: Uuid,
+    pub chain: Uuid,
     /// Whose session it is.
     pub user: String,
     /// When the chain started (the login or registration).
@@ -101,7 +101,7 @@ pub enum Rotation {
         /// Whose chain it was.
         user: String,
         /// The revoked chain.
-        family: Uuid,
+        chain: Uuid,
     },
     /// The chain has expired (and is now forgotten).
     Expired {
@@ -282,8 +282,7 @@ pub trait UserStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 
     /// Revokes one chain; false if it did not exist.
-    fn revoke_session(&self, family: Uuid)
-    -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_session(&self, chain: Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Revokes every chain of `user`; returns how many there were.
     fn revoke_user_sessions(
@@ -298,10 +297,10 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         now: UnixTime,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
 
-    /// Those of `families` that still exist (not revoked, not forgotten).
+    /// Those of `chains` that still exist (not revoked, not forgotten).
     fn chains_alive(
         &self,
-        families: Vec<Uuid>,
+        chains: Vec<Uuid>,
     ) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send;
 
     /// Chains ended outside this process, for a store that several

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     Identity, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, StoreOp};
 
 /// A store whose operations are timed.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ impl<S> Timed<S> {
         Self { inner, metrics }
     }
 
-    async fn time<T>(&self, op: &str, operation: impl Future<Output = T>) -> T {
+    async fn time<T>(&self, op: StoreOp, operation: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let outcome = operation.await;
         self.metrics.store_operation(op, started.elapsed());
@@ -34,7 +34,8 @@ impl<S> Timed<S> {
 
 impl<S: UserStore> UserStore for Timed<S> {
     async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
-        self.time("identity", self.inner.identity(ip, now)).await
+        self.time(StoreOp::identity, self.inner.identity(ip, now))
+            .await
     }
 
     async fn remember_identity(
@@ -44,7 +45,7 @@ impl<S: UserStore> UserStore for Timed<S> {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let operation = self.inner.remember_identity(ip, name, now);
-        self.time("remember_identity", operation).await
+        self.time(StoreOp::remember_identity, operation).await
     }
 
     async fn familiar_since(
@@ -54,7 +55,7 @@ impl<S: UserStore> UserStore for Timed<S> {
         now: UnixTime,
     ) -> Result<Option<UnixTime>, StoreError> {
         let operation = self.inner.familiar_since(account, ip, now);
-        self.time("familiar_since", operation).await
+        self.time(StoreOp::familiar_since, operation).await
     }
 
     async fn note_familiar(
@@ -64,19 +65,20 @@ impl<S: UserStore> UserStore for Timed<S> {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let operation = self.inner.note_familiar(account, ip, now);
-        self.time("note_familiar", operation).await
+        self.time(StoreOp::note_familiar, operation).await
     }
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.time("user", self.inner.user(name)).await
+        self.time(StoreOp::user, self.inner.user(name)).await
     }
 
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.time("users", self.inner.users()).await
+        self.time(StoreOp::users, self.inner.users()).await
     }
 
     async fn create_user(&self, user: UserRecord) -> Result<(), StoreError> {
-        self.time("create_user", self.inner.create_user(user)).await
+        self.time(StoreOp::create_user, self.inner.create_user(user))
+            .await
     }
 
     async fn register(
@@ -84,17 +86,18 @@ impl<S: UserStore> UserStore for Timed<S> {
         user: UserRecord,
         token: TokenHash,
     ) -> Result<SessionInfo, StoreError> {
-        self.time("register", self.inner.register(user, token))
+        self.time(StoreOp::register, self.inner.register(user, token))
             .await
     }
 
     async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
         let operation = self.inner.set_password(name, password_hash);
-        self.time("set_password", operation).await
+        self.time(StoreOp::set_password, operation).await
     }
 
     async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        self.time("remove_user", self.inner.remove_user(name)).await
+        self.time(StoreOp::remove_user, self.inner.remove_user(name))
+            .await
     }
 
     async fn create_session(
@@ -104,7 +107,7 @@ impl<S: UserStore> UserStore for Timed<S> {
         now: UnixTime,
     ) -> Result<SessionInfo, StoreError> {
         let operation = self.inner.create_session(token, user, now);
-        self.time("create_session", operation).await
+        self.time(StoreOp::create_session, operation).await
     }
 
     async fn rotate_session(
@@ -114,25 +117,26 @@ impl<S: UserStore> UserStore for Timed<S> {
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
         let operation = self.inner.rotate_session(presented, next, now);
-        self.time("rotate_session", operation).await
+        self.time(StoreOp::rotate_session, operation).await
     }
 
-    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
-        self.time("revoke_session", self.inner.revoke_session(family))
+    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
+        self.time(StoreOp::revoke_session, self.inner.revoke_session(chain))
             .await
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
         let operation = self.inner.revoke_user_sessions(user);
-        self.time("revoke_user_sessions", operation).await
+        self.time(StoreOp::revoke_user_sessions, operation).await
     }
 
     async fn sessions(&self, user: &str, now: UnixTime) -> Result<Vec<SessionInfo>, StoreError> {
-        self.time("sessions", self.inner.sessions(user, now)).await
+        self.time(StoreOp::sessions, self.inner.sessions(user, now))
+            .await
     }
 
-    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
-        self.time("chains_alive", self.inner.chains_alive(families))
+    async fn chains_alive(&self, chains: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+        self.time(StoreOp::chains_alive, self.inner.chains_alive(chains))
             .await
     }
 
@@ -149,7 +153,7 @@ impl<S: UserStore> UserStore for Timed<S> {
     }
 
     async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
-        self.time("note_visit", self.inner.note_visit(ip, name, now))
+        self.time(StoreOp::note_visit, self.inner.note_visit(ip, name, now))
             .await
     }
 }

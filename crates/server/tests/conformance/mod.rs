@@ -181,7 +181,7 @@ pub async fn rotation_replaces_the_token_and_a_replay_revokes_the_chain(backend:
     else {
         panic!("expected a rotation")
     };
-    assert_eq!(next.family, info.family);
+    assert_eq!(next.chain, info.chain);
     assert_eq!(next.last_used, 20);
     assert_eq!(
         store
@@ -190,7 +190,7 @@ pub async fn rotation_replaces_the_token_and_a_replay_revokes_the_chain(backend:
             .unwrap(),
         Rotation::Reused {
             user: "ann".into(),
-            family: info.family
+            chain: info.chain
         }
     );
     assert_eq!(
@@ -255,7 +255,7 @@ pub async fn reuse_of_any_token_in_the_chains_life_is_detected(backend: &impl Ba
             .unwrap(),
         Rotation::Reused {
             user: "ann".into(),
-            family: info.family
+            chain: info.chain
         }
     );
     assert!(store.sessions("ann", 11).await.unwrap().is_empty());
@@ -352,16 +352,16 @@ pub async fn revoking_one_chain_leaves_the_others(backend: &impl Backend) {
         .create_session(TokenHash::of("b"), "ann", 0)
         .await
         .unwrap();
-    assert!(store.revoke_session(first.family).await.unwrap());
-    assert!(!store.revoke_session(first.family).await.unwrap());
+    assert!(store.revoke_session(first.chain).await.unwrap());
+    assert!(!store.revoke_session(first.chain).await.unwrap());
     let left: Vec<_> = store
         .sessions("ann", 1)
         .await
         .unwrap()
         .into_iter()
-        .map(|s| s.family)
+        .map(|s| s.chain)
         .collect();
-    assert_eq!(left, [second.family]);
+    assert_eq!(left, [second.chain]);
     assert_eq!(
         store
             .rotate_session(TokenHash::of("a"), TokenHash::of("x"), 1)

@@ -14,7 +14,7 @@ use crate::{
     conn::admission::OverLimit,
     conn::session::hello,
     conn::transport::{Stream, close_gracefully},
-    ops::metrics::Metrics,
+    ops::metrics::{Metrics, Refused},
     sys::sync::lock,
 };
 
@@ -70,10 +70,10 @@ impl Refusal {
     }
 
     /// `echo_connections_refused_total`'s reason.
-    fn reason(self) -> &'static str {
+    fn reason(self) -> Refused {
         match self {
-            Refusal::Busy => "busy",
-            Refusal::Source(_) => "per_ip",
+            Refusal::Busy => Refused::busy,
+            Refusal::Source(_) => Refused::per_ip,
         }
     }
 }

@@ -8,10 +8,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Ending, Established, Session, State};
+use super::{Ending, Established, Session, State, codes::wire_code};
 use crate::{
-    auth::{ATTEMPTS_PER_CONNECTION, Grant},
-    ops::logging::shown,
+    auth::{ATTEMPTS_PER_CONNECTION, Grant, Reason, Refusal},
+    ops::{logging::shown, metrics::Handshake},
     store::UserStore,
 };
 
@@ -45,7 +45,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     pub(super) async fn credentials(
         &mut self,
         deadline: Instant,
-        mut attempts_left: u32,
+        attempts_left: u32,
         ask: ServerMsg,
     ) -> Result<State, Ending> {
         let auth = &self.ctx.auth;
@@ -64,14 +64,16 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             });
         }
         let (outcome, ask_again, way_in) = match msg {
-            ClientMsg::Resume { token } => (auth.resume(&token).await, true, "resumed"),
-            ClientMsg::Login { user, password } => {
-                (auth.login(&user, password, ip).await, false, "logged_in")
-            }
+            ClientMsg::Resume { token } => (auth.resume(&token).await, true, Handshake::resumed),
+            ClientMsg::Login { user, password } => (
+                auth.login(&user, password, ip).await,
+                false,
+                Handshake::logged_in,
+            ),
             ClientMsg::Register { user, password } => (
                 auth.register(&user, password, ip).await,
                 false,
-                "registered",
+                Handshake::registered,
             ),
             other => return Err(Ending::unexpected(other.kind(), "during authentication")),
         };
@@ -82,7 +84,24 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             }
             Err(refusal) => refusal,
         };
-        if refusal.code == ErrorCode::Unavailable {
+        let again = ask_again.then_some(&ask);
+        let attempts_left = self.refused(refusal, attempts_left, again).await?;
+        Ok(State::Credentials {
+            deadline,
+            attempts_left,
+            ask,
+        })
+    }
+
+    /// Tells the client of `refusal` (and asks again with `ask_again`):
+    /// the attempts left after it.
+    async fn refused(
+        &mut self,
+        refusal: Refusal,
+        mut attempts_left: u32,
+        ask_again: Option<&ServerMsg>,
+    ) -> Result<u32, Ending> {
+        if refusal.reason == Reason::Unavailable {
             return Err(Ending::StoreUnavailable);
         }
         let mut attempts = None;
@@ -91,7 +110,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             attempts = Some(attempts_left);
         }
         let refused = ServerMsg::Error {
-            code: refusal.code,
+            code: wire_code(refusal.reason),
             message: refusal.message,
             fatal: false,
             attempts_left: attempts,
@@ -100,16 +119,11 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             self.wire.send(refused).await?;
             return Err(Ending::TooManyAttempts);
         }
-        if ask_again {
-            self.wire.feed([Json(refused), Json(ask.clone())]).await?;
-        } else {
-            self.wire.send(refused).await?;
+        match ask_again {
+            Some(ask) => self.wire.feed([Json(refused), Json(ask.clone())]).await?,
+            None => self.wire.send(refused).await?,
         }
-        Ok(State::Credentials {
-            deadline,
-            attempts_left,
-            ask,
-        })
+        Ok(attempts_left)
     }
 
     async fn welcome(&mut self, grant: Grant) -> Result<State, Ending> {
@@ -122,7 +136,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .ctx
             .auth
             .live()
-            .watch(session.family, &session.user, stopper);
+            .watch(session.chain, &session.user, stopper);
         self.wire
             .send(ServerMsg::Welcome {
                 user: session.user.clone(),
@@ -139,7 +153,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         }
         Ok(State::Echo(Established {
             name: session.user,
-            family: Some(session.family),
+            chain: Some(session.chain),
             _watch: Some(watch),
         }))
     }

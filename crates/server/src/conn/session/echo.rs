@@ -48,8 +48,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             match msg {
                 ClientMsg::Say { id, text } => self.answer(&established, id, &text).await?,
                 ClientMsg::Logout {} => {
-                    if let Some(family) = established.family {
-                        self.ctx.auth.logout(family).await;
+                    if let Some(chain) = established.chain {
+                        self.ctx.auth.logout(chain).await;
                     }
                     return Err(Ending::Logout);
                 }

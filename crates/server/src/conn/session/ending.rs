@@ -64,7 +64,8 @@ impl Ending {
             }
             Ending::StoreUnavailable => {
                 let refusal = crate::auth::unavailable();
-                return Some(ServerMsg::error(refusal.code, refusal.message, true));
+                let code = super::codes::wire_code(refusal.reason);
+                return Some(ServerMsg::error(code, refusal.message, true));
             }
             Ending::ClientLeft
             | Ending::Lost(_)

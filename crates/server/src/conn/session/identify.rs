@@ -10,7 +10,7 @@ use tracing::{error, info};
 
 use super::{Ending, Established, Session, State};
 use crate::{
-    ops::logging::shown,
+    ops::{logging::shown, metrics::Handshake},
     store::{StoreError, UserStore},
 };
 
@@ -51,7 +51,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 self.greet(name, false).await
             }
             Err(refusal) => {
-                let refused = ServerMsg::error(refusal.code, refusal.message, false);
+                let code = super::codes::wire_code(refusal.reason);
+                let refused = ServerMsg::error(code, refusal.message, false);
                 self.wire
                     .feed([Json(refused), Json(ServerMsg::AskName {})])
                     .await?;
@@ -61,7 +62,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     }
 
     async fn greet(&mut self, name: String, known: bool) -> Result<State, Ending> {
-        self.ctx.metrics.handshake("greeted");
+        self.ctx.metrics.handshake(Handshake::greeted);
         tracing::Span::current().record("user", tracing::field::display(shown(&name)));
         self.wire
             .send(ServerMsg::Greet {
@@ -71,7 +72,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             .await?;
         Ok(State::Echo(Established {
             name,
-            family: None,
+            chain: None,
             _watch: None,
         }))
     }

@@ -12,6 +12,7 @@
 //! Decisions about names, passwords and tokens are the authenticator's.
 
 mod authenticate;
+mod codes;
 mod echo;
 mod ending;
 mod identify;
@@ -35,6 +36,7 @@ use crate::{
     conn::context::Context,
     live::clients::Registered,
     live::sessions::Watch,
+    ops::metrics::Handshake,
     store::Identity,
     store::UserStore,
     sys::peer::{ConnectionId, Peer},
@@ -83,7 +85,7 @@ struct Established {
     /// The identified or authenticated name.
     name: String,
     /// The session chain, in authentication mode (revoked by `logout`).
-    family: Option<Uuid>,
+    chain: Option<Uuid>,
     /// The connection's place among the live sessions, while it lasts.
     _watch: Option<Watch>,
 }
@@ -184,8 +186,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 Err(ending) => {
                     if in_handshake {
                         let outcome = match ending {
-                            Ending::Timeout => "timeout",
-                            _ => "failed",
+                            Ending::Timeout => Handshake::timeout,
+                            _ => Handshake::failed,
                         };
                         self.ctx.metrics.handshake(outcome);
                     }

@@ -12,62 +12,11 @@
 use std::{
     fs::File,
     io::{self, Read, Write},
-    net::IpAddr,
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-pub(super) use super::state::State;
-use crate::{
-    store::{StoreError, UnixTime},
-    sys::files,
-};
-
-/// One change, as a line of the journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub(super) enum Record {
-    /// A user, created or with a new password hash.
-    User {
-        name: String,
-        hash: String,
-        created: UnixTime,
-    },
-    /// A user removed, with their sessions.
-    UserDel { name: String },
-    /// An IP address's name.
-    Ident {
-        ip: IpAddr,
-        name: String,
-        seen: UnixTime,
-    },
-    /// A session chain started, or rotated to a new current token.
-    Session {
-        family: Uuid,
-        user: String,
-        token: String,
-        created: UnixTime,
-        used: UnixTime,
-        /// Tokens rotated away (only in compacted journals).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        rotated: Vec<String>,
-    },
-    /// A session chain revoked.
-    Revoke { family: Uuid },
-    /// Every session chain of a user revoked.
-    RevokeUser { name: String },
-    /// An account (canonical name) logged in from a source (its
-    /// [`Source::address`](crate::sys::peer::Source::address)). Journals
-    /// from before it have none: their accounts start with no familiar
-    /// source.
-    Familiar {
-        account: String,
-        source: IpAddr,
-        seen: UnixTime,
-    },
-}
+use super::{record::Record, state::State};
+use crate::{store::StoreError, sys::files};
 
 /// The open journal file, owned by the store's writer thread.
 #[derive(Debug)]
@@ -206,7 +155,9 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(State, usize, usize), StoreError
         };
         let record: Record =
             serde_json::from_slice(&line[..line.len() - 1]).map_err(|e| corrupt(e.to_string()))?;
-        state.apply(&record).map_err(corrupt)?;
+        state
+            .apply(&record)
+            .map_err(|err| corrupt(err.to_string()))?;
         records += 1;
         complete += line.len();
     }

@@ -5,6 +5,7 @@
 
 mod journal;
 mod ops;
+mod record;
 mod state;
 mod writer;
 
@@ -25,7 +26,9 @@ use crate::{
     sys::files,
     sys::sync::lock,
 };
-use journal::{Journal, Record, State, encode_line};
+use journal::{Journal, encode_line};
+use record::Record;
+use state::State;
 
 /// File name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "store.journal";

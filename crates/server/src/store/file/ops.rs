@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
-use super::{FileStore, journal::Record, state::Family};
+use super::{FileStore, record::Record, state::Chain};
 use crate::{
     store::{
         FAMILIAR_SOURCE_SECS, Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo,
@@ -14,9 +14,9 @@ use crate::{
     sys::peer::Source,
 };
 
-fn session_info(family: Uuid, chain: &Family, lifetimes: Lifetimes) -> SessionInfo {
+fn session_info(id: Uuid, chain: &Chain, lifetimes: Lifetimes) -> SessionInfo {
     SessionInfo {
-        family,
+        chain: id,
         user: chain.user.clone(),
         created: chain.created,
         last_used: chain.last_used,
@@ -129,10 +129,10 @@ impl UserStore for FileStore {
             if state.name_taken(&user.name) {
                 return Err(StoreError::NameTaken(user.name.clone()));
             }
-            let family = Uuid::new_v4();
+            let id = Uuid::new_v4();
             let now = user.created;
             let info = SessionInfo {
-                family,
+                chain: id,
                 user: user.name.clone(),
                 created: now,
                 last_used: now,
@@ -145,7 +145,7 @@ impl UserStore for FileStore {
                     created: now,
                 },
                 Record::Session {
-                    family,
+                    chain: id,
                     user: user.name,
                     token: token.to_hex(),
                     created: now,
@@ -204,9 +204,9 @@ impl UserStore for FileStore {
             let user = state
                 .resolve(user)
                 .ok_or_else(|| StoreError::NoSuchUser(user.to_owned()))?;
-            let family = Uuid::new_v4();
+            let id = Uuid::new_v4();
             let record = Record::Session {
-                family,
+                chain: id,
                 user: user.to_owned(),
                 token: token.to_hex(),
                 created: now,
@@ -214,7 +214,7 @@ impl UserStore for FileStore {
                 rotated: Vec::new(),
             };
             let info = SessionInfo {
-                family,
+                chain: id,
                 user: user.to_owned(),
                 created: now,
                 last_used: now,
@@ -236,34 +236,34 @@ impl UserStore for FileStore {
             let Some(chain) = state
                 .tokens
                 .get(&presented)
-                .and_then(|family| state.families.get_key_value(family))
+                .and_then(|id| state.chains.get_key_value(id))
             else {
                 return Ok((Vec::new(), Rotation::Unknown));
             };
-            let (family, chain) = (*chain.0, chain.1);
+            let (id, chain) = (*chain.0, chain.1);
             if !chain.current.ct_eq(&presented) {
                 let outcome = Rotation::Reused {
                     user: chain.user.clone(),
-                    family,
+                    chain: id,
                 };
-                return Ok((vec![Record::Revoke { family }], outcome));
+                return Ok((vec![Record::Revoke { chain: id }], outcome));
             }
             let worn_out = chain.rotated.len() >= MAX_ROTATIONS_PER_CHAIN;
             if worn_out || lifetimes.expires(chain.created, chain.last_used) <= now {
                 let outcome = Rotation::Expired {
                     user: chain.user.clone(),
                 };
-                return Ok((vec![Record::Revoke { family }], outcome));
+                return Ok((vec![Record::Revoke { chain: id }], outcome));
             }
             let record = Record::Session {
-                family,
+                chain: id,
                 user: chain.user.clone(),
                 token: next.to_hex(),
                 created: chain.created,
                 used: now,
                 rotated: Vec::new(),
             };
-            let mut info = session_info(family, chain, lifetimes);
+            let mut info = session_info(id, chain, lifetimes);
             info.last_used = now;
             info.expires = lifetimes.expires(chain.created, now);
             Ok((vec![record], Rotation::Rotated(info)))
@@ -271,10 +271,10 @@ impl UserStore for FileStore {
         .await
     }
 
-    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
+    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
         self.write(|state| {
-            if state.families.contains_key(&family) {
-                Ok((vec![Record::Revoke { family }], true))
+            if state.chains.contains_key(&id) {
+                Ok((vec![Record::Revoke { chain: id }], true))
             } else {
                 Ok((Vec::new(), false))
             }
@@ -285,7 +285,7 @@ impl UserStore for FileStore {
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
         self.write(|state| {
             let user = state.resolve(user).unwrap_or(user);
-            let count = state.families.values().filter(|c| c.user == user).count();
+            let count = state.chains.values().filter(|c| c.user == user).count();
             let records = if count > 0 {
                 vec![Record::RevokeUser {
                     name: user.to_owned(),
@@ -303,10 +303,10 @@ impl UserStore for FileStore {
         let mut sessions = self.read(|state| {
             let user = state.resolve(user).unwrap_or(user);
             state
-                .families
+                .chains
                 .iter()
                 .filter(|(_, chain)| chain.user == user)
-                .map(|(family, chain)| session_info(*family, chain, lifetimes))
+                .map(|(id, chain)| session_info(*id, chain, lifetimes))
                 .filter(|info| info.expires > now)
                 .collect::<Vec<_>>()
         });
@@ -314,11 +314,11 @@ impl UserStore for FileStore {
         Ok(sessions)
     }
 
-    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+    async fn chains_alive(&self, chains: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         Ok(self.read(|state| {
-            families
+            chains
                 .into_iter()
-                .filter(|family| state.families.contains_key(family))
+                .filter(|id| state.chains.contains_key(id))
                 .collect()
         }))
     }

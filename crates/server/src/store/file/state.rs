@@ -8,12 +8,20 @@ use std::{
 
 use uuid::Uuid;
 
-use super::journal::Record;
+use super::record::Record;
 use crate::{
     store::{FAMILIAR_SOURCE_SECS, Lifetimes, MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
     sys::names::{canonical, confusable_key},
     sys::peer::Source,
 };
+
+/// A record that cannot be applied: the journal is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ApplyError {
+    /// A token hash that is not 64 hex digits.
+    #[error("a token hash is not 64 hex digits")]
+    TokenHash,
+}
 
 /// Everything the store knows, in memory.
 #[derive(Debug, Default)]
@@ -26,7 +34,7 @@ pub(crate) struct State {
     /// name that looks like an existing one is refused.
     pub lookalikes: HashMap<String, String>,
     pub identities: HashMap<IpAddr, Identity>,
-    pub families: HashMap<Uuid, Family>,
+    pub chains: HashMap<Uuid, Chain>,
     /// Every remembered token (current or rotated away) → its chain.
     pub tokens: HashMap<TokenHash, Uuid>,
     /// Account (canonical name) → the sources it logged in from → when
@@ -47,7 +55,7 @@ pub(crate) struct Identity {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Family {
+pub(crate) struct Chain {
     pub user: String,
     pub created: UnixTime,
     pub last_used: UnixTime,
@@ -72,43 +80,14 @@ impl State {
 
     /// Applies one record. Records are written only after they applied
     /// cleanly, so at load an error means the file was damaged.
-    pub fn apply(&mut self, record: &Record) -> Result<(), String> {
+    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
         match record {
             Record::User {
                 name,
                 hash,
                 created,
-            } => {
-                if !self.users.contains_key(name) {
-                    // Stores from before names were compared canonically
-                    // may hold two spellings: the first one keeps the index.
-                    self.canonical
-                        .entry(canonical(name))
-                        .or_insert_with(|| name.clone());
-                    self.lookalikes
-                        .entry(confusable_key(name))
-                        .or_insert_with(|| name.clone());
-                }
-                self.users.insert(
-                    name.clone(),
-                    User {
-                        hash: hash.clone(),
-                        created: *created,
-                    },
-                );
-            }
-            Record::UserDel { name } => {
-                self.users.remove(name);
-                for (index, key) in [
-                    (&mut self.canonical, canonical(name)),
-                    (&mut self.lookalikes, confusable_key(name)),
-                ] {
-                    if index.get(&key) == Some(name) {
-                        index.remove(&key);
-                    }
-                }
-                self.revoke_user(name);
-            }
+            } => self.add_user(name, hash, *created),
+            Record::UserDel { name } => self.remove_user(name),
             Record::Ident { ip, name, seen } => {
                 self.identities.insert(
                     *ip,
@@ -119,7 +98,7 @@ impl State {
                 );
             }
             Record::Session {
-                family,
+                chain,
                 user,
                 token,
                 created,
@@ -131,34 +110,11 @@ impl State {
                     .iter()
                     .map(|t| parse_token(t))
                     .collect::<Result<VecDeque<_>, _>>()?;
-                self.tokens.insert(token, *family);
-                match self.families.get_mut(family) {
-                    Some(chain) => {
-                        // Every rotated-away token is kept for the life of
-                        // the chain, so reuse of any of them is caught.
-                        let old = std::mem::replace(&mut chain.current, token);
-                        chain.rotated.push_back(old);
-                        chain.last_used = *used;
-                    }
-                    None => {
-                        for old in &rotated {
-                            self.tokens.insert(*old, *family);
-                        }
-                        self.families.insert(
-                            *family,
-                            Family {
-                                user: user.clone(),
-                                created: *created,
-                                last_used: *used,
-                                current: token,
-                                rotated,
-                            },
-                        );
-                    }
-                }
+                let times = (*created, *used);
+                self.apply_session(*chain, user, token, rotated, times);
             }
-            Record::Revoke { family } => {
-                self.revoke(*family);
+            Record::Revoke { chain } => {
+                self.revoke(*chain);
             }
             Record::RevokeUser { name } => self.revoke_user(name),
             Record::Familiar {
@@ -170,9 +126,77 @@ impl State {
         Ok(())
     }
 
+    /// A user created, or with a new password hash.
+    fn add_user(&mut self, name: &str, hash: &str, created: UnixTime) {
+        if !self.users.contains_key(name) {
+            // Stores from before names were compared canonically may hold
+            // two spellings: the first one keeps the index.
+            self.canonical
+                .entry(canonical(name))
+                .or_insert_with(|| name.to_owned());
+            self.lookalikes
+                .entry(confusable_key(name))
+                .or_insert_with(|| name.to_owned());
+        }
+        let user = User {
+            hash: hash.to_owned(),
+            created,
+        };
+        self.users.insert(name.to_owned(), user);
+    }
+
+    /// A user removed, with their sessions.
+    fn remove_user(&mut self, name: &str) {
+        self.users.remove(name);
+        for (index, key) in [
+            (&mut self.canonical, canonical(name)),
+            (&mut self.lookalikes, confusable_key(name)),
+        ] {
+            if index.get(&key).map(String::as_str) == Some(name) {
+                index.remove(&key);
+            }
+        }
+        self.revoke_user(name);
+    }
+
+    /// A chain started (with the tokens it rotated away, in a compacted
+    /// journal), or rotated to `token`; `(created, used)` its times.
+    fn apply_session(
+        &mut self,
+        id: Uuid,
+        user: &str,
+        token: TokenHash,
+        rotated: VecDeque<TokenHash>,
+        (created, used): (UnixTime, UnixTime),
+    ) {
+        self.tokens.insert(token, id);
+        match self.chains.get_mut(&id) {
+            Some(chain) => {
+                // Every rotated-away token is kept for the life of the
+                // chain, so reuse of any of them is caught.
+                let old = std::mem::replace(&mut chain.current, token);
+                chain.rotated.push_back(old);
+                chain.last_used = used;
+            }
+            None => {
+                for old in &rotated {
+                    self.tokens.insert(*old, id);
+                }
+                let chain = Chain {
+                    user: user.to_owned(),
+                    created,
+                    last_used: used,
+                    current: token,
+                    rotated,
+                };
+                self.chains.insert(id, chain);
+            }
+        }
+    }
+
     /// Forgets a chain and all its tokens; true if it existed.
-    pub fn revoke(&mut self, family: Uuid) -> bool {
-        let Some(chain) = self.families.remove(&family) else {
+    pub fn revoke(&mut self, id: Uuid) -> bool {
+        let Some(chain) = self.chains.remove(&id) else {
             return false;
         };
         self.tokens.remove(&chain.current);
@@ -204,13 +228,13 @@ impl State {
     /// from for [`FAMILIAR_SOURCE_SECS`] (before a compaction).
     pub fn forget_expired(&mut self, lifetimes: Lifetimes, now: UnixTime) {
         let expired: Vec<Uuid> = self
-            .families
+            .chains
             .iter()
             .filter(|(_, chain)| lifetimes.expires(chain.created, chain.last_used) <= now)
-            .map(|(family, _)| *family)
+            .map(|(id, _)| *id)
             .collect();
-        for family in expired {
-            self.revoke(family);
+        for id in expired {
+            self.revoke(id);
         }
         self.identities
             .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
@@ -221,14 +245,14 @@ impl State {
     }
 
     fn revoke_user(&mut self, name: &str) {
-        let families: Vec<Uuid> = self
-            .families
+        let chains: Vec<Uuid> = self
+            .chains
             .iter()
             .filter(|(_, chain)| chain.user == name)
             .map(|(id, _)| *id)
             .collect();
-        for family in families {
-            self.revoke(family);
+        for id in chains {
+            self.revoke(id);
         }
     }
 
@@ -244,8 +268,8 @@ impl State {
             name: identity.name.clone(),
             seen: identity.seen,
         });
-        let sessions = self.families.iter().map(|(family, chain)| Record::Session {
-            family: *family,
+        let sessions = self.chains.iter().map(|(id, chain)| Record::Session {
+            chain: *id,
             user: chain.user.clone(),
             token: chain.current.to_hex(),
             created: chain.created,
@@ -269,10 +293,10 @@ impl State {
     /// How many records a compacted journal of this state holds.
     pub fn live_records(&self) -> usize {
         let familiar: usize = self.familiar.values().map(HashMap::len).sum();
-        self.users.len() + self.identities.len() + self.families.len() + familiar
+        self.users.len() + self.identities.len() + self.chains.len() + familiar
     }
 }
 
-fn parse_token(hex: &str) -> Result<TokenHash, String> {
-    TokenHash::from_hex(hex).ok_or_else(|| "a token hash is not 64 hex digits".to_owned())
+fn parse_token(hex: &str) -> Result<TokenHash, ApplyError> {
+    TokenHash::from_hex(hex).ok_or(ApplyError::TokenHash)
 }

@@ -92,8 +92,8 @@ async fn hear(
         tokio::select! {
             note = notes.recv() => match note {
                 Some(note) => {
-                    if let Ok(family) = Uuid::parse_str(note.payload()) {
-                        let _ = sender.send(Revocation::Chain(family));
+                    if let Ok(chain) = Uuid::parse_str(note.payload()) {
+                        let _ = sender.send(Revocation::Chain(chain));
                     }
                 }
                 None => return "lost the connection that listens for revocations".into(),

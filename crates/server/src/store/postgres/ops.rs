@@ -1,6 +1,10 @@
 //! [`UserStore`] for [`PgStore`]: one statement (or one function call) per
 //! operation, each its own transaction, so a change is durable when it
 //! returns (`synchronous_commit` as the database has it).
+//!
+//! A session chain's id is the `family` column of `sessions` and
+//! `session_tokens` (and `r_family` of `echo_rotate`): "family" is the
+//! chain's older name, kept in the schema, which is a stored format.
 
 use std::net::IpAddr;
 
@@ -182,10 +186,10 @@ impl UserStore for PgStore {
         user: UserRecord,
         token: TokenHash,
     ) -> Result<SessionInfo, StoreError> {
-        let family = Uuid::new_v4();
+        let chain = Uuid::new_v4();
         let (name, now) = (user.name.clone(), secs(user.created));
-        self.insert_user(user, Some((family, token))).await?;
-        Ok(self.session_info(family, name, now, now))
+        self.insert_user(user, Some((chain, token))).await?;
+        Ok(self.session_info(chain, name, now, now))
     }
 
     async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
@@ -218,7 +222,7 @@ impl UserStore for PgStore {
         user: &str,
         now: UnixTime,
     ) -> Result<SessionInfo, StoreError> {
-        let family = Uuid::new_v4();
+        let chain = Uuid::new_v4();
         let sql = concat!(
             "WITH s AS (
                 INSERT INTO sessions (family, user_name, created, last_used, current)
@@ -231,14 +235,14 @@ impl UserStore for PgStore {
         let params: [&Param<'_>; 5] = [
             &user,
             &canonical(user),
-            &family,
+            &chain,
             &secs(now),
             &token.0.as_slice(),
         ];
         let name: String = unmatched(self.row(sql, &params).await)?
             .ok_or_else(|| StoreError::NoSuchUser(user.to_owned()))?
             .get(0);
-        Ok(self.session_info(family, name, secs(now), secs(now)))
+        Ok(self.session_info(chain, name, secs(now), secs(now)))
     }
 
     async fn rotate_session(
@@ -263,22 +267,22 @@ impl UserStore for PgStore {
             .await?
             .ok_or_else(|| StoreError::Database("echo_rotate returned no row".into()))?;
         let outcome: &str = row.get(0);
-        let family: Option<Uuid> = row.get(1);
+        let chain: Option<Uuid> = row.get(1);
         let user: Option<String> = row.get(2);
         let created: Option<i64> = row.get(3);
-        Ok(match (outcome, family, user, created) {
-            ("rotated", Some(family), Some(user), Some(created)) => {
-                Rotation::Rotated(self.session_info(family, user, created, secs(now)))
+        Ok(match (outcome, chain, user, created) {
+            ("rotated", Some(chain), Some(user), Some(created)) => {
+                Rotation::Rotated(self.session_info(chain, user, created, secs(now)))
             }
-            ("reused", Some(family), Some(user), _) => Rotation::Reused { user, family },
+            ("reused", Some(chain), Some(user), _) => Rotation::Reused { user, chain },
             ("expired", _, Some(user), _) => Rotation::Expired { user },
             _ => Rotation::Unknown,
         })
     }
 
-    async fn revoke_session(&self, family: Uuid) -> Result<bool, StoreError> {
+    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
         let sql = "DELETE FROM sessions WHERE family = $1";
-        Ok(self.run(sql, &[&family]).await? > 0)
+        Ok(self.run(sql, &[&chain]).await? > 0)
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
@@ -306,9 +310,9 @@ impl UserStore for PgStore {
             .collect())
     }
 
-    async fn chains_alive(&self, families: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
+    async fn chains_alive(&self, chains: Vec<Uuid>) -> Result<Vec<Uuid>, StoreError> {
         let sql = "SELECT family FROM sessions WHERE family = ANY($1)";
-        let rows = self.rows(sql, &[&families]).await?;
+        let rows = self.rows(sql, &[&chains]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 

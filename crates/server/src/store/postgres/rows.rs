@@ -39,14 +39,14 @@ pub(super) fn unix(value: i64) -> UnixTime {
 impl PgStore {
     pub(super) fn session_info(
         &self,
-        family: Uuid,
+        chain: Uuid,
         user: String,
         created: i64,
         last_used: i64,
     ) -> SessionInfo {
         let (created, last_used) = (unix(created), unix(last_used));
         SessionInfo {
-            family,
+            chain,
             user,
             created,
             last_used,
@@ -69,7 +69,7 @@ impl PgStore {
         user: UserRecord,
         session: Option<(Uuid, TokenHash)>,
     ) -> Result<(), StoreError> {
-        let (family, token) = session.map_or((None, None), |(f, t)| (Some(f), Some(t.0.to_vec())));
+        let (chain, token) = session.map_or((None, None), |(f, t)| (Some(f), Some(t.0.to_vec())));
         let sql = "WITH u AS (
                 INSERT INTO users (name, canonical, lookalike, password_hash, created)
                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING name),
@@ -85,7 +85,7 @@ impl PgStore {
             &confusable_key(&user.name),
             &user.password_hash,
             &secs(user.created),
-            &family,
+            &chain,
             &token,
         ];
         let row = self

@@ -7,12 +7,12 @@
 //! of an untrusted chain is checked against `known_hosts` right after it,
 //! before a single frame (let alone a token) is sent.
 
+mod first_byte;
+
 use std::{
     io::{self, BufRead as _, IsTerminal as _, Write as _},
     path::PathBuf,
-    pin::Pin,
     sync::{Arc, Mutex, OnceLock},
-    task::{Context, Poll},
 };
 
 use echo_tls::{
@@ -28,10 +28,12 @@ use echo_tls::{
     },
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncWrite},
     net::TcpStream,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
+
+use first_byte::FirstByte;
 
 use crate::{
     ClientError,
@@ -68,11 +70,10 @@ pub(crate) async fn connect(
     server: &str,
     settings: &TlsSettings,
 ) -> Result<TlsStream<impl AsyncRead + AsyncWrite + Unpin + Send + 'static>, ClientError> {
-    let unverified = |reason: String| ClientError::Identity(format!("{server}: {reason}"));
     let verifier = Arc::new(Verifier::new(settings.ca_file.as_ref())?);
     let config = rustls::ClientConfig::builder_with_provider(echo_tls::provider())
         .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|err| ClientError::Local(err.to_string()))?
+        .map_err(|err| ClientError::local_from(err.to_string(), err))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
         .with_no_client_auth();
@@ -90,7 +91,11 @@ pub(crate) async fn connect(
         Ok(stream) => stream,
         Err(err) => {
             let first = *lock(&first_byte);
-            return Err(unverified(handshake_failure(&err, first)));
+            let message = format!("{server}: {}", handshake_failure(&err, first));
+            return Err(ClientError::Handshake {
+                message,
+                source: err,
+            });
         }
     };
     let key = lock(&verifier.untrusted_key).take();
@@ -139,52 +144,11 @@ fn handshake_failure(err: &io::Error, first: Option<u8>) -> String {
     }
 }
 
-/// A stream that notes the first byte read from it.
-struct FirstByte {
-    inner: TcpStream,
-    seen: Arc<Mutex<Option<u8>>>,
-}
-
-impl AsyncRead for FirstByte {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if before == 0
-            && let Some(&byte) = buf.filled().first()
-        {
-            lock(&self.seen).get_or_insert(byte);
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for FirstByte {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Checks a key whose chain no trusted CA signed against `known_hosts`.
 fn check_known(server: &str, key: &Fingerprint, settings: &TlsSettings) -> Result<(), ClientError> {
     let hosts = KnownHosts::new(&settings.known_hosts);
     let file = hosts.path().display();
-    let local = |err: io::Error| ClientError::Local(format!("{file}: {err}"));
+    let local = |err: io::Error| ClientError::local_from(file.to_string(), err);
     match hosts.check(server, key).map_err(local)? {
         Known::Same => return Ok(()),
         Known::Changed { recorded, line } => {
@@ -205,9 +169,7 @@ fn check_known(server: &str, key: &Fingerprint, settings: &TlsSettings) -> Resul
     let interactive = io::stdin().is_terminal();
     let accepted = match settings.trust {
         Trust::AcceptNew => true,
-        Trust::Ask if interactive => {
-            ask_trust(server, key).map_err(|err| ClientError::from_question(&err))?
-        }
+        Trust::Ask if interactive => ask_trust(server, key).map_err(ClientError::from_question)?,
         Trust::Ask | Trust::Strict => {
             return Err(ClientError::Identity(format!(
                 "the server {server} is not known: its key is {key}; check it with the server's \
@@ -276,7 +238,7 @@ impl Verifier {
             Some(roots) => Some(
                 WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                     .build()
-                    .map_err(|err| ClientError::Usage(format!("cannot use the CA: {err}")))?,
+                    .map_err(|err| ClientError::usage_from("cannot use the CA", err))?,
             ),
             None => None,
         };
@@ -291,13 +253,14 @@ impl Verifier {
 
 /// The certificates of `--ca-file`.
 fn ca_roots(path: &PathBuf) -> Result<RootCertStore, ClientError> {
-    let usage = |reason: String| ClientError::Usage(format!("--ca-file: {reason}"));
-    let pem = std::fs::read(path).map_err(|err| usage(format!("{}: {err}", path.display())))?;
+    let usage = |err: crate::error::Source| ClientError::usage_from("--ca-file", err);
+    let pem = std::fs::read(path)
+        .map_err(|err| ClientError::usage_from(format!("--ca-file: {}", path.display()), err))?;
     let certs = echo_tls::chain_from_pem(&pem, &path.display().to_string())
-        .map_err(|err| usage(err.to_string()))?;
+        .map_err(|err| usage(err.into()))?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots.add(cert).map_err(|err| usage(err.to_string()))?;
+        roots.add(cert).map_err(|err| usage(err.into()))?;
     }
     Ok(roots)
 }

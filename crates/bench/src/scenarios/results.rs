@@ -1,0 +1,63 @@
+//! The scenarios' results, as the report prints them and `--json` writes
+//! them.
+
+use serde::Serialize;
+
+use crate::spread::Spread;
+
+/// One target's numbers in one repetition.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    pub round_trips_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub server_cpu_percent: f64,
+}
+
+/// Scenario 1, one line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoRow {
+    pub connections: usize,
+    pub payload: usize,
+    pub depth: usize,
+    pub real: Vec<Sample>,
+    pub reference: Vec<Sample>,
+    pub rps_ratio: Spread,
+    pub p99_ratio: Spread,
+    pub real_rps: Spread,
+    pub reference_rps: Spread,
+    pub real_p99_us: Spread,
+    pub reference_p99_us: Spread,
+}
+
+/// Scenario 2.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormResult {
+    pub established: usize,
+    /// Milliseconds between two messages of one established session;
+    /// `None`: closed-loop ping-pong.
+    pub pace_ms: Option<f64>,
+    pub storm: usize,
+    pub p99_quiet_us: Spread,
+    pub p99_storm_us: Spread,
+    pub p99_ratio: Spread,
+    pub logins_per_sec: Spread,
+}
+
+/// Scenario 3.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeResult {
+    pub workers: usize,
+    pub resumes_per_sec: Spread,
+}
+
+/// Scenario 4.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleResult {
+    pub connections: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub peak_rss_kib: u64,
+    pub kib_per_connection: f64,
+}

@@ -97,13 +97,13 @@ impl<S: UserStore> Server<S> {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), HashError> {
-        let passwords = Passwords::start(self.config.password_workers).await?;
+        let passwords = Passwords::start(self.config.auth.password_workers).await?;
         let metrics = Arc::new(Metrics::new());
         let config = self.config;
         let ledger = self.ledger.unwrap_or_else(|| {
             Arc::new(MemoryLedger::new(
                 ATTEMPT_TRACKING_CAP,
-                config.auth_attempts_per_minute,
+                config.auth.attempts_per_minute,
             ))
         });
         let store = Timed::new(self.store, Arc::clone(&metrics));
@@ -112,7 +112,7 @@ impl<S: UserStore> Server<S> {
             passwords,
             ledger,
             Arc::clone(&self.clock),
-            config.min_password_length,
+            config.auth.min_password_length,
             Arc::clone(&metrics),
         );
         let clients = Arc::<Clients>::default();
@@ -123,7 +123,7 @@ impl<S: UserStore> Server<S> {
                 socket,
                 store.clone(),
                 (Arc::clone(auth.live()), Arc::clone(&clients)),
-                config.min_password_length,
+                config.auth.min_password_length,
                 self.clock,
                 stop_side_tasks.clone(),
             ))
@@ -145,11 +145,14 @@ impl<S: UserStore> Server<S> {
             tracing::warn!("not yet hearing revocations from the store; serving anyway");
         }
         let acceptor = Acceptor::new(
-            config.proxy_protocol_from.clone(),
+            config.listen.proxy_protocol_from.clone(),
             self.tls,
-            config.tls_handshake_timeout,
+            config.timeouts.tls_handshake,
         );
-        let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
+        let sources = Sources::new(
+            config.limits.max_connections_per_ip,
+            config.limits.max_handshakes_per_ip,
+        );
         let context = Arc::new(Context {
             sources,
             config,
@@ -168,7 +171,7 @@ impl<S: UserStore> Server<S> {
                 http_listener,
                 metrics,
                 health,
-                context.config.metrics_idle_timeout,
+                context.config.metrics.idle_timeout,
                 stop_side_tasks.clone(),
             ))
         });

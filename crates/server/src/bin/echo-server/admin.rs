@@ -95,7 +95,7 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
             return Ok(());
         }
         Admin::Db(DbCommand::Status) => {
-            let url = config.store_url.as_ref().context(
+            let url = config.store.url.as_ref().context(
                 "db status is for a PostgreSQL store: give --store postgres://USER@HOST:PORT/DB (the file store has no schema)",
             )?;
             let applied = crate::setup::small_runtime()?.block_on(schema::applied(url))?;
@@ -126,18 +126,18 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
                 ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
             ) =>
         {
-            control::request(&config.data_dir, &request)
+            control::request(&config.store.data_dir, &request)
         }
         // The file store, no server holding it; or the shared database,
         // which any number of servers use while this changes it (they hear
         // of ended sessions from the database).
         Ok(store) => {
             let now = SystemClock.now();
-            let min = config.min_password_length;
+            let min = config.auth.min_password_length;
             runtime.block_on(control::run(&store, request, min, now, None))
         }
         // A server holds the file store: ask that server.
-        Err(StoreError::InUse { .. }) => control::request(&config.data_dir, &request),
+        Err(StoreError::InUse { .. }) => control::request(&config.store.data_dir, &request),
         Err(err) => return Err(err.into()),
     }
     .map_err(anyhow::Error::msg)?;

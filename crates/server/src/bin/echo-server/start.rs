@@ -28,13 +28,13 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut config = load_config(args, ask)?;
     let (lowered, fit) = fit_connections(&mut config)?;
-    let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
-        .with_format(config.log_format);
+    let logs = LogSetup::prepare(&config.log.dir, config.log.keep, &config.log.level)?
+        .with_format(config.log.format);
     // On a runtime of its own: a daemon forks after this, and a runtime's
     // threads would not survive it. The PostgreSQL store's pool opens its
     // connections later, on the serving runtime.
     let store = small_runtime()?.block_on(open_store(&config))?;
-    let tls = match config.tls {
+    let tls = match config.tls.enabled {
         true => Some(Arc::new(
             ServerTls::prepare(&config).context("cannot set up TLS")?,
         )),
@@ -42,12 +42,16 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
     };
     // Bound now, before the server says it is listening; without it
     // `clients` and `kick` could not reach this server, so it is no start.
-    let control = control::bind(&config.data_dir).with_context(|| {
-        let path = config.data_dir.join(control::CONTROL_SOCKET);
+    let control = control::bind(&config.store.data_dir).with_context(|| {
+        let path = config.store.data_dir.join(control::CONTROL_SOCKET);
         format!("cannot make the control socket {}", path.display())
     })?;
-    let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
-    let metrics_listener = match &config.metrics_addr {
+    let bound = bind_with_fallback(
+        &config.listen.host,
+        config.listen.port,
+        config.listen.port_search,
+    )?;
+    let metrics_listener = match &config.metrics.addr {
         Some(addr) => Some(
             std::net::TcpListener::bind(addr)
                 .with_context(|| format!("cannot listen on the metrics address {addr}"))?,
@@ -61,13 +65,13 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
 
     // Everything that can fail has been checked while the console is still
     // ours; from here on errors go to the log.
-    if config.daemon {
+    if config.process.daemon {
         announce(&announcement)?;
         daemon::detach().context("cannot detach")?;
     }
     let _log_guard = logs.install();
     log_start(&config, args, tls.as_deref());
-    if !config.tls && config.allow_plaintext_auth {
+    if !config.tls.enabled && config.auth.allow_plaintext_auth {
         warn!(
             "allow_plaintext_auth is on: passwords and tokens from other machines cross the network in the clear; start with --tls instead"
         );
@@ -94,7 +98,7 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
     if let Err(err) = &result {
         error!("{}", describe(err));
     }
-    if let Some(path) = &config.pid_file {
+    if let Some(path) = &config.process.pid_file {
         let _ = std::fs::remove_file(path);
     }
     info!("stopped");
@@ -107,13 +111,13 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
 /// in the backlog. The number asked for if it was lowered, and what fits.
 fn fit_connections(config: &mut ServerConfig) -> anyhow::Result<(Option<usize>, usize)> {
     let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
-    let fit = match config.metrics_addr {
+    let fit = match config.metrics.addr {
         Some(_) => fit.saturating_sub(MAX_METRICS_CONNECTIONS).max(1),
         None => fit,
     };
-    let lowered = (config.max_connections > fit).then(|| {
-        let asked = config.max_connections;
-        config.max_connections = fit;
+    let lowered = (config.limits.max_connections > fit).then(|| {
+        let asked = config.limits.max_connections;
+        config.limits.max_connections = fit;
         asked
     });
     Ok((lowered, fit))
@@ -131,8 +135,8 @@ fn log_start(config: &ServerConfig, args: &RunArgs, tls: Option<&ServerTls>) {
         pid = std::process::id(),
         mode = ?config.mode,
         store = ?config.store_location(),
-        data_dir = %absolute(&config.data_dir),
-        log_dir = %absolute(&config.log_dir),
+        data_dir = %absolute(&config.store.data_dir),
+        log_dir = %absolute(&config.log.dir),
         config_file = config_file.as_deref().unwrap_or("none"),
         tls = tls.map_or_else(|| "off".to_owned(), |tls| tls.fingerprint().to_string()),
         "echo-server starting"
@@ -168,7 +172,7 @@ async fn serve(
     announcement: &str,
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
-    let ledger = store.shared_ledger(config.auth_attempts_per_minute);
+    let ledger = store.shared_ledger(config.auth.attempts_per_minute);
     let mut server = Server::new(config.clone(), store);
     if let Some(ledger) = ledger {
         // Limits hold across every server on the database.
@@ -217,10 +221,10 @@ async fn serve(
         trigger.cancel();
     });
     // Ready: the signals are handled, so whoever reads this may stop us.
-    if !config.daemon {
+    if !config.process.daemon {
         announce(announcement)?;
     }
-    if let Some(path) = &config.pid_file {
+    if let Some(path) = &config.process.pid_file {
         daemon::write_pid_file(path)
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
     }

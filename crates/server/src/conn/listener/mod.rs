@@ -73,7 +73,7 @@ impl<S: UserStore> Listener<S> {
         ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
     ) -> Self {
-        let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
+        let limit = Arc::new(Semaphore::new(ctx.config.limits.max_connections));
         let tls = ctx.acceptor.is_tls();
         let metrics = Arc::clone(&ctx.metrics);
         let refuser = Arc::new(Refuser::new(ctx.config.mode, tls, metrics));
@@ -118,7 +118,7 @@ impl<S: UserStore> Listener<S> {
         // Stop listening at once, so new clients are refused by the OS
         // rather than accepted and then told `bye`.
         drop(self.listener);
-        drain(&self.tasks, self.ctx.config.drain_timeout).await;
+        drain(&self.tasks, self.ctx.config.timeouts.drain).await;
         trimmer.abort();
     }
 
@@ -182,7 +182,7 @@ struct Admitted<S> {
 impl<S: UserStore> Admitted<S> {
     /// One connection's task: the transport steps, then the session.
     async fn connection(self, tcp: TcpStream, addr: SocketAddr) {
-        let deadline = Instant::now() + self.ctx.config.handshake_timeout;
+        let deadline = Instant::now() + self.ctx.config.timeouts.handshake;
         let Self {
             ctx,
             refuser,

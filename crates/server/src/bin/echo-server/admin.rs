@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use echo_proto::Secret;
 use echo_server::{
-    ServerTls,
+    ServerConfig, ServerTls,
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
@@ -117,8 +117,19 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
     };
+    let output = carry_out(&config, request)?;
+    print!("{output}");
+    if !output.is_empty() && !output.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// Carries `request` out on the store directly when no server holds it,
+/// else through the running server's control socket; what to print.
+fn carry_out(config: &ServerConfig, request: ControlRequest) -> anyhow::Result<String> {
     let runtime = crate::setup::small_runtime()?;
-    let output = match runtime.block_on(crate::setup::open_store(&config)) {
+    match runtime.block_on(crate::setup::open_store(config)) {
         // Live connections are the running server's own, whatever the store.
         Ok(Store::Postgres(_))
             if matches!(
@@ -140,12 +151,7 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Err(StoreError::InUse { .. }) => control::request(&config.store.data_dir, &request),
         Err(err) => return Err(err.into()),
     }
-    .map_err(anyhow::Error::msg)?;
-    print!("{output}");
-    if !output.is_empty() && !output.ends_with('\n') {
-        println!();
-    }
-    Ok(())
+    .map_err(anyhow::Error::msg)
 }
 
 /// A password from a hidden prompt (asked twice when `confirm`), or the

@@ -18,7 +18,10 @@ use echo_proto::{
     ext::{AsyncFrameRead, AsyncFrameWrite, BlockingFrameRead, BlockingFrameWrite},
 };
 use serde::{Deserialize, Serialize};
-use tokio::{net::UnixListener, time::timeout};
+use tokio::{
+    net::{UnixListener, UnixStream},
+    time::timeout,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -122,16 +125,7 @@ pub async fn run<S: UserStore>(
     live: Option<Live<'_>>,
 ) -> Result<String, String> {
     let failed = |err: ops::AdminError| err.to_string();
-    // The user as stored, whatever the spelling given.
-    let stored = |name: &str| {
-        let name = name.to_owned();
-        async move {
-            match store.user(&name).await {
-                Ok(Some(record)) => record.name,
-                _ => name,
-            }
-        }
-    };
+    let stored = |name: String| stored_name(store, name);
     let end_sessions = |user: &str| {
         if let Some(live) = live {
             live.sessions.revoke_user(user);
@@ -145,13 +139,13 @@ pub async fn run<S: UserStore>(
         }
         ControlRequest::UserList => ops::list_users(store).await.map_err(failed),
         ControlRequest::UserRemove { name } => {
-            let user = stored(&name).await;
+            let user = stored(name).await;
             let done = ops::remove_user(store, &user).await.map_err(failed)?;
             end_sessions(&user);
             Ok(done)
         }
         ControlRequest::UserPasswd { name, password } => {
-            let user = stored(&name).await;
+            let user = stored(name).await;
             let done = ops::set_password(store, &user, password, min_password_length)
                 .await
                 .map_err(failed)?;
@@ -162,35 +156,51 @@ pub async fn run<S: UserStore>(
             ops::list_sessions(store, &user, now).await.map_err(failed)
         }
         ControlRequest::SessionRevoke { user } => {
-            let user = stored(&user).await;
+            let user = stored(user).await;
             let done = ops::revoke_sessions(store, &user).await.map_err(failed)?;
             end_sessions(&user);
             Ok(done)
         }
-        ControlRequest::Clients { json } => {
-            let live = live.ok_or_else(not_running)?;
-            let list = live.clients.list();
-            if json {
-                serde_json::to_string_pretty(&list).map_err(|err| err.to_string())
-            } else {
-                Ok(format_table(&list))
-            }
-        }
+        ControlRequest::Clients { json } => list_clients(live.ok_or_else(not_running)?, json),
         ControlRequest::Kick { id, user } => {
             let live = live.ok_or_else(not_running)?;
-            match (id, user) {
-                (Some(id), None) if live.clients.kick_id(&id) => {
-                    Ok(format!("connection {id} kicked"))
-                }
-                (Some(id), None) => Err(format!("no connection {id}")),
-                (None, Some(user)) => {
-                    let user = stored(&user).await;
-                    let count = live.clients.kick_user(&user);
-                    Ok(format!("{count} connection(s) of {user} kicked"))
-                }
-                _ => Err("give a connection id or --user NAME, not both".into()),
-            }
+            let user = match user {
+                Some(user) => Some(stored(user).await),
+                None => None,
+            };
+            kick(live, id, user)
         }
+    }
+}
+
+/// The user as stored, whatever the spelling given.
+async fn stored_name<S: UserStore>(store: &S, name: String) -> String {
+    match store.user(&name).await {
+        Ok(Some(record)) => record.name,
+        _ => name,
+    }
+}
+
+/// The live connections, as a table or as JSON.
+fn list_clients(live: Live<'_>, json: bool) -> Result<String, String> {
+    let list = live.clients.list();
+    if json {
+        serde_json::to_string_pretty(&list).map_err(|err| err.to_string())
+    } else {
+        Ok(format_table(&list))
+    }
+}
+
+/// Ends one connection (by id) or every connection of `user` (as stored).
+fn kick(live: Live<'_>, id: Option<String>, user: Option<String>) -> Result<String, String> {
+    match (id, user) {
+        (Some(id), None) if live.clients.kick_id(&id) => Ok(format!("connection {id} kicked")),
+        (Some(id), None) => Err(format!("no connection {id}")),
+        (None, Some(user)) => {
+            let count = live.clients.kick_user(&user);
+            Ok(format!("{count} connection(s) of {user} kicked"))
+        }
+        _ => Err("give a connection id or --user NAME, not both".into()),
     }
 }
 
@@ -277,7 +287,7 @@ pub(crate) async fn serve<S: UserStore>(
             () = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((mut stream, _)) = accepted else {
+        let Ok((stream, _)) = accepted else {
             continue;
         };
         let uid = stream.peer_cred().map(|cred| cred.uid());
@@ -287,37 +297,42 @@ pub(crate) async fn serve<S: UserStore>(
         }
         let (store, live, clock) = (store.clone(), live.clone(), Arc::clone(&clock));
         tokio::spawn(async move {
-            let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
-            let reply = match read.await {
-                Ok(Ok(Some(payload))) => match serde_json::from_slice::<ControlRequest>(&payload) {
-                    Ok(request) => {
-                        info!(request = request.kind(), "control request");
-                        let live = Live {
-                            sessions: &live.0,
-                            clients: &live.1,
-                        };
-                        let done = run(
-                            &store,
-                            request,
-                            min_password_length,
-                            clock.now(),
-                            Some(live),
-                        )
-                        .await;
-                        match done {
-                            Ok(output) => ControlReply::Done { output },
-                            Err(message) => ControlReply::Failed { message },
-                        }
-                    }
-                    Err(err) => ControlReply::Failed {
-                        message: format!("not a control request: {err}"),
-                    },
-                },
-                _ => return,
-            };
-            let _ = stream.send_msg(&reply).await;
+            answer(stream, &store, &live, min_password_length, &*clock).await;
         });
     }
+}
+
+/// Reads one request from `stream`, carries it out and writes the reply;
+/// a client that sends nothing in time gets none.
+async fn answer<S: UserStore>(
+    mut stream: UnixStream,
+    store: &S,
+    live: &(Arc<LiveSessions>, Arc<Clients>),
+    min_password_length: usize,
+    clock: &dyn crate::sys::clock::Clock,
+) {
+    let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
+    let Ok(Ok(Some(payload))) = read.await else {
+        return;
+    };
+    let reply = match serde_json::from_slice::<ControlRequest>(&payload) {
+        Ok(request) => {
+            info!(request = request.kind(), "control request");
+            let live = Live {
+                sessions: &live.0,
+                clients: &live.1,
+            };
+            let now = clock.now();
+            match run(store, request, min_password_length, now, Some(live)).await {
+                Ok(output) => ControlReply::Done { output },
+                Err(message) => ControlReply::Failed { message },
+            }
+        }
+        Err(err) => ControlReply::Failed {
+            message: format!("not a control request: {err}"),
+        },
+    };
+    let _ = stream.send_msg(&reply).await;
 }
 
 /// Removes the socket file when the serving task ends.

@@ -237,35 +237,7 @@ impl<S: UserStore> Authenticator<S> {
             .await
             .map_err(refused_by_store)?
             .map_err(rate_limited)?;
-        let refused = |code, message| Refusal {
-            code,
-            message,
-            counts: true,
-        };
-        let name = validate_name(user).map_err(|reason| refused(ErrorCode::InvalidName, reason))?;
-        let taken = || {
-            refused(
-                ErrorCode::NameTaken,
-                format!("the user name {name:?} is taken"),
-            )
-        };
-        if self
-            .store
-            .user(&name)
-            .await
-            .map_err(refused_by_store)?
-            .is_some()
-        {
-            return Err(taken());
-        }
-        self.passwords
-            .check_new(&name, &password, self.min_password_length)
-            .await
-            .map_err(|err| {
-                error!(error = %err, "password strength check failed");
-                internal()
-            })?
-            .map_err(|reason| refused(ErrorCode::WeakPassword, reason))?;
+        let name = self.check_new_user(user, &password).await?;
         let started = std::time::Instant::now();
         let hashed = self.passwords.hash(password).await;
         self.metrics
@@ -291,9 +263,38 @@ impl<S: UserStore> Authenticator<S> {
                 self.remember_source(&canonical(&name), ip, None, now).await;
                 Ok(Grant { token, session })
             }
-            Err(StoreError::NameTaken(_)) => Err(taken()),
+            Err(StoreError::NameTaken(_)) => Err(name_taken(&name)),
             Err(err) => Err(refused_by_store(err)),
         }
+    }
+
+    /// The name `user` asks for, if it is valid and free and `password`
+    /// strong enough for it.
+    async fn check_new_user(&self, user: &str, password: &Secret) -> Result<String, Refusal> {
+        let refused = |code, message| Refusal {
+            code,
+            message,
+            counts: true,
+        };
+        let name = validate_name(user).map_err(|reason| refused(ErrorCode::InvalidName, reason))?;
+        if self
+            .store
+            .user(&name)
+            .await
+            .map_err(refused_by_store)?
+            .is_some()
+        {
+            return Err(name_taken(&name));
+        }
+        self.passwords
+            .check_new(&name, password, self.min_password_length)
+            .await
+            .map_err(|err| {
+                error!(error = %err, "password strength check failed");
+                internal()
+            })?
+            .map_err(|reason| refused(ErrorCode::WeakPassword, reason))?;
+        Ok(name)
     }
 
     /// `logout`: revokes the chain.
@@ -341,6 +342,15 @@ pub fn unavailable() -> Refusal {
         code: ErrorCode::Unavailable,
         message: "the server cannot reach its database just now; nothing was changed, try again in a few seconds".into(),
         counts: false,
+    }
+}
+
+/// `register` for a name someone has.
+fn name_taken(name: &str) -> Refusal {
+    Refusal {
+        code: ErrorCode::NameTaken,
+        message: format!("the user name {name:?} is taken"),
+        counts: true,
     }
 }
 

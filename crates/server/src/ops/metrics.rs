@@ -74,6 +74,17 @@ pub struct Metrics {
     revoked: Family<ReasonLabel, Counter>,
 }
 
+/// `echo_build_info`: 1, labelled with the server's version.
+fn build_info() -> Family<VersionLabel, Gauge> {
+    let build = Family::<VersionLabel, Gauge>::default();
+    build
+        .get_or_create(&VersionLabel {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .set(1);
+    build
+}
+
 /// Counts one open connection for as long as it lives.
 #[derive(Debug)]
 pub struct ConnectionCount(Gauge);
@@ -81,7 +92,6 @@ pub struct ConnectionCount(Gauge);
 impl Metrics {
     /// Fresh metrics, registered; uptime starts now.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
         let metrics = Self {
             registry: Registry::default(),
             started: Instant::now(),
@@ -98,71 +108,86 @@ impl Metrics {
             store_operations: Family::new_with_constructor(Timings),
             revoked: Family::default(),
         };
-        // prometheus-client adds `_total` to counters' names itself.
-        let m = &metrics;
-        registry.register(
-            "echo_connections_active",
-            "Connections open now",
-            m.connections_active.clone(),
-        );
-        registry.register(
-            "echo_connections",
-            "Connections accepted",
-            m.connections_total.clone(),
-        );
-        registry.register(
-            "echo_connections_refused",
-            "Connections refused before their handshake, by reason",
-            m.refused.clone(),
-        );
-        registry.register(
-            "echo_handshakes",
-            "Handshakes ended, by outcome",
-            m.handshakes.clone(),
-        );
-        registry.register(
-            "echo_auth_failures",
-            "Refused authentication attempts, by reason",
-            m.auth_failures.clone(),
-        );
-        registry.register("echo_messages", "say messages received", m.messages.clone());
-        registry.register("echo_replies", "reply messages sent", m.replies.clone());
-        registry.register(
-            "echo_bytes_received",
-            "Bytes read from clients",
-            m.bytes_received.clone(),
-        );
-        registry.register(
-            "echo_bytes_sent",
-            "Bytes written to clients",
-            m.bytes_sent.clone(),
-        );
-        registry.register(
-            "echo_password_hash_seconds",
-            "Time of one password hash or check",
-            m.password_hash_seconds.clone(),
-        );
-        registry.register(
-            "echo_store_operation_seconds",
-            "Time of one store operation, by operation",
-            m.store_operations.clone(),
-        );
-        registry.register(
-            "echo_sessions_revoked",
-            "Session chains revoked, by reason",
-            m.revoked.clone(),
-        );
-        let build = Family::<VersionLabel, Gauge>::default();
-        build
-            .get_or_create(&VersionLabel {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            })
-            .set(1);
-        registry.register("echo_build_info", "The server's version", build);
+        let registry = metrics.registered();
         Self {
             registry,
             ..metrics
         }
+    }
+
+    /// A registry of every metric (each a handle on the same value) and
+    /// the build info. prometheus-client adds `_total` to counters' names
+    /// itself.
+    fn registered(&self) -> Registry {
+        let mut registry = Registry::default();
+        self.register_connections(&mut registry);
+        self.register_traffic(&mut registry);
+        registry.register("echo_build_info", "The server's version", build_info());
+        registry
+    }
+
+    /// Connections: open, accepted, refused, handshakes, failed attempts.
+    fn register_connections(&self, registry: &mut Registry) {
+        registry.register(
+            "echo_connections_active",
+            "Connections open now",
+            self.connections_active.clone(),
+        );
+        registry.register(
+            "echo_connections",
+            "Connections accepted",
+            self.connections_total.clone(),
+        );
+        registry.register(
+            "echo_connections_refused",
+            "Connections refused before their handshake, by reason",
+            self.refused.clone(),
+        );
+        registry.register(
+            "echo_handshakes",
+            "Handshakes ended, by outcome",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "echo_auth_failures",
+            "Refused authentication attempts, by reason",
+            self.auth_failures.clone(),
+        );
+    }
+
+    /// What connections carry, and the work behind it.
+    fn register_traffic(&self, registry: &mut Registry) {
+        registry.register(
+            "echo_messages",
+            "say messages received",
+            self.messages.clone(),
+        );
+        registry.register("echo_replies", "reply messages sent", self.replies.clone());
+        registry.register(
+            "echo_bytes_received",
+            "Bytes read from clients",
+            self.bytes_received.clone(),
+        );
+        registry.register(
+            "echo_bytes_sent",
+            "Bytes written to clients",
+            self.bytes_sent.clone(),
+        );
+        registry.register(
+            "echo_password_hash_seconds",
+            "Time of one password hash or check",
+            self.password_hash_seconds.clone(),
+        );
+        registry.register(
+            "echo_store_operation_seconds",
+            "Time of one store operation, by operation",
+            self.store_operations.clone(),
+        );
+        registry.register(
+            "echo_sessions_revoked",
+            "Session chains revoked, by reason",
+            self.revoked.clone(),
+        );
     }
 
     /// Counts a connection until the returned guard is dropped.

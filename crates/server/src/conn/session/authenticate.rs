@@ -10,7 +10,7 @@ use tokio::{
 
 use super::{Ending, Established, Session, State};
 use crate::{
-    auth::{ATTEMPTS_PER_CONNECTION, Grant},
+    auth::{ATTEMPTS_PER_CONNECTION, Grant, Refusal},
     ops::logging::shown,
     store::UserStore,
 };
@@ -45,24 +45,13 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     pub(super) async fn credentials(
         &mut self,
         deadline: Instant,
-        mut attempts_left: u32,
+        attempts_left: u32,
         ask: ServerMsg,
     ) -> Result<State, Ending> {
         let auth = &self.ctx.auth;
         let ip = self.peer.ip();
         let msg = self.wire.recv(deadline).await?;
-        if matches!(
-            msg,
-            ClientMsg::Resume { .. } | ClientMsg::Login { .. } | ClientMsg::Register { .. }
-        ) && !self.secure
-            && !self.ctx.config.auth.allow_plaintext_auth
-            && !ip.to_canonical().is_loopback()
-        {
-            return Err(Ending::Violation {
-                code: ErrorCode::TlsRequired,
-                message: TLS_REQUIRED.to_owned(),
-            });
-        }
+        self.check_protected(&msg)?;
         let (outcome, ask_again, way_in) = match msg {
             ClientMsg::Resume { token } => (auth.resume(&token).await, true, "resumed"),
             ClientMsg::Login { user, password } => {
@@ -75,13 +64,47 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             ),
             other => return Err(Ending::unexpected(other.kind(), "during authentication")),
         };
-        let refusal = match outcome {
+        match outcome {
             Ok(grant) => {
                 self.ctx.metrics.handshake(way_in);
-                return self.welcome(grant).await;
+                self.welcome(grant).await
             }
-            Err(refusal) => refusal,
-        };
+            Err(refusal) => {
+                self.refuse(refusal, deadline, attempts_left, ask, ask_again)
+                    .await
+            }
+        }
+    }
+
+    /// Protected mode: credentials in the clear from outside the loopback
+    /// range end the connection (unless `allow_plaintext_auth`).
+    fn check_protected(&self, msg: &ClientMsg) -> Result<(), Ending> {
+        if matches!(
+            msg,
+            ClientMsg::Resume { .. } | ClientMsg::Login { .. } | ClientMsg::Register { .. }
+        ) && !self.secure
+            && !self.ctx.config.auth.allow_plaintext_auth
+            && !self.peer.ip().to_canonical().is_loopback()
+        {
+            return Err(Ending::Violation {
+                code: ErrorCode::TlsRequired,
+                message: TLS_REQUIRED.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells the client why it was refused, and asks again (`ask` after a
+    /// failed `resume`); a refusal that counts uses up an attempt, and the
+    /// last one ends the connection.
+    async fn refuse(
+        &mut self,
+        refusal: Refusal,
+        deadline: Instant,
+        mut attempts_left: u32,
+        ask: ServerMsg,
+        ask_again: bool,
+    ) -> Result<State, Ending> {
         if refusal.code == ErrorCode::Unavailable {
             return Err(Ending::StoreUnavailable);
         }

@@ -147,7 +147,9 @@ impl<S: UserStore> Server<S> {
         if let Some(http_listener) = self.metrics_listener {
             side.serve_http(http_listener, &store, metrics, &context.config, &shutdown);
         }
-        Listener::new(listener, context, shutdown).serve().await;
+        let accepting = Listener::new(listener, context, shutdown);
+        side.tasks.spawn(accepting.trimmer());
+        accepting.serve().await;
         side.stop().await;
         Ok(())
     }
@@ -165,8 +167,9 @@ async fn wait_for_revocations<S: UserStore>(store: &Timed<S>) {
 }
 
 /// The tasks that run beside the listener while it serves: the control
-/// socket, the revocation follower, the metrics port. They stop together,
-/// when [`SideTasks::stop`] cancels their token.
+/// socket, the revocation follower, the metrics port (all three until
+/// [`SideTasks::stop`] cancels their token) and the listener's memory
+/// trimmer (until shutdown). `stop` waits for them all.
 struct SideTasks {
     tasks: JoinSet<()>,
     stop: CancellationToken,

@@ -89,9 +89,14 @@ impl<S: UserStore> Listener<S> {
         }
     }
 
+    /// The memory trimmer of this listener's connections ([`trim_memory`]),
+    /// to run beside [`Listener::serve`]; it ends at shutdown.
+    pub(crate) fn trimmer(&self) -> impl Future<Output = ()> + Send + 'static {
+        trim_memory(Arc::clone(&self.ended), self.shutdown.clone())
+    }
+
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
-        let trimmer = tokio::spawn(trim_memory(Arc::clone(&self.ended), self.shutdown.clone()));
         let local = self.listener.local_addr().ok();
         info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
         let mut failures = Throttled::default();
@@ -119,7 +124,6 @@ impl<S: UserStore> Listener<S> {
         // rather than accepted and then told `bye`.
         drop(self.listener);
         drain(&self.tasks, self.ctx.config.timeouts.drain).await;
-        trimmer.abort();
     }
 
     /// Charges a new connection to the limits and starts its task, or

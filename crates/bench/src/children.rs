@@ -24,18 +24,19 @@ use tokio_util::sync::CancellationToken;
 /// Settings of the real server under test: the defaults, with limits
 /// raised so that the benchmark measures speed, not refusals.
 pub fn server_config(mode: Mode, dir: &Path) -> ServerConfig {
-    ServerConfig {
+    let mut config = ServerConfig {
         mode,
-        data_dir: dir.join("data"),
-        log_dir: dir.join("logs"),
-        max_connections: 50_000,
-        // Every load connection comes from 127.0.0.1.
-        max_connections_per_ip: 50_000,
-        max_handshakes_per_ip: 50_000,
-        auth_attempts_per_minute: 100_000_000,
-        handshake_timeout: std::time::Duration::from_secs(120),
         ..ServerConfig::default()
-    }
+    };
+    config.store.data_dir = dir.join("data");
+    config.log.dir = dir.join("logs");
+    config.limits.max_connections = 50_000;
+    // Every load connection comes from 127.0.0.1.
+    config.limits.max_connections_per_ip = 50_000;
+    config.limits.max_handshakes_per_ip = 50_000;
+    config.auth.attempts_per_minute = 100_000_000;
+    config.timeouts.handshake = std::time::Duration::from_secs(120);
+    config
 }
 
 /// Runs the real server until standard input closes; with `metrics`, its
@@ -51,17 +52,15 @@ pub fn serve(
         .map(|url| PgUrl::parse(url, std::env::var("PGPASSWORD").ok()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let config = ServerConfig {
-        tls: tls.is_some(),
-        tls_files: tls,
-        store_url,
-        ..server_config(mode, dir)
-    };
-    let tls = match config.tls {
+    let mut config = server_config(mode, dir);
+    config.tls.enabled = tls.is_some();
+    config.tls.files = tls;
+    config.store.url = store_url;
+    let tls = match config.tls.enabled {
         true => Some(Arc::new(ServerTls::prepare(&config)?)),
         false => None,
     };
-    let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?;
+    let logs = LogSetup::prepare(&config.log.dir, config.log.keep, &config.log.level)?;
     let _guard = logs.install();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -71,7 +70,7 @@ pub fn serve(
             Arc::new(SystemClock),
         )
         .await?;
-        let ledger = store.shared_ledger(config.auth_attempts_per_minute);
+        let ledger = store.shared_ledger(config.auth.attempts_per_minute);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         announce(&listener)?;
         let shutdown = stop_on_stdin_close();

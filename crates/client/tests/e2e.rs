@@ -368,11 +368,11 @@ mod terminal {
 
     #[test]
     fn a_handshake_timeout_while_typing_asks_again_on_a_fresh_connection() {
-        let config = echo_server::ServerConfig {
+        let mut config = echo_server::ServerConfig {
             mode: Mode::Auth,
-            handshake_timeout: std::time::Duration::from_secs(1),
             ..echo_server::ServerConfig::default()
         };
+        config.timeouts.handshake = std::time::Duration::from_secs(1);
         let server = TestServer::start_with(config);
         let dir = tempfile::tempdir().unwrap();
         let port = server.addr.port().to_string();

@@ -43,13 +43,12 @@ pub use admin::{AdminError, control};
 pub use config::ServerConfig;
 pub use conn::certs::ServerTls;
 pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging};
-pub use server::Server;
+pub use server::{ServeError, Server};
 pub use sys::{
     clock,
     net::{Bound, bind_with_fallback},
 };
 
-use auth::HashError;
 use store::UserStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +60,6 @@ pub async fn run<S: UserStore>(
     store: S,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> Result<(), HashError> {
+) -> Result<(), ServeError> {
     Server::new(config, store).serve(listener, shutdown).await
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -21,6 +21,15 @@ use crate::{
     store::{Timed, UserStore},
     sys::clock::{Clock, SystemClock},
 };
+
+/// What stops [`Server::serve`] before it serves.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The password workers (threads of their own) could not be started.
+    #[error(transparent)]
+    Passwords(#[from] HashError),
+}
 
 /// Accounts and addresses whose failed attempts are tracked at once by the
 /// in-memory ledger.
@@ -91,92 +100,152 @@ impl<S: UserStore> Server<S> {
 
     /// Serves clients on `listener` until `shutdown` is cancelled, then
     /// tells every client `bye`, waits up to the configured drain time for
-    /// their handlers to finish, and returns.
+    /// their handlers to finish, stops the side tasks, and returns.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
-    ) -> Result<(), HashError> {
-        let passwords = Passwords::start(self.config.password_workers).await?;
+    ) -> Result<(), ServeError> {
+        let passwords = Passwords::start(self.config.auth.password_workers).await?;
         let metrics = Arc::new(Metrics::new());
-        let config = self.config;
+        let store = Timed::new(self.store, Arc::clone(&metrics));
         let ledger = self.ledger.unwrap_or_else(|| {
             Arc::new(MemoryLedger::new(
                 ATTEMPT_TRACKING_CAP,
-                config.auth_attempts_per_minute,
+                self.config.auth.attempts_per_minute,
             ))
         });
-        let store = Timed::new(self.store, Arc::clone(&metrics));
         let auth = Authenticator::new(
             store.clone(),
             passwords,
             ledger,
             Arc::clone(&self.clock),
-            config.min_password_length,
+            self.config.auth.min_password_length,
             Arc::clone(&metrics),
         );
+        let mut side = SideTasks::new();
         let clients = Arc::<Clients>::default();
-        // Administration while running: `echo-server user ...` and friends.
-        let stop_side_tasks = CancellationToken::new();
-        let control = self.control.map(|socket| {
-            tokio::spawn(control::serve(
-                socket,
-                store.clone(),
-                (Arc::clone(auth.live()), Arc::clone(&clients)),
-                config.min_password_length,
-                self.clock,
-                stop_side_tasks.clone(),
-            ))
-        });
-        let revocations = store.revocations().map(|heard| {
-            tokio::spawn(crate::live::sessions::follow_revocations(
-                Arc::clone(auth.live()),
-                store.clone(),
-                heard,
-                stop_side_tasks.clone(),
-            ))
-        });
-        // Serve only once a revocation anywhere would reach this server's
-        // connections (or, if the database does not answer, after a while).
-        if tokio::time::timeout(REVOCATIONS_WAIT, store.hearing_revocations())
-            .await
-            .is_err()
-        {
-            tracing::warn!("not yet hearing revocations from the store; serving anyway");
+        if let Some(socket) = self.control {
+            side.serve_control(socket, &store, &auth, &clients, self.clock, &self.config);
         }
+        side.follow_revocations(&store, &auth);
+        wait_for_revocations(&store).await;
         let acceptor = Acceptor::new(
-            config.proxy_protocol_from.clone(),
+            self.config.listen.proxy_protocol_from.clone(),
             self.tls,
-            config.tls_handshake_timeout,
+            self.config.timeouts.tls_handshake,
         );
-        let sources = Sources::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
+        let limits = &self.config.limits;
         let context = Arc::new(Context {
-            sources,
-            config,
+            sources: Sources::new(limits.max_connections_per_ip, limits.max_handshakes_per_ip),
+            config: self.config,
             auth,
             metrics: Arc::clone(&metrics),
             acceptor,
             clients,
         });
-        let http = self.metrics_listener.map(|http_listener| {
-            let probe = store.clone();
-            let health = Health {
-                draining: shutdown.clone(),
-                store_unreachable: Arc::new(move || probe.is_unreachable()),
-            };
-            tokio::spawn(http::serve(
-                http_listener,
-                metrics,
-                health,
-                context.config.metrics_idle_timeout,
-                stop_side_tasks.clone(),
-            ))
-        });
-        Listener::new(listener, context, shutdown).serve().await;
-        stop_side_tasks.cancel();
-        for task in [http, control, revocations].into_iter().flatten() {
-            let _ = task.await;
+        if let Some(http_listener) = self.metrics_listener {
+            side.serve_http(http_listener, &store, metrics, &context.config, &shutdown);
         }
+        let accepting = Listener::new(listener, context, shutdown);
+        side.tasks.spawn(accepting.trimmer());
+        accepting.serve().await;
+        side.stop().await;
         Ok(())
+    }
+}
+
+/// Serve only once a revocation anywhere would reach this server's
+/// connections (or, if the database does not answer, after a while).
+async fn wait_for_revocations<S: UserStore>(store: &Timed<S>) {
+    if tokio::time::timeout(REVOCATIONS_WAIT, store.hearing_revocations())
+        .await
+        .is_err()
+    {
+        tracing::warn!("not yet hearing revocations from the store; serving anyway");
+    }
+}
+
+/// The tasks that run beside the listener while it serves: the control
+/// socket, the revocation follower, the metrics port (all three until
+/// [`SideTasks::stop`] cancels their token) and the listener's memory
+/// trimmer (until shutdown). `stop` waits for them all.
+struct SideTasks {
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl SideTasks {
+    fn new() -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Administration while running: `echo-server user ...` and friends.
+    fn serve_control<S: UserStore>(
+        &mut self,
+        socket: ControlSocket,
+        store: &Timed<S>,
+        auth: &Authenticator<Timed<S>>,
+        clients: &Arc<Clients>,
+        clock: Arc<dyn Clock>,
+        config: &ServerConfig,
+    ) {
+        self.tasks.spawn(control::serve(
+            socket,
+            store.clone(),
+            (Arc::clone(auth.live()), Arc::clone(clients)),
+            config.auth.min_password_length,
+            clock,
+            self.stop.clone(),
+        ));
+    }
+
+    /// Ends the live sessions other servers revoke, for a store they share.
+    fn follow_revocations<S: UserStore>(
+        &mut self,
+        store: &Timed<S>,
+        auth: &Authenticator<Timed<S>>,
+    ) {
+        if let Some(heard) = store.revocations() {
+            self.tasks.spawn(crate::live::sessions::follow_revocations(
+                Arc::clone(auth.live()),
+                store.clone(),
+                heard,
+                self.stop.clone(),
+            ));
+        }
+    }
+
+    /// `/metrics` and `/healthz` on `listener`; unhealthy while `draining`
+    /// is cancelled or the store is unreachable.
+    fn serve_http<S: UserStore>(
+        &mut self,
+        listener: TcpListener,
+        store: &Timed<S>,
+        metrics: Arc<Metrics>,
+        config: &ServerConfig,
+        draining: &CancellationToken,
+    ) {
+        let probe = store.clone();
+        let health = Health {
+            draining: draining.clone(),
+            store_unreachable: Arc::new(move || probe.is_unreachable()),
+        };
+        self.tasks.spawn(http::serve(
+            listener,
+            metrics,
+            health,
+            config.metrics.idle_timeout,
+            self.stop.clone(),
+        ));
+    }
+
+    /// Tells every side task to stop and waits until all have.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
     }
 }

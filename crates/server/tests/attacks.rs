@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{ServerProcess, TestClient, TestServer, auth_config, read_logs, rss_kib, test_config};
 use echo_proto::{ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg, ext::AsyncFrameRead};
-use echo_server::{
-    ServerConfig,
-    store::{FileStore, UserStore},
-};
+use echo_server::store::{FileStore, UserStore};
 use tokio::net::TcpStream;
 
 const PASSWORD: &str = "correct horse battery";
@@ -71,12 +68,10 @@ async fn register_costly_passwords(server: &TestServer, attacker: usize, until: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn costly_passwords_do_not_stall_other_clients() {
-    let config = ServerConfig {
-        // Many source addresses in effect: the per-address allowance does
-        // not come to the rescue.
-        auth_attempts_per_minute: 1_000_000,
-        ..auth_config()
-    };
+    let mut config = auth_config();
+    // Many source addresses in effect: the per-address allowance does
+    // not come to the rescue.
+    config.auth.attempts_per_minute = 1_000_000;
     let server = TestServer::start(config).await;
     log_in(&server, "victim").await;
     let mut established = log_in(&server, "bystander").await;
@@ -161,10 +156,8 @@ fn is_refused_per_source(frames: &[ServerMsg]) -> bool {
 async fn silent_sockets_from_one_address_leave_room_for_others() {
     // The attack: one address opens more silent sockets than the server has
     // slots. With the default per-source limits it holds 32 of the 40.
-    let config = ServerConfig {
-        max_connections: 40,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.limits.max_connections = 40;
     let server = TestServer::start(config).await;
     let mut held = Vec::new();
     let mut refused = 0;
@@ -189,11 +182,9 @@ async fn silent_sockets_from_one_address_leave_room_for_others() {
 
 #[tokio::test]
 async fn established_connections_count_against_their_address_too() {
-    let config = ServerConfig {
-        max_connections_per_ip: 3,
-        max_handshakes_per_ip: 2,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.limits.max_connections_per_ip = 3;
+    config.limits.max_handshakes_per_ip = 2;
     let server = TestServer::start(config).await;
     let mut first = server.connect_from("127.0.0.2").await;
     let mut second = server.connect_from("127.0.0.2").await;

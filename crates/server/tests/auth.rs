@@ -5,7 +5,6 @@ mod common;
 
 use common::{ManualClock, TestClient, TestServer, auth_config, test_config};
 use echo_proto::{ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg};
-use echo_server::ServerConfig;
 
 const PASSWORD: &str = "correct horse battery";
 const DAY: u64 = 86_400;
@@ -164,10 +163,8 @@ async fn identities_survive_a_restart() {
 
 #[tokio::test]
 async fn the_suggested_user_can_be_turned_off() {
-    let config = ServerConfig {
-        suggest_user: false,
-        ..auth_config()
-    };
+    let mut config = auth_config();
+    config.auth.suggest_user = false;
     let server = TestServer::start(config).await;
     registered(&server, "ann").await;
     let (_, suggested) = connect_auth(&server).await;
@@ -285,10 +282,8 @@ async fn an_account_backs_off_after_five_failures_whatever_the_connection() {
 
 #[tokio::test]
 async fn an_address_gets_a_limited_number_of_password_attempts() {
-    let config = ServerConfig {
-        auth_attempts_per_minute: 3,
-        ..auth_config()
-    };
+    let mut config = auth_config();
+    config.auth.attempts_per_minute = 3;
     let server = TestServer::start(config).await;
     let (mut client, _) = connect_auth(&server).await;
     for user in ["a1", "a2", "a3"] {

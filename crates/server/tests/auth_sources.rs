@@ -8,7 +8,6 @@ mod common;
 
 use common::{ManualClock, TestClient, TestServer, auth_config};
 use echo_proto::{ClientMsg, ErrorCode, Secret, ServerMsg};
-use echo_server::ServerConfig;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 const PASSWORD: &str = "correct horse battery";
@@ -55,12 +54,10 @@ async fn via_balancer(server: &TestServer, client: &str) -> TestClient {
 /// /64 is one source, as for the connection caps). Before: 30.
 #[tokio::test]
 async fn ten_addresses_of_one_ipv6_64_share_one_password_allowance() {
-    let config = ServerConfig {
-        auth_attempts_per_minute: 3,
-        proxy_protocol_from: vec!["127.0.0.1/32".parse().unwrap()],
-        allow_plaintext_auth: true,
-        ..auth_config()
-    };
+    let mut config = auth_config();
+    config.auth.attempts_per_minute = 3;
+    config.listen.proxy_protocol_from = vec!["127.0.0.1/32".parse().unwrap()];
+    config.auth.allow_plaintext_auth = true;
     let clock = ManualClock::at(NOON);
     let server = TestServer::start_with_clock(config, Some(clock)).await;
     let (mut checked, mut limited) = (0, 0);

@@ -12,7 +12,7 @@ use echo_proto::{
     ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg,
     ext::{AsyncFrameWrite, BlockingFrameRead, BlockingFrameWrite},
 };
-use echo_server::{ServerConfig, store::UserStore};
+use echo_server::store::UserStore;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -123,10 +123,8 @@ async fn slowloris_one_byte_a_second_is_dropped_by_the_handshake_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_during_a_flood_is_dropped_not_the_server() {
-    let config = ServerConfig {
-        write_timeout: Duration::from_secs(1),
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.timeouts.write = Duration::from_secs(1);
     let server = TestServer::start(config).await;
     let mut bystander = server.connect().await;
     let mut flooder = server.connect().await;
@@ -168,11 +166,9 @@ async fn a_client_that_stops_reading_during_a_flood_is_dropped_not_the_server() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_random_byte_streams_never_hurt_the_server() {
-    let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(2),
-        max_connections: 4096,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.timeouts.handshake = Duration::from_secs(2);
+    config.limits.max_connections = 4096;
     let server = TestServer::start(config).await;
     let mut bystander = server.connect().await;
     let mut seed = 0x5eed_u64;

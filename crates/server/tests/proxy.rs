@@ -28,10 +28,9 @@ fn v1(client: &str, server: &TestServer) -> Vec<u8> {
 }
 
 fn trusting_loopback() -> ServerConfig {
-    ServerConfig {
-        proxy_protocol_from: vec!["127.0.0.1/32".parse().unwrap()],
-        ..test_config()
-    }
+    let mut config = test_config();
+    config.listen.proxy_protocol_from = vec!["127.0.0.1/32".parse().unwrap()];
+    config
 }
 
 #[tokio::test]

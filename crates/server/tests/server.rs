@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::{TestServer, test_config};
 use echo_proto::{ByeReason, ClientMsg, ErrorCode, ServerMsg, ext::AsyncFrameWrite};
-use echo_server::ServerConfig;
 use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
 
 #[tokio::test]
@@ -194,10 +193,8 @@ async fn many_clients_at_once_each_get_their_own_replies() {
 
 #[tokio::test]
 async fn connections_over_the_limit_are_refused_with_server_busy() {
-    let config = ServerConfig {
-        max_connections: 2,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.limits.max_connections = 2;
     let server = TestServer::start(config).await;
     let mut first = server.connect().await;
     let _second = server.connect().await;
@@ -233,10 +230,8 @@ async fn connections_over_the_limit_are_refused_with_server_busy() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_session_is_closed_by_the_idle_timeout() {
-    let config = ServerConfig {
-        idle_timeout: Duration::from_secs(60),
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.timeouts.idle = Duration::from_secs(60);
     let server = TestServer::start(config).await;
     let mut client = server.connect().await;
     let started = Instant::now();

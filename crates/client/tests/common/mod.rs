@@ -53,11 +53,8 @@ impl TestServer {
         Self::start_config(config, tempfile::tempdir().unwrap(), "127.0.0.1:0")
     }
 
-    fn start_config(config: ServerConfig, data: tempfile::TempDir, bind: &str) -> Self {
-        let config = ServerConfig {
-            auth_attempts_per_minute: 10_000,
-            ..config
-        };
+    fn start_config(mut config: ServerConfig, data: tempfile::TempDir, bind: &str) -> Self {
+        config.auth.attempts_per_minute = 10_000;
         let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
         let listener = std::net::TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();

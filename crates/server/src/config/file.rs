@@ -12,7 +12,9 @@ use crate::{ops::logging::LogFormat, store::postgres::redact_passwords};
 
 /// The config file (`--config FILE`, TOML). Every key is optional; unknown
 /// keys are an error so a typo is not silently ignored.
-/// `config/server.toml` documents each key with its default.
+/// `config/server.toml` documents each key with its default. The keys
+/// stay flat (one namespace, as in the file); each part of
+/// [`super::ServerConfig`] reads its own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {

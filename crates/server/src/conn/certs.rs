@@ -34,9 +34,9 @@ impl ServerTls {
     /// pair in `DATA_DIR/tls/`, generated when neither file is there yet.
     pub fn prepare(config: &ServerConfig) -> Result<Self, TlsError> {
         let (cert, key) = files(config);
-        if config.tls_files.is_none() && !cert.exists() && !key.exists() {
-            let dir = config.data_dir.join("tls");
-            generate(&dir, &cert, &key, &config.host)?;
+        if config.tls.files.is_none() && !cert.exists() && !key.exists() {
+            let dir = config.store.data_dir.join("tls");
+            generate(&dir, &cert, &key, &config.listen.host)?;
         }
         Self::open(config)
     }
@@ -75,10 +75,10 @@ impl ServerTls {
 
 /// The certificate and key files `config` names.
 fn files(config: &ServerConfig) -> (PathBuf, PathBuf) {
-    match &config.tls_files {
+    match &config.tls.files {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => {
-            let dir = config.data_dir.join("tls");
+            let dir = config.store.data_dir.join("tls");
             (dir.join("cert.pem"), dir.join("key.pem"))
         }
     }
@@ -154,10 +154,8 @@ mod tests {
     #[test]
     fn first_start_generates_later_starts_reuse() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = ServerConfig {
-            data_dir: dir.path().to_owned(),
-            ..ServerConfig::default()
-        };
+        let mut config = ServerConfig::default();
+        config.store.data_dir = dir.path().to_owned();
         let first = ServerTls::prepare(&config).expect("generate");
         let second = ServerTls::prepare(&config).expect("reuse");
         assert_eq!(first.fingerprint(), second.fingerprint());

@@ -129,10 +129,8 @@ impl TestServer {
     /// An identification-mode server with `handshake_timeout`, and a client
     /// that has just been asked for its name (and has not answered).
     pub async fn asked_for_a_name(handshake_timeout: Duration) -> (Self, TestClient) {
-        let config = ServerConfig {
-            handshake_timeout,
-            ..test_config()
-        };
+        let mut config = test_config();
+        config.timeouts.handshake = handshake_timeout;
         let server = Self::start(config).await;
         let mut client = server.connect_raw().await;
         assert_eq!(client.recv().await, ServerMsg::AskName {});
@@ -163,11 +161,12 @@ pub fn test_config() -> ServerConfig {
 
 /// A config for authentication tests.
 pub fn auth_config() -> ServerConfig {
-    ServerConfig {
+    let mut config = ServerConfig {
         mode: echo_proto::Mode::Auth,
-        auth_attempts_per_minute: 10_000,
         ..ServerConfig::default()
-    }
+    };
+    config.auth.attempts_per_minute = 10_000;
+    config
 }
 
 /// Everything the server logged in `dir/logs`.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use echo_proto::Secret;
 use echo_server::{
-    ServerTls,
+    ServerConfig, ServerTls,
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
@@ -95,7 +95,7 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
             return Ok(());
         }
         Admin::Db(DbCommand::Status) => {
-            let url = config.store_url.as_ref().context(
+            let url = config.store.url.as_ref().context(
                 "db status is for a PostgreSQL store: give --store postgres://USER@HOST:PORT/DB (the file store has no schema)",
             )?;
             let applied = crate::setup::small_runtime()?.block_on(schema::applied(url))?;
@@ -117,8 +117,19 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
     };
+    let output = carry_out(&config, request)?;
+    print!("{output}");
+    if !output.is_empty() && !output.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// Carries `request` out on the store directly when no server holds it,
+/// else through the running server's control socket; what to print.
+fn carry_out(config: &ServerConfig, request: ControlRequest) -> anyhow::Result<String> {
     let runtime = crate::setup::small_runtime()?;
-    let output = match runtime.block_on(crate::setup::open_store(&config)) {
+    match runtime.block_on(crate::setup::open_store(config)) {
         // Live connections are the running server's own, whatever the store.
         Ok(Store::Postgres(_))
             if matches!(
@@ -126,26 +137,21 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
                 ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
             ) =>
         {
-            control::request(&config.data_dir, &request)
+            control::request(&config.store.data_dir, &request)
         }
         // The file store, no server holding it; or the shared database,
         // which any number of servers use while this changes it (they hear
         // of ended sessions from the database).
         Ok(store) => {
             let now = SystemClock.now();
-            let min = config.min_password_length;
+            let min = config.auth.min_password_length;
             runtime.block_on(control::run(&store, request, min, now, None))
         }
         // A server holds the file store: ask that server.
-        Err(StoreError::InUse { .. }) => control::request(&config.data_dir, &request),
+        Err(StoreError::InUse { .. }) => control::request(&config.store.data_dir, &request),
         Err(err) => return Err(err.into()),
     }
-    .map_err(anyhow::Error::msg)?;
-    print!("{output}");
-    if !output.is_empty() && !output.ends_with('\n') {
-        println!();
-    }
-    Ok(())
+    .map_err(anyhow::Error::msg)
 }
 
 /// A password from a hidden prompt (asked twice when `confirm`), or the

@@ -8,8 +8,8 @@ use std::{
 
 use anyhow::Context;
 use echo_server::{
-    MAX_METRICS_CONNECTIONS, Server, ServerConfig, ServerTls, bind_with_fallback, config::RunArgs,
-    control, daemon, logging::LogSetup, store::Store,
+    MAX_METRICS_CONNECTIONS, ServeError, Server, ServerConfig, ServerTls, bind_with_fallback,
+    config::RunArgs, control, daemon, logging::LogSetup, store::Store,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -28,46 +28,43 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut config = load_config(args, ask)?;
     let (lowered, fit) = fit_connections(&mut config)?;
-    let logs = LogSetup::prepare(&config.log_dir, config.log_keep, &config.log_level)?
-        .with_format(config.log_format);
+    let logs = LogSetup::prepare(&config.log.dir, config.log.keep, &config.log.level)?
+        .with_format(config.log.format);
     // On a runtime of its own: a daemon forks after this, and a runtime's
     // threads would not survive it. The PostgreSQL store's pool opens its
     // connections later, on the serving runtime.
     let store = small_runtime()?.block_on(open_store(&config))?;
-    let tls = match config.tls {
-        true => Some(Arc::new(
-            ServerTls::prepare(&config).context("cannot set up TLS")?,
-        )),
-        false => None,
-    };
-    // Bound now, before the server says it is listening; without it
-    // `clients` and `kick` could not reach this server, so it is no start.
-    let control = control::bind(&config.data_dir).with_context(|| {
-        let path = config.data_dir.join(control::CONTROL_SOCKET);
-        format!("cannot make the control socket {}", path.display())
-    })?;
-    let bound = bind_with_fallback(&config.host, config.port, config.port_search)?;
-    let metrics_listener = match &config.metrics_addr {
-        Some(addr) => Some(
-            std::net::TcpListener::bind(addr)
-                .with_context(|| format!("cannot listen on the metrics address {addr}"))?,
-        ),
-        None => None,
-    };
-    let mut announcement = bound.announcement();
-    if let Some(tls) = &tls {
-        announcement.push_str(&format!(" (TLS key {})", tls.fingerprint()));
-    }
+    let listeners = Listeners::bind(&config)?;
+    let announcement = listeners.announcement.clone();
 
     // Everything that can fail has been checked while the console is still
     // ours; from here on errors go to the log.
-    if config.daemon {
+    if config.process.daemon {
         announce(&announcement)?;
         daemon::detach().context("cannot detach")?;
     }
     let _log_guard = logs.install();
-    log_start(&config, args, tls.as_deref());
-    if !config.tls && config.allow_plaintext_auth {
+    log_start(&config, args, listeners.tls.as_deref());
+    log_listening(&config, &announcement, lowered, fit);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(&config, store, listeners, &announcement));
+    if let Err(err) = &result {
+        error!("{}", describe(err));
+    }
+    if let Some(path) = &config.process.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("stopped");
+    result
+}
+
+/// The log lines after the first: where the server listens, and the
+/// settings that serve less safely, or fewer clients, than asked.
+fn log_listening(config: &ServerConfig, announcement: &str, lowered: Option<usize>, fit: usize) {
+    if !config.tls.enabled && config.auth.allow_plaintext_auth {
         warn!(
             "allow_plaintext_auth is on: passwords and tokens from other machines cross the network in the clear; start with --tls instead"
         );
@@ -80,25 +77,6 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
             "the open-file limit cannot hold max_connections: serving at most {fit} clients at once; raise the limit (ulimit -n, LimitNOFILE=) to serve more"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let listeners = Listeners {
-        main: bound.listener,
-        metrics: metrics_listener,
-        control,
-        tls,
-    };
-    let result = runtime.block_on(serve(&config, store, listeners, &announcement));
-    if let Err(err) = &result {
-        error!("{}", describe(err));
-    }
-    if let Some(path) = &config.pid_file {
-        let _ = std::fs::remove_file(path);
-    }
-    info!("stopped");
-    result
 }
 
 /// Every connection is a file descriptor: if the limit cannot hold
@@ -107,13 +85,13 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
 /// in the backlog. The number asked for if it was lowered, and what fits.
 fn fit_connections(config: &mut ServerConfig) -> anyhow::Result<(Option<usize>, usize)> {
     let fit = daemon::connections_that_fit().context("cannot read the open-file limit")?;
-    let fit = match config.metrics_addr {
+    let fit = match config.metrics.addr {
         Some(_) => fit.saturating_sub(MAX_METRICS_CONNECTIONS).max(1),
         None => fit,
     };
-    let lowered = (config.max_connections > fit).then(|| {
-        let asked = config.max_connections;
-        config.max_connections = fit;
+    let lowered = (config.limits.max_connections > fit).then(|| {
+        let asked = config.limits.max_connections;
+        config.limits.max_connections = fit;
         asked
     });
     Ok((lowered, fit))
@@ -131,8 +109,8 @@ fn log_start(config: &ServerConfig, args: &RunArgs, tls: Option<&ServerTls>) {
         pid = std::process::id(),
         mode = ?config.mode,
         store = ?config.store_location(),
-        data_dir = %absolute(&config.data_dir),
-        log_dir = %absolute(&config.log_dir),
+        data_dir = %absolute(&config.store.data_dir),
+        log_dir = %absolute(&config.log.dir),
         config_file = config_file.as_deref().unwrap_or("none"),
         tls = tls.map_or_else(|| "off".to_owned(), |tls| tls.fingerprint().to_string()),
         "echo-server starting"
@@ -147,12 +125,55 @@ fn announce(line: &str) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
-/// The sockets bound before the runtime starts.
+/// The sockets bound before the runtime starts, and the TLS setup.
 struct Listeners {
     main: std::net::TcpListener,
     metrics: Option<std::net::TcpListener>,
     control: control::ControlSocket,
     tls: Option<Arc<ServerTls>>,
+    /// The one line a healthy server prints: where it listens (and its
+    /// TLS key).
+    announcement: String,
+}
+
+impl Listeners {
+    /// The TLS pair, the control socket, the port (or the next free one)
+    /// and the metrics port, in that order.
+    fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
+        let tls = match config.tls.enabled {
+            true => Some(Arc::new(
+                ServerTls::prepare(config).context("cannot set up TLS")?,
+            )),
+            false => None,
+        };
+        // Bound now, before the server says it is listening; without it
+        // `clients` and `kick` could not reach this server, so it is no start.
+        let data_dir = &config.store.data_dir;
+        let control = control::bind(data_dir).with_context(|| {
+            let path = data_dir.join(control::CONTROL_SOCKET);
+            format!("cannot make the control socket {}", path.display())
+        })?;
+        let listen = &config.listen;
+        let bound = bind_with_fallback(&listen.host, listen.port, listen.port_search)?;
+        let metrics = match &config.metrics.addr {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on the metrics address {addr}"))?,
+            ),
+            None => None,
+        };
+        let mut announcement = bound.announcement();
+        if let Some(tls) = &tls {
+            announcement.push_str(&format!(" (TLS key {})", tls.fingerprint()));
+        }
+        Ok(Self {
+            main: bound.listener,
+            metrics,
+            control,
+            tls,
+            announcement,
+        })
+    }
 }
 
 /// A bound std listener, handed to the runtime.
@@ -161,6 +182,8 @@ fn tokio_listener(listener: std::net::TcpListener) -> io::Result<tokio::net::Tcp
     tokio::net::TcpListener::from_std(listener)
 }
 
+/// Serves until SIGTERM or SIGINT, once the signals are handled and the
+/// server has said it is ready.
 async fn serve(
     config: &ServerConfig,
     store: Store,
@@ -168,7 +191,7 @@ async fn serve(
     announcement: &str,
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
-    let ledger = store.shared_ledger(config.auth_attempts_per_minute);
+    let ledger = store.shared_ledger(config.auth.attempts_per_minute);
     let mut server = Server::new(config.clone(), store);
     if let Some(ledger) = ledger {
         // Limits hold across every server on the database.
@@ -180,20 +203,34 @@ async fn serve(
     }
     if let Some(tls) = listeners.tls {
         server = server.with_tls(Arc::clone(&tls));
-        let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-        tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                match tls.reload() {
-                    Ok(key) => info!(signal = "SIGHUP", %key, "TLS certificate reloaded"),
-                    Err(err) => error!(
-                        signal = "SIGHUP",
-                        error = %err,
-                        "TLS certificate not reloaded; still serving the previous one"
-                    ),
-                }
-            }
-        });
+        reload_tls_on_hangup(tls)?;
     }
+    let shutdown = watch_signals()?;
+    ready(config, announcement)?;
+    let served: Result<(), ServeError> = server.serve(listener, shutdown).await;
+    Ok(served?)
+}
+
+/// Reads the certificate and key again on every SIGHUP.
+fn reload_tls_on_hangup(tls: Arc<ServerTls>) -> anyhow::Result<()> {
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(key) => info!(signal = "SIGHUP", %key, "TLS certificate reloaded"),
+                Err(err) => error!(
+                    signal = "SIGHUP",
+                    error = %err,
+                    "TLS certificate not reloaded; still serving the previous one"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A token cancelled at the first SIGTERM or SIGINT; SIGXFSZ logged.
+fn watch_signals() -> anyhow::Result<CancellationToken> {
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -216,18 +253,22 @@ async fn serve(
         info!(signal = name, "shutdown requested");
         trigger.cancel();
     });
-    // Ready: the signals are handled, so whoever reads this may stop us.
-    if !config.daemon {
+    Ok(shutdown)
+}
+
+/// Ready: the signals are handled, so whoever reads this may stop us. The
+/// announcement (a daemon made it before detaching), the pid file, systemd.
+fn ready(config: &ServerConfig, announcement: &str) -> anyhow::Result<()> {
+    if !config.process.daemon {
         announce(announcement)?;
     }
-    if let Some(path) = &config.pid_file {
+    if let Some(path) = &config.process.pid_file {
         daemon::write_pid_file(path)
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
     }
     if let Err(err) = daemon::notify_ready() {
         warn!(error = %err, "cannot notify systemd");
     }
-    server.serve(listener, shutdown).await?;
     Ok(())
 }
 

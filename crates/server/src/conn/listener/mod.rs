@@ -73,7 +73,7 @@ impl<S: UserStore> Listener<S> {
         ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
     ) -> Self {
-        let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
+        let limit = Arc::new(Semaphore::new(ctx.config.limits.max_connections));
         let tls = ctx.acceptor.is_tls();
         let metrics = Arc::clone(&ctx.metrics);
         let refuser = Arc::new(Refuser::new(ctx.config.mode, tls, metrics));
@@ -89,9 +89,14 @@ impl<S: UserStore> Listener<S> {
         }
     }
 
+    /// The memory trimmer of this listener's connections ([`trim_memory`]),
+    /// to run beside [`Listener::serve`]; it ends at shutdown.
+    pub(crate) fn trimmer(&self) -> impl Future<Output = ()> + Send + 'static {
+        trim_memory(Arc::clone(&self.ended), self.shutdown.clone())
+    }
+
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
-        let trimmer = tokio::spawn(trim_memory(Arc::clone(&self.ended), self.shutdown.clone()));
         let local = self.listener.local_addr().ok();
         info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
         let mut failures = Throttled::default();
@@ -118,8 +123,7 @@ impl<S: UserStore> Listener<S> {
         // Stop listening at once, so new clients are refused by the OS
         // rather than accepted and then told `bye`.
         drop(self.listener);
-        drain(&self.tasks, self.ctx.config.drain_timeout).await;
-        trimmer.abort();
+        drain(&self.tasks, self.ctx.config.timeouts.drain).await;
     }
 
     /// Charges a new connection to the limits and starts its task, or
@@ -182,7 +186,7 @@ struct Admitted<S> {
 impl<S: UserStore> Admitted<S> {
     /// One connection's task: the transport steps, then the session.
     async fn connection(self, tcp: TcpStream, addr: SocketAddr) {
-        let deadline = Instant::now() + self.ctx.config.handshake_timeout;
+        let deadline = Instant::now() + self.ctx.config.timeouts.handshake;
         let Self {
             ctx,
             refuser,

@@ -22,9 +22,9 @@ use crate::{
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Answers `say` until the client leaves, logs out or goes quiet.
     pub(super) async fn echo(&mut self, established: Established) -> Result<State, Ending> {
-        self.wire.set_max_frame(self.ctx.config.max_frame);
+        self.wire.set_max_frame(self.ctx.config.limits.max_frame);
         loop {
-            let deadline = Instant::now() + self.ctx.config.idle_timeout;
+            let deadline = Instant::now() + self.ctx.config.timeouts.idle;
             let payload = self.wire.next_frame(deadline).await?;
             if let Some(say) = RawSay::parse(&payload) {
                 debug!(id = say.id, bytes = payload.len(), "echo");
@@ -78,7 +78,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             connection: self.id,
             stats: &self.ctx.metrics,
         };
-        match Command::parse(text, self.ctx.config.max_repeat) {
+        match Command::parse(text, self.ctx.config.limits.max_repeat) {
             Ok(command) => {
                 // `/stats` counts what came before it, itself included.
                 self.wire.publish();

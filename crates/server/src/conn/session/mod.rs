@@ -103,11 +103,11 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     ) -> Self {
         let config = &ctx.config;
         let limits = OutputLimits {
-            write_timeout: config.write_timeout,
-            max_output: config.max_output_buffer,
+            write_timeout: config.timeouts.write,
+            max_output: config.limits.max_output_buffer,
         };
         let metrics = Arc::clone(&ctx.metrics);
-        let max_frame = config.max_frame_handshake;
+        let max_frame = config.limits.max_frame_handshake;
         let now = ctx.auth.clock().now();
         let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);

@@ -91,6 +91,12 @@ async fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// Waits (at most `limit`) until process `pid`'s RSS is under `kib`; the
+/// caller asserts on the RSS it then reads.
+async fn settled_below(pid: u32, kib: u64, limit: Duration) {
+    echo_testkit::wait_until_async(limit, || async move { echo_testkit::rss_kib(pid) < kib }).await;
+}
+
 /// How many of `streams` the server still holds open.
 async fn still_open(streams: &mut [TcpStream]) -> usize {
     let mut open = 0;
@@ -185,7 +191,9 @@ async fn over_the_connection_limit_a_tls_connection_is_closed_at_accept() {
     }
     let sent = flood.len();
     drop(flood);
-    sleep(Duration::from_secs(3)).await;
+    // Freed memory goes back to the system (the trimmer runs every 2 s):
+    // waited for, within 10 s.
+    settled_below(pid, rss_start + 32 * 1024, Duration::from_secs(10)).await;
     let rss_after = echo_testkit::rss_kib(pid);
     eprintln!(
         "{sent} connections: RSS {rss_start} -> peak {peak_rss} -> {rss_after} KiB; fds {fds_start} -> peak {peak_fds}"
@@ -236,8 +244,9 @@ async fn large_client_hellos_from_a_thousand_addresses_stay_within_the_memory_bo
     sleep(Duration::from_millis(500)).await;
     peak = peak.max(echo_testkit::rss_kib(pid));
     drop(flood);
-    // The trimmer runs every 2 s once 256 connections have ended.
-    sleep(Duration::from_secs(5)).await;
+    // The trimmer runs every 2 s once 256 connections have ended: waited
+    // for, within 10 s.
+    settled_below(pid, rss_start + 32 * 1024, Duration::from_secs(10)).await;
     let after = echo_testkit::rss_kib(pid);
     eprintln!("RSS {rss_start} -> peak {peak} -> {after} KiB");
     assert!(

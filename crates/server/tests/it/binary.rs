@@ -130,7 +130,11 @@ fn the_log_records_each_connect_and_disconnect_with_the_peer() {
         ));
         drop(stream);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Every close is logged before the server is stopped.
+    let closed = "disconnected reason=client closed the connection";
+    echo_testkit::wait_until(Duration::from_secs(10), || {
+        log_text(dir.path()).matches(closed).count() >= peers.len()
+    });
     server.signal(Signal::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).success());
     let log = log_text(dir.path());

@@ -41,7 +41,10 @@ fn one_conversation(dir: &std::path::Path, extra: &[&str]) -> String {
         Some(ServerMsg::Error { .. })
     ));
     drop(stream);
-    std::thread::sleep(Duration::from_millis(200));
+    // The close is logged before the server is stopped.
+    echo_testkit::wait_until(Duration::from_secs(10), || {
+        read_logs(dir).contains("disconnected")
+    });
     server.signal(Signal::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).success());
     read_logs(dir)

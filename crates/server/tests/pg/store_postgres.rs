@@ -136,8 +136,16 @@ async fn a_chain_ended_through_one_handle_is_heard_by_the_others() {
     let (a, b) = (backend.open().await, backend.open().await);
     let mut heard = b.revocations();
     let session = a.register(user("ann"), TokenHash::of("t")).await.unwrap();
-    // The listener connects in the background; give it a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The listener connects in the background: waited for until the
+    // database has its `LISTEN`.
+    let pg = &backend.pg;
+    let listening = echo_testkit::wait_until_async(Duration::from_secs(10), || async move {
+        let query =
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND state = 'idle'";
+        pg.psql(query).trim() != "0"
+    })
+    .await;
+    assert!(listening, "the listener never sent LISTEN");
     assert!(a.revoke_session(session.family).await.unwrap());
     let note = tokio::time::timeout(Duration::from_secs(1), heard.recv())
         .await

@@ -67,7 +67,13 @@ fn every_database_connection_has_a_short_tcp_keepalive() {
     let cluster = Cluster::start(&pg, 1, UNLIMITED);
     // A pooled connection and the listening one.
     let _ = Client::welcomed(cluster.addr(0), &register("kay", PASSWORD));
-    let timers = keepalive_timers(pg.port);
+    // A connection busy at that moment shows its retransmission timer, not
+    // its keepalive one: read until every connection is idle (bounded).
+    let mut timers = Vec::new();
+    echo_testkit::wait_until(Duration::from_secs(10), || {
+        timers = keepalive_timers(pg.port);
+        timers.len() >= 2 && timers.iter().all(|t| t.is_some_and(|secs| secs <= 15.0))
+    });
     eprintln!("keepalive timers of the connections to the database: {timers:?}");
     assert!(timers.len() >= 2, "{timers:?}");
     assert!(

@@ -46,7 +46,7 @@ mod ops;
 mod server;
 pub mod store;
 mod sys;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 pub use admin::{AdminError, control};

@@ -30,12 +30,9 @@ use std::time::{Duration, Instant};
 
 pub use client::*;
 use echo_proto::{ClientMsg, Secret};
-pub use echo_server::test_util::ManualClock;
+pub use echo_server::test_util::{ManualClock, PASSWORD};
 pub use process::{ServerProcess, server_binary};
 pub use server::{TestServer, auth_config, test_config};
-
-/// The password every test registers with.
-pub const PASSWORD: &str = "correct horse battery";
 
 /// `register` as `user` with `password`.
 pub fn register(user: &str, password: &str) -> ClientMsg {

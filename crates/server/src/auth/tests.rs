@@ -9,11 +9,8 @@ use super::{Authenticator, MemoryLedger, Passwords};
 use crate::{
     store::FileStore,
     sys::clock::{Clock, ManualClock},
+    test_util::PASSWORD,
 };
-
-/// The same password as `echo_testkit::PASSWORD` (the lib's unit tests
-/// cannot use the testkit, which depends on the lib).
-const PASSWORD: &str = "correct horse battery";
 
 struct Fixture {
     auth: Authenticator<FileStore>,

@@ -232,10 +232,12 @@ fn graceful_shutdown_under_load_says_bye_to_everyone_and_exits_in_time() {
         })
         .collect();
     // Half of them keep talking while the signal comes.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let talkers: Vec<_> = clients
         .into_iter()
         .enumerate()
         .map(|(i, mut stream)| {
+            let answered = std::sync::Arc::clone(&answered);
             std::thread::spawn(move || {
                 let mut id = 0;
                 loop {
@@ -255,14 +257,21 @@ fn graceful_shutdown_under_load_says_bye_to_everyone_and_exits_in_time() {
                         Ok(Some(ServerMsg::Bye {
                             reason: ByeReason::Shutdown,
                         })) => return true,
-                        Ok(Some(ServerMsg::Reply { .. })) => {}
+                        Ok(Some(ServerMsg::Reply { .. })) => {
+                            if id == 1 {
+                                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
                         _ => return false,
                     }
                 }
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // The signal comes once every talker has been answered (bounded).
+    echo_testkit::wait_until(Duration::from_secs(10), || {
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= 100
+    });
     let signalled = std::time::Instant::now();
     server.signal(nix::sys::signal::Signal::SIGTERM);
     let said_bye = talkers

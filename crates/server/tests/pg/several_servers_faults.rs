@@ -78,8 +78,10 @@ fn kill_9_during_registrations_loses_no_acknowledged_user() {
     let Some(pg) = Postgres::start() else { return };
     let cluster = Cluster::start(&pg, 2, UNLIMITED);
     let addrs = [cluster.addr(0), cluster.addr(1)];
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let registrars: Vec<_> = (0..4)
         .map(|worker| {
+            let acked = std::sync::Arc::clone(&acked);
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
                 let until = Instant::now() + Duration::from_secs(3);
@@ -106,13 +108,19 @@ fn kill_9_during_registrations_loses_no_acknowledged_user() {
                     })();
                     if welcomed.is_some() {
                         acknowledged.push(name);
+                        acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
                 acknowledged
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Killed in the middle of the stream: once a few registrations have
+    // been acknowledged (however loaded the machine), while the workers
+    // (3 s each) go on.
+    echo_testkit::wait_until(Duration::from_millis(2500), || {
+        acked.load(std::sync::atomic::Ordering::SeqCst) > 4
+    });
     cluster.servers[0]
         .1
         .signal(nix::sys::signal::Signal::SIGKILL);

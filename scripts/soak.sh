@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export ECHO_SOAK_KILLS=${ECHO_SOAK_KILLS:-20}
-cargo test --release -p echo-server --test operations -- kill_9 --nocapture
-cargo test --release -p echo-server --test soak -- --ignored --nocapture --test-threads 1
-cargo test --release -p echo-server --test attacks -- --ignored --nocapture --test-threads 1
+cargo test --release -p echo-server --test it -- operations::kill_9 --nocapture
+cargo test --release -p echo-server --test it -- soak:: --ignored --nocapture --test-threads 1
+cargo test --release -p echo-server --test it -- attacks:: --ignored --nocapture --test-threads 1
 scripts/fuzz.sh all "${FUZZ_SECONDS:-120}"

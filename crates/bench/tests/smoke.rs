@@ -44,3 +44,16 @@ fn the_echo_scenario_runs_over_tls() {
     assert!(report.contains("Echo:"), "{report}");
     assert!(report.contains("over TLS"), "{report}");
 }
+
+#[test]
+fn the_resume_scenario_runs_on_postgres() {
+    // The store comparison: the same scenario on a throwaway PostgreSQL
+    // (skipped with one line where PostgreSQL is not installed, unless
+    // ECHO_TEST_POSTGRES=require).
+    let Some(pg) = echo_testkit::postgres::Postgres::start() else {
+        return;
+    };
+    let report = quick(&["--scenario", "resume", "--store", &pg.url()]);
+    assert!(report.contains("Resume:"), "{report}");
+    assert!(report.to_lowercase().contains("postgres"), "{report}");
+}

@@ -8,7 +8,7 @@
 //! What only the tests and the bench need is in `test_util`, behind the
 //! `test-util` feature. Inside, the folders are layers, each importing only
 //! the ones below it (`docs/ARCHITECTURE.md` has the map and the path of one
-//! message; `tests/layers.rs` checks the direction):
+//! message; `tests/it/layers.rs` checks the direction):
 //!
 //! - `conn`: the per-connection path: the accept loop and its limits, the
 //!   PROXY header and TLS step, one session per connection (lab tasks 1, 5,
@@ -36,7 +36,7 @@ mod ops;
 mod server;
 pub mod store;
 mod sys;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 pub use admin::{AdminError, control};

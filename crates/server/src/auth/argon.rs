@@ -125,7 +125,8 @@ mod tests {
 
     use super::*;
 
-    const PASSWORD: &[u8] = b"correct horse battery";
+    /// The tests' one password, as bytes.
+    const PASSWORD: &[u8] = crate::test_util::PASSWORD.as_bytes();
 
     #[test]
     fn hashes_into_kept_memory_are_the_crates_own_hashes() {

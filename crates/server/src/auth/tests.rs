@@ -1,29 +1,16 @@
 //! The authenticator's decisions, without a socket: a file store in a
 //! temporary directory, a clock moved by hand, an in-memory ledger.
 
-use std::{
-    net::IpAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{net::IpAddr, sync::Arc};
 
 use echo_proto::Secret;
 
 use super::{Authenticator, MemoryLedger, Passwords, Reason};
-use crate::{store::FileStore, sys::clock::Clock};
-
-const PASSWORD: &str = "correct horse battery";
-
-#[derive(Debug)]
-struct ManualClock(AtomicU64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+use crate::{
+    store::FileStore,
+    sys::clock::{Clock, ManualClock},
+    test_util::PASSWORD,
+};
 
 struct Fixture {
     auth: Authenticator<FileStore>,
@@ -47,7 +34,7 @@ fn ip(text: &str) -> IpAddr {
 async fn fixture(attempts_per_minute: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), Default::default()).unwrap();
-    let clock = Arc::new(ManualClock(AtomicU64::new(1_000_000)));
+    let clock = ManualClock::at(1_000_000);
     let ledger = Arc::new(MemoryLedger::new(100, attempts_per_minute));
     let auth = Authenticator::new(
         store,
@@ -221,7 +208,7 @@ async fn a_returning_address_is_written_down_at_most_once_a_day() {
         f.auth.remember_user(here, "Ann").await;
     }
     assert_eq!(f.changes_written(), written, "a known address cost a write");
-    f.clock.0.fetch_add(86_400, Ordering::SeqCst);
+    f.clock.advance(86_400);
     f.auth.known_name(here).await.unwrap();
     assert_eq!(
         f.changes_written(),
@@ -283,7 +270,7 @@ async fn logins_make_their_source_familiar_written_at_most_once_a_day() {
     let written = f.changes_written();
     f.auth.login("ann", PASSWORD.into(), away).await.unwrap();
     assert_eq!(f.changes_written(), written + 1, "only the new session");
-    f.clock.0.fetch_add(86_400, Ordering::SeqCst);
+    f.clock.advance(86_400);
     f.auth.login("ann", PASSWORD.into(), away).await.unwrap();
     assert_eq!(f.changes_written(), written + 3, "a day later: refreshed");
 }

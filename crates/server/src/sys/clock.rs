@@ -56,3 +56,29 @@ pub fn format_time(unix: UnixTime) -> String {
         secs % 60
     )
 }
+
+/// A clock the test moves by hand: the lib's unit tests and, through
+/// `test_util`, the integration tests (`echo-testkit` re-exports it).
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Default)]
+pub struct ManualClock(pub std::sync::atomic::AtomicU64);
+
+#[cfg(any(test, feature = "test-util"))]
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl ManualClock {
+    /// A clock at `now`, shared.
+    pub fn at(now: UnixTime) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(now.into()))
+    }
+
+    /// Moves the clock `secs` forward.
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}

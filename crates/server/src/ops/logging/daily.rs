@@ -127,18 +127,8 @@ fn is_daily(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
-
-    #[derive(Debug)]
-    struct ManualClock(AtomicU64);
-
-    impl Clock for ManualClock {
-        fn now(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::sys::clock::ManualClock;
 
     fn read(path: &Path) -> String {
         std::fs::read_to_string(path).unwrap()
@@ -148,7 +138,7 @@ mod tests {
     fn the_link_follows_the_current_day_and_old_days_are_kept_then_removed() {
         let dir = tempfile::tempdir().unwrap();
         // 2026-11-21, shortly before midnight UTC.
-        let clock = Arc::new(ManualClock(AtomicU64::new(1_795_305_000)));
+        let clock = ManualClock::at(1_795_305_000);
         let mut log = DailyFile::open(dir.path(), 2, clock.clone()).unwrap();
         log.write_all(b"first day\n").unwrap();
         let link = dir.path().join(CURRENT_LOG);
@@ -156,7 +146,7 @@ mod tests {
         assert_eq!(read(&link), "first day\n");
         assert_eq!(read(&first), "first day\n");
 
-        clock.0.fetch_add(86_400, Ordering::SeqCst);
+        clock.advance(86_400);
         log.write_all(b"second day\n").unwrap();
         assert_eq!(read(&link), "second day\n");
         assert_eq!(
@@ -165,7 +155,7 @@ mod tests {
         );
         assert_eq!(read(&first), "first day\n", "yesterday's file is kept");
 
-        clock.0.fetch_add(86_400, Ordering::SeqCst);
+        clock.advance(86_400);
         log.write_all(b"third day\n").unwrap();
         assert!(!first.exists(), "only the newest 2 days are kept");
         assert!(dir.path().join("log_serv.2026-11-22.txt").exists());

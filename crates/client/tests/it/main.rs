@@ -1,0 +1,12 @@
+//! The client's integration tests, one test binary: the client binary run
+//! against an in-process `TestServer` or the real `echo-server` (both from
+//! `echo-testkit`), one module per subject.
+#![allow(clippy::unwrap_used)]
+
+mod e2e;
+mod oneshot;
+mod parallel;
+mod pipe;
+mod terminal;
+mod tls;
+mod usage;

@@ -1,0 +1,27 @@
+//! The server's integration tests that need nothing outside this machine's
+//! Rust build: one test binary (see "Delete Cargo Integration Tests"),
+//! one module per subject. The harness is `echo-testkit`.
+#![allow(clippy::unwrap_used)]
+
+mod admission;
+mod attacks;
+mod attacks_identity;
+mod auth;
+mod auth_sessions;
+mod auth_sources;
+mod binary;
+mod control;
+mod hardening;
+mod layers;
+mod logs;
+mod metrics;
+mod metrics_port;
+mod operations;
+mod password_memory;
+mod proxy;
+mod server;
+mod server_sessions;
+mod soak;
+mod store;
+mod tls;
+mod usage;

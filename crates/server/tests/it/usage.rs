@@ -1,0 +1,117 @@
+//! What a person typing the command sees: usage errors exit 1 and name the
+//! source of the bad value, messages say each thing once, a daemon asks
+//! nothing, and a move off busy ports names them.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output, Stdio};
+
+use echo_testkit::{ServerProcess, free_port};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(SERVER);
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .env_remove("ECHO_SERVER_PORT")
+        .env_remove("ECHO_SERVER_HOST")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn usage_errors_exit_1_and_name_where_the_value_came_from() {
+    let flag = run(&["--port", "abc"], &[]);
+    assert_eq!(flag.status.code(), Some(1), "{}", stderr(&flag));
+    assert!(stderr(&flag).contains("--port"), "{}", stderr(&flag));
+    let unknown = run(&["--no-such-flag"], &[]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let env = run(&[], &[("ECHO_SERVER_PORT", "99999")]);
+    assert_eq!(env.status.code(), Some(1));
+    let said = stderr(&env);
+    assert!(
+        said.contains("ECHO_SERVER_PORT") && !said.contains("--port"),
+        "{said}"
+    );
+    let help = run(&["--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    let out = run(&["--port", "0", "--config", "/nonexistent/echo.toml"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert_eq!(said.matches("(os error 2)").count(), 1, "{said}");
+    assert!(said.contains("/nonexistent/echo.toml"), "{said}");
+}
+
+#[test]
+fn a_move_off_several_busy_ports_names_them() {
+    // Two ports in a row held by someone else.
+    let (first, _a, _b) = loop {
+        let port = free_port();
+        let a = std::net::TcpListener::bind(("127.0.0.1", port));
+        let b = std::net::TcpListener::bind(("127.0.0.1", port + 1));
+        if let (Ok(a), Ok(b)) = (a, b) {
+            break (port, a, b);
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = first.to_string();
+    let server = ServerProcess::start(dir.path(), &["--port", &port], &[]);
+    let moved = server.addr().port();
+    assert_eq!(moved, first + 2);
+    assert_eq!(
+        server.first_line,
+        format!(
+            "listening on 127.0.0.1:{moved} (ports {first}-{} were busy)",
+            first + 1
+        )
+    );
+}
+
+#[test]
+fn a_daemon_asks_nothing_even_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("echo.pid");
+    // Through a shell, as from a terminal: the shell leads the session, so
+    // the daemon's parent exiting does not hang up its child.
+    let line = format!(
+        "{SERVER} --daemon --mode ident --pid-file {} --data-dir {} --log-dir {}; sleep 2",
+        pid_file.display(),
+        dir.path().join("data").display(),
+        dir.path().join("logs").display()
+    );
+    let mut command = Command::new("sh");
+    command.args(["-c", &line]).env_remove("ECHO_SERVER_PORT");
+    let options = rexpect::reader::Options::new().timeout_ms(Some(10_000));
+    let mut session = rexpect::session::spawn_with_options(command, options).unwrap();
+    // The first thing on the terminal is the listening line, not "Port [".
+    let (before, _) = session.exp_regex("listening on [^\\r\\n]+").unwrap();
+    assert!(!before.contains("Port"), "{before:?}");
+    for _ in 0..100 {
+        if pid_file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM).unwrap();
+}

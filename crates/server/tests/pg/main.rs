@@ -1,0 +1,14 @@
+//! The server's tests with real parts started per test: a throwaway
+//! PostgreSQL (the store, several servers on one database) and HAProxy in
+//! front of several servers. Where PostgreSQL or HAProxy is missing they
+//! print one line and pass, unless `ECHO_TEST_POSTGRES=require` /
+//! `ECHO_TEST_HAPROXY=require`. The harness is `echo-testkit`.
+#![allow(clippy::unwrap_used)]
+
+mod balancer;
+mod cluster_script;
+mod several_servers;
+mod several_servers_faults;
+mod store_postgres;
+mod store_postgres_hangs;
+mod store_postgres_text;

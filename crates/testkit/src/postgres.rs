@@ -93,52 +93,9 @@ impl Postgres {
     }
 
     fn start_with(tls: Option<&echo_tls::SelfSigned>) -> Option<Self> {
-        let Some(bin) = find_bin() else {
-            let why = "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH; apt-get install postgresql)";
-            if std::env::var("ECHO_TEST_POSTGRES").as_deref() == Ok("require") {
-                panic!("ECHO_TEST_POSTGRES=require, but {why}");
-            }
-            static SAID: Once = Once::new();
-            SAID.call_once(|| eprintln!("skipped: the PostgreSQL tests: {why}"));
-            return None;
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("echo-pg-")
-            .tempdir()
-            .unwrap();
-        if is_root() {
-            let user = nix::unistd::User::from_name(UNPRIVILEGED)
-                .unwrap()
-                .expect("as root, the tests run PostgreSQL as the postgres user");
-            nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
-        }
-        let mut initdb = as_owner(&bin.join("initdb"));
-        initdb.arg("-D").arg(dir.path().join("data")).args([
-            "-U",
-            "echo",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "-N",
-        ]);
-        run(initdb, "initdb");
-        let mut settings = String::new();
-        if let Some(pair) = tls {
-            let data = dir.path().join("data");
-            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
-            std::fs::write(&cert, &pair.cert_pem).unwrap();
-            std::fs::write(&key, &pair.key_pem).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-            if is_root() {
-                let user = nix::unistd::User::from_name(UNPRIVILEGED).unwrap().unwrap();
-                for file in [&cert, &key] {
-                    nix::unistd::chown(file, Some(user.uid), Some(user.gid)).unwrap();
-                }
-            }
-            settings = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
-        }
+        let bin = installed_bin()?;
+        let dir = fresh_cluster(&bin);
+        let settings = tls.map(|pair| tls_settings(dir.path(), pair)).unwrap_or_default();
         let pg = Self {
             dir,
             bin,
@@ -321,4 +278,64 @@ impl Drop for Frozen {
             let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGCONT);
         }
     }
+}
+
+/// PostgreSQL's programs, or `None` (said once) where it is not installed;
+/// with `ECHO_TEST_POSTGRES=require` a missing PostgreSQL is a failure.
+fn installed_bin() -> Option<PathBuf> {
+    let bin = find_bin();
+    if bin.is_none() {
+        let why = "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH; apt-get install postgresql)";
+        if std::env::var("ECHO_TEST_POSTGRES").as_deref() == Ok("require") {
+            panic!("ECHO_TEST_POSTGRES=require, but {why}");
+        }
+        static SAID: Once = Once::new();
+        SAID.call_once(|| eprintln!("skipped: the PostgreSQL tests: {why}"));
+    }
+    bin
+}
+
+/// A new cluster in a temporary directory (owned by the unprivileged user
+/// when the tests run as root), made by `initdb`.
+fn fresh_cluster(bin: &Path) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("echo-pg-")
+        .tempdir()
+        .unwrap();
+    if is_root() {
+        let user = nix::unistd::User::from_name(UNPRIVILEGED)
+            .unwrap()
+            .expect("as root, the tests run PostgreSQL as the postgres user");
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    }
+    let mut initdb = as_owner(&bin.join("initdb"));
+    initdb.arg("-D").arg(dir.path().join("data")).args([
+        "-U",
+        "echo",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "-N",
+    ]);
+    run(initdb, "initdb");
+    dir
+}
+
+/// Writes `pair` into the cluster in `dir` and gives the settings that
+/// turn TLS on.
+fn tls_settings(dir: &Path, pair: &echo_tls::SelfSigned) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.join("data");
+    let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if is_root() {
+        let user = nix::unistd::User::from_name(UNPRIVILEGED).unwrap().unwrap();
+        for file in [&cert, &key] {
+            nix::unistd::chown(file, Some(user.uid), Some(user.gid)).unwrap();
+        }
+    }
+    "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into()
 }

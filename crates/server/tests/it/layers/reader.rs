@@ -1,8 +1,5 @@
-//! The workspace's modules import each other in one direction only: no two
-//! modules import each other (directly or around a loop), and in the server
-//! crate every import between its top-level parts goes down the layers that
-//! `docs/ARCHITECTURE.md` draws. Read from the source: `use` statements
-//! (`crate::`, `super::` and a file's own child modules), tests left out.
+//! Reading the workspace's modules and their `use` statements into a
+//! graph of which file imports which.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,26 +7,20 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// The server crate's top-level parts, lowest first: a part may import
-/// only the parts before it.
-const SERVER_LAYERS: &[&str] = &[
-    "sys", "ops", "store", "live", "auth", "config", "conn", "admin", "server",
-];
-
 /// One crate (a library or a binary): its files by module path.
-struct Crate {
-    root: PathBuf,
+pub(super) struct Crate {
+    pub(super) root: PathBuf,
     /// Module path (`["conn", "session"]`) to its file.
-    files: BTreeMap<Vec<String>, PathBuf>,
+    pub(super) files: BTreeMap<Vec<String>, PathBuf>,
 }
 
-fn workspace() -> PathBuf {
+pub(super) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Every crate root of the workspace: each `src/lib.rs` and `src/main.rs`,
 /// and each `src/bin/NAME/main.rs` with the files beside it.
-fn crates() -> Vec<Crate> {
+pub(super) fn crates() -> Vec<Crate> {
     let mut found = Vec::new();
     for entry in fs::read_dir(workspace().join("crates")).expect("crates/") {
         let src = entry.expect("entry").path().join("src");
@@ -61,7 +52,7 @@ fn crates() -> Vec<Crate> {
 }
 
 /// Whether `text` declares the module `name` (`mod name;`).
-fn declares(text: &str, name: &str) -> bool {
+pub(super) fn declares(text: &str, name: &str) -> bool {
     text.lines().any(|line| {
         let line = line
             .trim_start()
@@ -71,7 +62,7 @@ fn declares(text: &str, name: &str) -> bool {
     })
 }
 
-fn read_crate(dir: &Path, root: &str, skip: Option<&Path>) -> Crate {
+pub(super) fn read_crate(dir: &Path, root: &str, skip: Option<&Path>) -> Crate {
     let mut files = BTreeMap::new();
     files.insert(Vec::new(), dir.join(root));
     let mut stack = vec![dir.to_path_buf()];
@@ -95,7 +86,7 @@ fn read_crate(dir: &Path, root: &str, skip: Option<&Path>) -> Crate {
 }
 
 /// `a/b.rs` and `a/b/mod.rs` are `a::b`; crate roots and test files none.
-fn module_path(dir: &Path, file: &Path) -> Option<Vec<String>> {
+pub(super) fn module_path(dir: &Path, file: &Path) -> Option<Vec<String>> {
     let relative = file.strip_prefix(dir).ok()?.with_extension("");
     let mut parts: Vec<String> = relative
         .iter()
@@ -116,7 +107,7 @@ fn module_path(dir: &Path, file: &Path) -> Option<Vec<String>> {
 
 /// The source without `#[cfg(test)]` items (a test module may import
 /// anything).
-fn without_tests(text: &str) -> String {
+pub(super) fn without_tests(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(at) = rest.find("#[cfg(test)]") {
@@ -128,7 +119,7 @@ fn without_tests(text: &str) -> String {
 }
 
 /// What follows the item that starts `text` (up to its `;` or its braces).
-fn skip_item(text: &str) -> &str {
+pub(super) fn skip_item(text: &str) -> &str {
     let mut depth = 0usize;
     for (at, c) in text.char_indices() {
         match c {
@@ -144,7 +135,7 @@ fn skip_item(text: &str) -> &str {
 
 /// Every path a file's `use` statements name, whole (`crate::a::B`,
 /// `super::c`, `child::D`), groups expanded.
-fn imports(text: &str) -> Vec<String> {
+pub(super) fn imports(text: &str) -> Vec<String> {
     statements(
         text,
         &["use ", "pub use ", "pub(crate) use ", "pub(super) use "],
@@ -152,7 +143,7 @@ fn imports(text: &str) -> Vec<String> {
 }
 
 /// The paths of the `use` statements that start with one of `starts`.
-fn statements(text: &str, starts: &[&str]) -> Vec<String> {
+pub(super) fn statements(text: &str, starts: &[&str]) -> Vec<String> {
     let mut paths = Vec::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
@@ -173,7 +164,7 @@ fn statements(text: &str, starts: &[&str]) -> Vec<String> {
     paths
 }
 
-fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
+pub(super) fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
     let Some(open) = tree.find('{') else {
         let path = tree.split(" as ").next().unwrap_or(tree).trim();
         out.push(format!("{prefix}{path}"));
@@ -196,7 +187,7 @@ fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
     expand_part(&head, &inner[start..], out);
 }
 
-fn expand_part(head: &str, part: &str, out: &mut Vec<String>) {
+pub(super) fn expand_part(head: &str, part: &str, out: &mut Vec<String>) {
     let part = part.trim();
     if !part.is_empty() && part != "self" {
         expand(head, part, out);
@@ -208,11 +199,11 @@ fn expand_part(head: &str, part: &str, out: &mut Vec<String>) {
 /// The file an imported path lands in: the deepest module of the crate
 /// that the path names, followed through re-exports (`pub use`), so that a
 /// name taken from a face is charged to the file that defines it.
-fn resolve(krate: &Crate, from: &[String], path: &str) -> Option<PathBuf> {
+pub(super) fn resolve(krate: &Crate, from: &[String], path: &str) -> Option<PathBuf> {
     resolve_in(krate, from, path, 4)
 }
 
-fn resolve_in(krate: &Crate, from: &[String], path: &str, hops: u8) -> Option<PathBuf> {
+pub(super) fn resolve_in(krate: &Crate, from: &[String], path: &str, hops: u8) -> Option<PathBuf> {
     let mut segments: Vec<&str> = path.split("::").collect();
     let mut module: Vec<String> = match segments.first().copied()? {
         "crate" => {
@@ -265,7 +256,7 @@ fn resolve_in(krate: &Crate, from: &[String], path: &str, hops: u8) -> Option<Pa
 }
 
 /// Where `file` re-exports `name` from, if it does (`pub use a::b::name`).
-fn reexport(file: &Path, name: &str) -> Option<String> {
+pub(super) fn reexport(file: &Path, name: &str) -> Option<String> {
     let text = without_tests(&fs::read_to_string(file).ok()?);
     let handed = statements(&text, &["pub use ", "pub(crate) use "]);
     let named = handed
@@ -283,7 +274,7 @@ fn reexport(file: &Path, name: &str) -> Option<String> {
 
 /// Whether the module `path` names (relative to `file`'s folder) defines
 /// `name`: for a glob re-export (`pub use client::*`).
-fn defined_at(file: &Path, path: &str, name: &str) -> bool {
+pub(super) fn defined_at(file: &Path, path: &str, name: &str) -> bool {
     let folder = file.parent().unwrap_or(Path::new("."));
     let module = path.rsplit_once("::").map_or(path, |(module, _)| module);
     let module = module.trim_start_matches("self::").replace("::", "/");
@@ -303,13 +294,13 @@ fn defined_at(file: &Path, path: &str, name: &str) -> bool {
         })
 }
 
-type Graph = BTreeMap<PathBuf, BTreeSet<PathBuf>>;
+pub(super) type Graph = BTreeMap<PathBuf, BTreeSet<PathBuf>>;
 
 /// Which file imports which. A folder's `mod.rs` and the files inside it
 /// are one part seen from outside: imports between a module and its own
 /// ancestors or descendants are not edges here, except imports of the
 /// crate root, which [`imports_of_the_root`] refuses.
-fn graph(krate: &Crate) -> Graph {
+pub(super) fn graph(krate: &Crate) -> Graph {
     let module_of: BTreeMap<PathBuf, Vec<String>> = krate
         .files
         .iter()
@@ -337,7 +328,7 @@ fn graph(krate: &Crate) -> Graph {
 }
 
 /// The files that import their crate's root (`lib.rs`, `main.rs`).
-fn imports_of_the_root(krate: &Crate) -> Vec<String> {
+pub(super) fn imports_of_the_root(krate: &Crate) -> Vec<String> {
     graph(krate)
         .into_iter()
         .filter(|(file, targets)| *file != krate.root && targets.contains(&krate.root))
@@ -346,7 +337,7 @@ fn imports_of_the_root(krate: &Crate) -> Vec<String> {
 }
 
 /// A loop of imports through `start`, if there is one.
-fn cycle_through(graph: &Graph, start: &PathBuf) -> Option<Vec<PathBuf>> {
+pub(super) fn cycle_through(graph: &Graph, start: &PathBuf) -> Option<Vec<PathBuf>> {
     let mut stack = vec![(start.clone(), vec![start.clone()])];
     let mut seen = BTreeSet::new();
     while let Some((at, trail)) = stack.pop() {
@@ -364,98 +355,11 @@ fn cycle_through(graph: &Graph, start: &PathBuf) -> Option<Vec<PathBuf>> {
     None
 }
 
-fn shown(path: &Path) -> String {
+pub(super) fn shown(path: &Path) -> String {
     let base = workspace().canonicalize().unwrap_or_else(|_| workspace());
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     path.strip_prefix(base)
         .unwrap_or(&path)
         .display()
         .to_string()
-}
-
-#[test]
-fn no_two_modules_import_each_other() {
-    let mut loops = Vec::new();
-    for krate in crates() {
-        let graph = graph(&krate);
-        for file in graph.keys() {
-            if let Some(trail) = cycle_through(&graph, file) {
-                let names: Vec<String> = trail.iter().map(|f| shown(f)).collect();
-                loops.push(names.join(" -> "));
-            }
-        }
-    }
-    assert!(loops.is_empty(), "import loops:\n{}", loops.join("\n"));
-}
-
-#[test]
-fn nothing_imports_its_crate_root() {
-    // The root is the top: the facade (`lib.rs`) or the program
-    // (`main.rs`); a module that imports it imports everything.
-    let found: Vec<String> = crates().iter().flat_map(imports_of_the_root).collect();
-    assert!(
-        found.is_empty(),
-        "imports of a crate root:\n{}",
-        found.join("\n")
-    );
-}
-
-#[test]
-fn the_server_parts_import_only_the_layers_below() {
-    let src = workspace().join("crates/server/src");
-    let krate = read_crate(&src, "lib.rs", Some(&src.join("bin")));
-    let layer = |file: &Path| {
-        let first = file
-            .strip_prefix(&src)
-            .ok()?
-            .iter()
-            .next()?
-            .to_string_lossy()
-            .into_owned();
-        let name = first.trim_end_matches(".rs").to_string();
-        SERVER_LAYERS.iter().position(|known| *known == name)
-    };
-    let mut upward = Vec::new();
-    for (file, targets) in graph(&krate) {
-        let Some(from) = layer(&file) else { continue };
-        for target in targets {
-            match layer(&target) {
-                Some(to) if to > from => {
-                    upward.push(format!("{} -> {}", shown(&file), shown(&target)))
-                }
-                None if target != krate.root => {
-                    upward.push(format!("{} -> {} (no layer)", shown(&file), shown(&target)))
-                }
-                None => upward.push(format!("{} -> the crate root", shown(&file))),
-                _ => {}
-            }
-        }
-    }
-    assert!(
-        upward.is_empty(),
-        "imports that go up the layers {SERVER_LAYERS:?}:\n{}",
-        upward.join("\n")
-    );
-}
-
-#[test]
-fn the_reader_sees_a_known_loop() {
-    // The check itself: a crate whose two modules import each other fails.
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("lib.rs"), "mod a;\nmod b;\n").unwrap();
-    fs::write(
-        dir.path().join("a.rs"),
-        "use crate::{b::B, other};\npub struct A;\n",
-    )
-    .unwrap();
-    fs::write(dir.path().join("b.rs"), "pub(crate) use super::a::A;\npub struct B;\n#[cfg(test)]\nmod tests { use crate::nothing; }\n").unwrap();
-    let krate = read_crate(dir.path(), "lib.rs", None);
-    let graph = graph(&krate);
-    let a = dir.path().join("a.rs");
-    let trail = cycle_through(&graph, &a).expect("a ⇄ b is a loop");
-    assert_eq!(trail, vec![a, dir.path().join("b.rs")]);
-    assert_eq!(
-        imports("use x::{y::{Z, self}, w as v};"),
-        ["x::y::Z", "x::y", "x::w"]
-    );
 }

@@ -95,7 +95,9 @@ impl Postgres {
     fn start_with(tls: Option<&echo_tls::SelfSigned>) -> Option<Self> {
         let bin = installed_bin()?;
         let dir = fresh_cluster(&bin);
-        let settings = tls.map(|pair| tls_settings(dir.path(), pair)).unwrap_or_default();
+        let settings = tls
+            .map(|pair| tls_settings(dir.path(), pair))
+            .unwrap_or_default();
         let pg = Self {
             dir,
             bin,

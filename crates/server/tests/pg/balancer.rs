@@ -107,29 +107,26 @@ impl Balanced {
         for backend in &mut backends {
             backend.start();
         }
-        let (lb_port, stats) = (free_port(), free_port());
-        let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/haproxy.cfg");
-        let mut command = Command::new(haproxy_bin);
-        command
-            .arg("-f")
-            .arg(cfg)
-            .env("ECHO_LB_PORT", lb_port.to_string())
-            .env("ECHO_LB_STATS_PORT", stats.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (i, backend) in backends.iter().enumerate() {
-            let port = backend.process.as_ref().unwrap().addr().port();
-            command.env(format!("ECHO_S{}_PORT", i + 1), port.to_string());
-            command.env(
-                format!("ECHO_S{}_HEALTH", i + 1),
-                backend.health.to_string(),
-            );
-        }
+        // HAProxy binds two ports picked beforehand; another test may take
+        // one in between (tests run in parallel), so a HAProxy that exits at
+        // once is started again on fresh ports.
+        let mut attempts = 0;
+        let (haproxy, lb_port, stats) = loop {
+            let (lb_port, stats) = (free_port(), free_port());
+            let mut command = haproxy_command(&haproxy_bin, lb_port, stats, &backends);
+            let mut child = command.spawn().unwrap();
+            attempts += 1;
+            let exited = echo_testkit::wait_until(Duration::from_millis(500), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if !exited || attempts == 3 {
+                break (child, lb_port, stats);
+            }
+        };
         let balanced = Self {
             _pg: pg,
             backends,
-            haproxy: command.spawn().unwrap(),
+            haproxy,
             lb: format!("127.0.0.1:{lb_port}").parse().unwrap(),
             stats,
             _config: config_dir,
@@ -170,7 +167,11 @@ impl Balanced {
             }
             assert!(
                 Instant::now() < deadline,
-                "HAProxy never saw {what}: {statuses:?}"
+                "HAProxy never saw {what}: {statuses:?} (servers running: {:?})",
+                self.backends
+                    .iter()
+                    .map(|b| b.process.is_some())
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -331,4 +332,27 @@ fn a_killed_server_is_taken_out_its_clients_resume_elsewhere_and_it_comes_back()
         cluster.backends[0].connections_from("127.0.0.8") > on_s1_before,
         "the restarted server got no new connection"
     );
+}
+
+/// HAProxy with `config/haproxy.cfg`, balancing `backends` on `lb_port`.
+fn haproxy_command(bin: &Path, lb_port: u16, stats: u16, backends: &[Backend]) -> Command {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/haproxy.cfg");
+    let mut command = Command::new(bin);
+    command
+        .arg("-f")
+        .arg(cfg)
+        .env("ECHO_LB_PORT", lb_port.to_string())
+        .env("ECHO_LB_STATS_PORT", stats.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (i, backend) in backends.iter().enumerate() {
+        let port = backend.process.as_ref().unwrap().addr().port();
+        command.env(format!("ECHO_S{}_PORT", i + 1), port.to_string());
+        command.env(
+            format!("ECHO_S{}_HEALTH", i + 1),
+            backend.health.to_string(),
+        );
+    }
+    command
 }

@@ -324,7 +324,7 @@ pub(crate) async fn serve<S: UserStore>(
         }
         let (store, live, clock) = (store.clone(), live.clone(), Arc::clone(&clock));
         tokio::spawn(async move {
-            answer(stream, &store, &live, min_password_length, clock.now()).await;
+            answer(stream, &store, &live, min_password_length, &*clock).await;
         });
     }
 }
@@ -335,12 +335,14 @@ async fn answer<S: UserStore>(
     store: &S,
     live: &Live,
     min_password_length: usize,
-    now: u64,
+    clock: &dyn crate::sys::clock::Clock,
 ) {
     let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
     let Ok(Ok(Some(payload))) = read.await else {
         return;
     };
+    // "Now" is when the request arrived, not when its connection did.
+    let now = clock.now();
     let reply = match serde_json::from_slice::<ControlRequest>(&payload) {
         Ok(request) => {
             info!(request = request.kind(), "control request");

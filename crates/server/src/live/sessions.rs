@@ -207,7 +207,9 @@ pub async fn follow_revocations<S: UserStore>(
             Ok(Revocation::Chain(chain_id)) => {
                 let ended = live.revoke_chain(chain_id);
                 if ended > 0 {
-                    info!(chain_id = %chain_id, connections_ended = ended, "session chain ended elsewhere: revoked here too");
+                    // The log field keeps its name from before "chain" was the
+                    // word (`family`): log readers rely on it.
+                    info!(family = %chain_id, connections_ended = ended, "session chain ended elsewhere: revoked here too");
                 }
             }
             Ok(Revocation::Resync) | Err(RecvError::Lagged(_)) => {

@@ -21,6 +21,7 @@ pub mod certs;
 mod client;
 pub mod cluster;
 pub mod conformance;
+pub mod docs;
 pub mod haproxy;
 pub mod postgres;
 mod process;

@@ -38,3 +38,16 @@ fn usage_errors_exit_1_and_name_where_the_value_came_from() {
     );
     assert_eq!(run(&["--version"], &[]).status.code(), Some(0));
 }
+
+#[test]
+fn every_flag_and_environment_variable_of_help_is_in_the_readme() {
+    let help = Command::new(CLIENT).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--port"), "{help}");
+    let missing =
+        echo_testkit::docs::missing_from_readme(&help, echo_testkit::docs::Flags::Anywhere);
+    assert!(
+        missing.is_empty(),
+        "echo-client --help names, the README does not: {missing:?}"
+    );
+}

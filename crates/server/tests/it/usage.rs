@@ -115,3 +115,47 @@ fn a_daemon_asks_nothing_even_on_a_terminal() {
         .unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM).unwrap();
 }
+
+#[test]
+fn every_flag_and_environment_variable_of_help_is_in_the_readme() {
+    let help = Command::new(SERVER).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--port"), "{help}");
+    let missing =
+        echo_testkit::docs::missing_from_readme(&help, echo_testkit::docs::Flags::InATable);
+    assert!(
+        missing.is_empty(),
+        "echo-server --help names, the README does not: {missing:?}"
+    );
+    // The example config's precedence comment names every variable too.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/server.toml");
+    let example = std::fs::read_to_string(example).unwrap();
+    let precedence: String = example
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .collect();
+    for name in help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+    {
+        assert!(
+            precedence.contains(name),
+            "config/server.toml's precedence misses {name}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_store_or_metrics_address_in_the_environment_is_named_as_such() {
+    for (name, value) in [
+        ("ECHO_SERVER_METRICS_ADDR", "nonsense"),
+        ("ECHO_SERVER_STORE", "mysql://x"),
+    ] {
+        let output = run(&["--port", "0"], &[(name, value)]);
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let said = stderr(&output);
+        assert!(said.contains(name), "{name}: {said}");
+        assert!(said.lines().count() == 1, "one sentence: {said}");
+    }
+}

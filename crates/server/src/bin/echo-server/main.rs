@@ -41,6 +41,16 @@ const ENVIRONMENT: &[EnvCheck] = &[
     ("ECHO_SERVER_TLS", |value| {
         echo_prompt::parse_switch(value).map(drop)
     }),
+    ("ECHO_SERVER_STORE", |value| match value {
+        "file" => Ok(()),
+        url => echo_server::store::PgUrl::parse(url, None).map(drop),
+    }),
+    ("ECHO_SERVER_METRICS_ADDR", |value| {
+        value
+            .parse::<std::net::SocketAddr>()
+            .map(drop)
+            .map_err(|_| format!("{value:?} is not an address and port, like 127.0.0.1:9090"))
+    }),
 ];
 
 fn main() -> ExitCode {

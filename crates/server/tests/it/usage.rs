@@ -159,3 +159,25 @@ fn a_bad_store_or_metrics_address_in_the_environment_is_named_as_such() {
         assert!(said.lines().count() == 1, "one sentence: {said}");
     }
 }
+
+#[test]
+fn the_readme_says_how_to_install_before_it_calls_the_binaries_by_name() {
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(readme).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let line_of = |wanted: &dyn Fn(&str) -> bool| lines.iter().position(|line| wanted(line));
+    for (binary, crate_dir) in [
+        ("echo-server", "crates/server"),
+        ("echo-client", "crates/client"),
+    ] {
+        let install =
+            line_of(&|line| line.starts_with(&format!("cargo install --path {crate_dir}")))
+                .unwrap_or_else(|| panic!("the README never says how to install {binary}"));
+        let bare = line_of(&|line| line.starts_with(&format!("{binary} ")));
+        assert!(
+            bare.is_none_or(|first| first > install),
+            "the README calls {binary} by name (line {}) before saying how to install it",
+            bare.unwrap_or_default() + 1
+        );
+    }
+}

@@ -29,6 +29,16 @@ pub enum Mode {
     Auth,
 }
 
+impl std::fmt::Display for Mode {
+    /// The mode as the flag, the config file and the wire spell it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Ident => "ident",
+            Mode::Auth => "auth",
+        })
+    }
+}
+
 /// Why the server closes a connection, sent in `bye`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

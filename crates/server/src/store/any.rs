@@ -3,7 +3,7 @@
 //! to it (an enum, not a trait object: [`UserStore`]'s async methods are
 //! generic, and a `match` per call costs nothing next to the work behind it).
 
-use std::{net::IpAddr, path::PathBuf, sync::Arc};
+use std::{fmt, net::IpAddr, path::PathBuf, sync::Arc};
 
 use uuid::Uuid;
 
@@ -28,6 +28,17 @@ pub enum StoreLocation {
         /// Its pool's size and its calls' deadline.
         options: PgOptions,
     },
+}
+
+impl fmt::Display for StoreLocation {
+    /// As the `--store` flag takes it: `file`, or the URL with its password
+    /// hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::File(_) => f.write_str("file"),
+            StoreLocation::Postgres { url, .. } => write!(f, "{url}"),
+        }
+    }
 }
 
 /// An open store of whichever backend was configured.

@@ -74,7 +74,7 @@ fn the_start_line_and_one_line_per_connection_say_what_happened() {
         "echo-server starting".to_owned(),
         format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
         "pid=".to_owned(),
-        "mode=Ident".to_owned(),
+        "mode=ident".to_owned(),
         format!("data_dir={}", data.display()),
     ] {
         assert!(start.contains(&field), "{field} missing from {start}");
@@ -103,6 +103,9 @@ fn the_start_line_and_one_line_per_connection_say_what_happened() {
     let id = ended[0].split("id=").nth(1).unwrap();
     assert!(id.chars().take(8).all(|c| c.is_ascii_hexdigit()) && id.as_bytes()[8] == b' ');
     assert!(!log.contains("state state="), "state lines are debug now");
+    // No Rust debug format, and the listening line once.
+    assert!(!log.contains("Some(") && !log.contains("File(\""), "{log}");
+    assert_eq!(log.matches("listening on").count(), 1, "{log}");
 }
 
 #[test]

@@ -107,8 +107,8 @@ fn log_start(config: &ServerConfig, args: &RunArgs, tls: Option<&ServerTls>) {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
-        mode = ?config.mode,
-        store = ?config.store_location(),
+        mode = %config.mode,
+        store = %config.store_location(),
         data_dir = %absolute(&config.store.data_dir),
         log_dir = %absolute(&config.log.dir),
         config_file = config_file.as_deref().unwrap_or("none"),

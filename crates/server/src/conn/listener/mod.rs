@@ -97,8 +97,11 @@ impl<S: UserStore> Listener<S> {
 
     /// Accepts until shutdown, then drains.
     pub(crate) async fn serve(self) {
-        let local = self.listener.local_addr().ok();
-        info!(addr = ?local, mode = ?self.ctx.config.mode, "server started");
+        // The binary logs its own "listening on" line; this one is for
+        // the library's other users.
+        if let Ok(local) = self.listener.local_addr() {
+            debug!(addr = %local, mode = %self.ctx.config.mode, "accepting connections");
+        }
         let mut failures = Throttled::default();
         loop {
             let accepted = tokio::select! {

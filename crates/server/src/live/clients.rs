@@ -185,6 +185,10 @@ impl Drop for Registered {
 
 /// `echo-server clients`' table: one line per connection.
 pub fn format_table(list: &[ClientInfo]) -> String {
+    if list.is_empty() {
+        // An empty answer would look like a command that did nothing.
+        return "no clients connected\n".to_owned();
+    }
     let mut out = String::new();
     for client in list {
         let user = client.user.as_deref().unwrap_or("-");
@@ -221,6 +225,7 @@ mod tests {
         assert_eq!((list[1].state, list[1].messages), (Stage::Handshake, 3));
         assert_eq!(list[1].state.to_string(), "handshake");
         assert!(format_table(&list).contains("192.0.2.1:5000\tann\techo"));
+        assert_eq!(format_table(&[]), "no clients connected\n");
         assert_eq!(clients.kick_user("ann"), 1);
         assert_eq!(first.entry().stopper().reason(), Some(StopReason::Kicked));
         assert!(clients.kick_id(&b.to_string()));

@@ -32,6 +32,10 @@ async fn clients_lists_connections_and_kick_ends_them() {
     let socket = dir.join(CONTROL_SOCKET);
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    let none = ask(&dir, ControlRequest::Clients { json: false }).await;
+    assert_eq!(none.unwrap(), "no clients connected\n");
+    let none = ask(&dir, ControlRequest::Clients { json: true }).await;
+    assert_eq!(none.unwrap(), "[]");
     let mut ann = server.connect().await;
     assert_eq!(ann.ask(1, "hi").await, ["hi"]);
     let mut bob = server.connect_from("127.0.0.2").await;

@@ -169,8 +169,13 @@ pub fn free_port() -> u16 {
 
 /// Connects with a blocking socket (10 s read timeout) and reads `hello`.
 pub fn connect_blocking(addr: SocketAddr) -> std::net::TcpStream {
+    after_hello_blocking(std::net::TcpStream::connect(addr).unwrap())
+}
+
+/// Sets a 10 s read timeout on a connected blocking `stream` and reads its
+/// `hello`.
+pub fn after_hello_blocking(mut stream: std::net::TcpStream) -> std::net::TcpStream {
     use echo_proto::ext::BlockingFrameRead;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

@@ -12,7 +12,7 @@ use echo_proto::{
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 
-use crate::{ServerProcess, connect_blocking, postgres::Postgres};
+use crate::{ServerProcess, after_hello_blocking, connect_blocking, postgres::Postgres};
 
 /// Password attempts a minute per address, unless a test is about them:
 /// every test here logs in many times from 127.0.0.1.
@@ -161,13 +161,5 @@ pub fn dial_from(source: &str, addr: SocketAddr) -> TcpStream {
     let local: SocketAddr = format!("{source}:0").parse().unwrap();
     socket.bind(&local.into()).unwrap();
     socket.connect(&addr.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert!(matches!(
-        stream.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Hello { .. })
-    ));
-    stream
+    after_hello_blocking(socket.into())
 }

@@ -39,6 +39,8 @@ struct Cli {
     /// credentials and exit codes
     #[arg(trailing_var_arg = true, value_name = "TEXT")]
     text: Vec<String>,
+    #[command(flatten)]
+    generate: echo_prompt::GenerateArg,
 }
 
 /// The environment variables that stand for flags, and what they must be.
@@ -59,6 +61,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if let Some(kind) = cli.generate.generate {
+        return echo_prompt::print_generated::<Cli>("echo-client", kind);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

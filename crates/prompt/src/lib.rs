@@ -6,10 +6,12 @@
 //! without a terminal; the binaries pass standard input and standard error.
 
 mod args;
+mod generate;
 
 use std::io::{self, BufRead, Write};
 
 pub use args::{EnvCheck, parse_command_line};
+pub use generate::{Generate, GenerateArg, generate, print_generated};
 
 /// The error of a question the person cancelled (Ctrl-D): its text is
 /// `cancelled`, its kind `UnexpectedEof`.

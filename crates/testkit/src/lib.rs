@@ -22,6 +22,7 @@ mod client;
 pub mod cluster;
 pub mod conformance;
 pub mod docs;
+pub mod generated;
 pub mod haproxy;
 pub mod postgres;
 mod process;

@@ -51,3 +51,12 @@ fn every_flag_and_environment_variable_of_help_is_in_the_readme() {
         "echo-client --help names, the README does not: {missing:?}"
     );
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_flags() {
+    echo_testkit::generated::check_generated(
+        std::path::Path::new(CLIENT),
+        "echo-client",
+        "known-hosts",
+    );
+}

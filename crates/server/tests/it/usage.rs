@@ -181,3 +181,12 @@ fn the_readme_says_how_to_install_before_it_calls_the_binaries_by_name() {
         );
     }
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_flags() {
+    echo_testkit::generated::check_generated(
+        std::path::Path::new(SERVER),
+        "echo-server",
+        "proxy-protocol-from",
+    );
+}

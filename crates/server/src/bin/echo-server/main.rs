@@ -24,6 +24,8 @@ struct Cli {
     admin: Option<Admin>,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    generate: echo_prompt::GenerateArg,
 }
 
 /// Files the process creates are never readable by others: log files come
@@ -59,6 +61,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if let Some(kind) = cli.generate.generate {
+        return echo_prompt::print_generated::<Cli>("echo-server", kind);
+    }
     let result = match cli.admin {
         Some(admin) => administer(&cli.run, admin),
         None => start(&cli.run),

@@ -97,6 +97,18 @@ pub struct Measured {
     pub seconds: f64,
 }
 
+impl Measured {
+    /// The latency at quantile `q` in microseconds; NaN (not measured) when
+    /// no round trip completed, rather than a zero that reads as a figure.
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        if self.latency.is_empty() {
+            f64::NAN
+        } else {
+            self.latency.value_at_quantile(q) as f64
+        }
+    }
+}
+
 /// The bytes of the `reply` frame that echoes [`say_frame`].
 pub fn reply_frame(payload: usize) -> Bytes {
     frame_of(&ServerMsg::Reply {

@@ -16,7 +16,6 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use echo_proto::Mode;
-use progress::progress;
 use report::{Report, machine, print_table};
 use scenarios::Plan;
 
@@ -204,7 +203,7 @@ fn bench(cli: &Cli) -> anyhow::Result<()> {
         ..Report::default()
     };
     runtime.block_on(run(cli, &plan, established, &mut report))?;
-    progress("");
+    progress::done();
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,10 +1,30 @@
-//! The one progress line on standard error, rewritten as a run goes.
+//! The one progress line on standard error, rewritten as a run goes: an
+//! indicatif spinner, which draws nothing when standard error is not a
+//! terminal (or `TERM` is `dumb`), so a log file gets no control codes.
 
-use std::io::Write;
+use std::{sync::OnceLock, time::Duration};
 
-/// Prints a progress line over the previous one on standard error.
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The spinner, made on the first call.
+fn bar() -> &'static ProgressBar {
+    static BAR: OnceLock<ProgressBar> = OnceLock::new();
+    BAR.get_or_init(|| {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    })
+}
+
+/// Shows `line` as what the run is doing now.
 pub fn progress(line: &str) {
-    let mut err = std::io::stderr();
-    let _ = write!(err, "\r\x1b[2K{line}");
-    let _ = err.flush();
+    bar().set_message(line.to_owned());
+}
+
+/// Removes the progress line, before the report is printed.
+pub fn done() {
+    bar().finish_and_clear();
 }

@@ -112,19 +112,26 @@ fn print_handshakes(hs: &tls::HandshakeResult) {
 
 /// Scenario 2b.
 fn print_rate(rate: &scenarios::RateResult) {
+    println!("\n{}", rate_line(rate));
+}
+
+/// Scenario 2b's line; in words when the rate could not be derived.
+fn rate_line(rate: &scenarios::RateResult) -> String {
+    let Some(per_sec) = rate.rate_per_sec else {
+        return "Login rate: not measured: no login succeeded while the login capacity was measured, so there was no rate to derive (give one with --rate)".to_owned();
+    };
     let derived = rate.capacity_per_sec.map_or_else(String::new, |capacity| {
         format!(" (half the measured capacity of {capacity:.0}/s)")
     });
-    println!(
-        "\nLogin rate: {}' p99, quiet {} us, during {:.0} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
+    format!(
+        "Login rate: {}' p99, quiet {} us, during {per_sec:.1} login attempts/s{derived} {} us: ratio {}; answered {}/s, {} failed",
         sessions(rate.established, rate.pace_ms),
         spread(&rate.p99_quiet_us, 0),
-        rate.rate_per_sec,
         spread(&rate.p99_during_us, 0),
         spread(&rate.p99_ratio, 2),
         spread(&rate.answered_per_sec, 0),
         rate.failed,
-    );
+    )
 }
 
 /// Scenarios 2, 3 and 4.
@@ -164,5 +171,21 @@ fn sessions(count: usize, pace_ms: Option<f64>) -> String {
     match pace_ms {
         Some(ms) => format!("{count} established sessions (one message every {ms:.0} ms each)"),
         None => format!("{count} established sessions (ping-pong)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_that_could_not_be_derived_is_said_in_words_not_as_zeros() {
+        let unmeasured = scenarios::RateResult::unmeasured(4, None, Some(0.0));
+        let line = rate_line(&unmeasured);
+        assert!(line.starts_with("Login rate: not measured"), "{line}");
+        assert!(!line.contains(" 0/s"), "{line}");
+        let json = serde_json::to_value(&unmeasured).unwrap();
+        assert!(json["rate_per_sec"].is_null(), "{json}");
+        assert!(json["p99_during_us"].is_null(), "{json}");
     }
 }

@@ -147,7 +147,7 @@ async fn storm_round(
         duration: plan.duration,
         interval: None,
     };
-    let p99 = |m: crate::load::Measured| m.latency.value_at_quantile(0.99) as f64;
+    let p99 = |m: crate::load::Measured| m.quantile_us(0.99);
     let quiet = p99(ping_pong(established(addrs).await?, Target::Real, load).await?);
     let streams = established(addrs).await?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,6 +7,11 @@ use std::{process::Command, sync::Mutex};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn quick(args: &[&str]) -> String {
+    quick_with_stderr(args).0
+}
+
+/// The report (standard output) and the progress (standard error).
+fn quick_with_stderr(args: &[&str]) -> (String, String) {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -16,17 +21,24 @@ fn quick(args: &[&str]) -> String {
         .output()
         .expect("echo-bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
-        "echo-bench --quick {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
+        "echo-bench --quick {args:?} failed: {stderr}\n{stdout}",
     );
-    stdout
+    (stdout, stderr)
 }
 
 #[test]
 fn every_scenario_runs_and_reports() {
-    let report = quick(&[]);
+    // Standard error is a pipe here: the progress line draws nothing, so a
+    // log of the run gets no terminal control codes.
+    let (report, progress) = quick_with_stderr(&[]);
+    assert!(
+        !progress.contains('\x1b'),
+        "control codes on a pipe: {progress:?}"
+    );
+    assert!(!report.contains('\x1b'), "{report:?}");
     for heading in [
         "Echo:",
         "Login rate:",

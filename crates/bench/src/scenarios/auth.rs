@@ -113,7 +113,7 @@ pub async fn login_storm(
         for worker in workers {
             worker.await??;
         }
-        stormy.push(measured.latency.value_at_quantile(0.99) as f64);
+        stormy.push(measured.quantile_us(0.99));
         rates.push(count.load(Ordering::Relaxed) as f64 / elapsed);
     }
     Ok(StormResult {
@@ -170,7 +170,7 @@ impl Beside {
     pub async fn p99(server: &Proc, load: Load) -> anyhow::Result<f64> {
         let streams = Self::connect(server, load).await?;
         let measured = ping_pong(streams, Target::Real, load).await?;
-        Ok(measured.latency.value_at_quantile(0.99) as f64)
+        Ok(measured.quantile_us(0.99))
     }
 }
 

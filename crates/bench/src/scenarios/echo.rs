@@ -19,7 +19,7 @@ use crate::{
 };
 
 fn sample(measured: &Measured, cpu_before: f64, cpu_after: f64, wall: f64) -> Sample {
-    let q = |q: f64| measured.latency.value_at_quantile(q) as f64;
+    let q = |q: f64| measured.quantile_us(q);
     Sample {
         round_trips_per_sec: measured.round_trips as f64 / measured.seconds,
         p50_us: q(0.5),

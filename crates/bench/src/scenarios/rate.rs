@@ -45,8 +45,9 @@ pub struct RateResult {
     /// Milliseconds between two messages of one established session;
     /// `None`: closed-loop ping-pong.
     pub pace_ms: Option<f64>,
-    /// Login attempts a second asked for.
-    pub rate_per_sec: f64,
+    /// Login attempts a second asked for; `None` when it was to be derived
+    /// from a capacity that could not be measured (no login succeeded).
+    pub rate_per_sec: Option<f64>,
     /// Logins a second in the closed loop, when the rate was derived from it.
     pub capacity_per_sec: Option<f64>,
     pub p99_quiet_us: Spread,
@@ -71,7 +72,19 @@ pub async fn login_rate(
         Some(_) => None,
         None => Some(capacity(server.addr, plan).await?),
     };
-    let rate = rate.or(capacity.map(|c| c / 2.0)).unwrap_or(1.0).max(0.1);
+    let rate = match (rate, capacity) {
+        (Some(rate), _) => rate.max(0.1),
+        (None, Some(capacity)) if capacity > 0.0 => capacity / 2.0,
+        // No login got through in the closed loop: there is no rate to
+        // derive, and a zero would read as a figure.
+        _ => {
+            return Ok(RateResult::unmeasured(
+                established,
+                load.pace_ms(),
+                capacity,
+            ));
+        }
+    };
     let (mut quiet, mut during, mut answered) = (Vec::new(), Vec::new(), Vec::new());
     let mut failed = 0;
     for rep in 0..plan.reps {
@@ -98,14 +111,14 @@ pub async fn login_rate(
         let elapsed = started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         generator.await?;
-        during.push(measured.latency.value_at_quantile(0.99) as f64);
+        during.push(measured.quantile_us(0.99));
         answered.push(counts.ok.load(Ordering::Relaxed) as f64 / elapsed);
         failed += counts.failed.load(Ordering::Relaxed);
     }
     Ok(RateResult {
         established,
         pace_ms: load.pace_ms(),
-        rate_per_sec: rate,
+        rate_per_sec: Some(rate),
         capacity_per_sec: capacity,
         p99_ratio: Spread::of(quiet.iter().zip(&during).map(|(q, d)| d / q)),
         p99_quiet_us: Spread::of(quiet),
@@ -113,6 +126,28 @@ pub async fn login_rate(
         answered_per_sec: Spread::of(answered),
         failed,
     })
+}
+
+impl RateResult {
+    /// The result when no rate could be derived: every figure not measured.
+    pub(crate) fn unmeasured(
+        established: usize,
+        pace_ms: Option<f64>,
+        capacity: Option<f64>,
+    ) -> Self {
+        let none = Spread::of([]);
+        Self {
+            established,
+            pace_ms,
+            rate_per_sec: None,
+            capacity_per_sec: capacity,
+            p99_quiet_us: none,
+            p99_during_us: none,
+            p99_ratio: none,
+            answered_per_sec: none,
+            failed: 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -123,3 +123,106 @@ fn json_logs_are_one_object_per_line() {
     }
     assert_eq!(disconnected, 1, "{log}");
 }
+
+/// A log line's shape: its level, span (name and keys), message and keys,
+/// without the values.
+fn shape(line: &str) -> String {
+    let mut words = line.split_whitespace().skip(1); // the timestamp
+    let level = words.next().unwrap_or_default();
+    let rest: Vec<&str> = words.collect();
+    let rest = rest.join(" ");
+    let (span, body) = match rest.split_once("}: ") {
+        Some((span, body)) => (span, body),
+        None => ("", rest.as_str()),
+    };
+    let is_key = |word: &&str| {
+        word.split_once('=').is_some_and(|(key, _)| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+    };
+    let span_keys: Vec<&str> = span
+        .split(['{', ' '])
+        .map(|word| word.split('=').next().unwrap_or_default())
+        .collect();
+    // Numbers in the message (an address, a port) vary from run to run.
+    let message: Vec<String> = body
+        .split(' ')
+        .take_while(|w| !is_key(w))
+        .map(|w| {
+            w.split(|c: char| c.is_ascii_digit())
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join("#")
+        })
+        .collect();
+    let keys: Vec<&str> = body
+        .split(' ')
+        .filter(is_key)
+        .map(|w| w.split('=').next().unwrap_or_default())
+        .collect();
+    format!("{level} {span_keys:?} {message:?} {keys:?}")
+}
+
+#[test]
+fn the_readme_sample_log_lines_are_lines_the_server_writes() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("### Logs").nth(1).unwrap();
+    let sample: Vec<&str> = section
+        .split("```")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(sample.len() >= 4, "{sample:?}");
+
+    // What the sample shows: a user registered earlier logs in, talks and
+    // logs out.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &["--port", "0"], &[]);
+    let authenticate = |hello: ClientMsg| {
+        let mut stream = connect_blocking(server.addr());
+        let asked = stream.recv_msg::<ServerMsg>().unwrap();
+        assert!(
+            matches!(asked, Some(ServerMsg::AskAuth { .. })),
+            "{asked:?}"
+        );
+        stream.send_msg(&hello).unwrap();
+        let answer = stream.recv_msg::<ServerMsg>().unwrap();
+        assert!(
+            matches!(answer, Some(ServerMsg::Welcome { .. })),
+            "{answer:?}"
+        );
+        stream
+    };
+    drop(authenticate(echo_testkit::register(
+        "ann",
+        echo_testkit::PASSWORD,
+    )));
+    let mut stream = authenticate(echo_testkit::login("ann", echo_testkit::PASSWORD));
+    stream
+        .send_msg(&ClientMsg::Say {
+            id: 1,
+            text: "hello".into(),
+        })
+        .unwrap();
+    assert!(matches!(
+        stream.recv_msg::<ServerMsg>().unwrap(),
+        Some(ServerMsg::Reply { .. })
+    ));
+    stream.send_msg(&ClientMsg::Logout {}).unwrap();
+    echo_testkit::wait_until(Duration::from_secs(10), || {
+        read_logs(dir.path()).contains("reason=logged out")
+    });
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let log = read_logs(dir.path());
+    let written: Vec<String> = log.lines().map(shape).collect();
+    for line in sample {
+        assert!(
+            written.contains(&shape(line)),
+            "the README's sample line\n  {line}\nis not one the server writes:\n{log}"
+        );
+    }
+}

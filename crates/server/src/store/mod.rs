@@ -11,6 +11,8 @@ mod any;
 mod file;
 pub mod ledger;
 pub mod postgres;
+mod sql;
+pub mod sqlite;
 mod timed;
 
 use std::{fmt, future::Future, net::IpAddr};
@@ -21,6 +23,7 @@ pub use any::{Store, StoreLocation, open};
 pub use file::{FileStore, JOURNAL_FILE};
 pub use postgres::{PgLedger, PgOptions, PgStore, PgUrl};
 use sha2::{Digest, Sha256};
+pub use sqlite::{SqliteLedger, SqliteStore};
 pub use timed::Timed;
 use uuid::Uuid;
 

@@ -23,5 +23,6 @@ mod server;
 mod server_sessions;
 mod soak;
 mod store;
+mod store_sqlite;
 mod tls;
 mod usage;

@@ -1,0 +1,194 @@
+//! The SQLite store, the embedded default: users, sessions, identities and
+//! the attempt ledger in one database file (`DATA_DIR/echo.db`) that any
+//! number of servers and admin commands on one machine share.
+//!
+//! - `schema.rs`: versioned migrations (`crates/server/migrations/sqlite/`)
+//!   and the connection settings (WAL, `synchronous = FULL`, foreign keys,
+//!   a busy timeout).
+//! - `writer.rs`: every change goes through one writer thread, which
+//!   commits the changes waiting at once in one transaction (group commit)
+//!   and answers each only after the commit.
+//! - `ops.rs`: [`UserStore`](crate::store::UserStore) in SQL; reads go to a
+//!   pool of reading connections (deadpool-sqlite), which WAL lets run
+//!   beside the writer and other processes.
+//! - `ledger.rs`: the attempt ledger in SQL, shared like the rest.
+//! - `follow.rs`: chains ended by another process (SQLite has no LISTEN:
+//!   the `revocations` table, checked when `PRAGMA data_version` moves),
+//!   and the sweep of what has expired.
+
+mod follow;
+mod ledger;
+mod ops;
+mod rows;
+mod schema;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use deadpool_sqlite::{Pool, rusqlite};
+use tokio::sync::broadcast;
+
+pub use ledger::SqliteLedger;
+pub use schema::DB_FILE;
+use writer::Writer;
+
+use crate::store::{Lifetimes, Revocation, StoreError};
+
+/// Reading connections at most.
+const READERS: usize = 4;
+/// How long a call waits for another process's write lock before it fails
+/// as unavailable.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite store: a cheap `Clone` handle.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Pool,
+    writer: Writer,
+    lifetimes: Lifetimes,
+    /// Chains ended in any process on this file.
+    revocations: broadcast::Sender<Revocation>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, brings its schema up to
+    /// date, and starts the writer and the follower of other processes'
+    /// revocations (on the current Tokio runtime).
+    pub async fn open(path: &Path, lifetimes: Lifetimes) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        let writer = Writer::start(&path).await?;
+        let readers = schema::readers(&path, READERS)?;
+        let (revocations, _) = broadcast::channel(1024);
+        let store = Self {
+            inner: Arc::new(Inner {
+                path,
+                readers,
+                writer,
+                lifetimes,
+                revocations,
+            }),
+        };
+        follow::start(&store).await?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The attempt ledger in this database, allowing `per_minute` password
+    /// attempts a minute per source.
+    pub fn ledger(&self, per_minute: u32) -> SqliteLedger {
+        SqliteLedger::new(self.clone(), per_minute)
+    }
+
+    /// Chains ended in any process on this file (this one included).
+    pub fn revocations(&self) -> broadcast::Receiver<Revocation> {
+        self.inner.revocations.subscribe()
+    }
+
+    /// Runs `read` on a reading connection.
+    async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let connection = self.inner.readers.get().await.map_err(|err| {
+            StoreError::Unavailable(format!("no connection to {}: {err}", self.path().display()))
+        })?;
+        let path = self.inner.path.clone();
+        connection
+            .interact(move |connection| read(connection))
+            .await
+            .map_err(|err| StoreError::Database(format!("a read stopped: {err}")))?
+            .map_err(|err| err.into_store_error(&path))
+    }
+
+    /// Runs `change` in the writer's next transaction; returns once that is
+    /// committed.
+    async fn write<R: Send + 'static>(
+        &self,
+        change: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.inner.writer.write(change).await
+    }
+}
+
+/// Why a read or change failed: the store's own answer (a name taken, no
+/// such user), or SQLite's error, turned into a [`StoreError`] by
+/// [`failure`] with the file's name.
+pub(super) enum Failure {
+    Store(StoreError),
+    Sqlite(rusqlite::Error),
+}
+
+impl Failure {
+    fn into_store_error(self, path: &Path) -> StoreError {
+        match self {
+            Failure::Store(err) => err,
+            Failure::Sqlite(err) => failure(path, err),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(err: rusqlite::Error) -> Self {
+        Failure::Sqlite(err)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure::Store(err)
+    }
+}
+
+/// A SQLite error as a [`StoreError`]: a busy database is unavailable (try
+/// again), a full disk or failed I/O is an I/O error on the file, a damaged
+/// file is corrupt. Values are bound as parameters, so no message carries
+/// a secret.
+pub(super) fn failure(path: &Path, err: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let what = path.display().to_string();
+    let code = err.sqlite_error_code();
+    match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(format!("{what} is busy: {err}"))
+        }
+        Some(ErrorCode::DiskFull) => StoreError::Io {
+            what,
+            source: std::io::Error::new(std::io::ErrorKind::StorageFull, err.to_string()),
+        },
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied,
+        ) => StoreError::Io {
+            what,
+            source: std::io::Error::other(err.to_string()),
+        },
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+            what,
+            message: err.to_string(),
+        },
+        _ => StoreError::Database(err.to_string()),
+    }
+}

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use super::{
     FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
-    StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+    SqliteStore, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::store::ledger::AttemptLedger;
 use crate::sys::clock::Clock;
@@ -21,6 +21,8 @@ use crate::sys::clock::Clock;
 pub enum StoreLocation {
     /// The embedded file store in this directory.
     File(PathBuf),
+    /// The SQLite database in this file.
+    Sqlite(PathBuf),
     /// A PostgreSQL database, shared by any number of servers.
     Postgres {
         /// Where it is.
@@ -36,6 +38,7 @@ impl fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreLocation::File(_) => f.write_str("file"),
+            StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             StoreLocation::Postgres { url, .. } => write!(f, "{url}"),
         }
     }
@@ -46,6 +49,8 @@ impl fmt::Display for StoreLocation {
 pub enum Store {
     /// The embedded journal-backed store.
     File(FileStore),
+    /// The SQLite store.
+    Sqlite(SqliteStore),
     /// The PostgreSQL store.
     Postgres(PgStore),
 }
@@ -61,6 +66,7 @@ pub async fn open(
         StoreLocation::File(dir) => {
             FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
         }
+        StoreLocation::Sqlite(path) => SqliteStore::open(path, lifetimes).await.map(Store::Sqlite),
         StoreLocation::Postgres { url, options } => PgStore::open_with(url, lifetimes, *options)
             .await
             .map(Store::Postgres),
@@ -74,6 +80,7 @@ impl Store {
     pub fn shared_ledger(&self, per_minute: u32) -> Option<Arc<dyn AttemptLedger>> {
         match self {
             Store::File(_) => None,
+            Store::Sqlite(store) => Some(Arc::new(store.ledger(per_minute))),
             Store::Postgres(store) => Some(Arc::new(store.ledger(per_minute))),
         }
     }
@@ -84,6 +91,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::File($store) => $call.await,
+            Store::Sqlite($store) => $call.await,
             Store::Postgres($store) => $call.await,
         }
     };
@@ -186,13 +194,14 @@ impl UserStore for Store {
     fn revocations(&self) -> Option<broadcast::Receiver<Revocation>> {
         match self {
             Store::File(store) => store.revocations(),
+            Store::Sqlite(store) => UserStore::revocations(store),
             Store::Postgres(store) => UserStore::revocations(store),
         }
     }
 
     fn is_unreachable(&self) -> bool {
         match self {
-            Store::File(_) => false,
+            Store::File(_) | Store::Sqlite(_) => false,
             Store::Postgres(store) => store.is_unreachable(),
         }
     }

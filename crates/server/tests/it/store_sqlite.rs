@@ -181,3 +181,116 @@ async fn expired_chains_are_swept_without_being_announced() {
         None
     );
 }
+
+/// A copy of the previous release's journal (`tests/fixtures/journal-0.1`)
+/// in a fresh data directory.
+fn old_journal() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-0.1/store.journal");
+    std::fs::copy(fixture, dir.path().join("store.journal")).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_previous_releases_journal_is_imported_whole() {
+    use echo_server::store::Rotation;
+    let dir = old_journal();
+    let store = open(&dir.path().join(DB_FILE)).await;
+    let imported = store.import_beside(dir.path()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            imported.users,
+            imported.sessions,
+            imported.tokens,
+            imported.identities,
+            imported.familiar
+        ),
+        (3, 3, 5, 2, 2),
+        "{imported:?}"
+    );
+    assert!(!dir.path().join("store.journal").exists());
+    assert!(dir.path().join("store.journal.imported").exists());
+    // Users with their hashes, any spelling; the torn last line is not one.
+    let names: Vec<String> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["Zoë", "ann", "bob"]);
+    assert!(
+        store
+            .user("ZOË")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .starts_with("$argon2id$")
+    );
+    // The current token resumes; one rotated away is reuse, and ends it.
+    let now = 1_765_000_010;
+    let next = TokenHash::of("ann-4");
+    assert!(matches!(
+        store
+            .rotate_session(TokenHash::of("ann-3"), next, now)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert!(matches!(
+        store
+            .rotate_session(TokenHash::of("ann-1"), TokenHash::of("x"), now)
+            .await
+            .unwrap(),
+        Rotation::Reused { .. }
+    ));
+    assert!(matches!(
+        store
+            .rotate_session(TokenHash::of("bob-gone"), TokenHash::of("y"), now)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    ));
+    assert_eq!(store.sessions("ann", now).await.unwrap().len(), 1);
+    // Identities and familiar sources (an IPv6 /64 as one source).
+    let ip: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+    assert_eq!(store.identity(ip, now).await.unwrap().unwrap().name, "Zoë");
+    let bob_at: std::net::IpAddr = "2001:db8:1:2::1234".parse().unwrap();
+    assert_eq!(
+        store.familiar_since("bob", bob_at, now).await.unwrap(),
+        Some(1_765_000_000)
+    );
+    // Done once: a second start finds nothing to import.
+    assert_eq!(store.import_beside(dir.path()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_journal_still_locked_by_an_old_server_is_not_imported() {
+    let dir = old_journal();
+    let lock = std::fs::File::create(dir.path().join("store.lock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let store = open(&dir.path().join(DB_FILE)).await;
+    let err = store.import_beside(dir.path()).await.unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    assert!(dir.path().join("store.journal").exists());
+    assert!(store.users().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_journal_whose_names_the_database_has_is_refused_whole() {
+    let dir = old_journal();
+    let store = open(&dir.path().join(DB_FILE)).await;
+    store.create_user(user("bob")).await.unwrap();
+    // Beside a database with data: left alone at start ...
+    assert_eq!(store.import_beside(dir.path()).await.unwrap(), None);
+    // ... and by hand, refused as a whole.
+    let err = store
+        .import_journal(&dir.path().join("store.journal"))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::NameTaken(name) if name == "bob"), "{err:?}");
+    assert_eq!(store.users().await.unwrap().len(), 1);
+    assert!(dir.path().join("store.journal").exists());
+}

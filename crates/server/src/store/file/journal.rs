@@ -139,6 +139,17 @@ pub(super) fn encode_line(record: &Record, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Reads the journal at `path` without opening it for writing: its state,
+/// a torn last line dropped, the file left as it is (for the import into
+/// SQLite).
+pub(crate) fn read(path: &Path) -> Result<State, StoreError> {
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Io {
+        what: path.display().to_string(),
+        source,
+    })?;
+    replay(path, &bytes).map(|(state, _, _)| state)
+}
+
 /// Replays journal bytes: the state, the number of records, and the length
 /// of the complete lines (anything after it is a torn write).
 fn replay(path: &Path, bytes: &[u8]) -> Result<(State, usize, usize), StoreError> {

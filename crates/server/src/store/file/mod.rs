@@ -6,7 +6,7 @@
 mod journal;
 mod ops;
 mod record;
-mod state;
+pub(crate) mod state;
 mod writer;
 
 use std::{
@@ -26,6 +26,7 @@ use crate::{
     sys::files,
     sys::sync::lock,
 };
+pub(crate) use journal::read as read_journal;
 use journal::{Journal, encode_line};
 use record::Record;
 use state::State;

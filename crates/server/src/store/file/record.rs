@@ -11,7 +11,7 @@ use crate::store::UnixTime;
 /// One change, as a line of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub(super) enum Record {
+pub(crate) enum Record {
     /// A user, created or with a new password hash.
     User {
         name: String,

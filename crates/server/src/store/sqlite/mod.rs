@@ -12,11 +12,13 @@
 //!   pool of reading connections (deadpool-sqlite), which WAL lets run
 //!   beside the writer and other processes.
 //! - `ledger.rs`: the attempt ledger in SQL, shared like the rest.
+//! - `import.rs`: the previous release's journal, imported.
 //! - `follow.rs`: chains ended by another process (SQLite has no LISTEN:
 //!   the `revocations` table, checked when `PRAGMA data_version` moves),
 //!   and the sweep of what has expired.
 
 mod follow;
+mod import;
 mod ledger;
 mod ops;
 mod rows;
@@ -32,6 +34,7 @@ use std::{
 use deadpool_sqlite::{Pool, rusqlite};
 use tokio::sync::broadcast;
 
+pub use import::{Imported, imported_name};
 pub use ledger::SqliteLedger;
 pub use schema::DB_FILE;
 use writer::Writer;

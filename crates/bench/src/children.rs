@@ -13,7 +13,7 @@ use echo_server::{
     Server, ServerConfig, ServerTls,
     clock::SystemClock,
     logging::LogSetup,
-    store::{self, PgUrl},
+    store,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -48,14 +48,16 @@ pub fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     store: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store_url = store
-        .map(|url| PgUrl::parse(url, std::env::var("PGPASSWORD").ok()))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
     let mut config = server_config(mode, dir);
+    if let Some(store) = store {
+        let (url, embedded) =
+            echo_server::config::parse_store(store, std::env::var("PGPASSWORD").ok())
+                .map_err(anyhow::Error::msg)?;
+        config.store.url = url;
+        config.store.embedded = embedded;
+    }
     config.tls.enabled = tls.is_some();
     config.tls.files = tls;
-    config.store.url = store_url;
     let tls = match config.tls.enabled {
         true => Some(Arc::new(ServerTls::prepare(&config)?)),
         false => None,

@@ -66,11 +66,33 @@ pub async fn open(
         StoreLocation::File(dir) => {
             FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
         }
-        StoreLocation::Sqlite(path) => SqliteStore::open(path, lifetimes).await.map(Store::Sqlite),
+        StoreLocation::Sqlite(path) => open_sqlite(path, lifetimes).await.map(Store::Sqlite),
         StoreLocation::Postgres { url, options } => PgStore::open_with(url, lifetimes, *options)
             .await
             .map(Store::Postgres),
     }
+}
+
+/// Opens the SQLite store at `path`, importing the previous release's
+/// journal found beside it (`store.journal`) when the database is new.
+async fn open_sqlite(
+    path: &std::path::Path,
+    lifetimes: Lifetimes,
+) -> Result<SqliteStore, StoreError> {
+    let store = SqliteStore::open(path, lifetimes).await?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    if let Some(imported) = store.import_beside(dir).await? {
+        tracing::info!(
+            users = imported.users,
+            sessions = imported.sessions,
+            tokens = imported.tokens,
+            identities = imported.identities,
+            familiar_sources = imported.familiar,
+            renamed_to = %super::sqlite::imported_name(&dir.join(super::JOURNAL_FILE)).display(),
+            "imported the journal store into SQLite"
+        );
+    }
+    Ok(store)
 }
 
 impl Store {

@@ -290,7 +290,10 @@ async fn a_journal_whose_names_the_database_has_is_refused_whole() {
         .import_journal(&dir.path().join("store.journal"))
         .await
         .unwrap_err();
-    assert!(matches!(&err, StoreError::NameTaken(name) if name == "bob"), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::NameTaken(name) if name == "bob"),
+        "{err:?}"
+    );
     assert_eq!(store.users().await.unwrap().len(), 1);
     assert!(dir.path().join("store.journal").exists());
 }

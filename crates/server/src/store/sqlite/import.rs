@@ -110,7 +110,8 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
     let sql = "INSERT INTO users (name, canonical, lookalike, password_hash, created)
                VALUES (?1, ?2, ?3, ?4, ?5)";
     let mut users = connection.prepare(sql)?;
-    let sql = "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1 OR canonical = ?2 OR lookalike = ?3)";
+    let sql =
+        "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1 OR canonical = ?2 OR lookalike = ?3)";
     let mut taken = connection.prepare(sql)?;
     for (name, user) in &state.users {
         let (canonical, lookalike) = (canonical(name), confusable_key(name));

@@ -9,12 +9,7 @@ use std::{
 
 use anyhow::Context;
 use echo_proto::Mode;
-use echo_server::{
-    Server, ServerConfig, ServerTls,
-    clock::SystemClock,
-    logging::LogSetup,
-    store,
-};
+use echo_server::{Server, ServerConfig, ServerTls, clock::SystemClock, logging::LogSetup, store};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},

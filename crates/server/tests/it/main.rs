@@ -22,6 +22,7 @@ mod proxy;
 mod server;
 mod server_sessions;
 mod soak;
+mod sqlite_servers;
 mod store;
 mod store_sqlite;
 mod tls;

@@ -297,3 +297,19 @@ async fn a_journal_whose_names_the_database_has_is_refused_whole() {
     assert_eq!(store.users().await.unwrap().len(), 1);
     assert!(dir.path().join("store.journal").exists());
 }
+
+#[test]
+fn the_store_can_be_dropped_after_its_runtime() {
+    // An admin command opens the store on a small runtime, and drops it
+    // after the runtime is gone.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(async {
+        let store = open(&dir.path().join(DB_FILE)).await;
+        store.create_user(user("ann")).await.unwrap();
+        assert_eq!(store.users().await.unwrap().len(), 1);
+        store
+    });
+    drop(runtime);
+    drop(store);
+}

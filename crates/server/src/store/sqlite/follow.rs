@@ -28,11 +28,16 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long a revocation row is kept for servers to read.
 const KEEP_REVOCATIONS_SECS: u64 = 3600;
 
-/// Starts following from the newest revocation now on file.
-pub async fn start(store: &SqliteStore) -> Result<(), StoreError> {
-    let last = store.read(newest).await?;
+/// Starts following from where the store was opened, on the current
+/// runtime, until the store is dropped.
+pub fn start(store: &SqliteStore) {
+    let last = store.inner.opened_at;
     tokio::spawn(follow(Arc::downgrade(&store.inner), last));
-    Ok(())
+}
+
+/// The newest revocation on file now.
+pub async fn newest_on(readers: &super::Readers) -> Result<i64, StoreError> {
+    readers.read(newest).await
 }
 
 fn newest(connection: &Connection) -> Result<i64, Failure> {

@@ -14,7 +14,7 @@
 //! - `ledger.rs`: the attempt ledger in SQL, shared like the rest.
 //! - `import.rs`: the previous release's journal, imported.
 //! - `follow.rs`: chains ended by another process (SQLite has no LISTEN:
-//!   the `revocations` table, checked when `PRAGMA data_version` moves),
+//!   the `revocations` table, read every 100 ms by the process that listens),
 //!   and the sweep of what has expired.
 
 mod follow;
@@ -55,11 +55,18 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    readers: Pool,
+    readers: Readers,
     writer: Writer,
     lifetimes: Lifetimes,
     /// Chains ended in any process on this file.
     revocations: broadcast::Sender<Revocation>,
+    /// The newest revocation on file when the store was opened: where the
+    /// follower starts.
+    opened_at: i64,
+    /// Set once the follower runs (started by the first `revocations`
+    /// call, on that caller's runtime: an admin command that only changes
+    /// the file starts none).
+    following: std::sync::Once,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -72,13 +79,13 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, brings its schema up to
-    /// date, and starts the writer and the follower of other processes'
-    /// revocations (on the current Tokio runtime).
+    /// date, and starts the writer.
     pub async fn open(path: &Path, lifetimes: Lifetimes) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let writer = Writer::start(&path).await?;
-        let readers = schema::readers(&path, READERS)?;
+        let readers = Readers(Some(schema::readers(&path, READERS)?), path.clone());
         let (revocations, _) = broadcast::channel(1024);
+        let opened_at = follow::newest_on(&readers).await?;
         let store = Self {
             inner: Arc::new(Inner {
                 path,
@@ -86,9 +93,10 @@ impl SqliteStore {
                 writer,
                 lifetimes,
                 revocations,
+                opened_at,
+                following: std::sync::Once::new(),
             }),
         };
-        follow::start(&store).await?;
         Ok(store)
     }
 
@@ -103,9 +111,13 @@ impl SqliteStore {
         SqliteLedger::new(self.clone(), per_minute)
     }
 
-    /// Chains ended in any process on this file (this one included).
+    /// Chains ended in any process on this file (this one included) since
+    /// the store was opened. The first call starts following the file (and
+    /// sweeping it) on the caller's Tokio runtime.
     pub fn revocations(&self) -> broadcast::Receiver<Revocation> {
-        self.inner.revocations.subscribe()
+        let heard = self.inner.revocations.subscribe();
+        self.inner.following.call_once(|| follow::start(self));
+        heard
     }
 
     /// Runs `read` on a reading connection.
@@ -113,15 +125,7 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let connection = self.inner.readers.get().await.map_err(|err| {
-            StoreError::Unavailable(format!("no connection to {}: {err}", self.path().display()))
-        })?;
-        let path = self.inner.path.clone();
-        connection
-            .interact(move |connection| read(connection))
-            .await
-            .map_err(|err| StoreError::Database(format!("a read stopped: {err}")))?
-            .map_err(|err| err.into_store_error(&path))
+        self.inner.readers.read(read).await
     }
 
     /// Runs `change` in the writer's next transaction; returns once that is
@@ -131,6 +135,52 @@ impl SqliteStore {
         change: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.inner.writer.write(change).await
+    }
+}
+
+/// The reading pool. deadpool closes each connection with `spawn_blocking`,
+/// which needs a Tokio runtime: when the last handle of the store goes away
+/// outside one (an admin command, after its runtime), the pool is dropped
+/// inside a small runtime made for it, rather than panicking.
+struct Readers(Option<Pool>, PathBuf);
+
+impl Readers {
+    /// Runs `read` on a reading connection.
+    async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let path = self.1.clone();
+        // Only `Drop` takes the pool out.
+        let Some(pool) = &self.0 else {
+            return Err(StoreError::Poisoned);
+        };
+        let connection = pool.get().await.map_err(|err| {
+            StoreError::Unavailable(format!("no connection to {}: {err}", path.display()))
+        })?;
+        connection
+            .interact(move |connection| read(connection))
+            .await
+            .map_err(|err| StoreError::Database(format!("a read stopped: {err}")))?
+            .map_err(|err| err.into_store_error(&path))
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        let Some(pool) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return drop(pool);
+        }
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => {
+                let _inside = runtime.enter();
+                drop(pool);
+            }
+            // The process is in trouble anyway: leave the connections to
+            // its exit rather than panic.
+            Err(_) => std::mem::forget(pool),
+        }
     }
 }
 

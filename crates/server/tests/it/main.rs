@@ -16,6 +16,7 @@ mod layers;
 mod logs;
 mod metrics;
 mod metrics_port;
+mod metrics_series;
 mod operations;
 mod password_memory;
 mod proxy;

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub bytes_sent: Counter,
     /// `echo_password_hash_seconds`.
     pub password_hash_seconds: Histogram,
+    /// `echo_auth_seconds`: the server's time to answer one `resume`,
+    /// `login` or `register`, what a client waits for in its handshake.
+    pub auth_seconds: Histogram,
     store_operations: Family<OpLabel, Histogram, Timings>,
     revoked: Family<RevokedLabel, Counter>,
     /// `echo_store_up`: 1 while the store answers, 0 while it is known
@@ -89,6 +92,7 @@ impl Metrics {
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
             password_hash_seconds: Timings.new_metric(),
+            auth_seconds: Timings.new_metric(),
             store_operations: Family::new_with_constructor(Timings),
             revoked: Family::default(),
             store_up: Gauge::default(),
@@ -192,6 +196,11 @@ impl Metrics {
             "echo_password_hash_seconds",
             "Time of one password hash or check",
             self.password_hash_seconds.clone(),
+        );
+        registry.register(
+            "echo_auth_seconds",
+            "Time to answer one resume, login or register",
+            self.auth_seconds.clone(),
         );
         registry.register(
             "echo_store_operation_seconds",

@@ -11,6 +11,7 @@ mod auth_sessions;
 mod auth_sources;
 mod binary;
 mod control;
+mod dashboards;
 mod hardening;
 mod layers;
 mod logs;

@@ -6,7 +6,8 @@
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use echo_testkit::{TestServer, auth_config, test_config};
+use echo_proto::ServerMsg;
+use echo_testkit::{PASSWORD, TestServer, auth_config, login, register, test_config};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 use super::metrics::{get, scrape};
@@ -146,5 +147,23 @@ async fn a_connection_closed_without_a_word_is_silent_not_failed() {
     assert_eq!(moved("echo_connections_total"), 2.0);
     assert_eq!(moved("echo_handshakes_total{outcome=\"silent\"}"), 1.0);
     assert_eq!(moved("echo_handshakes_total{outcome=\"failed\"}"), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_answer_to_credentials_is_timed_once() {
+    let (server, http_addr) = TestServer::start_with_metrics(auth_config()).await;
+    let before = scrape(http_addr).await;
+    let (mut client, _) = server.welcomed(register("ann", PASSWORD)).await;
+    drop(client);
+    client = server.connect_raw().await;
+    assert!(matches!(client.recv().await, ServerMsg::AskAuth { .. }));
+    client.send(&login("ann", "not the password at all")).await;
+    assert!(matches!(client.recv().await, ServerMsg::Error { .. }));
+    drop(client);
+    let after = settled(http_addr).await;
+    let count = "echo_auth_seconds_count";
+    assert_eq!(after[count] - before[count], 2.0);
+    assert!(after["echo_auth_seconds_sum"] > 0.0);
     server.stop().await;
 }

@@ -12,6 +12,7 @@ mod auth_sources;
 mod binary;
 mod control;
 mod dashboards;
+mod fail2ban;
 mod hardening;
 mod layers;
 mod logs;

@@ -1,7 +1,8 @@
 //! The operators' tools the configuration in `config/` is written for:
 //! Prometheus' `promtool` (Debian's `prometheus`) and `fail2ban-regex`
-//! (Debian's `fail2ban`). Where one is missing its tests print one line and
-//! pass, unless its variable says `require` (`.ci/run` sets both).
+//! (Debian's `fail2ban`), and `man` for the generated man pages. Where one
+//! is missing its tests print one line and pass, unless its variable says
+//! `require` (`.ci/run` sets them).
 
 use std::{
     path::{Path, PathBuf},
@@ -20,6 +21,14 @@ pub fn promtool() -> Option<PathBuf> {
 pub fn fail2ban_regex() -> Option<PathBuf> {
     static SAID: Once = Once::new();
     tool("fail2ban-regex", "ECHO_TEST_FAIL2BAN", "fail2ban", &SAID)
+}
+
+/// `man`, or `None` (and one line said) when it is not installed, for
+/// rendering `--generate man`. `ECHO_TEST_MAN=require` makes its absence a
+/// failure.
+pub fn man() -> Option<PathBuf> {
+    static SAID: Once = Once::new();
+    tool("man", "ECHO_TEST_MAN", "man-db", &SAID)
 }
 
 /// The workspace's root, where `config/` is.

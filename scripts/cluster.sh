@@ -54,6 +54,11 @@ show_log() {
     fi
 }
 
+# nap SECONDS: a pause in a polling loop. Its standard error is the
+# shell's own, where bash reports a child killed meanwhile ("Killed ...");
+# the script says that in its own words.
+nap() { sleep "$1"; } 2>/dev/null
+
 # describe_status STATUS: "status 137 (SIGKILL)", as wait reports it.
 describe_status() {
     local name
@@ -186,7 +191,7 @@ launch() {
             show_log "server $i" "$out"
             return 1
         fi
-        sleep 0.1
+        nap 0.1
     done
     say "server $i (pid $server_pid) did not say it was listening within 10 s; stopping it"
     show_log "server $i" "$out"
@@ -246,7 +251,7 @@ start_servers() {
         for _ in $(seq 1 150); do
             [ -s "$work/s$i/port" ] && break
             kill -0 "${supervisors[i - 1]}" 2>/dev/null || { say "server $i did not start"; exit 1; }
-            sleep 0.1
+            nap 0.1
         done
         [ -s "$work/s$i/port" ] || { say "server $i did not start within 15 s"; exit 1; }
         export "ECHO_S${i}_PORT=$(cat "$work/s$i/port")"
@@ -271,7 +276,7 @@ start_haproxy() {
     for _ in $(seq 1 150); do
         kill -0 "$haproxy_pid" 2>/dev/null || ended HAProxy "$haproxy_pid" "$work/haproxy.log"
         haproxy_up && return 0
-        sleep 0.1
+        nap 0.1
     done
     say "HAProxy's health checks did not see every server up within 15 s"
     show_log HAProxy "$work/haproxy.log"
@@ -313,7 +318,7 @@ watch() {
     while true; do
         kill -0 "$haproxy_pid" 2>/dev/null || ended HAProxy "$haproxy_pid" "$work/haproxy.log"
         kill -0 "$pg_pid" 2>/dev/null || ended PostgreSQL "$pg_pid" "$work/pg/postgres.log"
-        sleep 0.5
+        nap 0.5
     done
 }
 

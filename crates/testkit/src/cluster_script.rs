@@ -49,6 +49,7 @@ pub struct ServerLine {
 pub struct Banner {
     pub servers: Vec<ServerLine>,
     pub postgres_pid: i32,
+    pub haproxy_pid: i32,
     /// The directory the script made (and removes when it stops).
     pub work: PathBuf,
 }
@@ -209,7 +210,7 @@ fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 }
 
 /// `  server 1:  pid P, 127.0.0.1:PORT, /healthz on :H, log PATH` lines,
-/// the database's pid and the work directory.
+/// the pids of PostgreSQL and HAProxy, and the work directory.
 fn parse_banner(out: &str) -> Banner {
     let servers = out
         .lines()
@@ -224,14 +225,16 @@ fn parse_banner(out: &str) -> Banner {
             }
         })
         .collect();
-    let postgres_pid = out
-        .lines()
-        .find_map(|line| line.trim_start().strip_prefix("database:"))
-        .and_then(|rest| rest.split("(pid ").nth(1))
-        .and_then(|rest| rest.split(',').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    // `  database:  URL (pid P, log ...)`, `  haproxy:   pid P, ...`
+    let pid_of = |label: &str| -> i32 {
+        out.lines()
+            .find_map(|line| line.trim_start().strip_prefix(label))
+            .and_then(|rest| rest.split("pid ").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     let work = out
         .lines()
         .find_map(|line| line.strip_prefix("Ctrl-C stops everything and removes "))
@@ -239,7 +242,8 @@ fn parse_banner(out: &str) -> Banner {
         .into();
     Banner {
         servers,
-        postgres_pid,
+        postgres_pid: pid_of("database:"),
+        haproxy_pid: pid_of("haproxy:"),
         work,
     }
 }

@@ -1,7 +1,7 @@
 //! `scripts/cluster.sh` supervises its servers: one killed with `kill -9`
 //! is logged, taken out by HAProxy, its clients resume on another server
 //! with their tokens, and the script starts it again on the same ports;
-//! PostgreSQL ending stops the cluster, saying so.
+//! PostgreSQL or HAProxy ending stops the cluster, saying which.
 #![allow(clippy::unwrap_used)]
 
 use std::{
@@ -15,9 +15,10 @@ use echo_proto::{
 };
 use echo_testkit::{
     PASSWORD,
-    cluster::{Answer, Client, UNLIMITED, dial_from},
+    cluster::{Answer, Client, UNLIMITED, dial_from, try_dial_from},
     cluster_script::{Banner, ClusterScript, Ports, http_get},
     haproxy::{haproxy, statuses},
+    login,
     postgres::Postgres,
     register, resume, wait_until,
 };
@@ -71,9 +72,19 @@ fn still_echoes(client: &mut Client) -> bool {
 }
 
 /// A new connection through the balancer, resumed with `token`: the next
-/// token, and the client.
+/// token, and the client. Until HAProxy's checks have taken a dead server
+/// out, a connection sent to it is closed before `hello`: the client tries
+/// again, as a real one would (20 times at most, 0.2 s apart).
 fn resume_through(lb: SocketAddr, token: &Secret) -> (Client, Secret) {
-    let mut client = Client::over(dial_from(FROM, lb));
+    let stream = (0..20)
+        .find_map(|_| {
+            try_dial_from(FROM, lb).or_else(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                None
+            })
+        })
+        .expect("no server answered through the balancer in 20 tries");
+    let mut client = Client::over(stream);
     match client.ask(&resume(token)) {
         Answer::Welcome(next) => (client, next),
         other => panic!("resume through the balancer: {other:?}"),
@@ -93,13 +104,10 @@ fn restarted_pid(script: &ClusterScript, n: usize) -> i32 {
     rest.split(' ').next().unwrap().parse().unwrap()
 }
 
-#[test]
-fn a_killed_server_is_logged_its_clients_resume_and_the_script_restarts_it() {
-    let Some((mut script, banner, _config)) = cluster_up() else {
-        return;
-    };
-    let lb = script.ports.lb_addr();
-    let mut clients: Vec<(Client, Secret)> = (0..6)
+/// Six clients through the balancer, each registered: the clients and
+/// their tokens.
+fn registered_clients(lb: SocketAddr) -> Vec<(Client, Secret)> {
+    (0..6)
         .map(|i| {
             let mut client = Client::over(dial_from(FROM, lb));
             match client.ask(&register(&format!("k{i}"), PASSWORD)) {
@@ -107,17 +115,14 @@ fn a_killed_server_is_logged_its_clients_resume_and_the_script_restarts_it() {
                 other => panic!("{other:?}"),
             }
         })
-        .collect();
-    // leastconn spreads six clients over the three; kill one that has some.
-    let (victim, before) = (0..3)
-        .map(|i| (i, connections(&banner.servers[i].log)))
-        .find(|(_, n)| *n > 0)
-        .expect("no server got a client");
-    let old_pid = banner.servers[victim].pid;
-    let killed = Instant::now();
-    nix::sys::signal::kill(Pid::from_raw(old_pid), Signal::SIGKILL).unwrap();
+        .collect()
+}
+
+/// Each client whose connection died comes back through the balancer and
+/// resumes with its token; how many did.
+fn resume_the_dead(lb: SocketAddr, clients: &mut [(Client, Secret)]) -> usize {
     let mut resumed = 0;
-    for (client, token) in &mut clients {
+    for (client, token) in clients {
         if still_echoes(client) {
             continue;
         }
@@ -126,39 +131,65 @@ fn a_killed_server_is_logged_its_clients_resume_and_the_script_restarts_it() {
         (*client, *token) = (again, next);
         resumed += 1;
     }
-    let resumed_in = killed.elapsed();
-    assert_eq!(resumed, before, "every client of the killed server resumed");
-    let n = victim + 1;
+    resumed
+}
+
+/// Server `i` (from 0), killed as `old_pid`: the script says it died and
+/// restarted it, and its `/healthz` answers 200 again.
+fn assert_logged_and_restarted(script: &ClusterScript, i: usize, old_pid: i32) {
+    let n = i + 1;
     let death = format!("cluster.sh: server {n} (pid {old_pid}) exited with status 137 (SIGKILL)");
     assert!(
         script.stderr_says(&death, Duration::from_secs(10)),
         "{}",
         script.said()
     );
-    let new_pid = restarted_pid(&script, n);
-    assert_ne!(new_pid, old_pid);
-    let health = script.ports.health[victim];
+    assert_ne!(restarted_pid(script, n), old_pid);
+    let health = script.ports.health[i];
     let healthy = wait_until(Duration::from_secs(20), || {
         http_get(health, "/healthz").is_some_and(|(code, _)| code == 200)
     });
     assert!(healthy, "/healthz never 200 again: {}", script.said());
+}
+
+#[test]
+fn a_killed_server_is_logged_its_clients_resume_and_the_script_restarts_it() {
+    let Some((mut script, banner, _config)) = cluster_up() else {
+        return;
+    };
+    let lb = script.ports.lb_addr();
+    let mut clients = registered_clients(lb);
+    // leastconn spreads six clients over the three; kill one that has some.
+    let (victim, before) = (0..3)
+        .map(|i| (i, connections(&banner.servers[i].log)))
+        .find(|(_, n)| *n > 0)
+        .expect("no server got a client");
+    let old_pid = banner.servers[victim].pid;
+    let killed = Instant::now();
+    nix::sys::signal::kill(Pid::from_raw(old_pid), Signal::SIGKILL).unwrap();
+    let resumed = resume_the_dead(lb, &mut clients);
+    let resumed_in = killed.elapsed();
+    assert_eq!(resumed, before, "every client of the killed server resumed");
+    assert_logged_and_restarted(&script, victim, old_pid);
     let back_in = killed.elapsed();
     let all_up = wait_until(Duration::from_secs(20), || {
         statuses(script.ports.stats) == ["UP", "UP", "UP"]
     });
     assert!(all_up, "HAProxy: {:?}", statuses(script.ports.stats));
     eprintln!(
-        "cluster.sh, kill -9 of server {n}: {resumed} client(s) resumed in {resumed_in:?}, \
-         server back (/healthz 200) in {back_in:?}"
+        "cluster.sh, kill -9 of server {}: {resumed} client(s) resumed in {resumed_in:?}, \
+         server back (/healthz 200) in {back_in:?}, UP in HAProxy in {:?}",
+        victim + 1,
+        killed.elapsed()
     );
     // leastconn sends new clients to the restarted server, the one with
     // none: within a few connections its log shows one.
-    let log = &banner.servers[victim].log;
     let mut held = Vec::new();
     let routed = (0..10).any(|_| {
-        held.push(resume_through(lb, &clients[0].1));
-        clients[0].1 = held.last().unwrap().1.clone();
-        connections(log) > before
+        let mut client = Client::over(dial_from(FROM, lb));
+        client.ask(&login("k0", PASSWORD));
+        held.push(client);
+        connections(&banner.servers[victim].log) > before
     });
     assert!(routed, "HAProxy sent nothing to the restarted server");
     for (client, _) in &mut clients {
@@ -169,24 +200,41 @@ fn a_killed_server_is_logged_its_clients_resume_and_the_script_restarts_it() {
     assert_eq!(script.processes_left(), Vec::<String>::new());
 }
 
-#[test]
-fn postgres_ending_stops_the_cluster_saying_so() {
+/// Kills `what` (its pid in the banner) with SIGKILL under the script: the
+/// script must stop the cluster, saying which ended, with its log's last
+/// lines.
+fn ending_stops_the_cluster(what: &str, pid_of: fn(&Banner) -> i32) {
     let Some((mut script, banner, _config)) = cluster_up() else {
         return;
     };
-    let pid = banner.postgres_pid;
+    let pid = pid_of(&banner);
     nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     let status = script.wait_exit(Duration::from_secs(60));
     let status = status.unwrap_or_else(|| panic!("still running: {}", script.said()));
     assert!(!status.success(), "{}", script.said());
     let stderr = script.stderr();
-    let line = format!("cluster.sh: PostgreSQL (pid {pid}) ended; stopping the cluster");
-    assert!(stderr.contains(&line), "{}", script.said());
+    let line = format!("cluster.sh: {what} (pid {pid}) ");
     assert!(
-        stderr.contains("cluster.sh: the last lines of PostgreSQL's log"),
+        stderr.contains(&line) && stderr.contains("; stopping the cluster\n"),
+        "{}",
+        script.said()
+    );
+    assert!(
+        stderr.contains(&format!("cluster.sh: the last lines of {what}'s log"))
+            || stderr.contains(&format!("cluster.sh: {what}'s log (")),
         "{}",
         script.said()
     );
     assert!(!banner.work.exists(), "{}", banner.work.display());
     assert_eq!(script.processes_left(), Vec::<String>::new());
+}
+
+#[test]
+fn postgres_ending_stops_the_cluster_saying_so() {
+    ending_stops_the_cluster("PostgreSQL", |banner| banner.postgres_pid);
+}
+
+#[test]
+fn haproxy_ending_stops_the_cluster_saying_so() {
+    ending_stops_the_cluster("HAProxy", |banner| banner.haproxy_pid);
 }

@@ -34,7 +34,9 @@
 #                                instead of waiting for Ctrl-C; it sees
 #                                ECHO_STORE_URL, ECHO_SERVER_BIN and the ports
 #                                above; the cluster stops when it ends
-#                                (scripts/bench-balancer.sh uses it)
+#                                (scripts/bench-balancer.sh uses it; servers
+#                                are still restarted meanwhile, HAProxy and
+#                                PostgreSQL not watched)
 #   TMPDIR=/tmp                  where the cluster's directory is made
 # Needs Debian's postgresql and haproxy packages, and python3.
 set -euo pipefail

@@ -9,6 +9,7 @@
 //!   [`login`], [`resume`]) and one [`PASSWORD`];
 //! - [`postgres`]: a throwaway PostgreSQL cluster per test, [`haproxy`],
 //!   and [`cluster`]: several real servers on one PostgreSQL;
+//!   [`cluster_script`]: `scripts/cluster.sh` run by a test;
 //! - [`certs`], [`ManualClock`], [`wait_until`], and the store
 //!   [`conformance`] suite.
 //!
@@ -21,6 +22,7 @@
 pub mod certs;
 mod client;
 pub mod cluster;
+pub mod cluster_script;
 pub mod conformance;
 pub mod docs;
 pub mod generated;

@@ -13,7 +13,7 @@ use echo_server::{
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
-    store::{Store, StoreError, postgres::schema},
+    store::{StoreError, postgres::schema},
 };
 
 /// Administration: on the store directly, or through a running server.
@@ -117,7 +117,7 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
     };
-    let output = carry_out(&config, request)?;
+    let output = carry_out(&config, args.port, request)?;
     print!("{output}");
     if !output.is_empty() && !output.ends_with('\n') {
         println!();
@@ -125,20 +125,22 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Carries `request` out on the store directly when no server holds it,
-/// else through the running server's control socket; what to print.
-fn carry_out(config: &ServerConfig, request: ControlRequest) -> anyhow::Result<String> {
+/// Carries `request` out: `clients` and `kick` through the control sockets
+/// of the live servers of the data directory (every one, or the one on
+/// `port`), whatever their store, without opening it; the store's commands
+/// on the store directly when no server holds it, else through the control
+/// socket of the server that does. What to print.
+fn carry_out(
+    config: &ServerConfig,
+    port: Option<u16>,
+    request: ControlRequest,
+) -> anyhow::Result<String> {
+    let dir = &config.store.data_dir;
+    if request.reaches_every_server() {
+        return control::request(dir, port, &request).map_err(anyhow::Error::msg);
+    }
     let runtime = crate::setup::small_runtime()?;
     match runtime.block_on(crate::setup::open_store(config)) {
-        // Live connections are the running server's own, whatever the store.
-        Ok(Store::Postgres(_))
-            if matches!(
-                request,
-                ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
-            ) =>
-        {
-            control::request(&config.store.data_dir, &request)
-        }
         // The file store, no server holding it; or the shared database,
         // which any number of servers use while this changes it (they hear
         // of ended sessions from the database).
@@ -148,7 +150,7 @@ fn carry_out(config: &ServerConfig, request: ControlRequest) -> anyhow::Result<S
             runtime.block_on(control::run(&store, request, min, now, None))
         }
         // A server holds the file store: ask that server.
-        Err(StoreError::InUse { .. }) => control::request(&config.store.data_dir, &request),
+        Err(StoreError::InUse { .. }) => control::request(dir, port, &request),
         Err(err) => return Err(err.into()),
     }
     .map_err(anyhow::Error::msg)

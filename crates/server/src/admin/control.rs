@@ -68,10 +68,21 @@ pub enum ControlRequest {
         /// Whose.
         user: String,
     },
-    /// `session revoke USER`.
+    /// `session revoke USER [--id ID]`.
     SessionRevoke {
         /// Whose.
         user: String,
+        /// Only this session (its id as `session list` shows it); every
+        /// one of the user's without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// `ident list`.
+    IdentList,
+    /// `ident forget ADDRESS`.
+    IdentForget {
+        /// The IP address.
+        address: String,
     },
     /// `clients [--json]`.
     Clients {
@@ -220,29 +231,46 @@ pub async fn run<S: UserStore>(
             done
         }
         ControlRequest::SessionList { user } => ops::list_sessions(store, &user, now).await?,
-        ControlRequest::SessionRevoke { user } => {
+        ControlRequest::SessionRevoke { user, id: None } => {
             let user = stored(store, user).await;
             let done = ops::revoke_sessions(store, &user).await?;
             end_sessions(&user);
             done
         }
+        ControlRequest::SessionRevoke { user, id: Some(id) } => {
+            let user = stored(store, user).await;
+            let (chain, done) = ops::revoke_session(store, &user, &id, now).await?;
+            if let Some(live) = live {
+                live.sessions.revoke_chain(chain);
+            }
+            done
+        }
+        ControlRequest::IdentList => ops::list_identities(store, now).await?,
+        ControlRequest::IdentForget { address } => ops::forget_identity(store, &address).await?,
         ControlRequest::Clients { json } => clients(live.ok_or(ControlError::NotRunning)?, json)?,
         ControlRequest::Kick { id, user } => {
-            let live = live.ok_or(ControlError::NotRunning)?;
-            match (id, user) {
-                (Some(id), None) if live.clients.kick_id(&id) => {
-                    format!("connection {id} kicked")
-                }
-                (Some(id), None) => return Err(ControlError::NoConnection(id)),
-                (None, Some(user)) => {
-                    let user = stored(store, user).await;
-                    let count = live.clients.kick_user(&user);
-                    format!("{count} connection(s) of {user} kicked")
-                }
-                _ => return Err(ControlError::KickWhom),
-            }
+            kick(store, live.ok_or(ControlError::NotRunning)?, id, user).await?
         }
     })
+}
+
+/// `kick ID` or `kick --user NAME` on this server's connections.
+async fn kick<S: UserStore>(
+    store: &S,
+    live: &Live,
+    id: Option<String>,
+    user: Option<String>,
+) -> Result<String, ControlError> {
+    match (id, user) {
+        (Some(id), None) if live.clients.kick_id(&id) => Ok(format!("connection {id} kicked")),
+        (Some(id), None) => Err(ControlError::NoConnection(id)),
+        (None, Some(user)) => {
+            let user = stored(store, user).await;
+            let count = live.clients.kick_user(&user);
+            Ok(format!("{count} connection(s) of {user} kicked"))
+        }
+        _ => Err(ControlError::KickWhom),
+    }
 }
 
 /// The user as stored, whatever the spelling given.
@@ -299,6 +327,8 @@ impl ControlRequest {
             ControlRequest::UserPasswd { .. } => "user_passwd",
             ControlRequest::SessionList { .. } => "session_list",
             ControlRequest::SessionRevoke { .. } => "session_revoke",
+            ControlRequest::IdentList => "ident_list",
+            ControlRequest::IdentForget { .. } => "ident_forget",
             ControlRequest::Clients { .. } => "clients",
             ControlRequest::Kick { .. } => "kick",
         }

@@ -86,6 +86,8 @@ pub enum Revoked {
 pub enum StoreOp {
     identity,
     remember_identity,
+    identities,
+    forget_identity,
     familiar_since,
     note_familiar,
     user,

@@ -106,7 +106,10 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
     };
     let (mut first, _) = server.welcomed(login.clone()).await;
     // A revocation ends the live connections it covers.
-    let revoke = ControlRequest::SessionRevoke { user: "ANN".into() };
+    let revoke = ControlRequest::SessionRevoke {
+        user: "ANN".into(),
+        id: None,
+    };
     assert_eq!(
         ask(&dir, revoke).await.unwrap(),
         "1 session(s) of ann revoked"

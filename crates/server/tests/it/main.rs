@@ -11,6 +11,7 @@ mod auth_sessions;
 mod auth_sources;
 mod binary;
 mod control;
+mod control_ids;
 mod control_servers;
 mod hardening;
 mod layers;

@@ -56,10 +56,7 @@ pub fn request(
 /// The control connection of each live server of `dir` (or of the one on
 /// `port`), by port; a server that refuses the connection (another user's)
 /// is there with the error. None: [`ControlError::NoServer`].
-fn live_servers(
-    dir: &Path,
-    port: Option<u16>,
-) -> Result<Vec<Reached>, ControlError> {
+fn live_servers(dir: &Path, port: Option<u16>) -> Result<Vec<Reached>, ControlError> {
     let ports = match port {
         Some(port) => vec![port],
         None => socket_ports(dir),

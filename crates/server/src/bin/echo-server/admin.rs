@@ -1,4 +1,4 @@
-//! `echo-server user …`, `session …`, `clients`, `kick` (and `tls
+//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick` (and `tls
 //! fingerprint`, which only reads the certificate, and `db status`): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
@@ -26,6 +26,10 @@ pub(crate) enum Admin {
     /// Manage session tokens
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Names known by address (identification mode; in auth mode, the user
+    /// offered to an address)
+    #[command(subcommand)]
+    Ident(IdentCommand),
     /// List the live connections of the running server (id, peer, user,
     /// state, connected since, messages served)
     Clients {
@@ -78,10 +82,23 @@ pub(crate) enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionCommand {
-    /// List a user's live sessions
+    /// List a user's live sessions (id, started, last used, expires)
     List { user: String },
-    /// Revoke all of a user's sessions
-    Revoke { user: String },
+    /// Revoke a user's sessions: all of them, or the one --id names
+    Revoke {
+        user: String,
+        /// Only this session (its id as `session list` shows it)
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentCommand {
+    /// List the addresses with a known name (address, name, last seen)
+    List,
+    /// Forget an address's name: its next visit is greeted as new
+    Forget { address: String },
 }
 
 pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
@@ -113,7 +130,11 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
             password: read_password(true)?,
         },
         Admin::Session(SessionCommand::List { user }) => ControlRequest::SessionList { user },
-        Admin::Session(SessionCommand::Revoke { user }) => ControlRequest::SessionRevoke { user },
+        Admin::Session(SessionCommand::Revoke { user, id }) => {
+            ControlRequest::SessionRevoke { user, id }
+        }
+        Admin::Ident(IdentCommand::List) => ControlRequest::IdentList,
+        Admin::Ident(IdentCommand::Forget { address }) => ControlRequest::IdentForget { address },
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
     };

@@ -2,9 +2,9 @@
 //! socket of its own in the data directory, `control.PORT.sock` (its port
 //! in the name, so several servers of one directory are each reachable;
 //! mode 0600, served only to the server's own user id, checked with
-//! `SO_PEERCRED`). `echo-server user …`, `session …`, `clients` and `kick`
-//! send one [`ControlRequest`] and print the reply; with no server running,
-//! the same [`run`] works on the store directly.
+//! `SO_PEERCRED`). `echo-server user …`, `session …`, `ident …`, `clients`
+//! and `kick` send one [`ControlRequest`] and print the reply; with no
+//! server running, the same [`run`] works on the store directly.
 //!
 //! The socket speaks the main port's framing (a 4-byte length, then JSON):
 //! one request, one [`ControlReply`], then the server closes. `socket`

@@ -11,6 +11,8 @@ mod auth_sessions;
 mod auth_sources;
 mod binary;
 mod control;
+mod control_ids;
+mod control_servers;
 mod dashboards;
 mod fail2ban;
 mod hardening;

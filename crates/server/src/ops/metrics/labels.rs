@@ -93,6 +93,8 @@ label_values! {
     pub enum StoreOp {
         identity,
         remember_identity,
+        identities,
+        forget_identity,
         familiar_since,
         note_familiar,
         user,

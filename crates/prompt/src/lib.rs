@@ -66,7 +66,7 @@ fn ask_inner<T: std::fmt::Display + Clone>(
         match (answer.is_empty(), default) {
             (true, Some(default)) => return Ok(default.clone()),
             (true, None) => {
-                writeln!(output, "An answer is needed.")?;
+                writeln!(output, "an answer is needed")?;
                 continue;
             }
             (false, _) => {}
@@ -83,10 +83,10 @@ fn ask_inner<T: std::fmt::Display + Clone>(
 pub fn parse_listen_port(text: &str) -> Result<u16, String> {
     match text.parse::<u32>() {
         Ok(port) => u16::try_from(port).map_err(|_| {
-            format!("{text} is out of range: a port is from 0 (any free port) to 65535.")
+            format!("{text} is out of range: a port is from 0 (any free port) to 65535")
         }),
         Err(_) => Err(format!(
-            "{text:?} is not a number: a port is from 0 (any free port) to 65535."
+            "{text:?} is not a number: a port is from 0 (any free port) to 65535"
         )),
     }
 }
@@ -96,11 +96,9 @@ pub fn parse_listen_port(text: &str) -> Result<u16, String> {
 pub fn parse_port(text: &str) -> Result<u16, String> {
     match text.parse::<u32>() {
         Ok(port @ 1..=65535) => Ok(port as u16),
-        Ok(_) => Err(format!(
-            "{text} is out of range: a port is from 1 to 65535."
-        )),
+        Ok(_) => Err(format!("{text} is out of range: a port is from 1 to 65535")),
         Err(_) => Err(format!(
-            "{text:?} is not a number: a port is from 1 to 65535."
+            "{text:?} is not a number: a port is from 1 to 65535"
         )),
     }
 }
@@ -113,10 +111,15 @@ pub fn parse_switch(text: &str) -> Result<bool, String> {
         "1" | "true" | "yes" | "y" | "on" => Ok(true),
         "0" | "false" | "no" | "n" | "off" => Ok(false),
         _ => Err(format!(
-            "{text:?} is not a switch: use 1 or 0 (true/false, yes/no, on/off)."
+            "{text:?} is not a switch: use 1 or 0 (true/false, yes/no, on/off)"
         )),
     }
 }
+
+/// What a mismatched confirmation of [`hidden`] prints, after dialoguer's
+/// `error: `: the style of every error line of the binaries (lower case,
+/// no period).
+pub const MISMATCH: &str = "the two answers differ; once more";
 
 /// Asks for a secret on the terminal without echoing it; with `confirm`,
 /// asks twice and again until both answers match. An empty answer is asked
@@ -124,8 +127,7 @@ pub fn parse_switch(text: &str) -> Result<bool, String> {
 pub fn hidden(label: &str, confirm: bool) -> io::Result<String> {
     let mut question = dialoguer::Password::new().with_prompt(label);
     if confirm {
-        question =
-            question.with_confirmation(format!("{label} again"), "The two differ; once more.");
+        question = question.with_confirmation(format!("{label} again"), MISMATCH);
     }
     question.interact().map_err(|err| match err {
         dialoguer::Error::IO(err) => err,
@@ -158,7 +160,7 @@ pub fn parse_host(text: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "{text:?} is not a host name or address: use letters, digits, hyphens and dots, \
-             or an IP address."
+             or an IP address"
         ))
     }
 }
@@ -245,6 +247,26 @@ mod tests {
     }
 
     #[test]
+    fn messages_start_in_lower_case_and_end_without_a_period() {
+        // They end up in `echo-server: invalid ECHO_SERVER_PORT=...: ...`
+        // lines, and dialoguer prints MISMATCH after `error: `.
+        let messages = [
+            parse_port("abc").unwrap_err(),
+            parse_port("0").unwrap_err(),
+            parse_listen_port("abc").unwrap_err(),
+            parse_listen_port("70000").unwrap_err(),
+            parse_switch("maybe").unwrap_err(),
+            parse_host("bad host").unwrap_err(),
+            MISMATCH.to_owned(),
+        ];
+        for message in messages {
+            assert!(!message.ends_with('.'), "{message}");
+            let first = message.trim_start_matches('"').chars().next().unwrap();
+            assert!(!first.is_uppercase(), "{message}");
+        }
+    }
+
+    #[test]
     fn a_required_answer_is_asked_until_given() {
         let mut output = Vec::new();
         let name = ask_required(&mut "\n  Ann \n".as_bytes(), &mut output, "Name", |s| {
@@ -254,7 +276,7 @@ mod tests {
         assert_eq!(name, "Ann");
         assert_eq!(
             String::from_utf8(output).unwrap(),
-            "Name: An answer is needed.\nName: "
+            "Name: an answer is needed\nName: "
         );
         let err = ask_required(&mut "".as_bytes(), &mut Vec::new(), "Name", |s| {
             Ok(s.to_owned())

@@ -108,6 +108,10 @@ impl<S: UserStore> Server<S> {
     ) -> Result<(), ServeError> {
         let passwords = Passwords::start(self.config.auth.password_workers).await?;
         let metrics = Arc::new(Metrics::new());
+        let cap = self.config.limits.max_connections;
+        metrics
+            .connections_max
+            .set(i64::try_from(cap).unwrap_or(i64::MAX));
         let store = Timed::new(self.store, Arc::clone(&metrics));
         let ledger = self.ledger.unwrap_or_else(|| {
             Arc::new(MemoryLedger::new(

@@ -12,7 +12,7 @@ use echo_proto::{
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 
-use crate::{ServerProcess, after_hello_blocking, connect_blocking, postgres::Postgres};
+use crate::{ServerProcess, connect_blocking, postgres::Postgres};
 
 /// Password attempts a minute per address, unless a test is about them:
 /// every test here logs in many times from 127.0.0.1.
@@ -157,9 +157,22 @@ impl Client {
 /// Connects to `addr` from the loopback address `source` (any of
 /// 127.0.0.0/8), reads `hello`, and sets a 10 s read timeout.
 pub fn dial_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{source}:0").parse().unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    after_hello_blocking(socket.into())
+    try_dial_from(source, addr).unwrap_or_else(|| panic!("no hello from {addr}"))
+}
+
+/// [`dial_from`], or `None` when the connection is refused or closed
+/// before `hello` (a balancer that found no live server).
+pub fn try_dial_from(source: &str, addr: SocketAddr) -> Option<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    let local: SocketAddr = format!("{source}:0").parse().ok()?;
+    socket.bind(&local.into()).ok()?;
+    socket.connect(&addr.into()).ok()?;
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    match stream.recv_msg::<ServerMsg>() {
+        Ok(Some(ServerMsg::Hello { .. })) => Some(stream),
+        _ => None,
+    }
 }

@@ -30,15 +30,10 @@ pub fn check_generated(binary: &Path, program: &str, flag: &str) {
         }
     }
     let page = write(binary, "man", &dir.path().join(format!("{program}.1")));
-    if !which("man") {
-        let why = "man is not installed (apt-get install man-db)";
-        if std::env::var("ECHO_TEST_MAN").as_deref() == Ok("require") {
-            panic!("ECHO_TEST_MAN=require, but {why}");
-        }
-        eprintln!("skipped: rendering the man page: {why}");
+    let Some(man) = crate::tools::man() else {
         return;
-    }
-    let rendered = run(Command::new("man")
+    };
+    let rendered = run(Command::new(man)
         .arg("-l")
         .arg(&page)
         .env("MANWIDTH", "100")

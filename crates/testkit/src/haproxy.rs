@@ -25,3 +25,21 @@ pub fn haproxy() -> Option<PathBuf> {
     }
     found
 }
+
+/// Each of `s1`, `s2`, `s3` as HAProxy's health checks see it (`UP`,
+/// `DOWN`, ...), read from its status page on `stats_port` (`/stats;csv`);
+/// empty when the page does not answer.
+pub fn statuses(stats_port: u16) -> Vec<String> {
+    let Some((_, csv)) = crate::cluster_script::http_get(stats_port, "/stats;csv") else {
+        return Vec::new();
+    };
+    ["s1", "s2", "s3"]
+        .iter()
+        .filter_map(|name| {
+            let line = csv
+                .lines()
+                .find(|l| l.starts_with(&format!("echo_servers,{name},")))?;
+            Some(line.split(',').nth(17)?.split(' ').next()?.to_owned())
+        })
+        .collect()
+}

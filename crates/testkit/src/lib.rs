@@ -9,17 +9,20 @@
 //!   [`login`], [`resume`]) and one [`PASSWORD`];
 //! - [`postgres`]: a throwaway PostgreSQL cluster per test, [`haproxy`],
 //!   and [`cluster`]: several real servers on one PostgreSQL;
+//!   [`cluster_script`]: `scripts/cluster.sh` run by a test;
 //! - [`certs`], [`ManualClock`], [`wait_until`], and the store
 //!   [`conformance`] suite.
 //!
-//! Tests that need PostgreSQL or HAProxy print one line and pass where they
-//! are missing, unless `ECHO_TEST_POSTGRES=require` /
-//! `ECHO_TEST_HAPROXY=require`.
+//! Tests that need PostgreSQL, HAProxy, `promtool` or `fail2ban-regex`
+//! ([`tools`]) print one line and pass where they are missing, unless
+//! `ECHO_TEST_POSTGRES=require` / `ECHO_TEST_HAPROXY=require` /
+//! `ECHO_TEST_PROMETHEUS=require` / `ECHO_TEST_FAIL2BAN=require`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod certs;
 mod client;
 pub mod cluster;
+pub mod cluster_script;
 pub mod conformance;
 pub mod docs;
 pub mod generated;
@@ -27,6 +30,7 @@ pub mod haproxy;
 pub mod postgres;
 mod process;
 mod server;
+pub mod tools;
 mod wait;
 
 pub use client::*;

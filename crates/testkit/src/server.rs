@@ -62,12 +62,27 @@ impl TestServer {
         data: tempfile::TempDir,
         clock: Option<Arc<dyn Clock>>,
     ) -> Self {
-        let control = echo_server::control::bind(data.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let control = echo_server::control::bind(data.path(), port).unwrap();
         let mut server = Server::new(config, store.clone()).with_control_socket(control);
         if let Some(clock) = clock {
             server = server.with_clock(clock);
         }
-        Self::serve(server, store, data).await
+        Self::serve_on(server, listener, store, data)
+    }
+
+    /// A server whose control socket is in `dir` (its store in a directory
+    /// of its own): several of them share `dir` as servers of one
+    /// PostgreSQL database share a data directory.
+    pub async fn start_with_control_in(config: ServerConfig, dir: &std::path::Path) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let control = echo_server::control::bind(dir, port).unwrap();
+        let server = Server::new(config, store.clone()).with_control_socket(control);
+        Self::serve_on(server, listener, store, data)
     }
 
     /// A server that also serves `/metrics` and `/healthz`; returns the
@@ -77,15 +92,12 @@ impl TestServer {
         let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let server = Server::new(config, store.clone())
             .with_metrics_listener(http)
-            .with_control_socket(echo_server::control::bind(data.path()).unwrap());
-        (Self::serve(server, store, data).await, http_addr)
-    }
-
-    async fn serve(server: Server<FileStore>, store: FileStore, data: tempfile::TempDir) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve_on(server, listener, store, data)
+            .with_control_socket(echo_server::control::bind(data.path(), port).unwrap());
+        (Self::serve_on(server, listener, store, data), http_addr)
     }
 
     fn serve_on(
@@ -131,10 +143,10 @@ impl TestServer {
 
     fn start_blocking_on(config: ServerConfig, data: tempfile::TempDir, bind: &str) -> Self {
         let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
-        let control = echo_server::control::bind(data.path()).unwrap();
         let listener = std::net::TcpListener::bind(bind).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
+        let control = echo_server::control::bind(data.path(), addr.port()).unwrap();
         let server = Server::new(config, store.clone()).with_control_socket(control);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();

@@ -1,29 +1,29 @@
-//! Administration of a running server: a Unix socket in the data directory
-//! (`control.sock`, mode 0600, served only to the server's own user id,
-//! checked with `SO_PEERCRED`). `echo-server user …`, `session …`,
-//! `clients` and `kick` send one [`ControlRequest`] and print the reply;
-//! with no server running, the same [`run`] works on the store directly.
+//! Administration of a running server: each server listens on a Unix
+//! socket of its own in the data directory, `control.PORT.sock` (its port
+//! in the name, so several servers of one directory are each reachable;
+//! mode 0600, served only to the server's own user id, checked with
+//! `SO_PEERCRED`). `echo-server user …`, `session …`, `ident …`, `clients`
+//! and `kick` send one [`ControlRequest`] and print the reply; with no
+//! server running, the same [`run`] works on the store directly.
 //!
 //! The socket speaks the main port's framing (a 4-byte length, then JSON):
-//! one request, one [`ControlReply`], then the server closes.
+//! one request, one [`ControlReply`], then the server closes. `socket`
+//! is the server's side, `reach` the admin commands'.
+
+mod reach;
+mod socket;
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
-use echo_proto::{
-    Secret,
-    ext::{AsyncFrameRead, AsyncFrameWrite, BlockingFrameRead, BlockingFrameWrite},
-};
+use echo_proto::Secret;
 use serde::{Deserialize, Serialize};
-use tokio::{
-    net::{UnixListener, UnixStream},
-    time::timeout,
-};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+
+pub use reach::request;
+pub(crate) use socket::serve;
+pub use socket::{ControlSocket, bind};
 
 use crate::{
     admin::ops,
@@ -32,12 +32,11 @@ use crate::{
     store::UserStore,
 };
 
-/// File name of the control socket in the data directory.
-pub const CONTROL_SOCKET: &str = "control.sock";
-/// Time a control client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request read.
-const MAX_REQUEST: usize = 64 * 1024;
+/// The control socket of the server listening on `port`, in the data
+/// directory `dir`: `dir/control.PORT.sock`.
+pub fn socket_path(dir: &Path, port: u16) -> PathBuf {
+    dir.join(format!("control.{port}.sock"))
+}
 
 /// One administration request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,10 +68,21 @@ pub enum ControlRequest {
         /// Whose.
         user: String,
     },
-    /// `session revoke USER`.
+    /// `session revoke USER [--id ID]`.
     SessionRevoke {
         /// Whose.
         user: String,
+        /// Only this session (its id as `session list` shows it); every
+        /// one of the user's without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// `ident list`.
+    IdentList,
+    /// `ident forget ADDRESS`.
+    IdentForget {
+        /// The IP address.
+        address: String,
     },
     /// `clients [--json]`.
     Clients {
@@ -111,11 +121,17 @@ pub struct Live {
     pub sessions: Arc<LiveSessions>,
     /// Live connections (listed and kicked).
     pub clients: Arc<Clients>,
+    /// The server's port, shown with each connection `clients` lists.
+    pub port: Option<u16>,
 }
 
 impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
     fn from((sessions, clients): (Arc<LiveSessions>, Arc<Clients>)) -> Self {
-        Self { sessions, clients }
+        Self {
+            sessions,
+            clients,
+            port: None,
+        }
     }
 }
 
@@ -137,6 +153,27 @@ pub enum ControlError {
     /// The client list could not be written as JSON.
     #[error(transparent)]
     Json(serde_json::Error),
+    /// No server of the data directory (on the port asked for) answers.
+    #[error("{}", not_running(dir, *port))]
+    NoServer {
+        /// The data directory looked in.
+        dir: PathBuf,
+        /// The one port asked for, if any.
+        port: Option<u16>,
+    },
+    /// A request for the server holding the store, and several run.
+    #[error(
+        "{} servers run on the data directory {} (ports {}): name one with --port",
+        ports.len(),
+        dir.display(),
+        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    SeveralServers {
+        /// The data directory.
+        dir: PathBuf,
+        /// Their ports.
+        ports: Vec<u16>,
+    },
     /// The running server's control socket cannot be reached.
     #[error("cannot reach the running server at {}: {source}", path.display())]
     Unreachable {
@@ -194,29 +231,46 @@ pub async fn run<S: UserStore>(
             done
         }
         ControlRequest::SessionList { user } => ops::list_sessions(store, &user, now).await?,
-        ControlRequest::SessionRevoke { user } => {
+        ControlRequest::SessionRevoke { user, id: None } => {
             let user = stored(store, user).await;
             let done = ops::revoke_sessions(store, &user).await?;
             end_sessions(&user);
             done
         }
+        ControlRequest::SessionRevoke { user, id: Some(id) } => {
+            let user = stored(store, user).await;
+            let (chain, done) = ops::revoke_session(store, &user, &id, now).await?;
+            if let Some(live) = live {
+                live.sessions.revoke_chain(chain);
+            }
+            done
+        }
+        ControlRequest::IdentList => ops::list_identities(store, now).await?,
+        ControlRequest::IdentForget { address } => ops::forget_identity(store, &address).await?,
         ControlRequest::Clients { json } => clients(live.ok_or(ControlError::NotRunning)?, json)?,
         ControlRequest::Kick { id, user } => {
-            let live = live.ok_or(ControlError::NotRunning)?;
-            match (id, user) {
-                (Some(id), None) if live.clients.kick_id(&id) => {
-                    format!("connection {id} kicked")
-                }
-                (Some(id), None) => return Err(ControlError::NoConnection(id)),
-                (None, Some(user)) => {
-                    let user = stored(store, user).await;
-                    let count = live.clients.kick_user(&user);
-                    format!("{count} connection(s) of {user} kicked")
-                }
-                _ => return Err(ControlError::KickWhom),
-            }
+            kick(store, live.ok_or(ControlError::NotRunning)?, id, user).await?
         }
     })
+}
+
+/// `kick ID` or `kick --user NAME` on this server's connections.
+async fn kick<S: UserStore>(
+    store: &S,
+    live: &Live,
+    id: Option<String>,
+    user: Option<String>,
+) -> Result<String, ControlError> {
+    match (id, user) {
+        (Some(id), None) if live.clients.kick_id(&id) => Ok(format!("connection {id} kicked")),
+        (Some(id), None) => Err(ControlError::NoConnection(id)),
+        (None, Some(user)) => {
+            let user = stored(store, user).await;
+            let count = live.clients.kick_user(&user);
+            Ok(format!("{count} connection(s) of {user} kicked"))
+        }
+        _ => Err(ControlError::KickWhom),
+    }
 }
 
 /// The user as stored, whatever the spelling given.
@@ -227,9 +281,26 @@ async fn stored<S: UserStore>(store: &S, name: String) -> String {
     }
 }
 
+/// The sentence for [`ControlError::NoServer`].
+fn not_running(dir: &Path, port: Option<u16>) -> String {
+    match port {
+        Some(port) => format!(
+            "no echo-server on port {port} is running on the data directory {} (nothing answers on control.{port}.sock there)",
+            dir.display()
+        ),
+        None => format!(
+            "no echo-server is running on the data directory {} (no control socket there answers)",
+            dir.display()
+        ),
+    }
+}
+
 /// `clients`: the live connections, as lines or a JSON array.
 fn clients(live: &Live, json: bool) -> Result<String, ControlError> {
-    let list = live.clients.list();
+    let mut list = live.clients.list();
+    for client in &mut list {
+        client.port = live.port;
+    }
     if json {
         serde_json::to_string_pretty(&list).map_err(ControlError::Json)
     } else {
@@ -237,140 +308,16 @@ fn clients(live: &Live, json: bool) -> Result<String, ControlError> {
     }
 }
 
-/// Sends `request` to the server whose data directory is `dir` and returns
-/// what it printed, or why it refused.
-pub fn request(dir: &Path, request: &ControlRequest) -> Result<String, ControlError> {
-    let path = dir.join(CONTROL_SOCKET);
-    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(stream) => stream,
-        Err(source) => return Err(ControlError::Unreachable { path, source }),
-    };
-    stream.send_msg(request).map_err(ControlError::NoAnswer)?;
-    let Some(payload) = stream.recv_frame().map_err(ControlError::NoAnswer)? else {
-        return Err(ControlError::Closed);
-    };
-    match serde_json::from_slice::<ControlReply>(&payload) {
-        Ok(ControlReply::Done { output }) => Ok(output),
-        Ok(ControlReply::Failed { message }) => Err(ControlError::Failed(message)),
-        Err(err) => Err(ControlError::BadReply(err)),
-    }
-}
-
-/// A bound control socket, not yet served.
-#[derive(Debug)]
-pub struct ControlSocket {
-    listener: std::os::unix::net::UnixListener,
-    path: PathBuf,
-}
-
-/// Binds the control socket in `dir`, the data directory of this process
-/// (so no other server uses the socket: a file left there is stale and
-/// replaced), with mode 0600; `dir` is made (0700) if missing, whatever the
-/// store. Bound before the server says it is listening, so an admin command
-/// right after start reaches it.
-pub fn bind(dir: &Path) -> std::io::Result<ControlSocket> {
-    use std::os::unix::fs::PermissionsExt;
-    crate::sys::files::create_private_dir(dir)?;
-    let path = dir.join(CONTROL_SOCKET);
-    match std::fs::remove_file(&path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-        _ => {}
-    }
-    let listener = std::os::unix::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    listener.set_nonblocking(true)?;
-    Ok(ControlSocket { listener, path })
-}
-
-impl ControlSocket {
-    /// Where the socket is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Serves the control socket until `stop`, then removes it.
-pub(crate) async fn serve<S: UserStore>(
-    socket: ControlSocket,
-    store: S,
-    live: impl Into<Live>,
-    min_password_length: usize,
-    clock: Arc<dyn crate::sys::clock::Clock>,
-    stop: CancellationToken,
-) {
-    let live = live.into();
-    let me = nix::unistd::getuid().as_raw();
-    let ControlSocket { listener, path } = socket;
-    let listener = match UnixListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(err) => {
-            warn!(error = %err, "no control socket: the admin commands will not reach this server");
-            return;
-        }
-    };
-    let _removed = RemoveOnDrop(path);
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, _)) = accepted else {
-            continue;
-        };
-        let uid = stream.peer_cred().map(|cred| cred.uid());
-        if uid.as_ref().ok() != Some(&me) {
-            warn!(peer_uid = ?uid, "control socket: refused a client of another user");
-            continue;
-        }
-        let (store, live, clock) = (store.clone(), live.clone(), Arc::clone(&clock));
-        tokio::spawn(async move {
-            answer(stream, &store, &live, min_password_length, &*clock).await;
-        });
-    }
-}
-
-/// Reads one request from `stream`, carries it out and replies.
-async fn answer<S: UserStore>(
-    mut stream: UnixStream,
-    store: &S,
-    live: &Live,
-    min_password_length: usize,
-    clock: &dyn crate::sys::clock::Clock,
-) {
-    let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
-    let Ok(Ok(Some(payload))) = read.await else {
-        return;
-    };
-    // "Now" is when the request arrived, not when its connection did.
-    let now = clock.now();
-    let reply = match serde_json::from_slice::<ControlRequest>(&payload) {
-        Ok(request) => {
-            info!(request = request.kind(), "control request");
-            let done = run(store, request, min_password_length, now, Some(live)).await;
-            match done {
-                Ok(output) => ControlReply::Done { output },
-                Err(err) => ControlReply::Failed {
-                    message: err.to_string(),
-                },
-            }
-        }
-        Err(err) => ControlReply::Failed {
-            message: format!("not a control request: {err}"),
-        },
-    };
-    let _ = stream.send_msg(&reply).await;
-}
-
-/// Removes the socket file when the serving task ends.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 impl ControlRequest {
+    /// Whether every live server of the data directory is asked (`clients`,
+    /// `kick`: each has its own connections), not just the store's holder.
+    pub fn reaches_every_server(&self) -> bool {
+        matches!(
+            self,
+            ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
+        )
+    }
+
     /// The request's name, for the log (never its password).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -380,6 +327,8 @@ impl ControlRequest {
             ControlRequest::UserPasswd { .. } => "user_passwd",
             ControlRequest::SessionList { .. } => "session_list",
             ControlRequest::SessionRevoke { .. } => "session_revoke",
+            ControlRequest::IdentList => "ident_list",
+            ControlRequest::IdentForget { .. } => "ident_forget",
             ControlRequest::Clients { .. } => "clients",
             ControlRequest::Kick { .. } => "kick",
         }

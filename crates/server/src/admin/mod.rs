@@ -1,4 +1,4 @@
-//! Administration: the user and session operations on a store, and the
+//! Administration: the user, session and identity operations on a store, and the
 //! control socket that carries them (and `clients`, `kick`) to a running
 //! server.
 

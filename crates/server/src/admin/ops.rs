@@ -1,9 +1,10 @@
 //! `echo-server user …` and `echo-server session …`: operating on the store
 //! of a server that is not running (the store's lock refuses otherwise).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, net::IpAddr};
 
 use echo_proto::Secret;
+use uuid::Uuid;
 
 use crate::{
     auth::{Passwords, check_password, validate_name},
@@ -67,8 +68,13 @@ pub async fn set_password<S: UserStore>(
 
 /// One line per user: name and creation date.
 pub async fn list_users<S: UserStore>(store: &S) -> Result<String, AdminError> {
+    let users = store.users().await?;
+    if users.is_empty() {
+        // An empty answer would look like a command that did nothing.
+        return Ok("no users\n".to_owned());
+    }
     let mut out = String::new();
-    for user in store.users().await? {
+    for user in users {
         // Names from before names were checked may hold characters that
         // would disguise the listing: shown escaped.
         let name = shown_max(&user.name, usize::MAX);
@@ -83,7 +89,7 @@ pub async fn remove_user<S: UserStore>(store: &S, name: &str) -> Result<String, 
     Ok(format!("user {name} removed"))
 }
 
-/// One line per live session of `user`.
+/// One line per live session of `user`, its id first (see [`session_ids`]).
 pub async fn list_sessions<S: UserStore>(
     store: &S,
     user: &str,
@@ -92,12 +98,16 @@ pub async fn list_sessions<S: UserStore>(
     if store.user(user).await?.is_none() {
         return Err(StoreError::NoSuchUser(user.to_owned()).into());
     }
+    let sessions = store.sessions(user, now).await?;
+    if sessions.is_empty() {
+        return Ok(format!("{} has no live sessions\n", shown_max(user, 64)));
+    }
+    let chains: Vec<Uuid> = sessions.iter().map(|session| session.chain).collect();
     let mut out = String::new();
-    for session in store.sessions(user, now).await? {
+    for (session, id) in sessions.iter().zip(session_ids(&chains)) {
         let _ = writeln!(
             out,
-            "{}\tstarted {}\tlast used {}\texpires {}",
-            session.chain,
+            "{id}\tstarted {}\tlast used {}\texpires {}",
             format_time(session.created),
             format_time(session.last_used),
             format_time(session.expires)
@@ -106,6 +116,25 @@ pub async fn list_sessions<S: UserStore>(
     Ok(out)
 }
 
+/// The ids `session list` shows: the first 8 hex digits of each chain's id
+/// (like a connection's), or all 32 when two would look the same. The
+/// chain's id is no secret: resuming needs the token, which the store never
+/// keeps.
+fn session_ids(chains: &[Uuid]) -> Vec<String> {
+    let full: Vec<String> = chains.iter().map(|c| c.simple().to_string()).collect();
+    let short = |id: &String| id[..SHORT_ID].to_owned();
+    let mut prefixes: Vec<String> = full.iter().map(short).collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    match prefixes.len() == full.len() {
+        true => full.iter().map(short).collect(),
+        false => full,
+    }
+}
+
+/// Hex digits of a session id as `session list` shows it.
+const SHORT_ID: usize = 8;
+
 /// Revokes every session of `user`.
 pub async fn revoke_sessions<S: UserStore>(store: &S, user: &str) -> Result<String, AdminError> {
     if store.user(user).await?.is_none() {
@@ -113,6 +142,94 @@ pub async fn revoke_sessions<S: UserStore>(store: &S, user: &str) -> Result<Stri
     }
     let count = store.revoke_user_sessions(user).await?;
     Ok(format!("{count} session(s) of {user} revoked"))
+}
+
+/// Revokes the session of `user` whose id (as `session list` shows it, or
+/// longer) is `id`; returns the chain, to end its live connections, and
+/// what to print.
+pub async fn revoke_session<S: UserStore>(
+    store: &S,
+    user: &str,
+    id: &str,
+    now: UnixTime,
+) -> Result<(Uuid, String), AdminError> {
+    let wanted = id.to_ascii_lowercase().replace('-', "");
+    if wanted.len() < SHORT_ID || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AdminError::Refused(format!(
+            "\"{}\" is not a session id: give the {SHORT_ID} or more hex digits session list shows",
+            shown_max(id, 64)
+        )));
+    }
+    if store.user(user).await?.is_none() {
+        return Err(StoreError::NoSuchUser(user.to_owned()).into());
+    }
+    let matching: Vec<Uuid> = store
+        .sessions(user, now)
+        .await?
+        .into_iter()
+        .map(|session| session.chain)
+        .filter(|chain| chain.simple().to_string().starts_with(&wanted))
+        .collect();
+    let chain = match matching[..] {
+        [chain] => chain,
+        [] => {
+            return Err(AdminError::Refused(format!(
+                "{user} has no session {wanted}"
+            )));
+        }
+        _ => {
+            return Err(AdminError::Refused(format!(
+                "{wanted} is the start of several sessions of {user}: give more of the id"
+            )));
+        }
+    };
+    if !store.revoke_session(chain).await? {
+        return Err(AdminError::Refused(format!(
+            "{user} has no session {wanted}"
+        )));
+    }
+    Ok((chain, format!("session {wanted} of {user} revoked")))
+}
+
+/// One line per address with a known name (identification mode; in auth
+/// mode, the user offered to it): the address, the name, when last seen.
+pub async fn list_identities<S: UserStore>(store: &S, now: UnixTime) -> Result<String, AdminError> {
+    let known = store.identities(now).await?;
+    if known.is_empty() {
+        return Ok("no names known by address\n".to_owned());
+    }
+    let mut out = String::new();
+    for (ip, identity) in known {
+        let name = shown_max(&identity.name, usize::MAX);
+        let _ = writeln!(
+            out,
+            "{ip}\t{name}\tlast seen {}",
+            format_time(identity.seen)
+        );
+    }
+    Ok(out)
+}
+
+/// Forgets the name known for `address`: its next visit is greeted as new.
+pub async fn forget_identity<S: UserStore>(store: &S, address: &str) -> Result<String, AdminError> {
+    let ip: IpAddr = address.trim().parse().map_err(|_| {
+        AdminError::Refused(format!(
+            "\"{}\" is not an IP address (like 192.0.2.7 or 2001:db8::7)",
+            shown_max(address, 64)
+        ))
+    })?;
+    // An IPv4 client of a dual-stack listener is kept as ::ffff:a.b.c.d:
+    // either spelling forgets it.
+    let mapped = match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    };
+    for form in [ip, ip.to_canonical(), mapped] {
+        if store.forget_identity(form).await? {
+            return Ok(format!("{ip} forgotten: its next visit is greeted as new"));
+        }
+    }
+    Err(AdminError::Refused(format!("no name is known for {ip}")))
 }
 
 async fn hash(password: Secret) -> Result<String, AdminError> {

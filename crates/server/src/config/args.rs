@@ -15,8 +15,8 @@ pub struct RunArgs {
     /// Address to listen on [default: 127.0.0.1]
     #[arg(long, env = "ECHO_SERVER_HOST")]
     pub host: Option<String>,
-    /// Port to try first; if busy, the next free one is used [default: 13131]
-    #[arg(long, env = "ECHO_SERVER_PORT")]
+    /// Port to try first; if busy, the next free one is used [default: 13131]. With an admin command: the server (of --data-dir) to ask
+    #[arg(long, env = "ECHO_SERVER_PORT", global = true)]
     pub port: Option<u16>,
     /// TOML config file (see config/server.toml)
     #[arg(long, value_name = "FILE", global = true)]

@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -45,7 +45,7 @@ pub struct ClientEntry {
 }
 
 /// One line of `echo-server clients`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     /// The connection id, as in the log.
     pub id: String,
@@ -59,10 +59,14 @@ pub struct ClientInfo {
     pub since: UnixTime,
     /// `say` messages served.
     pub messages: u64,
+    /// The port of the server it is connected to (filled in by the control
+    /// socket, which knows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// Where a live connection is: shown as `handshake` or `echo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Identifying or authenticating.
@@ -155,6 +159,7 @@ impl ClientEntry {
             state: *lock(&self.state),
             since: self.since,
             messages: self.messages.load(Ordering::Relaxed),
+            port: None,
         }
     }
 
@@ -192,9 +197,12 @@ pub fn format_table(list: &[ClientInfo]) -> String {
     let mut out = String::new();
     for client in list {
         let user = client.user.as_deref().unwrap_or("-");
+        let port = client
+            .port
+            .map_or_else(String::new, |port| format!("\tport {port}"));
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\tsince {}\tmessages {}",
+            "{}\t{}\t{}\t{}\tsince {}\tmessages {}{port}",
             client.id,
             client.peer,
             shown_max(user, 64),

@@ -213,6 +213,10 @@ fn respond(
     }
     let mut response = match request.uri().path() {
         "/metrics" => {
+            // The store's state as /healthz would say it now.
+            metrics
+                .store_up
+                .set(i64::from(!(health.store_unreachable)()));
             let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -9,132 +9,29 @@
 
 use std::time::{Duration, Instant};
 
-use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue},
-    metrics::{
-        counter::Counter,
-        family::{Family, MetricConstructor},
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
-    registry::Registry,
+mod labels;
+
+use prometheus_client::metrics::{
+    counter::Counter,
+    family::{Family, MetricConstructor},
+    gauge::Gauge,
+    histogram::Histogram,
 };
+use prometheus_client::registry::Registry;
 
-// The label values: each enum's variants are spelled as the values
-// exported (the derive writes a variant's name as it is), hence snake case.
+pub use labels::{AuthFailure, Handshake, Refused, Revoked, StoreOp};
+use labels::{AuthFailureLabel, OpLabel, OutcomeLabel, RefusedLabel, RevokedLabel, VersionLabel};
 
-/// Why a connection was refused before its handshake
-/// (`echo_connections_refused_total{reason}`).
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum Refused {
-    /// The server is at its connection limit.
-    busy,
-    /// The source (an address or IPv6 /64) is at one of its limits.
-    per_ip,
-}
+/// The upper bounds of the timing histograms, in seconds: 0.1 ms to 10 s in
+/// steps of 1, 2.5 and 5, written out so that each `le` label reads as
+/// written here (buckets computed by multiplying print as
+/// `0.00030000000000000003`).
+pub const TIMING_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
-/// How a handshake ended (`echo_handshakes_total{outcome}`).
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum Handshake {
-    /// Identified by address (ident mode).
-    greeted,
-    /// A new account.
-    registered,
-    /// A password login.
-    logged_in,
-    /// A session token.
-    resumed,
-    /// Ended otherwise, before its deadline.
-    failed,
-    /// Its deadline passed.
-    timeout,
-}
-
-/// Why an authentication attempt was refused
-/// (`echo_auth_failures_total{reason}`): the wire error code's text, and
-/// `token_reused` for a rotated-away token.
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum AuthFailure {
-    invalid_credentials,
-    invalid_name,
-    name_taken,
-    weak_password,
-    rate_limited,
-    token_invalid,
-    token_reused,
-    unavailable,
-    internal,
-}
-
-/// Why a session chain was revoked (`echo_sessions_revoked_total{reason}`).
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum Revoked {
-    /// A rotated-away token was presented.
-    reused,
-    /// The client logged out.
-    logout,
-}
-
-/// A store operation (`echo_store_operation_seconds{op}`): the
-/// `UserStore` method's name.
-#[allow(non_camel_case_types, missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum StoreOp {
-    identity,
-    remember_identity,
-    familiar_since,
-    note_familiar,
-    user,
-    users,
-    create_user,
-    register,
-    set_password,
-    remove_user,
-    create_session,
-    rotate_session,
-    revoke_session,
-    revoke_user_sessions,
-    sessions,
-    chains_alive,
-    note_visit,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RefusedLabel {
-    reason: Refused,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: Handshake,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct AuthFailureLabel {
-    reason: AuthFailure,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RevokedLabel {
-    reason: Revoked,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct OpLabel {
-    op: StoreOp,
-}
-
-/// `echo_build_info`'s label.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct VersionLabel {
-    version: String,
-}
-
-/// Buckets for timings from 0.1 ms to about 13 s.
+/// Makes the timing histograms ([`TIMING_BUCKETS`]).
 #[derive(Debug, Clone, Copy)]
 struct Timings;
 
@@ -147,6 +44,9 @@ pub struct Metrics {
     pub connections_active: Gauge,
     /// `echo_connections_total`.
     pub connections_total: Counter,
+    /// `echo_connections_max`: the connection limit (`max_connections`),
+    /// so that an alert can compare the connections open with it.
+    pub connections_max: Gauge,
     refused: Family<RefusedLabel, Counter>,
     handshakes: Family<OutcomeLabel, Counter>,
     auth_failures: Family<AuthFailureLabel, Counter>,
@@ -160,8 +60,14 @@ pub struct Metrics {
     pub bytes_sent: Counter,
     /// `echo_password_hash_seconds`.
     pub password_hash_seconds: Histogram,
+    /// `echo_auth_seconds`: the server's time to answer one `resume`,
+    /// `login` or `register`, what a client waits for in its handshake.
+    pub auth_seconds: Histogram,
     store_operations: Family<OpLabel, Histogram, Timings>,
     revoked: Family<RevokedLabel, Counter>,
+    /// `echo_store_up`: 1 while the store answers, 0 while it is known
+    /// down (what `/healthz` reports), set at each scrape.
+    pub store_up: Gauge,
 }
 
 /// Counts one open connection for as long as it lives.
@@ -177,6 +83,7 @@ impl Metrics {
             started: Instant::now(),
             connections_active: Gauge::default(),
             connections_total: Counter::default(),
+            connections_max: Gauge::default(),
             refused: Family::default(),
             handshakes: Family::default(),
             auth_failures: Family::default(),
@@ -185,9 +92,13 @@ impl Metrics {
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
             password_hash_seconds: Timings.new_metric(),
+            auth_seconds: Timings.new_metric(),
             store_operations: Family::new_with_constructor(Timings),
             revoked: Family::default(),
+            store_up: Gauge::default(),
         };
+        metrics.store_up.set(1);
+        metrics.create_every_series();
         metrics.register_connections(&mut registry);
         metrics.register_work(&mut registry);
         let build = Family::<VersionLabel, Gauge>::default();
@@ -203,6 +114,31 @@ impl Metrics {
         }
     }
 
+    /// Creates every labelled series at 0, for every label value known in
+    /// advance (all of them): a series that appears only at its first event
+    /// has no rate until its second scrape, and an alert on it stays silent.
+    fn create_every_series(&self) {
+        // Creating a series is all that is wanted: the guard is let go at once.
+        for &reason in Refused::ALL {
+            drop(self.refused.get_or_create(&RefusedLabel { reason }));
+        }
+        for &outcome in Handshake::ALL {
+            drop(self.handshakes.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for &reason in AuthFailure::ALL {
+            drop(
+                self.auth_failures
+                    .get_or_create(&AuthFailureLabel { reason }),
+            );
+        }
+        for &reason in Revoked::ALL {
+            drop(self.revoked.get_or_create(&RevokedLabel { reason }));
+        }
+        for &op in StoreOp::ALL {
+            drop(self.store_operations.get_or_create(&OpLabel { op }));
+        }
+    }
+
     /// Registers the connection and handshake metrics.
     fn register_connections(&self, registry: &mut Registry) {
         // prometheus-client adds `_total` to counters' names itself.
@@ -215,6 +151,11 @@ impl Metrics {
             "echo_connections",
             "Connections accepted",
             self.connections_total.clone(),
+        );
+        registry.register(
+            "echo_connections_max",
+            "The connection limit (max_connections)",
+            self.connections_max.clone(),
         );
         registry.register(
             "echo_connections_refused",
@@ -257,6 +198,11 @@ impl Metrics {
             self.password_hash_seconds.clone(),
         );
         registry.register(
+            "echo_auth_seconds",
+            "Time to answer one resume, login or register",
+            self.auth_seconds.clone(),
+        );
+        registry.register(
             "echo_store_operation_seconds",
             "Time of one store operation, by operation",
             self.store_operations.clone(),
@@ -265,6 +211,11 @@ impl Metrics {
             "echo_sessions_revoked",
             "Session chains revoked, by reason",
             self.revoked.clone(),
+        );
+        registry.register(
+            "echo_store_up",
+            "1 while the store answers, 0 while it is known down",
+            self.store_up.clone(),
         );
     }
 
@@ -343,7 +294,7 @@ impl Default for Metrics {
 
 impl MetricConstructor<Histogram> for Timings {
     fn new_metric(&self) -> Histogram {
-        Histogram::new(exponential_buckets(0.0001, 3.0, 12))
+        Histogram::new(TIMING_BUCKETS)
     }
 }
 
@@ -385,5 +336,50 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn every_known_label_value_is_exported_at_zero_before_any_event() {
+        let text = Metrics::new().encode();
+        let outcomes = Handshake::ALL
+            .iter()
+            .map(|v| format!("echo_handshakes_total{{outcome=\"{v:?}\"}} 0"));
+        let failures = AuthFailure::ALL
+            .iter()
+            .map(|v| format!("echo_auth_failures_total{{reason=\"{v:?}\"}} 0"));
+        let refused = Refused::ALL
+            .iter()
+            .map(|v| format!("echo_connections_refused_total{{reason=\"{v:?}\"}} 0"));
+        let revoked = Revoked::ALL
+            .iter()
+            .map(|v| format!("echo_sessions_revoked_total{{reason=\"{v:?}\"}} 0"));
+        let ops = StoreOp::ALL
+            .iter()
+            .map(|v| format!("echo_store_operation_seconds_count{{op=\"{v:?}\"}} 0"));
+        let lines: Vec<String> = outcomes
+            .chain(failures)
+            .chain(refused)
+            .chain(revoked)
+            .chain(ops)
+            .collect();
+        assert_eq!(lines.len(), 7 + 9 + 2 + 2 + 17);
+        for line in lines {
+            assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_print_as_written() {
+        let text = Metrics::new().encode();
+        let bounds: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("echo_password_hash_seconds_bucket"))
+            .filter_map(|line| line.split('"').nth(1))
+            .collect();
+        let round = [
+            "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+            "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf",
+        ];
+        assert_eq!(bounds, round, "{text}");
     }
 }

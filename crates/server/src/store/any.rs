@@ -133,6 +133,14 @@ impl UserStore for Store {
         dispatch!(self, s => s.remember_identity(ip, name, now))
     }
 
+    async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
+        dispatch!(self, s => s.identities(now))
+    }
+
+    async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.forget_identity(ip))
+    }
+
     async fn familiar_since(
         &self,
         account: &str,

@@ -205,6 +205,15 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         now: UnixTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Every address whose name is still kept at `now`, by address.
+    fn identities(
+        &self,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Vec<(IpAddr, Identity)>, StoreError>> + Send;
+
+    /// Forgets the name remembered for `ip`; false if none was.
+    fn forget_identity(&self, ip: IpAddr) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Remembers `name` for `ip` as a hint: the user last authenticated
     /// from the address, or a returning visitor's day. A store may make it
     /// durable lazily (a crash may lose the latest ones); by default it is

@@ -48,6 +48,16 @@ impl<S: UserStore> UserStore for Timed<S> {
         self.time(StoreOp::remember_identity, operation).await
     }
 
+    async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
+        self.time(StoreOp::identities, self.inner.identities(now))
+            .await
+    }
+
+    async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
+        self.time(StoreOp::forget_identity, self.inner.forget_identity(ip))
+            .await
+    }
+
     async fn familiar_since(
         &self,
         account: &str,

@@ -173,7 +173,7 @@ async fn the_store_holds_no_password_and_no_token_in_clear() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let entry = entry.unwrap();
-        // control.sock is a socket, not a store file.
+        // control.PORT.sock is a socket, not a store file.
         if !entry.file_type().unwrap().is_file() {
             continue;
         }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use echo_proto::{ByeReason, ClientMsg, Secret};
-use echo_server::control::{self, CONTROL_SOCKET, ControlRequest};
+use echo_server::control::{self, ControlRequest};
 use echo_testkit::{ServerProcess, TestServer, auth_config, postgres::Postgres, test_config};
 
 use echo_testkit::PASSWORD;
@@ -19,7 +19,7 @@ use echo_testkit::PASSWORD;
 /// Sends `request` from a thread of its own (the client is blocking).
 async fn ask(dir: &Path, request: ControlRequest) -> Result<String, String> {
     let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || control::request(&dir, &request))
+    tokio::task::spawn_blocking(move || control::request(&dir, None, &request))
         .await
         .unwrap()
         .map_err(|err| err.to_string())
@@ -29,7 +29,7 @@ async fn ask(dir: &Path, request: ControlRequest) -> Result<String, String> {
 async fn clients_lists_connections_and_kick_ends_them() {
     let server = TestServer::start(test_config()).await;
     let dir = server.data.path().to_owned();
-    let socket = dir.join(CONTROL_SOCKET);
+    let socket = control::socket_path(&dir, server.addr.port());
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let none = ask(&dir, ControlRequest::Clients { json: false }).await;
@@ -106,7 +106,10 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
     };
     let (mut first, _) = server.welcomed(login.clone()).await;
     // A revocation ends the live connections it covers.
-    let revoke = ControlRequest::SessionRevoke { user: "ANN".into() };
+    let revoke = ControlRequest::SessionRevoke {
+        user: "ANN".into(),
+        id: None,
+    };
     assert_eq!(
         ask(&dir, revoke).await.unwrap(),
         "1 session(s) of ann revoked"
@@ -132,7 +135,8 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
 
 /// The server with a PostgreSQL store and a data directory that does not
 /// exist: the directory is made (0700) and holds the control socket, and
-/// `clients` reaches the server through it.
+/// `clients` reaches the server through it without being told the store,
+/// and makes no file store on the way.
 #[test]
 fn a_postgres_server_makes_its_data_dir_and_control_socket() {
     let Some(pg) = Postgres::start() else {
@@ -146,12 +150,14 @@ fn a_postgres_server_makes_its_data_dir_and_control_socket() {
     let server = ServerProcess::start(dir.path(), &args, &[]);
     let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
-    assert!(data.join(CONTROL_SOCKET).exists());
+    assert!(control::socket_path(&data, server.port()).exists());
     let mut client = echo_testkit::connect_blocking(server.addr());
     echo_testkit::identify_blocking(&mut client, "ann");
     let clients = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-        .args(["clients", "--json", "--store", &url, "--data-dir"])
+        .args(["clients", "--json", "--data-dir"])
         .arg(&data)
+        .env_remove("ECHO_SERVER_STORE")
+        .env_remove("ECHO_SERVER_PORT")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -160,6 +166,10 @@ fn a_postgres_server_makes_its_data_dir_and_control_socket() {
     let list: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
     assert_eq!(list.len(), 1, "{listed}");
     assert_eq!(list[0]["user"], "ann", "{listed}");
+    assert_eq!(list[0]["port"], server.port(), "{listed}");
+    for file in ["store.journal", "store.lock"] {
+        assert!(!data.join(file).exists(), "clients made {file}");
+    }
 }
 
 /// A data directory where no socket can be made (its path is longer than

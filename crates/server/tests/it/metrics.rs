@@ -32,7 +32,7 @@ async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
     (status, body)
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
@@ -41,7 +41,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// Every sample of a scrape, by its name and labels as written.
-async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+pub(crate) async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
     let (status, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     body.lines()

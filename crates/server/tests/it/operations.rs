@@ -142,7 +142,7 @@ fn admin_commands_manage_users_and_sessions() {
     let out = admin(dir, &["user", "remove", "ann"], "");
     assert_eq!(text(&out.stdout), "user ann removed\n");
     let out = admin(dir, &["user", "list"], "");
-    assert_eq!(text(&out.stdout), "");
+    assert_eq!(text(&out.stdout), "no users\n");
     let out = admin(dir, &["user", "remove", "ann"], "");
     assert!(
         text(&out.stderr).contains("no user"),

@@ -190,3 +190,32 @@ fn completions_and_the_man_page_are_generated_from_the_flags() {
         "proxy-protocol-from",
     );
 }
+
+/// `user add` on a terminal, confirmation mistyped: dialoguer's `error:`
+/// line reads like every other error (lower case, no period), and the
+/// question is asked again.
+#[test]
+fn a_mistyped_password_confirmation_is_said_like_every_other_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(SERVER);
+    command
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["user", "add", "ann"])
+        .env_remove("ECHO_SERVER_PORT")
+        .env_remove("ECHO_SERVER_STORE");
+    let options = rexpect::reader::Options::new().timeout_ms(Some(10_000));
+    let mut session = rexpect::session::spawn_with_options(command, options).unwrap();
+    session.exp_string("Password:").unwrap();
+    session.send_line(echo_testkit::PASSWORD).unwrap();
+    session.exp_string("Password again:").unwrap();
+    session.send_line("another horse battery").unwrap();
+    let (_, said) = session.exp_regex("error: [^\\r\\n]*").unwrap();
+    assert_eq!(said, format!("error: {}", echo_prompt::MISMATCH));
+    assert_eq!(echo_prompt::MISMATCH, "the two answers differ; once more");
+    session.exp_string("Password:").unwrap();
+    session.send_line(echo_testkit::PASSWORD).unwrap();
+    session.exp_string("Password again:").unwrap();
+    session.send_line(echo_testkit::PASSWORD).unwrap();
+    session.exp_string("user ann added").unwrap();
+}

@@ -137,25 +137,7 @@ impl Balanced {
 
     /// Each server's status as HAProxy's health checks see it (UP, DOWN, ...).
     fn statuses(&self) -> Vec<String> {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.stats)) else {
-            return Vec::new();
-        };
-        let request = "GET /stats;csv HTTP/1.0\r\nHost: t\r\n\r\n";
-        let mut csv = String::new();
-        if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut csv).is_err()
-        {
-            return Vec::new();
-        }
-        ["s1", "s2", "s3"]
-            .iter()
-            .filter_map(|name| {
-                let line = csv
-                    .lines()
-                    .find(|l| l.starts_with(&format!("echo_servers,{name},")))?;
-                Some(line.split(',').nth(17)?.split(' ').next()?.to_owned())
-            })
-            .collect()
+        echo_testkit::haproxy::statuses(self.stats)
     }
 
     fn wait_for(&self, done: impl Fn(&[String]) -> bool, what: &str) {

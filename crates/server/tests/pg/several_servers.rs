@@ -187,3 +187,36 @@ fn admin_commands_work_on_the_database_while_servers_run() {
         "{shown}"
     );
 }
+
+/// `session revoke USER --id ID` on the database: the one session ends on
+/// the server holding it, the user's other session goes on elsewhere.
+#[test]
+fn one_session_revoked_by_id_ends_only_its_connection() {
+    let Some(pg) = Postgres::start() else { return };
+    let cluster = Cluster::start(&pg, 2, UNLIMITED);
+    let ids = |listed: &std::process::Output| -> Vec<String> {
+        assert!(listed.status.success(), "{listed:?}");
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(|line| line.split('\t').next().unwrap().to_owned())
+            .collect()
+    };
+    let (mut first, _) = Client::welcomed(cluster.addr(0), &register("eve", PASSWORD));
+    let first_id = ids(&cluster.admin(&["session", "list", "eve"], "")).remove(0);
+    let (mut second, _) = Client::welcomed(cluster.addr(1), &login("eve", PASSWORD));
+    assert_eq!(
+        ids(&cluster.admin(&["session", "list", "eve"], "")).len(),
+        2
+    );
+    let revoked = cluster.admin(&["session", "revoke", "eve", "--id", &first_id], "");
+    assert_eq!(
+        String::from_utf8_lossy(&revoked.stdout),
+        format!("session {first_id} of eve revoked\n"),
+        "{revoked:?}"
+    );
+    assert_eq!(first.bye_within_a_second(), Some(ByeReason::Revoked));
+    assert_eq!(second.echo("still here"), "still here");
+    let left = ids(&cluster.admin(&["session", "list", "eve"], ""));
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0], first_id);
+}

@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             a_new_password_and_removal_revoke_sessions,
             identities_are_remembered_and_replaced,
             identities_unseen_for_their_lifetime_are_forgotten,
+            identities_are_listed_and_forgotten,
             users_are_listed_by_name,
             any_spelling_of_a_name_finds_its_user,
             a_name_that_looks_like_another_is_taken,

@@ -41,6 +41,34 @@ pub async fn identities_unseen_for_their_lifetime_are_forgotten(backend: &impl B
     );
 }
 
+pub async fn identities_are_listed_and_forgotten(backend: &impl Backend) {
+    let store = backend.open().await;
+    let (ann, bob, old): (IpAddr, IpAddr, IpAddr) = (
+        "192.0.2.9".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+        "192.0.2.1".parse().unwrap(),
+    );
+    store.remember_identity(ann, "Ann", 300).await.unwrap();
+    store.remember_identity(bob, "Bob", 200).await.unwrap();
+    store.remember_identity(old, "Old", 1).await.unwrap();
+    // At 600, Old (seen at 1) has outlived its 500 s.
+    let listed = store.identities(600).await.unwrap();
+    let shown: Vec<(IpAddr, &str, u64)> = listed
+        .iter()
+        .map(|(ip, known)| (*ip, known.name.as_str(), known.seen))
+        .collect();
+    assert_eq!(shown, [(ann, "Ann", 300), (bob, "Bob", 200)]);
+    assert!(store.forget_identity(ann).await.unwrap());
+    assert!(!store.forget_identity(ann).await.unwrap(), "already gone");
+    assert_eq!(store.identity(ann, 601).await.unwrap(), None);
+    assert_eq!(store.identities(601).await.unwrap().len(), 1);
+    // Forgotten for good: a restart does not bring it back.
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(store.identity(ann, 602).await.unwrap(), None);
+    assert_eq!(name_of(&store, bob, 602).await.as_deref(), Some("Bob"));
+}
+
 pub async fn any_spelling_of_a_name_finds_its_user(backend: &impl Backend) {
     let store = backend.open().await;
     store.create_user(user("Victim")).await.unwrap();

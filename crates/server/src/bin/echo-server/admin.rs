@@ -1,4 +1,4 @@
-//! `echo-server user …`, `session …`, `clients`, `kick` (and `tls
+//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick` (and `tls
 //! fingerprint`, which only reads the certificate, and `db status`): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
@@ -13,7 +13,7 @@ use echo_server::{
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
-    store::{Store, StoreError, postgres::schema},
+    store::{StoreError, postgres::schema},
 };
 
 /// Administration: on the store directly, or through a running server.
@@ -26,6 +26,10 @@ pub(crate) enum Admin {
     /// Manage session tokens
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Names known by address (identification mode; in auth mode, the user
+    /// offered to an address)
+    #[command(subcommand)]
+    Ident(IdentCommand),
     /// List the live connections of the running server (id, peer, user,
     /// state, connected since, messages served)
     Clients {
@@ -78,10 +82,23 @@ pub(crate) enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionCommand {
-    /// List a user's live sessions
+    /// List a user's live sessions (id, started, last used, expires)
     List { user: String },
-    /// Revoke all of a user's sessions
-    Revoke { user: String },
+    /// Revoke a user's sessions: all of them, or the one --id names
+    Revoke {
+        user: String,
+        /// Only this session (its id as `session list` shows it)
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentCommand {
+    /// List the addresses with a known name (address, name, last seen)
+    List,
+    /// Forget an address's name: its next visit is greeted as new
+    Forget { address: String },
 }
 
 pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
@@ -113,11 +130,15 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
             password: read_password(true)?,
         },
         Admin::Session(SessionCommand::List { user }) => ControlRequest::SessionList { user },
-        Admin::Session(SessionCommand::Revoke { user }) => ControlRequest::SessionRevoke { user },
+        Admin::Session(SessionCommand::Revoke { user, id }) => {
+            ControlRequest::SessionRevoke { user, id }
+        }
+        Admin::Ident(IdentCommand::List) => ControlRequest::IdentList,
+        Admin::Ident(IdentCommand::Forget { address }) => ControlRequest::IdentForget { address },
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
     };
-    let output = carry_out(&config, request)?;
+    let output = carry_out(&config, args.port, request)?;
     print!("{output}");
     if !output.is_empty() && !output.ends_with('\n') {
         println!();
@@ -125,20 +146,22 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Carries `request` out on the store directly when no server holds it,
-/// else through the running server's control socket; what to print.
-fn carry_out(config: &ServerConfig, request: ControlRequest) -> anyhow::Result<String> {
+/// Carries `request` out: `clients` and `kick` through the control sockets
+/// of the live servers of the data directory (every one, or the one on
+/// `port`), whatever their store, without opening it; the store's commands
+/// on the store directly when no server holds it, else through the control
+/// socket of the server that does. What to print.
+fn carry_out(
+    config: &ServerConfig,
+    port: Option<u16>,
+    request: ControlRequest,
+) -> anyhow::Result<String> {
+    let dir = &config.store.data_dir;
+    if request.reaches_every_server() {
+        return control::request(dir, port, &request).map_err(anyhow::Error::msg);
+    }
     let runtime = crate::setup::small_runtime()?;
     match runtime.block_on(crate::setup::open_store(config)) {
-        // Live connections are the running server's own, whatever the store.
-        Ok(Store::Postgres(_))
-            if matches!(
-                request,
-                ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
-            ) =>
-        {
-            control::request(&config.store.data_dir, &request)
-        }
         // The file store, no server holding it; or the shared database,
         // which any number of servers use while this changes it (they hear
         // of ended sessions from the database).
@@ -148,7 +171,7 @@ fn carry_out(config: &ServerConfig, request: ControlRequest) -> anyhow::Result<S
             runtime.block_on(control::run(&store, request, min, now, None))
         }
         // A server holds the file store: ask that server.
-        Err(StoreError::InUse { .. }) => control::request(&config.store.data_dir, &request),
+        Err(StoreError::InUse { .. }) => control::request(dir, port, &request),
         Err(err) => return Err(err.into()),
     }
     .map_err(anyhow::Error::msg)

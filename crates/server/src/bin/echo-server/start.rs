@@ -137,7 +137,7 @@ struct Listeners {
 }
 
 impl Listeners {
-    /// The TLS pair, the control socket, the port (or the next free one)
+    /// The TLS pair, the port (or the next free one), its control socket
     /// and the metrics port, in that order.
     fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
         let tls = match config.tls.enabled {
@@ -146,15 +146,17 @@ impl Listeners {
             )),
             false => None,
         };
-        // Bound now, before the server says it is listening; without it
-        // `clients` and `kick` could not reach this server, so it is no start.
-        let data_dir = &config.store.data_dir;
-        let control = control::bind(data_dir).with_context(|| {
-            let path = data_dir.join(control::CONTROL_SOCKET);
-            format!("cannot make the control socket {}", path.display())
-        })?;
         let listen = &config.listen;
         let bound = bind_with_fallback(&listen.host, listen.port, listen.port_search)?;
+        // Bound now, before the server says it is listening, and named after
+        // the port it got; without it `clients` and `kick` could not reach
+        // this server, so it is no start.
+        let data_dir = &config.store.data_dir;
+        let port = bound.addr.port();
+        let control = control::bind(data_dir, port).with_context(|| {
+            let path = control::socket_path(data_dir, port);
+            format!("cannot make the control socket {}", path.display())
+        })?;
         let metrics = match &config.metrics.addr {
             Some(addr) => Some(
                 std::net::TcpListener::bind(addr)

@@ -63,6 +63,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 message: TLS_REQUIRED.to_owned(),
             });
         }
+        let asked = std::time::Instant::now();
         let (outcome, ask_again, way_in) = match msg {
             ClientMsg::Resume { token } => (auth.resume(&token).await, true, Handshake::resumed),
             ClientMsg::Login { user, password } => (
@@ -77,6 +78,8 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             ),
             other => return Err(Ending::unexpected(other.kind(), "during authentication")),
         };
+        let took = asked.elapsed().as_secs_f64();
+        self.ctx.metrics.auth_seconds.observe(took);
         let refusal = match outcome {
             Ok(grant) => {
                 self.ctx.metrics.handshake(way_in);

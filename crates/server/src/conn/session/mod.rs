@@ -187,6 +187,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                     if in_handshake {
                         let outcome = match ending {
                             Ending::Timeout => Handshake::timeout,
+                            // A port probe or a TCP health check.
+                            Ending::ClientLeft | Ending::Lost(_) if self.wire.bytes_read() == 0 => {
+                                Handshake::silent
+                            }
                             _ => Handshake::failed,
                         };
                         self.ctx.metrics.handshake(outcome);

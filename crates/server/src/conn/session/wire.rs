@@ -232,6 +232,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         }
     }
 
+    /// Bytes read from the client so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.framed.get_ref().read()
+    }
+
     /// Adds this connection's new counts to the metrics (and to its line
     /// in `echo-server clients`).
     pub(crate) fn publish(&mut self) {

@@ -50,6 +50,34 @@ impl UserStore for FileStore {
         self.write(|_| Ok((vec![record], ()))).await
     }
 
+    async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
+        let lifetimes = self.inner.lifetimes;
+        let mut known = self.read(|state| {
+            state
+                .identities
+                .iter()
+                .filter(|(_, known)| lifetimes.identity_kept(known.seen, now))
+                .map(|(ip, known)| {
+                    let identity = Identity {
+                        name: known.name.clone(),
+                        seen: known.seen,
+                    };
+                    (*ip, identity)
+                })
+                .collect::<Vec<_>>()
+        });
+        known.sort_by_key(|(ip, _)| *ip);
+        Ok(known)
+    }
+
+    async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
+        self.write(|state| match state.identities.contains_key(&ip) {
+            true => Ok((vec![Record::IdentDel { ip }], true)),
+            false => Ok((Vec::new(), false)),
+        })
+        .await
+    }
+
     async fn familiar_since(
         &self,
         account: &str,

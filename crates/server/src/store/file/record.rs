@@ -26,6 +26,8 @@ pub(crate) enum Record {
         name: String,
         seen: UnixTime,
     },
+    /// An IP address's name forgotten (`echo-server ident forget`).
+    IdentDel { ip: IpAddr },
     /// A session chain started, or rotated to a new current token.
     Session {
         /// The chain; stored as `family`, its older name (the journal's

@@ -97,6 +97,9 @@ impl State {
                     },
                 );
             }
+            Record::IdentDel { ip } => {
+                self.identities.remove(ip);
+            }
             Record::Session {
                 chain,
                 user,

@@ -123,6 +123,29 @@ impl UserStore for PgStore {
         self.run(sql, &[&ip, &name, &secs(now)]).await.map(drop)
     }
 
+    async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
+        let sql = "SELECT ip, name, seen FROM identities WHERE seen > $1 ORDER BY ip";
+        let kept_since = secs(now.saturating_sub(self.inner.lifetimes.identity));
+        let rows = self.rows(sql, &[&kept_since]).await?;
+        let lifetimes = self.inner.lifetimes;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let identity = Identity {
+                    name: row.get(1),
+                    seen: unix(row.get(2)),
+                };
+                (row.get(0), identity)
+            })
+            .filter(|(_, known)| lifetimes.identity_kept(known.seen, now))
+            .collect())
+    }
+
+    async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM identities WHERE ip = $1";
+        Ok(self.run(sql, &[&ip]).await? > 0)
+    }
+
     async fn note_visit(&self, ip: IpAddr, name: &str, now: UnixTime) -> Result<(), StoreError> {
         let sql = "SELECT echo_note_visit($1, $2, $3)";
         self.run(sql, &[&ip, &name, &secs(now)]).await.map(drop)

@@ -63,6 +63,41 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
+        let kept_since = secs(now.saturating_sub(self.inner.lifetimes.identity));
+        let rows = self
+            .read(move |connection| {
+                let sql = "SELECT ip, name, seen FROM identities WHERE seen > ?1";
+                let mut statement = connection.prepare_cached(sql)?;
+                let rows = statement
+                    .query_map(params![kept_since], |row| {
+                        let identity = Identity {
+                            name: row.get(1)?,
+                            seen: unix(row.get(2)?),
+                        };
+                        Ok((row.get::<_, String>(0)?, identity))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        // Stored as text: ordered here as addresses (10.0.0.2 after 9.0.0.1).
+        let mut known: Vec<(IpAddr, Identity)> = rows
+            .into_iter()
+            .filter_map(|(ip, identity)| Some((ip.parse().ok()?, identity)))
+            .collect();
+        known.sort_by_key(|(ip, _)| *ip);
+        Ok(known)
+    }
+
+    async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            let sql = "DELETE FROM identities WHERE ip = ?1";
+            Ok(connection.prepare_cached(sql)?.execute(params![ip.to_string()])? > 0)
+        })
+        .await
+    }
+
     async fn familiar_since(
         &self,
         account: &str,

@@ -61,11 +61,7 @@ pub fn serve(
     let _guard = logs.install();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let store = store::open(
-            &config.store_location(),
-            config.lifetimes(),
-            Arc::new(SystemClock),
-        )
+        let store = store::open(&config.store_location(), config.lifetimes())
         .await?;
         let ledger = store.shared_ledger(config.auth.attempts_per_minute);
         let listener = TcpListener::bind("127.0.0.1:0").await?;

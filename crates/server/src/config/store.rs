@@ -9,16 +9,18 @@ use crate::store::{
     sqlite::DB_FILE,
 };
 
-/// The store: an embedded one in `data_dir`, or a PostgreSQL database.
+/// The store: SQLite (by default `DATA_DIR/echo.db`), or a PostgreSQL
+/// database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Storage {
-    /// Directory of the embedded store (and the TLS pair, the control
-    /// socket).
+    /// Directory of the SQLite database by default (and of the TLS pair,
+    /// the control sockets).
     pub data_dir: PathBuf,
-    /// The PostgreSQL store (`--store URL`); `None`: the embedded store.
+    /// The PostgreSQL store (`--store URL`); `None`: SQLite.
     pub url: Option<PgUrl>,
-    /// Which embedded store, when there is no `url`.
-    pub embedded: Embedded,
+    /// The SQLite database's file (`--store sqlite:PATH`); `None`:
+    /// `DATA_DIR/echo.db`.
+    pub sqlite: Option<PathBuf>,
     /// Connections at most in the PostgreSQL store's pool
     /// (`store_pool_size`).
     pub pool_size: usize,
@@ -28,31 +30,29 @@ pub struct Storage {
     pub timeout: Duration,
 }
 
-/// The embedded stores.
+/// What `--store` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Embedded {
-    /// The journal in `data_dir` (`--store file`).
-    File,
-    /// A SQLite database (`--store sqlite`, `sqlite:PATH`): `DATA_DIR/echo.db`
-    /// unless a path is given.
+pub enum StoreChoice {
+    /// SQLite: `sqlite` (in the data directory), `sqlite:PATH`; `file`, the
+    /// name of the journal store SQLite replaced, means `sqlite` (its
+    /// journal is imported at the first start).
     Sqlite(Option<PathBuf>),
+    /// A PostgreSQL URL.
+    Postgres(PgUrl),
 }
 
-/// What `--store` names: an embedded store, or a PostgreSQL URL (its
-/// password from `pg_password` when it has none).
-pub fn parse_store(
-    text: &str,
-    pg_password: Option<String>,
-) -> Result<(Option<PgUrl>, Embedded), String> {
+/// Parses `--store`: `sqlite`, `sqlite:PATH`, `file` (as `sqlite`) or a
+/// PostgreSQL URL (its password from `pg_password` when it has none).
+pub fn parse_store(text: &str, pg_password: Option<String>) -> Result<StoreChoice, String> {
     match text {
-        "file" => Ok((None, Embedded::File)),
-        "sqlite" => Ok((None, Embedded::Sqlite(None))),
+        "sqlite" | "file" => Ok(StoreChoice::Sqlite(None)),
         _ => match text.strip_prefix("sqlite:") {
             Some("") => Err(
-                "sqlite: needs a path after the colon, like sqlite:/var/lib/echo/echo.db".into(),
+                "sqlite: needs a file after the colon, like sqlite:/var/lib/echo-server/echo.db"
+                    .into(),
             ),
-            Some(path) => Ok((None, Embedded::Sqlite(Some(PathBuf::from(path))))),
-            None => PgUrl::parse(text, pg_password).map(|url| (Some(url), Embedded::File)),
+            Some(path) => Ok(StoreChoice::Sqlite(Some(PathBuf::from(path)))),
+            None => PgUrl::parse(text, pg_password).map(StoreChoice::Postgres),
         },
     }
 }
@@ -62,7 +62,7 @@ impl Default for Storage {
         Self {
             data_dir: PathBuf::from("data"),
             url: None,
-            embedded: Embedded::File,
+            sqlite: None,
             pool_size: DEFAULT_POOL_SIZE,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -74,15 +74,19 @@ impl Storage {
     /// takes its password from `PGPASSWORD` when it has none.
     pub(super) fn resolve(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let (url, embedded) = match args.store.as_deref().or(file.store.as_deref()) {
-            None => (None, d.embedded),
+        let choice = match args.store.as_deref().or(file.store.as_deref()) {
+            None => StoreChoice::Sqlite(None),
             Some(text) => parse_store(text, std::env::var("PGPASSWORD").ok())
                 .map_err(|err| ConfigError::Invalid(format!("store: {err}")))?,
+        };
+        let (url, sqlite) = match choice {
+            StoreChoice::Sqlite(path) => (None, path),
+            StoreChoice::Postgres(url) => (Some(url), None),
         };
         Ok(Self {
             data_dir: pick(args.data_dir.clone(), file.data_dir.clone(), d.data_dir),
             url,
-            embedded,
+            sqlite,
             pool_size: at_least_1(
                 "store_pool_size",
                 file.store_pool_size.unwrap_or(d.pool_size),
@@ -104,12 +108,11 @@ impl Storage {
                     timeout: self.timeout,
                 },
             },
-            None => match &self.embedded {
-                Embedded::File => StoreLocation::File(self.data_dir.clone()),
-                Embedded::Sqlite(path) => StoreLocation::Sqlite(
-                    path.clone().unwrap_or_else(|| self.data_dir.join(DB_FILE)),
-                ),
-            },
+            None => StoreLocation::Sqlite(
+                self.sqlite
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join(DB_FILE)),
+            ),
         }
     }
 }

@@ -10,17 +10,14 @@ use uuid::Uuid;
 use tokio::sync::broadcast;
 
 use super::{
-    FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
+    Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
     SqliteStore, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::store::ledger::AttemptLedger;
-use crate::sys::clock::Clock;
 
 /// Where the configuration says the store is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
-    /// The embedded file store in this directory.
-    File(PathBuf),
     /// The SQLite database in this file.
     Sqlite(PathBuf),
     /// A PostgreSQL database, shared by any number of servers.
@@ -37,7 +34,6 @@ impl fmt::Display for StoreLocation {
     /// hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreLocation::File(_) => f.write_str("file"),
             StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             StoreLocation::Postgres { url, .. } => write!(f, "{url}"),
         }
@@ -47,8 +43,6 @@ impl fmt::Display for StoreLocation {
 /// An open store of whichever backend was configured.
 #[derive(Debug, Clone)]
 pub enum Store {
-    /// The embedded journal-backed store.
-    File(FileStore),
     /// The SQLite store.
     Sqlite(SqliteStore),
     /// The PostgreSQL store.
@@ -57,15 +51,8 @@ pub enum Store {
 
 /// Opens the store at `location` (for PostgreSQL: connects and brings the
 /// schema up to date).
-pub async fn open(
-    location: &StoreLocation,
-    lifetimes: Lifetimes,
-    clock: Arc<dyn Clock>,
-) -> Result<Store, StoreError> {
+pub async fn open(location: &StoreLocation, lifetimes: Lifetimes) -> Result<Store, StoreError> {
     match location {
-        StoreLocation::File(dir) => {
-            FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
-        }
         StoreLocation::Sqlite(path) => open_sqlite(path, lifetimes).await.map(Store::Sqlite),
         StoreLocation::Postgres { url, options } => PgStore::open_with(url, lifetimes, *options)
             .await
@@ -101,7 +88,6 @@ impl Store {
     /// store only this process uses (its limits stay in memory).
     pub fn shared_ledger(&self, per_minute: u32) -> Option<Arc<dyn AttemptLedger>> {
         match self {
-            Store::File(_) => None,
             Store::Sqlite(store) => Some(Arc::new(store.ledger(per_minute))),
             Store::Postgres(store) => Some(Arc::new(store.ledger(per_minute))),
         }
@@ -112,7 +98,6 @@ impl Store {
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
-            Store::File($store) => $call.await,
             Store::Sqlite($store) => $call.await,
             Store::Postgres($store) => $call.await,
         }
@@ -223,7 +208,6 @@ impl UserStore for Store {
 
     fn revocations(&self) -> Option<broadcast::Receiver<Revocation>> {
         match self {
-            Store::File(store) => store.revocations(),
             Store::Sqlite(store) => UserStore::revocations(store),
             Store::Postgres(store) => UserStore::revocations(store),
         }
@@ -231,7 +215,7 @@ impl UserStore for Store {
 
     fn is_unreachable(&self) -> bool {
         match self {
-            Store::File(_) | Store::Sqlite(_) => false,
+            Store::Sqlite(_) => false,
             Store::Postgres(store) => store.is_unreachable(),
         }
     }

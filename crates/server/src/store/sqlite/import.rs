@@ -14,13 +14,12 @@ use std::{
 use deadpool_sqlite::rusqlite::{Connection, params};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{Failure, SqliteStore};
+use super::{
+    Failure, SqliteStore,
+    journal::{self, JOURNAL_FILE, LOCK_FILE, state::State},
+};
 use crate::{
-    store::{
-        StoreError,
-        file::{JOURNAL_FILE, LOCK_FILE, read_journal, state::State},
-        sql::secs,
-    },
+    store::{StoreError, sql::secs},
     sys::names::{canonical, confusable_key},
 };
 
@@ -55,7 +54,7 @@ impl SqliteStore {
     /// of it is kept.
     pub async fn import_journal(&self, journal: &Path) -> Result<Imported, StoreError> {
         let _lock = lock_journal(journal)?;
-        let state = read_journal(journal)?;
+        let state = journal::read(journal)?;
         let imported = self
             .write(move |connection| insert(connection, &state))
             .await?;

@@ -12,13 +12,15 @@
 //!   pool of reading connections (deadpool-sqlite), which WAL lets run
 //!   beside the writer and other processes.
 //! - `ledger.rs`: the attempt ledger in SQL, shared like the rest.
-//! - `import.rs`: the previous release's journal, imported.
+//! - `import.rs`, `journal/`: the previous release's journal store, read
+//!   and imported.
 //! - `follow.rs`: chains ended by another process (SQLite has no LISTEN:
 //!   the `revocations` table, read every 100 ms by the process that listens),
 //!   and the sweep of what has expired.
 
 mod follow;
 mod import;
+mod journal;
 mod ledger;
 mod ops;
 mod rows;
@@ -35,6 +37,7 @@ use deadpool_sqlite::{Pool, rusqlite};
 use tokio::sync::broadcast;
 
 pub use import::{Imported, imported_name};
+pub use journal::{JOURNAL_FILE, LOCK_FILE};
 pub use ledger::SqliteLedger;
 pub use schema::DB_FILE;
 use writer::Writer;

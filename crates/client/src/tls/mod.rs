@@ -91,6 +91,13 @@ pub(crate) async fn connect(
         Ok(stream) => stream,
         Err(err) => {
             let first = *lock(&first_byte);
+            // A TLS record starts with its type: 20 to 24. An echo-server
+            // without TLS starts with a frame header, whose first byte is 0.
+            if first.is_some_and(|byte| !(20..=24).contains(&byte)) {
+                return Err(ClientError::WrongTransport(format!(
+                    "{server}: the server does not speak TLS (it may be an echo-server without --tls): connect without --tls"
+                )));
+            }
             let message = format!("{server}: {}", handshake_failure(&err, first));
             return Err(ClientError::Handshake {
                 message,
@@ -115,11 +122,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A failed handshake in one sentence; `first` is the first byte the
 /// server sent, if any.
 fn handshake_failure(err: &io::Error, first: Option<u8>) -> String {
-    // A TLS record starts with its type: 20 to 24. An echo-server without
-    // TLS starts with a frame header, whose first byte is 0.
-    if first.is_some_and(|byte| !(20..=24).contains(&byte)) {
-        return "the server does not speak TLS (it may be an echo-server without --tls: connect without --tls)".into();
-    }
     // A TLS port closes a connection over its limits before the handshake,
     // with nothing said (it cannot say `server_busy` in the clear).
     let closed = matches!(

@@ -35,7 +35,7 @@ use refusal::{
 };
 pub use tokens::new_token;
 
-use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
+use crate::store::{EndCause, Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
 use crate::{
     live::sessions::LiveSessions,
     ops::logging::shown,
@@ -123,13 +123,15 @@ impl<S: UserStore> Authenticator<S> {
             Rotation::Reused { user, chain } => {
                 self.metrics.auth_failure(AuthFailure::token_reused);
                 self.metrics.revoked(Revoked::reused);
-                let ended = self.live.revoke_chain(chain);
+                let ended = self.live.revoke_chain(chain, Some(EndCause::Reuse));
                 warn!(user = %shown(&user), family = %chain, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
-            Rotation::Expired { user } => {
+            Rotation::Expired { user, chain } => {
                 self.metrics.auth_failure(AuthFailure::token_invalid);
-                info!(user = %shown(&user), "resume refused: session expired");
+                // A connection the chain still holds open ends with it.
+                let ended = self.live.revoke_chain(chain, Some(EndCause::Expired));
+                info!(user = %shown(&user), connections_ended = ended, "resume refused: session expired");
                 Err(token_invalid())
             }
             Rotation::Unknown => {
@@ -296,10 +298,10 @@ impl<S: UserStore> Authenticator<S> {
 
     /// `logout`: revokes the chain.
     pub async fn logout(&self, chain: Uuid) {
-        match self.store.revoke_session(chain).await {
+        match self.store.revoke_session(chain, EndCause::Logout).await {
             Ok(_) => {
                 self.metrics.revoked(Revoked::logout);
-                let ended = self.live.revoke_chain(chain);
+                let ended = self.live.revoke_chain(chain, Some(EndCause::Logout));
                 info!(family = %chain, connections_ended = ended, "logged out: session revoked");
             }
             Err(err) => error!(error = %err, "logout: cannot revoke the session"),

@@ -227,9 +227,7 @@ async fn five_failures_on_one_connection_end_it() {
     ));
     assert_eq!(
         client.recv().await,
-        ServerMsg::Bye {
-            reason: ByeReason::TooManyAttempts
-        }
+        ServerMsg::bye(ByeReason::TooManyAttempts)
     );
     assert!(client.try_recv().await.is_none());
     server.stop().await;

@@ -7,6 +7,7 @@
 
 mod balancer;
 mod cluster_script;
+mod end_causes;
 mod several_servers;
 mod several_servers_faults;
 mod store_postgres;

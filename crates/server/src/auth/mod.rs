@@ -40,7 +40,7 @@ use crate::{
     live::sessions::LiveSessions,
     ops::logging::shown,
     ops::metrics::{AuthFailure, Metrics, Revoked},
-    sys::clock::Clock,
+    sys::clock::{Clock, UnixTime},
 };
 
 /// Failed attempts one connection may make before `bye`.
@@ -204,12 +204,15 @@ impl<S: UserStore> Authenticator<S> {
         Ok(Grant { token, session })
     }
 
-    /// `register`: takes one attempt from the address's allowance, then
-    /// checks the name, whether it is free and the password's strength
-    /// (cheapest first; the strength estimate and the hash run off the async
-    /// threads), and creates the user and their first session in one store
-    /// change. Every refusal uses up one of the connection's attempts: a
-    /// registration is a password attempt whatever its outcome.
+    /// `register`: checks the name and whether it is free, takes one
+    /// attempt from the address's allowance, checks the password's strength
+    /// (the estimate and the hash run off the async threads), hashes it and
+    /// creates the user and their first session in one store change. A
+    /// refusal before the hash (a bad or taken name, a weak password) uses
+    /// up none of the connection's attempts: no password was checked. The
+    /// address's allowance pays for password work, so a refused name does
+    /// not touch it, and a weak password (whose strength estimate is such
+    /// work, up to a quarter of a second) does.
     pub async fn register(
         &self,
         user: &str,
@@ -231,12 +234,7 @@ impl<S: UserStore> Authenticator<S> {
         ip: IpAddr,
     ) -> Result<Grant, Refusal> {
         let now = self.clock.now();
-        self.ledger
-            .charge_address(ip, now)
-            .await
-            .map_err(refused_by_store)?
-            .map_err(rate_limited)?;
-        let name = self.check_new_account(user, &password).await?;
+        let name = self.check_new_account(user, &password, ip, now).await?;
         let started = std::time::Instant::now();
         let hashed = self.passwords.hash(password).await;
         self.metrics
@@ -268,12 +266,20 @@ impl<S: UserStore> Authenticator<S> {
     }
 
     /// A new account's name (valid, and free) and password (strong enough),
-    /// cheapest check first: the name as it is to be registered.
-    async fn check_new_account(&self, user: &str, password: &Secret) -> Result<String, Refusal> {
+    /// cheapest check first, the address charged before the password's
+    /// strength is estimated: the name as it is to be registered. No refusal
+    /// for the name or the password counts against the connection.
+    async fn check_new_account(
+        &self,
+        user: &str,
+        password: &Secret,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<String, Refusal> {
         let refused = |reason, message| Refusal {
             reason,
             message,
-            counts: true,
+            counts: false,
         };
         let name = validate_name(user).map_err(|why| refused(Reason::InvalidName, why))?;
         if self
@@ -285,6 +291,11 @@ impl<S: UserStore> Authenticator<S> {
         {
             return Err(name_taken(&name));
         }
+        self.ledger
+            .charge_address(ip, now)
+            .await
+            .map_err(refused_by_store)?
+            .map_err(rate_limited)?;
         self.passwords
             .check_new(&name, password, self.min_password_length)
             .await

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use tokio::sync::broadcast;
 
 use super::{
-    FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
-    StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+    EndCause, FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation,
+    SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::store::ledger::AttemptLedger;
 use crate::sys::clock::Clock;
@@ -175,8 +175,8 @@ impl UserStore for Store {
         dispatch!(self, s => s.rotate_session(presented, next, now))
     }
 
-    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.revoke_session(chain))
+    async fn revoke_session(&self, chain: Uuid, cause: EndCause) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_session(chain, cause))
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::{FileStore, record::Record, state::Chain};
 use crate::{
     store::{
-        FAMILIAR_SOURCE_SECS, Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo,
-        StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+        EndCause, FAMILIAR_SOURCE_SECS, Identity, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation,
+        SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
     },
     sys::peer::Source,
 };
@@ -280,6 +280,7 @@ impl UserStore for FileStore {
             if worn_out || lifetimes.expires(chain.created, chain.last_used) <= now {
                 let outcome = Rotation::Expired {
                     user: chain.user.clone(),
+                    chain: id,
                 };
                 return Ok((vec![Record::Revoke { chain: id }], outcome));
             }
@@ -299,7 +300,8 @@ impl UserStore for FileStore {
         .await
     }
 
-    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
+    /// The cause is for a store others share: nobody else hears this one.
+    async fn revoke_session(&self, id: Uuid, _cause: EndCause) -> Result<bool, StoreError> {
         self.write(|state| {
             if state.chains.contains_key(&id) {
                 Ok((vec![Record::Revoke { chain: id }], true))

@@ -50,6 +50,10 @@ pub enum Incoming {
     Unreadable(String),
     /// The connection is over: `None` if the server closed it cleanly.
     Closed(Option<String>),
+    /// The server answered with a TLS record: it speaks TLS and this
+    /// connection does not ([`ClientError::speaks_tls`]). The connection
+    /// is over.
+    SpeaksTls,
 }
 
 impl Connection {
@@ -144,6 +148,7 @@ impl Connection {
                     return Err(ClientError::Lost("the server closed the connection".into()));
                 }
                 Incoming::Closed(Some(reason)) => return Err(ClientError::Lost(reason)),
+                Incoming::SpeaksTls => return Err(ClientError::speaks_tls()),
             }
         }
     }
@@ -155,10 +160,6 @@ impl Drop for Connection {
     }
 }
 
-/// What a plain client says when the server answers with a TLS record.
-const SPEAKS_TLS: &str =
-    "the server speaks TLS (it answered with a TLS record): connect with --tls";
-
 async fn read_frames<R: AsyncRead + Unpin + Send>(
     mut read: BufReader<R>,
     tx: mpsc::UnboundedSender<Incoming>,
@@ -169,7 +170,7 @@ async fn read_frames<R: AsyncRead + Unpin + Send>(
             Err(echo_proto::ProtoError::FrameTooLarge { len, .. })
                 if matches!(len >> 16, 0x1503 | 0x1603) =>
             {
-                Incoming::Closed(Some(SPEAKS_TLS.into()))
+                Incoming::SpeaksTls
             }
             Ok(Some(payload)) => match decode_message::<ServerMsg>(&payload) {
                 Ok(msg) => Incoming::Msg(msg),
@@ -178,7 +179,7 @@ async fn read_frames<R: AsyncRead + Unpin + Send>(
             Ok(None) => Incoming::Closed(None),
             Err(err) => Incoming::Closed(Some(err.to_string())),
         };
-        let last = matches!(event, Incoming::Closed(_));
+        let last = matches!(event, Incoming::Closed(_) | Incoming::SpeaksTls);
         if tx.send(event).is_err() || last {
             return;
         }

@@ -1,4 +1,4 @@
-use echo_proto::{ByeReason, ErrorCode, ProtoError};
+use echo_proto::{ByeCause, ByeReason, ErrorCode, ProtoError};
 
 /// A source error of any kind (I/O, TOML, rustls, a join).
 pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -44,9 +44,10 @@ pub enum ClientError {
         /// The server's sentence.
         message: String,
     },
-    /// The server closed the connection, saying why.
-    #[error("the server closed the connection ({})", bye_text(*.0))]
-    Bye(ByeReason),
+    /// The server closed the connection, saying why (and, for a revoked
+    /// session, the cause).
+    #[error("{}", bye_text(*.0, *.1))]
+    Bye(ByeReason, Option<ByeCause>),
     /// The connection broke or the server went away without a word.
     #[error("connection lost: {0}")]
     Lost(String),
@@ -56,6 +57,14 @@ pub enum ClientError {
     /// The server sent something this client cannot follow.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The other end speaks the other transport: TLS where this client
+    /// spoke plain TCP, or the other way round. The sentence says which.
+    #[error("{0}")]
+    WrongTransport(String),
+    /// Pipe or one-shot mode: the server answered this many of the lines
+    /// with an `error` (each one was reported as it came).
+    #[error("the server refused {0} of the lines sent")]
+    LinesRefused(usize),
     /// The server's identity could not be verified (an unknown key refused,
     /// a changed key, an untrusted chain, a wrong host name).
     #[error("{0}")]
@@ -109,6 +118,13 @@ impl ClientError {
         }
     }
 
+    /// A plain connection to a server that answered with a TLS record.
+    pub fn speaks_tls() -> Self {
+        ClientError::WrongTransport(
+            "the server speaks TLS (it answered with a TLS record): connect with --tls".into(),
+        )
+    }
+
     /// A question on the terminal that could not be answered: `cancelled`
     /// when the person pressed Ctrl-D.
     pub fn from_question(err: std::io::Error) -> Self {
@@ -122,7 +138,9 @@ impl ClientError {
     /// The exit code documented in the README:
     /// 1 usage or local error, 2 cannot connect, 3 refused (authentication or
     /// identification), 4 connection lost or closed early, 5 protocol error,
-    /// 6 the server's identity could not be verified or TLS failed.
+    /// 6 the server's identity could not be verified or TLS failed, 7 a line
+    /// of pipe or one-shot mode was refused, 8 the wrong transport (TLS
+    /// against plain, or plain against TLS).
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_)
@@ -132,25 +150,41 @@ impl ClientError {
             | ClientError::LocalFrom { .. }
             | ClientError::DamagedTokenFile { .. } => 1,
             ClientError::Connect { .. } => 2,
-            ClientError::Refused { .. } | ClientError::Bye(ByeReason::TooManyAttempts) => 3,
-            ClientError::Bye(_) | ClientError::Lost(_) | ClientError::Broken(_) => 4,
+            ClientError::Refused { .. } | ClientError::Bye(ByeReason::TooManyAttempts, _) => 3,
+            ClientError::Bye(..) | ClientError::Lost(_) | ClientError::Broken(_) => 4,
             ClientError::Protocol(_) => 5,
             ClientError::Identity(_) | ClientError::Handshake { .. } => 6,
+            ClientError::LinesRefused(_) => 7,
+            ClientError::WrongTransport(_) => 8,
         }
     }
 }
 
-/// Why a server said `bye`, in words.
-pub fn bye_text(reason: ByeReason) -> &'static str {
-    match reason {
+/// Why a server said `bye`, in one sentence: a revoked session says its
+/// cause plainly; anything else is "the server closed the connection" and
+/// why.
+pub fn bye_text(reason: ByeReason, cause: Option<ByeCause>) -> String {
+    let why = match reason {
+        ByeReason::Revoked => return revoked_text(cause).into(),
         ByeReason::Shutdown => "it is shutting down",
         ByeReason::Timeout => "timed out",
         ByeReason::Logout => "logged out",
         ByeReason::TooManyAttempts => "too many failed attempts",
-        ByeReason::Revoked => {
-            "the session was revoked (logged out elsewhere, or its token was used by someone else)"
-        }
         ByeReason::Kicked => "an operator ended this connection",
         ByeReason::Other => "no reason this client knows",
+    };
+    format!("the server closed the connection ({why})")
+}
+
+/// Why the session was revoked, one sentence per cause; a cause this
+/// client does not know, or none (an older server), gets the plain fact.
+fn revoked_text(cause: Option<ByeCause>) -> &'static str {
+    match cause {
+        Some(ByeCause::Logout) => "you were logged out (the session ended elsewhere)",
+        Some(ByeCause::Reuse) => "your session was revoked: its token was used by someone else",
+        Some(ByeCause::Operator) => "an operator ended your session",
+        Some(ByeCause::PasswordChanged) => "your password was changed; log in again",
+        Some(ByeCause::Expired) => "your session expired; log in again",
+        Some(ByeCause::Other) | None => "your session was revoked; log in again",
     }
 }

@@ -28,7 +28,9 @@ use echo_prompt::EnvCheck;
 /// taken name, ...), 4 connection lost or closed before all replies came,
 /// 5 protocol error, 6 the server's identity could not be verified (unknown
 /// key refused, key changed, untrusted chain, host name mismatch) or the TLS
-/// handshake failed.
+/// handshake failed, 7 the server refused a line (pipe and one-shot mode),
+/// 8 wrong transport (a plain client meeting a TLS server, or a TLS client
+/// meeting a plain one).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -84,6 +86,10 @@ fn main() -> ExitCode {
             pipe::run(&cli.args, pipe::Input::Stdin).await
         }
     });
+    // Standard input is read on a blocking thread, which a plain drop of the
+    // runtime would wait for: a pipe the server ended (a `bye`) while its
+    // input stays open would never exit.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,5 +1,7 @@
 //! Pipe mode: no prompts, no line editor. Each input line is a `say`; each
-//! reply is a line on standard output; the exit code says how it went.
+//! reply is a line on standard output; the exit code says how it went (a
+//! line the server refused is reported at once, and fails the run at the
+//! end: [`ClientError::LinesRefused`]).
 //! One-shot mode (`echo-client [OPTIONS] TEXT...`) is the same with one line.
 
 use std::{
@@ -99,6 +101,7 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
         Input::Once(line) => Lines::Once(Some(line)),
     };
     let mut pending: VecDeque<u64> = VecDeque::new();
+    let mut refused = 0;
     let mut input_done = false;
     let mut stdout = io::stdout();
     let printed = |err: io::Error| ClientError::local_from("cannot write the output", err);
@@ -129,20 +132,25 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
                 Incoming::Msg(ServerMsg::Error { message, fatal: false, .. }) => {
                     eprintln!("echo-client: error: {message}");
                     pending.pop_front();
+                    refused += 1;
                 }
                 Incoming::Msg(ServerMsg::Error { message, .. }) => {
                     return Err(ClientError::Lost(message));
                 }
-                Incoming::Msg(ServerMsg::Bye { reason }) => return Err(ClientError::Bye(reason)),
+                Incoming::Msg(ServerMsg::Bye { reason, cause }) => return Err(ClientError::Bye(reason, cause)),
                 Incoming::Msg(_) => {}
                 Incoming::Unreadable(err) => eprintln!("echo-client: skipped a frame: {err}"),
                 Incoming::Closed(reason) => {
                     return Err(ClientError::Lost(reason.unwrap_or_else(|| "the server closed the connection".into())));
                 }
+                Incoming::SpeaksTls => return Err(ClientError::speaks_tls()),
             },
         }
     }
-    Ok(())
+    match refused {
+        0 => Ok(()),
+        refused => Err(ClientError::LinesRefused(refused)),
+    }
 }
 
 /// Connects and authenticates (or identifies) from the flags and the

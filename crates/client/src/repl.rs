@@ -189,7 +189,7 @@ async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, Cl
         match handshake(&mut conn, Some(jar), &mut TerminalCredentials).await {
             Ok(established) => break (conn, established),
             Err(
-                ClientError::Bye(echo_proto::ByeReason::Timeout)
+                ClientError::Bye(echo_proto::ByeReason::Timeout, _)
                 | ClientError::Lost(_)
                 | ClientError::Broken(_),
             ) if retries < HANDSHAKE_RETRIES => {
@@ -325,18 +325,22 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
             let _ = writeln!(out, "error: {message}");
             return !fatal;
         }
-        Incoming::Msg(ServerMsg::Bye { reason }) => {
+        Incoming::Msg(ServerMsg::Bye { reason, cause }) => {
             let _ = writeln!(
                 out,
                 "* {}. The next line you type connects again (or /reconnect; /quit leaves).",
-                ClientError::Bye(reason)
+                ClientError::Bye(reason, cause)
             );
             return false;
         }
         Incoming::Msg(other) => format!("(unexpected {other:?})"),
         Incoming::Unreadable(err) => format!("(skipped a frame this client cannot read: {err})"),
-        Incoming::Closed(reason) => {
-            let why = reason.unwrap_or_else(|| "the server closed the connection".into());
+        Incoming::Closed(_) | Incoming::SpeaksTls => {
+            let why = match incoming {
+                Incoming::Closed(Some(reason)) => reason,
+                Incoming::SpeaksTls => ClientError::speaks_tls().to_string(),
+                _ => "the server closed the connection".into(),
+            };
             let _ = writeln!(
                 out,
                 "* Disconnected: {why}. The next line you type connects again (or /reconnect; /quit leaves)."

@@ -32,7 +32,7 @@ pub use codec::{FrameCodec, Json};
 pub use error::{ErrorCode, ProtoError};
 pub use header::{DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN, MAX_FRAME_LENGTH};
 pub use message::{
-    ByeReason, ClientMsg, DEFAULT_HOST, DEFAULT_PORT, Message, Mode, PROTOCOL_VERSION, ServerMsg,
-    decode_message, decode_text,
+    ByeCause, ByeReason, ClientMsg, DEFAULT_HOST, DEFAULT_PORT, Message, Mode, PROTOCOL_VERSION,
+    ServerMsg, decode_message, decode_text,
 };
 pub use secret::Secret;

@@ -51,12 +51,34 @@ pub enum ByeReason {
     Logout,
     /// Too many failed authentication attempts on this connection.
     TooManyAttempts,
-    /// The session this connection was authenticated by was revoked (its
-    /// token was reused, it logged out elsewhere, or an operator revoked it).
+    /// The session this connection was authenticated by was revoked;
+    /// `bye`'s `cause` says why ([`ByeCause`]).
     Revoked,
     /// An operator ended this connection (`echo-server kick`).
     Kicked,
     /// A reason this version does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
+}
+
+/// Why a session was revoked, sent in `bye` with reason `revoked`. A
+/// server before this field sends none; a client treats a missing or
+/// unknown cause alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByeCause {
+    /// The session logged out on another connection.
+    Logout,
+    /// A token of the session that had been replaced was presented again:
+    /// someone else holds a copy.
+    Reuse,
+    /// An operator revoked the session or removed the user.
+    Operator,
+    /// The user's password was changed.
+    PasswordChanged,
+    /// The session reached the end of its lifetime.
+    Expired,
+    /// A cause this version does not know (sent by a newer server).
     #[serde(other)]
     Other,
 }
@@ -122,6 +144,10 @@ pub enum ServerMsg {
     Bye {
         /// Why.
         reason: ByeReason,
+        /// With `revoked`: why the session was revoked. Absent otherwise,
+        /// and from servers that do not say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<ByeCause>,
     },
 }
 
@@ -182,6 +208,14 @@ impl ServerMsg {
             message: message.into(),
             fatal,
             attempts_left: None,
+        }
+    }
+
+    /// A `bye` with no cause.
+    pub fn bye(reason: ByeReason) -> Self {
+        ServerMsg::Bye {
+            reason,
+            cause: None,
         }
     }
 }

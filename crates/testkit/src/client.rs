@@ -68,10 +68,20 @@ impl TestClient {
 
     /// Reads until `bye`, for at most a second: its reason, or `None`.
     pub async fn bye_within_a_second(&mut self) -> Option<echo_proto::ByeReason> {
+        self.bye_and_cause_within_a_second()
+            .await
+            .map(|(reason, _)| reason)
+    }
+
+    /// Reads until `bye`, for at most a second: its reason and cause, or
+    /// `None`.
+    pub async fn bye_and_cause_within_a_second(
+        &mut self,
+    ) -> Option<(echo_proto::ByeReason, Option<echo_proto::ByeCause>)> {
         let wait = async {
             loop {
                 match self.try_recv().await {
-                    Some(ServerMsg::Bye { reason }) => return Some(reason),
+                    Some(ServerMsg::Bye { reason, cause }) => return Some((reason, cause)),
                     Some(_) => {}
                     None => return None,
                 }

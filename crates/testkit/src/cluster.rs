@@ -8,7 +8,7 @@ use std::{
 };
 
 use echo_proto::{
-    ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg,
+    ByeCause, ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg,
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 
@@ -144,11 +144,17 @@ impl Client {
 
     /// The `bye` reason the server sends within a second, if any.
     pub fn bye_within_a_second(&mut self) -> Option<ByeReason> {
+        self.bye_and_cause_within_a_second()
+            .map(|(reason, _)| reason)
+    }
+
+    /// The `bye` reason and cause the server sends within a second, if any.
+    pub fn bye_and_cause_within_a_second(&mut self) -> Option<(ByeReason, Option<ByeCause>)> {
         self.0
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
         match self.0.recv_msg::<ServerMsg>() {
-            Ok(Some(ServerMsg::Bye { reason })) => Some(reason),
+            Ok(Some(ServerMsg::Bye { reason, cause })) => Some((reason, cause)),
             _ => None,
         }
     }

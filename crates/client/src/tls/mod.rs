@@ -91,6 +91,11 @@ pub(crate) async fn connect(
         Ok(stream) => stream,
         Err(err) => {
             let first = *lock(&first_byte);
+            if speaks_plain(first) {
+                return Err(ClientError::WrongTransport(format!(
+                    "{server}: the server does not speak TLS (it may be an echo-server without --tls): connect without --tls"
+                )));
+            }
             let message = format!("{server}: {}", handshake_failure(&err, first));
             return Err(ClientError::Handshake {
                 message,
@@ -112,14 +117,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Whether a server that sent `first` first answered with something other
+/// than TLS: a TLS record starts with its type, 20 to 24; an echo-server
+/// without TLS starts with a frame header, whose first byte is 0.
+fn speaks_plain(first: Option<u8>) -> bool {
+    first.is_some_and(|byte| !(20..=24).contains(&byte))
+}
+
 /// A failed handshake in one sentence; `first` is the first byte the
-/// server sent, if any.
+/// server sent, if any (not a plain server's: [`speaks_plain`]).
 fn handshake_failure(err: &io::Error, first: Option<u8>) -> String {
-    // A TLS record starts with its type: 20 to 24. An echo-server without
-    // TLS starts with a frame header, whose first byte is 0.
-    if first.is_some_and(|byte| !(20..=24).contains(&byte)) {
-        return "the server does not speak TLS (it may be an echo-server without --tls: connect without --tls)".into();
-    }
     // A TLS port closes a connection over its limits before the handshake,
     // with nothing said (it cannot say `server_busy` in the clear).
     let closed = matches!(
@@ -358,6 +365,7 @@ mod tests {
         assert!(handshake_failure(&eof, None).contains("connection limit"));
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert!(handshake_failure(&reset, None).contains("try again later"));
-        assert!(handshake_failure(&eof, Some(0)).contains("does not speak TLS"));
+        assert!(speaks_plain(Some(0)));
+        assert!(!speaks_plain(Some(22)) && !speaks_plain(None));
     }
 }

@@ -157,7 +157,8 @@ fn errors_for_one_line_do_not_stop_the_rest() {
         &[],
         "a\n/nope\nb\n",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Every line is sent; the exit code says one was refused.
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(stdout(&out), "a\nb\n");
     assert!(
         stderr(&out).contains("error: unknown command /nope"),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod e2e;
+mod farewell;
 mod oneshot;
 mod parallel;
 mod pipe;

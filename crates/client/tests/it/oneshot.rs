@@ -55,3 +55,47 @@ fn a_line_too_long_for_one_message_is_skipped_and_the_rest_are_sent() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_one_shot_the_server_refuses_exits_7() {
+    let server = TestServer::start_blocking(auth_config());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(CLIENT)
+        .args(["--port", &server.addr.port().to_string(), "--register"])
+        .arg("--token-file")
+        .arg(token_file(&dir))
+        .arg("/nope")
+        .env("ECHO_USER", "cy")
+        .env("ECHO_PASSWORD", PASSWORD)
+        .env_remove("ECHO_CLIENT_HOST")
+        .env_remove("ECHO_CLIENT_PORT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let errors = stderr(&out);
+    assert!(errors.contains("echo-client: error: "), "{errors}");
+    assert!(
+        errors.ends_with("echo-client: the server refused 1 of the lines sent\n"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_pipe_sends_every_line_and_exits_7_when_any_was_refused() {
+    let server = TestServer::start_blocking(auth_config());
+    let dir = tempfile::tempdir().unwrap();
+    let creds = [("ECHO_USER", "dot"), ("ECHO_PASSWORD", PASSWORD)];
+    let input = "before\n/nope\n/nope either\nafter\n";
+    let out = pipe(&server, &token_file(&dir), &["--register"], &creds, input);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "before\nafter\n");
+    assert!(
+        stderr(&out).ends_with("the server refused 2 of the lines sent\n"),
+        "{}",
+        stderr(&out)
+    );
+    // Lines that all pass still exit 0.
+    let out = pipe(&server, &token_file(&dir), &[], &[], "fine\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -166,11 +166,11 @@ fn a_private_ca_is_trusted_alone_and_the_host_name_is_checked() {
 }
 
 #[test]
-fn plain_and_tls_ends_that_do_not_match_each_say_which_it_is() {
+fn plain_and_tls_ends_that_do_not_match_each_say_which_it_is_with_one_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let tls = ServerProcess::launch(&["--tls", "--mode", "ident"], None);
     let out = say(&tls, dir.path(), &[], "plain");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("the server speaks TLS"),
         "{}",
@@ -180,7 +180,7 @@ fn plain_and_tls_ends_that_do_not_match_each_say_which_it_is() {
 
     let plain = ServerProcess::launch(&["--mode", "ident"], None);
     let out = say(&plain, dir.path(), &["--tls"], "secure");
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("does not speak TLS"),
         "{}",

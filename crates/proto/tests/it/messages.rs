@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use echo_proto::{
-    ByeReason, ClientMsg, ErrorCode, Message, Mode, ProtoError, Secret, ServerMsg, decode_message,
+    ByeCause, ByeReason, ClientMsg, ErrorCode, Message, Mode, ProtoError, Secret, ServerMsg,
+    decode_message,
 };
 use serde_json::json;
 
@@ -163,12 +164,55 @@ fn unknown_codes_and_reasons_from_a_newer_server_still_decode() {
             .as_bytes(),
     )
     .unwrap();
+    assert_eq!(msg, ServerMsg::bye(ByeReason::Other));
+    let msg: ServerMsg = decode_message(
+        json!({"type": "bye", "reason": "revoked", "cause": "solar_flare"})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
     assert_eq!(
         msg,
         ServerMsg::Bye {
-            reason: ByeReason::Other
+            reason: ByeReason::Revoked,
+            cause: Some(ByeCause::Other)
         }
     );
+}
+
+#[test]
+fn bye_carries_each_revocation_cause_by_its_documented_name() {
+    let causes = [
+        (ByeCause::Logout, "logout"),
+        (ByeCause::Reuse, "reuse"),
+        (ByeCause::Operator, "operator"),
+        (ByeCause::PasswordChanged, "password_changed"),
+        (ByeCause::Expired, "expired"),
+    ];
+    for (cause, name) in causes {
+        let msg = ServerMsg::Bye {
+            reason: ByeReason::Revoked,
+            cause: Some(cause),
+        };
+        let value = serde_json::to_value(&msg).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "bye", "reason": "revoked", "cause": name})
+        );
+        let back: ServerMsg = decode_message(value.to_string().as_bytes()).unwrap();
+        assert_eq!(back, msg);
+    }
+}
+
+#[test]
+fn bye_without_a_cause_omits_the_field_and_an_old_bye_still_decodes() {
+    let msg = ServerMsg::bye(ByeReason::Shutdown);
+    assert_eq!(
+        serde_json::to_value(&msg).unwrap(),
+        json!({"type": "bye", "reason": "shutdown"})
+    );
+    let old: ServerMsg = decode_message(br#"{"type":"bye","reason":"revoked"}"#).unwrap();
+    assert_eq!(old, ServerMsg::bye(ByeReason::Revoked));
 }
 
 #[test]

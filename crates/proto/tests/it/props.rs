@@ -4,8 +4,8 @@
 
 use bytes::{BufMut, BytesMut};
 use echo_proto::{
-    ByeReason, ClientMsg, ErrorCode, FrameCodec, Message, Mode, Secret, ServerMsg, decode_message,
-    decode_text,
+    ByeCause, ByeReason, ClientMsg, ErrorCode, FrameCodec, Message, Mode, Secret, ServerMsg,
+    decode_message, decode_text,
 };
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
@@ -66,7 +66,19 @@ fn bye_reason() -> impl Strategy<Value = ByeReason> {
         Just(ByeReason::Timeout),
         Just(ByeReason::Logout),
         Just(ByeReason::TooManyAttempts),
+        Just(ByeReason::Revoked),
+        Just(ByeReason::Kicked),
     ]
+}
+
+fn bye_cause() -> impl Strategy<Value = Option<ByeCause>> {
+    proptest::option::of(prop_oneof![
+        Just(ByeCause::Logout),
+        Just(ByeCause::Reuse),
+        Just(ByeCause::Operator),
+        Just(ByeCause::PasswordChanged),
+        Just(ByeCause::Expired),
+    ])
 }
 
 fn server_msg() -> impl Strategy<Value = ServerMsg> {
@@ -106,7 +118,7 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
                 fatal,
                 attempts_left
             }),
-        bye_reason().prop_map(|reason| ServerMsg::Bye { reason }),
+        (bye_reason(), bye_cause()).prop_map(|(reason, cause)| ServerMsg::Bye { reason, cause }),
     ]
 }
 

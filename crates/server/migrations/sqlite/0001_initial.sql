@@ -82,17 +82,30 @@ CREATE INDEX familiar_sources_by_seen ON familiar_sources (seen);
 
 -- A chain that ends (reuse, logout, an admin command, a new password, a
 -- removed user, expiry at a resume) is written here in the same
--- transaction; every server follows the sequence and ends the live
--- connections the chain authenticated. SQLite has no LISTEN: a server
--- notices new rows by `PRAGMA data_version`. Rows older than an hour are
--- deleted by the sweep.
+-- transaction, with why (`cause`: logout, reuse, operator,
+-- password_changed, expired; NULL when the statement did not say, as for
+-- a row deleted by hand). Every server follows the sequence and ends the
+-- live connections the chain authenticated, saying the cause in their
+-- `bye`. SQLite has no LISTEN: a server reads the rows after the last it
+-- saw. Rows older than an hour are deleted by the sweep.
 CREATE TABLE revocations (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
     family TEXT NOT NULL,
+    cause  TEXT,
     at     INTEGER NOT NULL
 ) STRICT;
 
+-- The cause of the chains the current statement ends: one row, set by the
+-- writer around a statement that ends chains and cleared after it, read
+-- by the trigger (SQLite has no per-transaction settings).
+CREATE TABLE ending (
+    one   INTEGER PRIMARY KEY CHECK (one = 1),
+    cause TEXT
+) STRICT;
+INSERT INTO ending (one, cause) VALUES (1, NULL);
+
 CREATE TRIGGER sessions_ended AFTER DELETE ON sessions
 BEGIN
-    INSERT INTO revocations (family, at) VALUES (OLD.family, unixepoch());
+    INSERT INTO revocations (family, cause, at)
+        VALUES (OLD.family, (SELECT cause FROM ending WHERE one = 1), unixepoch());
 END;

@@ -29,7 +29,7 @@ use crate::{
     admin::ops,
     live::clients::{Clients, format_table},
     live::sessions::LiveSessions,
-    store::UserStore,
+    store::{EndCause, UserStore},
 };
 
 /// The control socket of the server listening on `port`, in the data
@@ -207,9 +207,9 @@ pub async fn run<S: UserStore>(
     now: u64,
     live: Option<&Live>,
 ) -> Result<String, ControlError> {
-    let end_sessions = |user: &str| {
+    let end_sessions = |user: &str, cause: EndCause| {
         if let Some(live) = live {
-            live.sessions.revoke_user(user);
+            live.sessions.revoke_user(user, cause);
         }
     };
     let min = min_password_length;
@@ -221,27 +221,27 @@ pub async fn run<S: UserStore>(
         ControlRequest::UserRemove { name } => {
             let user = stored(store, name).await;
             let done = ops::remove_user(store, &user).await?;
-            end_sessions(&user);
+            end_sessions(&user, EndCause::Operator);
             done
         }
         ControlRequest::UserPasswd { name, password } => {
             let user = stored(store, name).await;
             let done = ops::set_password(store, &user, password, min).await?;
-            end_sessions(&user);
+            end_sessions(&user, EndCause::PasswordChanged);
             done
         }
         ControlRequest::SessionList { user } => ops::list_sessions(store, &user, now).await?,
         ControlRequest::SessionRevoke { user, id: None } => {
             let user = stored(store, user).await;
             let done = ops::revoke_sessions(store, &user).await?;
-            end_sessions(&user);
+            end_sessions(&user, EndCause::Operator);
             done
         }
         ControlRequest::SessionRevoke { user, id: Some(id) } => {
             let user = stored(store, user).await;
             let (chain, done) = ops::revoke_session(store, &user, &id, now).await?;
             if let Some(live) = live {
-                live.sessions.revoke_chain(chain);
+                live.sessions.revoke_chain(chain, Some(EndCause::Operator));
             }
             done
         }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Passwords, check_password, validate_name},
     ops::logging::shown_max,
-    store::{StoreError, UnixTime, UserRecord, UserStore},
+    store::{EndCause, StoreError, UnixTime, UserRecord, UserStore},
     sys::clock::format_time,
 };
 
@@ -183,7 +183,7 @@ pub async fn revoke_session<S: UserStore>(
             )));
         }
     };
-    if !store.revoke_session(chain).await? {
+    if !store.revoke_session(chain, EndCause::Operator).await? {
         return Err(AdminError::Refused(format!(
             "{user} has no session {wanted}"
         )));

@@ -35,12 +35,12 @@ use refusal::{
 };
 pub use tokens::new_token;
 
-use crate::store::{Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
+use crate::store::{EndCause, Rotation, SessionInfo, StoreError, TokenHash, UserRecord, UserStore};
 use crate::{
     live::sessions::LiveSessions,
     ops::logging::shown,
     ops::metrics::{AuthFailure, Metrics, Revoked},
-    sys::clock::Clock,
+    sys::clock::{Clock, UnixTime},
 };
 
 /// Failed attempts one connection may make before `bye`.
@@ -123,13 +123,15 @@ impl<S: UserStore> Authenticator<S> {
             Rotation::Reused { user, chain } => {
                 self.metrics.auth_failure(AuthFailure::token_reused);
                 self.metrics.revoked(Revoked::reused);
-                let ended = self.live.revoke_chain(chain);
+                let ended = self.live.revoke_chain(chain, Some(EndCause::Reuse));
                 warn!(user = %shown(&user), family = %chain, connections_ended = ended, "a rotated-away token was presented: session chain revoked");
                 Err(token_invalid())
             }
-            Rotation::Expired { user } => {
+            Rotation::Expired { user, chain } => {
                 self.metrics.auth_failure(AuthFailure::token_invalid);
-                info!(user = %shown(&user), "resume refused: session expired");
+                // A connection the chain still holds open ends with it.
+                let ended = self.live.revoke_chain(chain, Some(EndCause::Expired));
+                info!(user = %shown(&user), connections_ended = ended, "resume refused: session expired");
                 Err(token_invalid())
             }
             Rotation::Unknown => {
@@ -202,12 +204,15 @@ impl<S: UserStore> Authenticator<S> {
         Ok(Grant { token, session })
     }
 
-    /// `register`: takes one attempt from the address's allowance, then
-    /// checks the name, whether it is free and the password's strength
-    /// (cheapest first; the strength estimate and the hash run off the async
-    /// threads), and creates the user and their first session in one store
-    /// change. Every refusal uses up one of the connection's attempts: a
-    /// registration is a password attempt whatever its outcome.
+    /// `register`: checks the name and whether it is free, takes one
+    /// attempt from the address's allowance, checks the password's strength
+    /// (the estimate and the hash run off the async threads), hashes it and
+    /// creates the user and their first session in one store change. A
+    /// refusal before the hash (a bad or taken name, a weak password) uses
+    /// up none of the connection's attempts: no password was checked. The
+    /// address's allowance pays for password work, so a refused name does
+    /// not touch it, and a weak password (whose strength estimate is such
+    /// work, up to a quarter of a second) does.
     pub async fn register(
         &self,
         user: &str,
@@ -229,12 +234,7 @@ impl<S: UserStore> Authenticator<S> {
         ip: IpAddr,
     ) -> Result<Grant, Refusal> {
         let now = self.clock.now();
-        self.ledger
-            .charge_address(ip, now)
-            .await
-            .map_err(refused_by_store)?
-            .map_err(rate_limited)?;
-        let name = self.check_new_account(user, &password).await?;
+        let name = self.check_new_account(user, &password, ip, now).await?;
         let started = std::time::Instant::now();
         let hashed = self.passwords.hash(password).await;
         self.metrics
@@ -266,12 +266,20 @@ impl<S: UserStore> Authenticator<S> {
     }
 
     /// A new account's name (valid, and free) and password (strong enough),
-    /// cheapest check first: the name as it is to be registered.
-    async fn check_new_account(&self, user: &str, password: &Secret) -> Result<String, Refusal> {
+    /// cheapest check first, the address charged before the password's
+    /// strength is estimated: the name as it is to be registered. No refusal
+    /// for the name or the password counts against the connection.
+    async fn check_new_account(
+        &self,
+        user: &str,
+        password: &Secret,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<String, Refusal> {
         let refused = |reason, message| Refusal {
             reason,
             message,
-            counts: true,
+            counts: false,
         };
         let name = validate_name(user).map_err(|why| refused(Reason::InvalidName, why))?;
         if self
@@ -283,6 +291,11 @@ impl<S: UserStore> Authenticator<S> {
         {
             return Err(name_taken(&name));
         }
+        self.ledger
+            .charge_address(ip, now)
+            .await
+            .map_err(refused_by_store)?
+            .map_err(rate_limited)?;
         self.passwords
             .check_new(&name, password, self.min_password_length)
             .await
@@ -296,10 +309,10 @@ impl<S: UserStore> Authenticator<S> {
 
     /// `logout`: revokes the chain.
     pub async fn logout(&self, chain: Uuid) {
-        match self.store.revoke_session(chain).await {
+        match self.store.revoke_session(chain, EndCause::Logout).await {
             Ok(_) => {
                 self.metrics.revoked(Revoked::logout);
-                let ended = self.live.revoke_chain(chain);
+                let ended = self.live.revoke_chain(chain, Some(EndCause::Logout));
                 info!(family = %chain, connections_ended = ended, "logged out: session revoked");
             }
             Err(err) => error!(error = %err, "logout: cannot revoke the session"),

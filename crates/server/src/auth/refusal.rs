@@ -16,7 +16,8 @@ pub struct Refusal {
     pub reason: Reason,
     /// A sentence for people.
     pub message: String,
-    /// Whether it uses up one of the connection's attempts.
+    /// Whether it uses up one of the connection's attempts: only a refusal
+    /// that checked a secret (a password, a token) or a rate limit does.
     pub counts: bool,
 }
 
@@ -73,12 +74,13 @@ pub(super) fn refused_by_store(err: StoreError) -> Refusal {
     internal()
 }
 
-/// A name the store cannot hold (PostgreSQL: a NUL character).
+/// A name the store cannot hold (PostgreSQL: a NUL character): no password
+/// was checked, so it costs no attempt.
 pub(crate) fn unstorable_name() -> Refusal {
     Refusal {
         reason: Reason::InvalidName,
         message: "the name has characters the server cannot store".into(),
-        counts: true,
+        counts: false,
     }
 }
 
@@ -100,12 +102,13 @@ pub(super) fn internal() -> Refusal {
     }
 }
 
-/// `register` with a name that exists.
+/// `register` with a name that exists: no password was checked, so it
+/// costs no attempt.
 pub(super) fn name_taken(name: &str) -> Refusal {
     Refusal {
         reason: Reason::NameTaken,
         message: format!("the user name {name:?} is taken"),
-        counts: true,
+        counts: false,
     }
 }
 

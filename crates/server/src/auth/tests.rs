@@ -81,7 +81,7 @@ async fn register_then_login_and_a_wrong_password_counts() {
 }
 
 #[tokio::test]
-async fn register_refusals_say_why_and_each_costs_an_attempt() {
+async fn register_refusals_before_the_password_is_hashed_say_why_and_cost_nothing() {
     let f = fixture(100).await;
     let here = ip("192.0.2.1");
     let weak = f
@@ -89,20 +89,20 @@ async fn register_refusals_say_why_and_each_costs_an_attempt() {
         .register("ann", "password".into(), here)
         .await
         .unwrap_err();
-    assert_eq!((weak.reason, weak.counts), (Reason::WeakPassword, true));
+    assert_eq!((weak.reason, weak.counts), (Reason::WeakPassword, false));
     let bad = f
         .auth
         .register("", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!((bad.reason, bad.counts), (Reason::InvalidName, true));
+    assert_eq!((bad.reason, bad.counts), (Reason::InvalidName, false));
     f.auth.register("ann", PASSWORD.into(), here).await.unwrap();
     let taken = f
         .auth
         .register("ann", PASSWORD.into(), here)
         .await
         .unwrap_err();
-    assert_eq!((taken.reason, taken.counts), (Reason::NameTaken, true));
+    assert_eq!((taken.reason, taken.counts), (Reason::NameTaken, false));
 }
 
 #[tokio::test]
@@ -165,13 +165,19 @@ async fn an_address_runs_out_of_password_attempts() {
 }
 
 #[tokio::test]
-async fn refused_registrations_use_up_the_address_allowance() {
+async fn refused_names_leave_the_address_allowance_and_weak_passwords_use_it() {
     let f = fixture(2).await;
     let here = ip("192.0.2.1");
-    for _ in 0..2 {
-        let weak = f.auth.register("bob", "password".into(), here).await;
-        assert_eq!(weak.unwrap_err().reason, Reason::WeakPassword);
+    f.auth.register("ann", PASSWORD.into(), here).await.unwrap();
+    for _ in 0..5 {
+        let bad = f.auth.register("", PASSWORD.into(), here).await;
+        assert_eq!(bad.unwrap_err().reason, Reason::InvalidName);
+        let taken = f.auth.register("ann", PASSWORD.into(), here).await;
+        assert_eq!(taken.unwrap_err().reason, Reason::NameTaken);
     }
+    // The strength estimate is password work: it is paid for.
+    let weak = f.auth.register("bob", "password".into(), here).await;
+    assert_eq!(weak.unwrap_err().reason, Reason::WeakPassword);
     let limited = f.auth.register("bob", PASSWORD.into(), here).await;
     assert_eq!(limited.unwrap_err().reason, Reason::RateLimited);
 }

@@ -1,7 +1,8 @@
 //! The live sessions of this server, by session chain, so that revoking a
 //! chain (a reused token, a `logout` on another connection; the admin
 //! commands once they reach a running server) ends every connection it
-//! authenticated, at once, with `bye {reason: "revoked"}`.
+//! authenticated, at once, with `bye {reason: "revoked"}` and the cause
+//! ([`EndCause`]) carried from where the chain ended.
 //!
 //! With a shared store, [`follow_revocations`] does the same for chains
 //! ended on other servers or by admin commands.
@@ -10,7 +11,7 @@
 //! dropping the watch takes it out again, on every path.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -24,15 +25,15 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::{
-    store::{Revocation, UserStore},
+    store::{EndCause, Revocation, UserStore},
     sys::sync::lock,
 };
 
 /// Why a connection was stopped from outside its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
-    /// Its session chain was revoked.
-    Revoked,
+    /// Its session chain was revoked, for this cause when it is known.
+    Revoked(Option<EndCause>),
     /// An operator kicked it.
     Kicked,
 }
@@ -87,15 +88,15 @@ pub struct LiveSessions {
     ended: Mutex<Ended>,
 }
 
-/// Chains revoked lately, oldest first.
+/// Chains revoked lately (oldest first), and why.
 #[derive(Debug, Default)]
 struct Ended {
     order: VecDeque<(Instant, Uuid)>,
-    chain_ids: HashSet<Uuid>,
+    chain_ids: HashMap<Uuid, Option<EndCause>>,
 }
 
 impl Ended {
-    fn insert(&mut self, chain_id: Uuid) {
+    fn insert(&mut self, chain_id: Uuid, cause: Option<EndCause>) {
         let now = Instant::now();
         while let Some(&(at, old)) = self.order.front() {
             if now.duration_since(at) < REMEMBER_ENDED && self.order.len() < MAX_ENDED {
@@ -104,7 +105,8 @@ impl Ended {
             self.order.pop_front();
             self.chain_ids.remove(&old);
         }
-        if self.chain_ids.insert(chain_id) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.chain_ids.entry(chain_id) {
+            entry.insert(cause);
             self.order.push_back((now, chain_id));
         }
     }
@@ -131,8 +133,8 @@ impl LiveSessions {
     pub fn watch(self: &Arc<Self>, chain_id: Uuid, user: &str, stopper: Stopper) -> Watch {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut chains = lock(&self.chains);
-        if lock(&self.ended).chain_ids.contains(&chain_id) {
-            stopper.stop(StopReason::Revoked);
+        if let Some(&cause) = lock(&self.ended).chain_ids.get(&chain_id) {
+            stopper.stop(StopReason::Revoked(cause));
         }
         let chain = chains.entry(chain_id).or_insert_with(|| Chain {
             user: user.to_owned(),
@@ -146,17 +148,18 @@ impl LiveSessions {
         }
     }
 
-    /// Ends every live connection of chain `chain_id`; returns how many.
-    pub fn revoke_chain(&self, chain_id: Uuid) -> usize {
+    /// Ends every live connection of chain `chain_id`, saying `cause` when
+    /// it is known; returns how many.
+    pub fn revoke_chain(&self, chain_id: Uuid, cause: Option<EndCause>) -> usize {
         let mut chains = lock(&self.chains);
-        lock(&self.ended).insert(chain_id);
+        lock(&self.ended).insert(chain_id, cause);
         let chain = chains.remove(&chain_id);
         drop(chains);
-        chain.map_or(0, |chain| cancel_all(&chain))
+        chain.map_or(0, |chain| cancel_all(&chain, cause))
     }
 
-    /// Ends every live connection of `user`; returns how many.
-    pub fn revoke_user(&self, user: &str) -> usize {
+    /// Ends every live connection of `user` for `cause`; returns how many.
+    pub fn revoke_user(&self, user: &str, cause: EndCause) -> usize {
         let mut chains = lock(&self.chains);
         let chain_ids: Vec<Uuid> = chains
             .iter()
@@ -166,7 +169,7 @@ impl LiveSessions {
         chain_ids
             .into_iter()
             .filter_map(|chain_id| chains.remove(&chain_id))
-            .map(|chain| cancel_all(&chain))
+            .map(|chain| cancel_all(&chain, Some(cause)))
             .sum()
     }
 
@@ -204,8 +207,8 @@ pub async fn follow_revocations<S: UserStore>(
             heard = revocations.recv() => heard,
         };
         match heard {
-            Ok(Revocation::Chain(chain_id)) => {
-                let ended = live.revoke_chain(chain_id);
+            Ok(Revocation::Chain(chain_id, cause)) => {
+                let ended = live.revoke_chain(chain_id, cause);
                 if ended > 0 {
                     // The log field keeps its name from before "chain" was the
                     // word (`family`): log readers rely on it.
@@ -219,7 +222,7 @@ pub async fn follow_revocations<S: UserStore>(
                         let ended: usize = chain_ids
                             .iter()
                             .filter(|chain_id| !alive.contains(chain_id))
-                            .map(|chain_id| live.revoke_chain(*chain_id))
+                            .map(|chain_id| live.revoke_chain(*chain_id, None))
                             .sum();
                         info!(
                             checked = chain_ids.len(),
@@ -235,9 +238,9 @@ pub async fn follow_revocations<S: UserStore>(
     }
 }
 
-fn cancel_all(chain: &Chain) -> usize {
+fn cancel_all(chain: &Chain, cause: Option<EndCause>) -> usize {
     for (_, stopper) in &chain.connections {
-        stopper.stop(StopReason::Revoked);
+        stopper.stop(StopReason::Revoked(cause));
     }
     chain.connections.len()
 }
@@ -266,12 +269,14 @@ mod tests {
         let first = live.watch(a, "ann", stoppers[0].clone());
         let second = live.watch(a, "ann", stoppers[1].clone());
         let other = live.watch(b, "bob", stoppers[2].clone());
-        assert_eq!(live.revoke_chain(a), 2);
-        assert_eq!(stoppers[0].reason(), Some(StopReason::Revoked));
+        assert_eq!(live.revoke_chain(a, Some(EndCause::Reuse)), 2);
+        let reused = Some(StopReason::Revoked(Some(EndCause::Reuse)));
+        assert_eq!(stoppers[0].reason(), reused);
         assert!(stoppers[1].token().is_cancelled());
         assert!(!stoppers[2].token().is_cancelled());
-        assert_eq!(live.revoke_user("bob"), 1);
-        assert!(stoppers[2].token().is_cancelled());
+        assert_eq!(live.revoke_user("bob", EndCause::PasswordChanged), 1);
+        let changed = Some(StopReason::Revoked(Some(EndCause::PasswordChanged)));
+        assert_eq!(stoppers[2].reason(), changed);
         drop((first, second, other));
         assert!(live.is_empty());
     }
@@ -280,10 +285,11 @@ mod tests {
     fn a_connection_registered_just_after_its_chain_was_revoked_is_stopped() {
         let live = Arc::new(LiveSessions::default());
         let chain_id = Uuid::new_v4();
-        assert_eq!(live.revoke_chain(chain_id), 0);
+        assert_eq!(live.revoke_chain(chain_id, Some(EndCause::Logout)), 0);
         let stopper = Stopper::default();
         let _watch = live.watch(chain_id, "ann", stopper.clone());
-        assert_eq!(stopper.reason(), Some(StopReason::Revoked));
+        let logout = Some(StopReason::Revoked(Some(EndCause::Logout)));
+        assert_eq!(stopper.reason(), logout);
         let other = Stopper::default();
         let _other = live.watch(Uuid::new_v4(), "ann", other.clone());
         assert_eq!(other.reason(), None);
@@ -296,6 +302,6 @@ mod tests {
         let watch = live.watch(chain_id, "ann", Stopper::default());
         assert_eq!(live.len(), 1);
         drop(watch);
-        assert_eq!(live.revoke_chain(chain_id), 0);
+        assert_eq!(live.revoke_chain(chain_id, None), 0);
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use tokio::sync::broadcast;
 
 use super::{
-    Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
+    EndCause, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
     SqliteStore, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::store::ledger::AttemptLedger;
@@ -190,8 +190,8 @@ impl UserStore for Store {
         dispatch!(self, s => s.rotate_session(presented, next, now))
     }
 
-    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.revoke_session(chain))
+    async fn revoke_session(&self, chain: Uuid, cause: EndCause) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_session(chain, cause))
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {

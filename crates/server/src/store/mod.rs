@@ -11,6 +11,7 @@
 mod any;
 pub mod ledger;
 pub mod postgres;
+mod revocation;
 mod sql;
 pub mod sqlite;
 mod timed;
@@ -21,6 +22,7 @@ use tokio::sync::broadcast;
 
 pub use any::{Store, StoreLocation, open};
 pub use postgres::{PgLedger, PgOptions, PgStore, PgUrl};
+pub use revocation::{EndCause, Revocation};
 use sha2::{Digest, Sha256};
 pub use sqlite::{JOURNAL_FILE, SqliteLedger, SqliteStore};
 pub use timed::Timed;
@@ -109,20 +111,11 @@ pub enum Rotation {
     Expired {
         /// Whose chain it was.
         user: String,
+        /// The expired chain.
+        chain: Uuid,
     },
     /// No chain knows this token.
     Unknown,
-}
-
-/// A session chain ended somewhere else (another server, an admin command),
-/// heard from a shared store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revocation {
-    /// This chain has ended: its live connections must end.
-    Chain(Uuid),
-    /// Revocations may have been missed (the channel was lost): check every
-    /// live chain with [`UserStore::chains_alive`].
-    Resync,
 }
 
 /// Store failures, in kinds that fit any backend. None of them carries a
@@ -293,8 +286,13 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         now: UnixTime,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 
-    /// Revokes one chain; false if it did not exist.
-    fn revoke_session(&self, chain: Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Revokes one chain for `cause` (which a shared store announces with
+    /// it); false if it did not exist.
+    fn revoke_session(
+        &self,
+        chain: Uuid,
+        cause: EndCause,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Revokes every chain of `user`; returns how many there were.
     fn revoke_user_sessions(

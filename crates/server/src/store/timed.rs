@@ -7,7 +7,8 @@ use std::{future::Future, net::IpAddr, sync::Arc, time::Instant};
 use uuid::Uuid;
 
 use super::{
-    Identity, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+    EndCause, Identity, Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord,
+    UserStore,
 };
 use crate::ops::metrics::{Metrics, StoreOp};
 
@@ -130,9 +131,9 @@ impl<S: UserStore> UserStore for Timed<S> {
         self.time(StoreOp::rotate_session, operation).await
     }
 
-    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
-        self.time(StoreOp::revoke_session, self.inner.revoke_session(chain))
-            .await
+    async fn revoke_session(&self, chain: Uuid, cause: EndCause) -> Result<bool, StoreError> {
+        let operation = self.inner.revoke_session(chain, cause);
+        self.time(StoreOp::revoke_session, operation).await
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {

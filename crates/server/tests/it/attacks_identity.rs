@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use echo_proto::{ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg};
+use echo_proto::{ByeCause, ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg};
 use echo_server::store::{FileStore, UserStore};
 use echo_testkit::{ServerProcess, TestClient, TestServer, auth_config, read_logs};
 use tokio::net::TcpStream;
@@ -155,7 +155,10 @@ async fn a_thief_on_a_revoked_chain_is_disconnected() {
             ..
         }
     ));
-    assert_eq!(thief.bye_within_a_second().await, Some(ByeReason::Revoked));
+    assert_eq!(
+        thief.bye_and_cause_within_a_second().await,
+        Some((ByeReason::Revoked, Some(ByeCause::Reuse)))
+    );
     server.stop().await;
 }
 
@@ -175,7 +178,10 @@ async fn a_logout_ends_the_chains_other_connections() {
     let (mut other_session, _) = server.welcomed(login).await;
     second.send(&ClientMsg::Logout {}).await;
     assert_eq!(second.bye_within_a_second().await, Some(ByeReason::Logout));
-    assert_eq!(first.bye_within_a_second().await, Some(ByeReason::Revoked));
+    assert_eq!(
+        first.bye_and_cause_within_a_second().await,
+        Some((ByeReason::Revoked, Some(ByeCause::Logout)))
+    );
     // Another session of the same user goes on.
     assert_eq!(other_session.ask(1, "still here").await, ["still here"]);
     server.stop().await;

@@ -227,9 +227,7 @@ async fn five_failures_on_one_connection_end_it() {
     ));
     assert_eq!(
         client.recv().await,
-        ServerMsg::Bye {
-            reason: ByeReason::TooManyAttempts
-        }
+        ServerMsg::bye(ByeReason::TooManyAttempts)
     );
     assert!(client.try_recv().await.is_none());
     server.stop().await;
@@ -302,7 +300,7 @@ async fn a_taken_name_and_weak_passwords_are_refused_with_reasons() {
         ErrorCode::NameTaken,
     )
     .await;
-    assert_eq!(left, Some(4), "a refused registration is an attempt");
+    assert_eq!(left, None, "no password was checked: no attempt used");
     for weak in ["short", "password", "12345678"] {
         client.send(&register("bob", weak)).await;
         match client.recv().await {
@@ -339,5 +337,32 @@ async fn a_taken_name_and_weak_passwords_are_refused_with_reasons() {
     )
     .await;
     expect_welcome(&mut client, &register("cid", PASSWORD), "cid").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_before_any_password_check_cost_no_attempt() {
+    let mut config = auth_config();
+    // Ten password attempts a minute from this address: a refused name
+    // takes none of them.
+    config.auth.attempts_per_minute = 10;
+    let server = TestServer::start(config).await;
+    registered(&server, "ann").await;
+    let (mut client, _) = connect_auth(&server).await;
+    for _ in 0..6 {
+        let weak = register("bob", "password");
+        let left = expect_error(&mut client, &weak, ErrorCode::WeakPassword).await;
+        assert_eq!(left, None);
+    }
+    for _ in 0..3 {
+        let bad_name = register("a\u{7}b", PASSWORD);
+        let left = expect_error(&mut client, &bad_name, ErrorCode::InvalidName).await;
+        assert_eq!(left, None);
+        let taken = register("ann", PASSWORD);
+        let left = expect_error(&mut client, &taken, ErrorCode::NameTaken).await;
+        assert_eq!(left, None);
+    }
+    // Still on the same connection, and still within the allowance.
+    expect_welcome(&mut client, &login("ann", PASSWORD), "ann").await;
     server.stop().await;
 }

@@ -3,7 +3,7 @@
 //! neither passwords nor tokens in clear.
 #![allow(clippy::unwrap_used)]
 
-use echo_proto::{ByeReason, ClientMsg, ErrorCode, ServerMsg};
+use echo_proto::{ByeCause, ByeReason, ClientMsg, ErrorCode, ServerMsg};
 use echo_testkit::{ManualClock, TestClient, TestServer, auth_config};
 use echo_testkit::{login, register, resume};
 
@@ -128,18 +128,32 @@ async fn tokens_expire_after_seven_idle_days_and_thirty_days_in_all() {
 }
 
 #[tokio::test]
+async fn a_connection_still_open_when_its_session_is_found_expired_is_told_it_expired() {
+    let clock = ManualClock::at(T0);
+    let server = TestServer::start_with_clock(auth_config(), Some(clock.clone())).await;
+    let token = registered(&server, "ann").await;
+    let (mut open, _) = connect_auth(&server).await;
+    let token = expect_welcome(&mut open, &resume(&token), "ann").await;
+    // Seven idle days later, the token is presented again: the chain has
+    // expired, and the connection it still holds open ends with it.
+    clock.advance(7 * DAY);
+    let (mut late, _) = connect_auth(&server).await;
+    expect_error(&mut late, &resume(&token), ErrorCode::TokenInvalid).await;
+    assert_eq!(
+        open.bye_and_cause_within_a_second().await,
+        Some((ByeReason::Revoked, Some(ByeCause::Expired)))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn logout_revokes_the_session() {
     let server = TestServer::start(auth_config()).await;
     let token = registered(&server, "ann").await;
     let (mut client, _) = connect_auth(&server).await;
     let token = expect_welcome(&mut client, &resume(&token), "ann").await;
     client.send(&ClientMsg::Logout {}).await;
-    assert_eq!(
-        client.recv().await,
-        ServerMsg::Bye {
-            reason: ByeReason::Logout
-        }
-    );
+    assert_eq!(client.recv().await, ServerMsg::bye(ByeReason::Logout));
     let (mut client, _) = connect_auth(&server).await;
     expect_error(&mut client, &resume(&token), ErrorCode::TokenInvalid).await;
     server.stop().await;

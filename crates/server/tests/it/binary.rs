@@ -89,9 +89,7 @@ fn sigterm_says_bye_flushes_the_log_and_exits_zero() {
     server.signal(Signal::SIGTERM);
     assert_eq!(
         stream.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Bye {
-            reason: ByeReason::Shutdown
-        })
+        Some(ServerMsg::bye(ByeReason::Shutdown))
     );
     drop(stream);
     assert!(server.wait_exit(Duration::from_secs(10)).success());
@@ -269,9 +267,7 @@ fn daemon_mode_detaches_and_writes_the_pid_file() {
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     assert_eq!(
         stream.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Bye {
-            reason: ByeReason::Shutdown
-        })
+        Some(ServerMsg::bye(ByeReason::Shutdown))
     );
     drop(stream);
     for _ in 0..250 {

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use echo_proto::{ByeReason, ClientMsg, Secret};
+use echo_proto::{ByeCause, ByeReason, ClientMsg, Secret};
 use echo_server::control::{self, ControlRequest};
 use echo_testkit::{ServerProcess, TestServer, auth_config, postgres::Postgres, test_config};
 
@@ -114,7 +114,10 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
         ask(&dir, revoke).await.unwrap(),
         "1 session(s) of ann revoked"
     );
-    assert_eq!(first.bye_within_a_second().await, Some(ByeReason::Revoked));
+    assert_eq!(
+        first.bye_and_cause_within_a_second().await,
+        Some((ByeReason::Revoked, Some(ByeCause::Operator)))
+    );
     // So does a new password.
     let mut second = server.welcomed(login).await.0;
     let passwd = ControlRequest::UserPasswd {
@@ -127,9 +130,26 @@ async fn admin_commands_take_effect_at_once_on_a_running_server() {
             .unwrap()
             .contains("password of ann changed")
     );
-    assert_eq!(second.bye_within_a_second().await, Some(ByeReason::Revoked));
+    assert_eq!(
+        second.bye_and_cause_within_a_second().await,
+        Some((ByeReason::Revoked, Some(ByeCause::PasswordChanged)))
+    );
     let listed = ask(&dir, ControlRequest::UserList).await.unwrap();
     assert!(listed.starts_with("ann\tcreated "), "{listed}");
+    // And removing the user.
+    let mut third = server
+        .welcomed(ClientMsg::Login {
+            user: "ann".into(),
+            password: Secret::new("another horse battery"),
+        })
+        .await
+        .0;
+    let remove = ControlRequest::UserRemove { name: "ann".into() };
+    assert_eq!(ask(&dir, remove).await.unwrap(), "user ann removed");
+    assert_eq!(
+        third.bye_and_cause_within_a_second().await,
+        Some((ByeReason::Revoked, Some(ByeCause::Operator)))
+    );
     server.stop().await;
 }
 

@@ -139,12 +139,7 @@ async fn logout_is_answered_with_bye() {
     let server = TestServer::start(test_config()).await;
     let mut client = server.connect().await;
     client.send(&ClientMsg::Logout {}).await;
-    assert_eq!(
-        client.recv().await,
-        ServerMsg::Bye {
-            reason: ByeReason::Logout
-        }
-    );
+    assert_eq!(client.recv().await, ServerMsg::bye(ByeReason::Logout));
     assert!(client.try_recv().await.is_none());
     server.stop().await;
 }

@@ -15,12 +15,7 @@ async fn a_silent_session_is_closed_by_the_idle_timeout() {
     let server = TestServer::start(config).await;
     let mut client = server.connect().await;
     let started = Instant::now();
-    assert_eq!(
-        client.recv().await,
-        ServerMsg::Bye {
-            reason: ByeReason::Timeout
-        }
-    );
+    assert_eq!(client.recv().await, ServerMsg::bye(ByeReason::Timeout));
     assert!(started.elapsed() >= Duration::from_secs(60));
     assert!(client.try_recv().await.is_none());
     server.stop().await;
@@ -39,12 +34,7 @@ async fn shutdown_says_bye_to_every_client_and_returns() {
     }
     server.shutdown.cancel();
     for client in &mut clients {
-        assert_eq!(
-            client.recv().await,
-            ServerMsg::Bye {
-                reason: ByeReason::Shutdown
-            }
-        );
+        assert_eq!(client.recv().await, ServerMsg::bye(ByeReason::Shutdown));
         assert!(client.try_recv().await.is_none());
     }
     tokio::time::timeout(Duration::from_secs(5), server.task)
@@ -61,12 +51,7 @@ async fn shutdown_says_bye_to_every_client_and_returns() {
 async fn a_silent_client_is_dropped_by_the_handshake_timeout() {
     let (server, mut client) = TestServer::asked_for_a_name(Duration::from_secs(10)).await;
     let started = Instant::now();
-    assert_eq!(
-        client.recv().await,
-        ServerMsg::Bye {
-            reason: ByeReason::Timeout
-        }
-    );
+    assert_eq!(client.recv().await, ServerMsg::bye(ByeReason::Timeout));
     assert!(started.elapsed() >= Duration::from_secs(10));
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -96,6 +81,7 @@ async fn the_handshake_deadline_holds_however_often_the_client_answers_badly() {
             }
             ServerMsg::Bye {
                 reason: ByeReason::Timeout,
+                ..
             } => break,
             other => panic!("unexpected {other:?}"),
         }

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use echo_proto::{ByeReason, ClientMsg, ErrorCode, ext::BlockingFrameWrite};
+use echo_proto::{ByeCause, ByeReason, ClientMsg, ErrorCode, ext::BlockingFrameWrite};
 use echo_testkit::{PASSWORD, login, register, resume};
 use echo_testkit::{
     ServerProcess,
@@ -27,7 +27,10 @@ fn a_session_made_on_one_server_is_resumed_on_another_and_logout_ends_it_everywh
     // The chain now has a live connection on each server; a logout on A
     // ends B's.
     on_a.0.send_msg(&ClientMsg::Logout {}).unwrap();
-    assert_eq!(on_b.bye_within_a_second(), Some(ByeReason::Revoked));
+    assert_eq!(
+        on_b.bye_and_cause_within_a_second(),
+        Some((ByeReason::Revoked, Some(ByeCause::Logout)))
+    );
 }
 
 #[test]
@@ -106,8 +109,12 @@ fn a_revocation_missed_while_the_channel_was_down_is_caught_when_it_is_back() {
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
     );
     assert_eq!(cut.trim(), "1", "the server listens on one connection");
-    // Reconnected, the server re-checks its live sessions.
-    assert_eq!(live.bye_within_a_second(), Some(ByeReason::Revoked));
+    // Reconnected, the server re-checks its live sessions (which cannot
+    // say why a chain is gone).
+    assert_eq!(
+        live.bye_and_cause_within_a_second(),
+        Some((ByeReason::Revoked, None))
+    );
 }
 
 #[test]
@@ -150,8 +157,8 @@ fn the_same_token_on_two_servers_at_once_gives_one_welcome_and_one_revocation() 
         // The loser presented a rotated-away token: the chain is revoked,
         // and the winner's connection, on whichever server, ends.
         assert_eq!(
-            winner.bye_within_a_second(),
-            Some(ByeReason::Revoked),
+            winner.bye_and_cause_within_a_second(),
+            Some((ByeReason::Revoked, Some(ByeCause::Reuse))),
             "round {round}"
         );
         token = match Client::connect(cluster.addr(round % 2)).ask(&login("bob", PASSWORD)) {
@@ -160,6 +167,9 @@ fn the_same_token_on_two_servers_at_once_gives_one_welcome_and_one_revocation() 
         };
     }
 }
+
+/// The password `user passwd` sets.
+const NEW: &str = "another good passphrase";
 
 #[test]
 fn admin_commands_work_on_the_database_while_servers_run() {
@@ -179,7 +189,23 @@ fn admin_commands_work_on_the_database_while_servers_run() {
         "{}",
         String::from_utf8_lossy(&revoked.stderr)
     );
-    assert_eq!(live.bye_within_a_second(), Some(ByeReason::Revoked));
+    assert_eq!(
+        live.bye_and_cause_within_a_second(),
+        Some((ByeReason::Revoked, Some(ByeCause::Operator)))
+    );
+    // A new password set on the database ends the sessions made since, on
+    // whichever server, and says so.
+    let (mut live, _) = Client::welcomed(cluster.addr(0), &login("dee", PASSWORD));
+    let passwd = cluster.admin(&["user", "passwd", "dee"], &format!("{NEW}\n"));
+    assert!(
+        passwd.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passwd.stderr)
+    );
+    assert_eq!(
+        live.bye_and_cause_within_a_second(),
+        Some((ByeReason::Revoked, Some(ByeCause::PasswordChanged)))
+    );
     let status = cluster.admin(&["db", "status"], "");
     let shown = String::from_utf8_lossy(&status.stdout);
     assert!(

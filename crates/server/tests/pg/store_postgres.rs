@@ -9,7 +9,8 @@ use std::{net::IpAddr, time::Duration};
 use echo_server::{
     store::ledger::{Attempt, AttemptLedger, Limited},
     store::{
-        PgStore, PgUrl, Revocation, Rotation, StoreError, TokenHash, UserStore, postgres::schema,
+        EndCause, PgStore, PgUrl, Revocation, Rotation, StoreError, TokenHash, UserStore,
+        postgres::schema,
     },
 };
 use echo_testkit::conformance::{Backend, LIFETIMES, user};
@@ -146,12 +147,19 @@ async fn a_chain_ended_through_one_handle_is_heard_by_the_others() {
     })
     .await;
     assert!(listening, "the listener never sent LISTEN");
-    assert!(a.revoke_session(session.chain).await.unwrap());
+    assert!(
+        a.revoke_session(session.chain, EndCause::Logout)
+            .await
+            .unwrap()
+    );
     let note = tokio::time::timeout(Duration::from_secs(1), heard.recv())
         .await
         .expect("no revocation heard within a second")
         .unwrap();
-    assert_eq!(note, Revocation::Chain(session.chain));
+    assert_eq!(
+        note,
+        Revocation::Chain(session.chain, Some(EndCause::Logout))
+    );
     assert!(
         b.chains_alive(vec![session.chain])
             .await
@@ -188,9 +196,14 @@ async fn sweeping_deletes_what_expired_without_announcing_it() {
     let quiet = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await;
     assert!(quiet.is_err(), "an expiry was announced: {quiet:?}");
     // A revocation still is.
-    assert!(a.revoke_session(fresh.chain).await.unwrap());
+    assert!(
+        a.revoke_session(fresh.chain, EndCause::Operator)
+            .await
+            .unwrap()
+    );
     let note = tokio::time::timeout(Duration::from_secs(1), heard.recv()).await;
-    assert_eq!(note.unwrap().unwrap(), Revocation::Chain(fresh.chain));
+    let operator = Revocation::Chain(fresh.chain, Some(EndCause::Operator));
+    assert_eq!(note.unwrap().unwrap(), operator);
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use echo_testkit::{
 /// query is the `LISTEN` or (since the listener is checked) its check.
 fn listening_backend(pg: &Postgres) -> i32 {
     let sql = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' \
-               AND query IN ('LISTEN echo_revoked', 'SELECT 1')";
+               AND query IN ('LISTEN echo_ended', 'SELECT 1')";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pids: Vec<i32> = pg
@@ -100,7 +100,7 @@ fn a_revocation_ends_its_connection_within_15_s_when_the_listener_hung() {
         .unwrap();
     let ended = loop {
         match live.0.recv_msg::<ServerMsg>() {
-            Ok(Some(ServerMsg::Bye { reason })) => break Some(reason),
+            Ok(Some(ServerMsg::Bye { reason, .. })) => break Some(reason),
             Ok(None) => break None,
             _ if at.elapsed() > Duration::from_secs(20) => break None,
             _ => {}

@@ -11,7 +11,7 @@ use std::{future::Future, net::IpAddr, sync::Arc};
 
 use echo_server::{
     store::ledger::AttemptLedger,
-    store::{Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore},
+    store::{EndCause, Lifetimes, Rotation, StoreError, TokenHash, UserRecord, UserStore},
 };
 pub use ledger::*;
 pub use names::*;
@@ -264,7 +264,7 @@ pub async fn reuse_of_any_token_in_the_chains_life_is_detected(backend: &impl Ba
 pub async fn sessions_expire_idle_and_absolute(backend: &impl Backend) {
     let store = backend.open().await;
     store.create_user(user("ann")).await.unwrap();
-    store
+    let idle = store
         .create_session(TokenHash::of("idle"), "ann", 0)
         .await
         .unwrap();
@@ -273,9 +273,12 @@ pub async fn sessions_expire_idle_and_absolute(backend: &impl Backend) {
             .rotate_session(TokenHash::of("idle"), TokenHash::of("x"), 100)
             .await
             .unwrap(),
-        Rotation::Expired { user: "ann".into() }
+        Rotation::Expired {
+            user: "ann".into(),
+            chain: idle.chain
+        }
     );
-    store
+    let worn = store
         .create_session(TokenHash::of("t0"), "ann", 0)
         .await
         .unwrap();
@@ -289,7 +292,11 @@ pub async fn sessions_expire_idle_and_absolute(backend: &impl Backend) {
         if step * 90 < 1000 {
             assert!(matches!(outcome, Rotation::Rotated(_)), "step {step}");
         } else {
-            assert_eq!(outcome, Rotation::Expired { user: "ann".into() });
+            let expired = Rotation::Expired {
+                user: "ann".into(),
+                chain: worn.chain,
+            };
+            assert_eq!(outcome, expired);
         }
         token = next;
     }
@@ -352,8 +359,18 @@ pub async fn revoking_one_chain_leaves_the_others(backend: &impl Backend) {
         .create_session(TokenHash::of("b"), "ann", 0)
         .await
         .unwrap();
-    assert!(store.revoke_session(first.chain).await.unwrap());
-    assert!(!store.revoke_session(first.chain).await.unwrap());
+    assert!(
+        store
+            .revoke_session(first.chain, EndCause::Operator)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(first.chain, EndCause::Operator)
+            .await
+            .unwrap()
+    );
     let left: Vec<_> = store
         .sessions("ann", 1)
         .await

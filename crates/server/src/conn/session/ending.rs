@@ -2,7 +2,9 @@
 
 use std::{fmt, io};
 
-use echo_proto::{ByeReason, ErrorCode, ServerMsg};
+use echo_proto::{ByeCause, ByeReason, ErrorCode, ServerMsg};
+
+use crate::store::EndCause;
 
 /// How a connection ends.
 #[derive(Debug)]
@@ -23,8 +25,9 @@ pub(crate) enum Ending {
     Logout,
     /// Too many failed attempts: `bye {too_many_attempts}`.
     TooManyAttempts,
-    /// The session chain was revoked: `bye {revoked}`.
-    Revoked,
+    /// The session chain was revoked: `bye {revoked}`, with the cause when
+    /// it is known.
+    Revoked(Option<EndCause>),
     /// An operator kicked the connection: `bye {kicked}`.
     Kicked,
     /// A PROXY header from an address not trusted to send one: closed
@@ -53,11 +56,16 @@ impl Ending {
     /// The last frame this ending calls for, if the client can still get one.
     pub(crate) fn farewell(&self) -> Option<ServerMsg> {
         let reason = match self {
+            Ending::Revoked(cause) => {
+                return Some(ServerMsg::Bye {
+                    reason: ByeReason::Revoked,
+                    cause: cause.map(bye_cause),
+                });
+            }
             Ending::Timeout => ByeReason::Timeout,
             Ending::Shutdown => ByeReason::Shutdown,
             Ending::Logout => ByeReason::Logout,
             Ending::TooManyAttempts => ByeReason::TooManyAttempts,
-            Ending::Revoked => ByeReason::Revoked,
             Ending::Kicked => ByeReason::Kicked,
             Ending::Violation { code, message } => {
                 return Some(ServerMsg::error(*code, message.clone(), true));
@@ -74,7 +82,7 @@ impl Ending {
             | Ending::UntrustedProxy
             | Ending::TlsOnPlainPort => return None,
         };
-        Some(ServerMsg::Bye { reason })
+        Some(ServerMsg::bye(reason))
     }
 
     /// Whether the client is let go gracefully (what is queued sent, our
@@ -92,7 +100,7 @@ impl Ending {
             Ending::ClientLeft
                 | Ending::Logout
                 | Ending::Shutdown
-                | Ending::Revoked
+                | Ending::Revoked(_)
                 | Ending::Kicked
                 | Ending::StoreUnavailable
         )
@@ -113,7 +121,8 @@ impl fmt::Display for Ending {
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::Logout => f.write_str("logged out"),
             Ending::TooManyAttempts => f.write_str("too many failed attempts"),
-            Ending::Revoked => f.write_str("session revoked"),
+            Ending::Revoked(Some(cause)) => write!(f, "session revoked ({})", cause.as_str()),
+            Ending::Revoked(None) => f.write_str("session revoked"),
             Ending::Kicked => f.write_str("kicked by an operator"),
             Ending::UntrustedProxy => {
                 f.write_str("PROXY header from an address not in proxy_protocol_from")
@@ -124,5 +133,16 @@ impl fmt::Display for Ending {
                 write!(f, "protocol violation ({code:?}): {message}")
             }
         }
+    }
+}
+
+/// A chain's end cause as `bye` says it.
+fn bye_cause(cause: EndCause) -> ByeCause {
+    match cause {
+        EndCause::Logout => ByeCause::Logout,
+        EndCause::Reuse => ByeCause::Reuse,
+        EndCause::Operator => ByeCause::Operator,
+        EndCause::PasswordChanged => ByeCause::PasswordChanged,
+        EndCause::Expired => ByeCause::Expired,
     }
 }

@@ -114,7 +114,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     fn stopped(&self) -> Ending {
         match self.stopper.as_ref().and_then(Stopper::reason) {
             Some(StopReason::Kicked) => Ending::Kicked,
-            Some(StopReason::Revoked) => Ending::Revoked,
+            Some(StopReason::Revoked(cause)) => Ending::Revoked(cause),
             None => Ending::Shutdown,
         }
     }

@@ -1,6 +1,6 @@
 //! Revocations from every server: a dedicated connection `LISTEN`s on
-//! `echo_revoked`, where the `sessions_ended` trigger announces each chain
-//! that ends. After that connection is lost it is made again (with
+//! `echo_ended`, where the `sessions_ended` trigger announces each chain
+//! that ends, with why (`CHAIN CAUSE`, see [`parse`]). After that connection is lost it is made again (with
 //! back-off), and the server is told to re-check its live sessions: what
 //! ended in the gap was not heard. The connection is checked every
 //! [`CHECK_EVERY`]: one that does not answer within the store's timeout is
@@ -21,10 +21,11 @@ use super::{
     connect::{connect, describe},
     outage::{FIRST_RETRY, MAX_RETRY, Outage},
 };
-use crate::store::{Revocation, StoreError};
+use crate::store::{EndCause, Revocation, StoreError};
 
-/// The channel the trigger notifies.
-pub(super) const CHANNEL: &str = "echo_revoked";
+/// The channel the trigger notifies with a chain and its cause (schema
+/// version 4; `echo_revoked`, the bare chain, is for older servers).
+pub(super) const CHANNEL: &str = "echo_ended";
 
 /// How often the listening connection is checked: a query that must be
 /// answered within the store's timeout. A connection that is silently
@@ -92,8 +93,8 @@ async fn hear(
         tokio::select! {
             note = notes.recv() => match note {
                 Some(note) => {
-                    if let Ok(chain) = Uuid::parse_str(note.payload()) {
-                        let _ = sender.send(Revocation::Chain(chain));
+                    if let Some(revocation) = parse(note.payload()) {
+                        let _ = sender.send(revocation);
                     }
                 }
                 None => return "lost the connection that listens for revocations".into(),
@@ -116,6 +117,15 @@ async fn hear(
     }
 }
 
+/// A notification's payload: the chain id, a space, and the cause's name
+/// (empty when the statement that ended the chain named none, as the
+/// sweep's or an older server's; an unknown name is no cause either).
+fn parse(payload: &str) -> Option<Revocation> {
+    let (chain, cause) = payload.split_once(' ').unwrap_or((payload, ""));
+    let chain = Uuid::parse_str(chain).ok()?;
+    Some(Revocation::Chain(chain, EndCause::parse(cause)))
+}
+
 async fn listen(
     url: &PgUrl,
     timeout: Duration,
@@ -134,4 +144,25 @@ async fn listen(
         }
     }
     Ok((client, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_names_the_chain_and_its_cause_if_any() {
+        let chain = Uuid::new_v4();
+        let with = format!("{chain} password_changed");
+        let cause = Some(EndCause::PasswordChanged);
+        assert_eq!(parse(&with), Some(Revocation::Chain(chain, cause)));
+        for without in [
+            format!("{chain} "),
+            format!("{chain} nonsense"),
+            chain.to_string(),
+        ] {
+            assert_eq!(parse(&without), Some(Revocation::Chain(chain, None)));
+        }
+        assert_eq!(parse("not-a-chain logout"), None);
+    }
 }

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::{
     store::{
-        FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, MAX_ROTATIONS_PER_CHAIN, Rotation,
-        SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+        EndCause, FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, MAX_ROTATIONS_PER_CHAIN,
+        Rotation, SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
     },
     sys::names::canonical,
     sys::peer::Source,
@@ -216,24 +216,30 @@ impl UserStore for PgStore {
     }
 
     async fn set_password(&self, name: &str, password_hash: String) -> Result<(), StoreError> {
+        // echo_ending names the cause the trigger announces (migration 4).
         let sql = concat!(
             "WITH u AS (UPDATE users SET password_hash = $3 WHERE name = (",
             resolve!(),
             ") RETURNING name),
-                  d AS (DELETE FROM sessions WHERE user_name IN (SELECT name FROM u))
+                  d AS (DELETE FROM sessions
+                        WHERE user_name IN (SELECT name FROM u) AND echo_ending($4))
              SELECT name FROM u"
         );
-        let row = unmatched(
-            self.row(sql, &[&name, &canonical(name), &password_hash])
-                .await,
-        )?;
+        let cause = EndCause::PasswordChanged.as_str();
+        let params: [&Param<'_>; 4] = [&name, &canonical(name), &password_hash, &cause];
+        let row = unmatched(self.row(sql, &params).await)?;
         row.map(drop)
             .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
     }
 
     async fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        let sql = concat!("DELETE FROM users WHERE name = (", resolve!(), ")");
-        match unmatched(self.run(sql, &[&name, &canonical(name)]).await)? {
+        let sql = concat!(
+            "DELETE FROM users WHERE name = (",
+            resolve!(),
+            ") AND echo_ending($3)"
+        );
+        let cause = EndCause::Operator.as_str();
+        match unmatched(self.run(sql, &[&name, &canonical(name), &cause]).await)? {
             0 => Err(StoreError::NoSuchUser(name.to_owned())),
             _ => Ok(()),
         }
@@ -298,23 +304,24 @@ impl UserStore for PgStore {
                 Rotation::Rotated(self.session_info(chain, user, created, secs(now)))
             }
             ("reused", Some(chain), Some(user), _) => Rotation::Reused { user, chain },
-            ("expired", _, Some(user), _) => Rotation::Expired { user },
+            ("expired", Some(chain), Some(user), _) => Rotation::Expired { user, chain },
             _ => Rotation::Unknown,
         })
     }
 
-    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
-        let sql = "DELETE FROM sessions WHERE family = $1";
-        Ok(self.run(sql, &[&chain]).await? > 0)
+    async fn revoke_session(&self, chain: Uuid, cause: EndCause) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM sessions WHERE family = $1 AND echo_ending($2)";
+        Ok(self.run(sql, &[&chain, &cause.as_str()]).await? > 0)
     }
 
     async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
         let sql = concat!(
             "DELETE FROM sessions WHERE user_name = coalesce((",
             resolve!(),
-            "), $1)"
+            "), $1) AND echo_ending($3)"
         );
-        let removed = unmatched(self.run(sql, &[&user, &canonical(user)]).await)?;
+        let cause = EndCause::Operator.as_str();
+        let removed = unmatched(self.run(sql, &[&user, &canonical(user), &cause]).await)?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 

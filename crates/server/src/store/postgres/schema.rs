@@ -31,6 +31,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "sources",
         sql: include_str!("../../../migrations/0003_sources.sql"),
     },
+    Migration {
+        version: 4,
+        name: "end_causes",
+        sql: include_str!("../../../migrations/0004_end_causes.sql"),
+    },
 ];
 
 /// Held (for the transaction) by whoever applies migrations.

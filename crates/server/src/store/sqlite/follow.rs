@@ -16,7 +16,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Failure, Inner, SqliteStore, rows::chain_of};
 use crate::{
-    store::{FAMILIAR_SOURCE_SECS, Lifetimes, Revocation, StoreError, sql::secs},
+    store::{EndCause, FAMILIAR_SOURCE_SECS, Lifetimes, Revocation, StoreError, sql::secs},
     sys::clock::{Clock, SystemClock, UnixTime},
 };
 
@@ -60,12 +60,11 @@ async fn follow(store: Weak<Inner>, mut last: i64) {
                 if std::mem::take(&mut missed) {
                     let _ = store.inner.revocations.send(Revocation::Resync);
                 }
-                for (seq, family) in rows {
+                for (seq, family, cause) in rows {
                     last = seq;
-                    let _ = store
-                        .inner
-                        .revocations
-                        .send(Revocation::Chain(chain_of(&family)));
+                    let cause = cause.as_deref().and_then(EndCause::parse);
+                    let ended = Revocation::Chain(chain_of(&family), cause);
+                    let _ = store.inner.revocations.send(ended);
                 }
             }
             Err(err) => {
@@ -82,12 +81,15 @@ async fn follow(store: Weak<Inner>, mut last: i64) {
     }
 }
 
+/// A revocation row: its sequence number, chain and cause.
+type Ended = (i64, String, Option<String>);
+
 /// The revocations after `last`, in order.
-fn since(connection: &Connection, last: i64) -> Result<Vec<(i64, String)>, Failure> {
-    let sql = "SELECT seq, family FROM revocations WHERE seq > ?1 ORDER BY seq";
+fn since(connection: &Connection, last: i64) -> Result<Vec<Ended>, Failure> {
+    let sql = "SELECT seq, family, cause FROM revocations WHERE seq > ?1 ORDER BY seq";
     let mut statement = connection.prepare_cached(sql)?;
     let rows = statement
-        .query_map(params![last], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(params![last], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

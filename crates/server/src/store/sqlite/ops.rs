@@ -12,11 +12,13 @@ use uuid::Uuid;
 
 use super::{
     SqliteStore,
-    rows::{by_name, chain_of, delete_chain, insert_chain, insert_user, resolve, user_record},
+    rows::{
+        by_name, chain_of, delete_chain, ending, insert_chain, insert_user, resolve, user_record,
+    },
 };
 use crate::{
     store::{
-        FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, Rotation, SessionInfo, StoreError,
+        EndCause, FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, Rotation, SessionInfo, StoreError,
         TokenHash, UnixTime, UserRecord, UserStore,
         sql::{secs, unix},
     },
@@ -201,8 +203,10 @@ impl UserStore for SqliteStore {
             connection
                 .prepare_cached(sql)?
                 .execute(params![stored, password_hash])?;
-            let sql = "DELETE FROM sessions WHERE user_name = ?1";
-            connection.prepare_cached(sql)?.execute(params![stored])?;
+            ending(connection, EndCause::PasswordChanged, |connection| {
+                let sql = "DELETE FROM sessions WHERE user_name = ?1";
+                Ok(connection.prepare_cached(sql)?.execute(params![stored])?)
+            })?;
             Ok(())
         })
         .await
@@ -212,10 +216,12 @@ impl UserStore for SqliteStore {
         let name = name.to_owned();
         self.write(move |connection| {
             let sql = concat!("DELETE FROM users WHERE name = ", by_name!());
-            match connection
-                .prepare_cached(sql)?
-                .execute(params![name, canonical(&name)])?
-            {
+            let removed = ending(connection, EndCause::Operator, |connection| {
+                Ok(connection
+                    .prepare_cached(sql)?
+                    .execute(params![name, canonical(&name)])?)
+            })?;
+            match removed {
                 0 => Err(StoreError::NoSuchUser(name).into()),
                 _ => Ok(()),
             }
@@ -254,8 +260,8 @@ impl UserStore for SqliteStore {
             .await
     }
 
-    async fn revoke_session(&self, chain: Uuid) -> Result<bool, StoreError> {
-        self.write(move |connection| Ok(delete_chain(connection, &chain.to_string())? > 0))
+    async fn revoke_session(&self, chain: Uuid, cause: EndCause) -> Result<bool, StoreError> {
+        self.write(move |connection| Ok(delete_chain(connection, &chain.to_string(), cause)? > 0))
             .await
     }
 
@@ -263,8 +269,10 @@ impl UserStore for SqliteStore {
         let user = user.to_owned();
         self.write(move |connection| {
             let stored = resolve(connection, &user)?.unwrap_or(user);
-            let sql = "DELETE FROM sessions WHERE user_name = ?1";
-            Ok(connection.prepare_cached(sql)?.execute(params![stored])?)
+            ending(connection, EndCause::Operator, |connection| {
+                let sql = "DELETE FROM sessions WHERE user_name = ?1";
+                Ok(connection.prepare_cached(sql)?.execute(params![stored])?)
+            })
         })
         .await
     }

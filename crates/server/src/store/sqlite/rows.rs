@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Failure, SqliteStore};
 use crate::{
     store::{
-        MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
+        EndCause, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
         UserRecord,
         sql::{secs, unix},
     },
@@ -141,9 +141,30 @@ pub(super) fn chain_with(
         .optional()?)
 }
 
-pub(super) fn delete_chain(connection: &Connection, family: &str) -> Result<usize, Failure> {
-    let sql = "DELETE FROM sessions WHERE family = ?1";
-    Ok(connection.prepare_cached(sql)?.execute(params![family])?)
+pub(super) fn delete_chain(
+    connection: &Connection,
+    family: &str,
+    cause: EndCause,
+) -> Result<usize, Failure> {
+    ending(connection, cause, |connection| {
+        let sql = "DELETE FROM sessions WHERE family = ?1";
+        Ok(connection.prepare_cached(sql)?.execute(params![family])?)
+    })
+}
+
+/// Runs `end`, which ends chains, with `cause` set for the trigger that
+/// writes their revocations; clears it after.
+pub(super) fn ending<R>(
+    connection: &Connection,
+    cause: EndCause,
+    end: impl FnOnce(&Connection) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let set = "UPDATE ending SET cause = ?1 WHERE one = 1";
+    connection.prepare_cached(set)?.execute(params![cause.as_str()])?;
+    let ended = end(connection);
+    let clear = "UPDATE ending SET cause = NULL WHERE one = 1";
+    connection.prepare_cached(clear)?.execute([])?;
+    ended
 }
 
 impl SqliteStore {
@@ -164,14 +185,14 @@ impl SqliteStore {
         };
         let chain = chain_of(&family);
         if current.as_slice() != presented.0.as_slice() {
-            delete_chain(connection, &family)?;
+            delete_chain(connection, &family, EndCause::Reuse)?;
             return Ok(Rotation::Reused { user, chain });
         }
         let max = i64::try_from(MAX_ROTATIONS_PER_CHAIN).unwrap_or(i64::MAX);
         let expires = self.inner.lifetimes.expires(unix(created), unix(last_used));
         if rotations >= max || expires <= now {
-            delete_chain(connection, &family)?;
-            return Ok(Rotation::Expired { user });
+            delete_chain(connection, &family, EndCause::Expired)?;
+            return Ok(Rotation::Expired { user, chain });
         }
         let sql = "UPDATE sessions SET current = ?2, last_used = ?3, rotations = rotations + 1
                    WHERE family = ?1";

@@ -13,7 +13,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{Ending, OutputLimits, Wire};
-use crate::live::sessions::{StopReason, Stopper};
+use crate::{
+    live::sessions::{StopReason, Stopper},
+    store::EndCause,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -167,9 +170,7 @@ async fn the_last_frame_goes_out_with_what_was_queued() {
     let shutdown = CancellationToken::new();
     let (mut wire, mut client) = pair(&shutdown);
     wire.send(ServerMsg::AskName {}).await.unwrap();
-    let bye = ServerMsg::Bye {
-        reason: ByeReason::Timeout,
-    };
+    let bye = ServerMsg::bye(ByeReason::Timeout);
     let _stream = wire.finish(Some(bye.clone()), true).await;
     assert_eq!(next(&mut client).await, ServerMsg::AskName {});
     assert_eq!(next(&mut client).await, bye);
@@ -287,9 +288,12 @@ async fn a_kick_ends_a_write_that_waits_for_the_client() {
 #[tokio::test]
 async fn a_stopped_wait_says_why() {
     let (mut wire, _client, _shutdown, stopper) = stoppable(1024);
-    stopper.stop(StopReason::Revoked);
+    stopper.stop(StopReason::Revoked(Some(EndCause::Operator)));
     let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();
-    assert!(matches!(ending, Ending::Revoked), "{ending}");
+    assert!(
+        matches!(ending, Ending::Revoked(Some(EndCause::Operator))),
+        "{ending}"
+    );
     let (mut wire, _client, shutdown, _stopper) = stoppable(1024);
     shutdown.cancel();
     let ending = wire.next_frame(Instant::now() + LONG).await.unwrap_err();

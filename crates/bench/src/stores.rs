@@ -1,6 +1,6 @@
-//! `--store URL` (or `--store sqlite`): the same work on the journal, on
-//! SQLite and on PostgreSQL, with one and with two servers on the SQLite
-//! file or the database, in one run: resumes (connect +
+//! `--store URL` (or `--store sqlite`): the same work on SQLite and on
+//! PostgreSQL, with one and with two servers on the SQLite file or the
+//! database, in one run: resumes (connect +
 //! `resume` + one `say`), logins and registrations per second, each from
 //! closed-loop workers. Each PostgreSQL configuration gets a scratch
 //! database at the URL's server, created here and dropped after.
@@ -26,7 +26,7 @@ use crate::{
 /// One configuration's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreRow {
-    /// `file`, `sqlite` or `postgres`.
+    /// `sqlite` or `postgres`.
     pub store: String,
     /// Servers sharing the store.
     pub servers: usize,
@@ -46,12 +46,12 @@ pub struct StoreTable {
     pub rows: Vec<StoreRow>,
 }
 
-/// Runs the comparison: the journal, SQLite with one and two servers on
-/// one file, and, when `store` is a PostgreSQL URL, PostgreSQL at its
-/// server with one and two servers (`--store sqlite` leaves PostgreSQL out).
+/// Runs the comparison: SQLite with one and two servers on one file, and,
+/// when `store` is a PostgreSQL URL, PostgreSQL at its server with one and
+/// two servers (`--store sqlite` leaves PostgreSQL out).
 pub async fn compare(plan: &Plan, store: &str) -> anyhow::Result<StoreTable> {
     let url = (store != "sqlite" && store != "file").then_some(store);
-    let mut configurations = vec![("file", 1), ("sqlite", 1), ("sqlite", 2)];
+    let mut configurations = vec![("sqlite", 1), ("sqlite", 2)];
     if url.is_some() {
         configurations.extend([("postgres", 1), ("postgres", 2)]);
     }
@@ -73,12 +73,11 @@ pub async fn compare(plan: &Plan, store: &str) -> anyhow::Result<StoreTable> {
                 },
                 scratch.url.clone(),
             ),
-            None if store == "sqlite" => {
+            None => {
                 let file = shared.join(echo_server::store::sqlite::DB_FILE);
                 let flag = format!("sqlite:{}", file.display());
                 (StoreLocation::Sqlite(file), flag)
             }
-            None => (StoreLocation::File(shared), "file".to_owned()),
         };
         rows.push(measure(plan, store, &dirs, &location, &flag).await?);
         if let Some(scratch) = scratch {

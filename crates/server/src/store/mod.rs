@@ -130,7 +130,9 @@ pub enum StoreError {
     NoSuchUser(String),
     /// A process of the previous release still holds its journal store
     /// (its lock), so the journal cannot be imported yet.
-    #[error("the journal store {what} is in use by another echo-server process (an older one): stop it first")]
+    #[error(
+        "the journal store {what} is in use by another echo-server process (an older one): stop it first"
+    )]
     InUse {
         /// What is held: the journal store's lock file.
         what: String,

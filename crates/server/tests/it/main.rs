@@ -29,6 +29,5 @@ mod server_sessions;
 mod soak;
 mod sqlite_servers;
 mod store;
-mod store_sqlite;
 mod tls;
 mod usage;

@@ -89,7 +89,9 @@ fn since(connection: &Connection, last: i64) -> Result<Vec<Ended>, Failure> {
     let sql = "SELECT seq, family, cause FROM revocations WHERE seq > ?1 ORDER BY seq";
     let mut statement = connection.prepare_cached(sql)?;
     let rows = statement
-        .query_map(params![last], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .query_map(params![last], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

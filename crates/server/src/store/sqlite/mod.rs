@@ -108,6 +108,12 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// How many changes this process committed through the store (a
+    /// change that failed, or was refused, is not one).
+    pub fn changes(&self) -> u64 {
+        self.inner.writer.committed()
+    }
+
     /// The attempt ledger in this database, allowing `per_minute` password
     /// attempts a minute per source.
     pub fn ledger(&self, per_minute: u32) -> SqliteLedger {

@@ -18,8 +18,8 @@ use super::{
 };
 use crate::{
     store::{
-        EndCause, FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, Rotation, SessionInfo, StoreError,
-        TokenHash, UnixTime, UserRecord, UserStore,
+        EndCause, FAMILIAR_SOURCE_SECS, Identity, MAX_FAMILIAR_SOURCES, Rotation, SessionInfo,
+        StoreError, TokenHash, UnixTime, UserRecord, UserStore,
         sql::{secs, unix},
     },
     sys::names::canonical,
@@ -95,7 +95,10 @@ impl UserStore for SqliteStore {
     async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
         self.write(move |connection| {
             let sql = "DELETE FROM identities WHERE ip = ?1";
-            Ok(connection.prepare_cached(sql)?.execute(params![ip.to_string()])? > 0)
+            Ok(connection
+                .prepare_cached(sql)?
+                .execute(params![ip.to_string()])?
+                > 0)
         })
         .await
     }

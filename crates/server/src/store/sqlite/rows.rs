@@ -160,7 +160,9 @@ pub(super) fn ending<R>(
     end: impl FnOnce(&Connection) -> Result<R, Failure>,
 ) -> Result<R, Failure> {
     let set = "UPDATE ending SET cause = ?1 WHERE one = 1";
-    connection.prepare_cached(set)?.execute(params![cause.as_str()])?;
+    connection
+        .prepare_cached(set)?
+        .execute(params![cause.as_str()])?;
     let ended = end(connection);
     let clear = "UPDATE ending SET cause = NULL WHERE one = 1";
     connection.prepare_cached(clear)?.execute([])?;

@@ -7,7 +7,11 @@
 
 use std::{
     path::Path,
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
 };
 
 use deadpool_sqlite::rusqlite::Connection;
@@ -31,6 +35,8 @@ type Change = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Answer)
 pub struct Writer {
     changes: mpsc::Sender<Change>,
     path: Arc<Path>,
+    /// Changes this handle had committed.
+    committed: AtomicU64,
 }
 
 impl Writer {
@@ -60,6 +66,7 @@ impl Writer {
         Ok(Self {
             changes,
             path: Arc::from(path_for_errors),
+            committed: AtomicU64::new(0),
         })
     }
 
@@ -87,7 +94,16 @@ impl Writer {
             (succeeded, answer)
         });
         self.changes.send(job).map_err(|_| StoreError::Poisoned)?;
-        answered.await.map_err(|_| StoreError::Poisoned)?
+        let result = answered.await.map_err(|_| StoreError::Poisoned)?;
+        if result.is_ok() {
+            self.committed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// How many changes went through this writer and were committed.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 }
 

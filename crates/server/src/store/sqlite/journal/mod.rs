@@ -54,4 +54,3 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(State, usize, usize), StoreError
     }
     Ok((state, records, complete))
 }
-

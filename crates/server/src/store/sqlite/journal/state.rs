@@ -212,7 +212,6 @@ impl State {
         }
     }
 
-
     fn revoke_user(&mut self, name: &str) {
         let chains: Vec<Uuid> = self
             .chains
@@ -224,8 +223,6 @@ impl State {
             self.revoke(id);
         }
     }
-
-
 }
 
 fn parse_token(hex: &str) -> Result<TokenHash, ApplyError> {

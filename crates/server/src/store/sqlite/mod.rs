@@ -40,6 +40,7 @@ pub use import::{Imported, imported_name};
 pub use journal::{JOURNAL_FILE, LOCK_FILE};
 pub use ledger::SqliteLedger;
 pub use schema::DB_FILE;
+pub use schema::status;
 use writer::Writer;
 
 use crate::store::{Lifetimes, Revocation, StoreError};

@@ -130,3 +130,36 @@ pub fn readers(path: &Path, size: usize) -> Result<Pool, StoreError> {
         .build()
         .map_err(|err| StoreError::Database(format!("cannot make the pool: {err}")))
 }
+
+/// `db status` for the file at `path`, read without changing it: its
+/// schema version and what this binary would apply at its next start.
+pub fn status(path: &Path) -> Result<String, StoreError> {
+    let shown = path.display();
+    if !path.exists() {
+        return Ok(format!(
+            "sqlite:{shown}: no database yet; the first start creates it at schema version {}\n",
+            latest()
+        ));
+    }
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let version = rusqlite::Connection::open_with_flags(path, flags)
+        .and_then(|connection| {
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            connection.query_row("PRAGMA user_version", [], |row| row.get::<_, i32>(0))
+        })
+        .map_err(|err| failure(path, err))?;
+    let next = match version.cmp(&latest()) {
+        std::cmp::Ordering::Equal => "up to date".to_owned(),
+        std::cmp::Ordering::Less => {
+            format!("the next start applies {} to {}", version + 1, latest())
+        }
+        std::cmp::Ordering::Greater => format!(
+            "newer than this binary knows ({}): upgrade echo-server",
+            latest()
+        ),
+    };
+    Ok(format!(
+        "sqlite:{shown}: schema version {version}; {next}\n"
+    ))
+}

@@ -362,7 +362,7 @@ mod tests {
             .chain(revoked)
             .chain(ops)
             .collect();
-        assert_eq!(lines.len(), 7 + 9 + 2 + 2 + 17);
+        assert_eq!(lines.len(), 7 + 9 + 2 + 2 + 19);
         for line in lines {
             assert!(text.contains(&line), "{line:?} missing from:\n{text}");
         }

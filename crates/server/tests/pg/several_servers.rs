@@ -106,7 +106,8 @@ fn a_revocation_missed_while_the_channel_was_down_is_caught_when_it_is_back() {
     );
     assert_eq!(live.bye_within_a_second(), None, "nothing was announced");
     let cut = pg.psql(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = 'echo-server revocations'",
     );
     assert_eq!(cut.trim(), "1", "the server listens on one connection");
     // Reconnected, the server re-checks its live sessions (which cannot

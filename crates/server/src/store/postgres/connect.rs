@@ -33,7 +33,8 @@ pub(super) fn tuned(url: &PgUrl) -> tokio_postgres::Config {
     config
 }
 
-/// A plain connection to `url` (for migrations and `LISTEN`), made within
+/// A plain connection to `url` (for migrations and `LISTEN`; named
+/// `application_name` in `pg_stat_activity` when given), made within
 /// `limit` (the whole handshake, not only the TCP connect), driven on its
 /// own task; its notifications arrive on the receiver, which closes when the
 /// connection is lost. Dropping the receiver closes the connection, even one
@@ -41,8 +42,12 @@ pub(super) fn tuned(url: &PgUrl) -> tokio_postgres::Config {
 pub(super) async fn connect(
     url: &PgUrl,
     limit: Duration,
+    application_name: Option<&str>,
 ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
-    let config = tuned(url);
+    let mut config = tuned(url);
+    if let Some(name) = application_name {
+        config.application_name(name);
+    }
     let unreachable = |err: tokio_postgres::Error| {
         StoreError::Unavailable(format!("cannot connect to {url}: {}", describe(&err)))
     };

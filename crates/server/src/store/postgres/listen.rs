@@ -126,12 +126,15 @@ fn parse(payload: &str) -> Option<Revocation> {
     Some(Revocation::Chain(chain, EndCause::parse(cause)))
 }
 
+/// How the listening connection shows in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "echo-server revocations";
+
 async fn listen(
     url: &PgUrl,
     timeout: Duration,
 ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
     let deadline = Instant::now() + timeout;
-    let (client, notes) = connect(url, timeout).await?;
+    let (client, notes) = connect(url, timeout, Some(APPLICATION_NAME)).await?;
     let sql = format!("LISTEN {CHANNEL}");
     let listening = client.batch_execute(&sql);
     match tokio::time::timeout_at(deadline, listening).await {

@@ -126,7 +126,7 @@ impl PgStore {
         lifetimes: Lifetimes,
         options: PgOptions,
     ) -> Result<Self, StoreError> {
-        let (mut client, _notes) = connect(url, CONNECT_TIMEOUT).await?;
+        let (mut client, _notes) = connect(url, CONNECT_TIMEOUT, None).await?;
         schema::migrate(&mut client).await?;
         drop(client);
         let config = tuned(url);

@@ -122,7 +122,7 @@ fn check_not_newer(applied: &[i32]) -> Result<(), StoreError> {
 
 /// The versions applied to the database at `url`, without changing it.
 pub async fn applied(url: &PgUrl) -> Result<Vec<Applied>, StoreError> {
-    let (client, _notes) = connect(url, CONNECT_TIMEOUT).await?;
+    let (client, _notes) = connect(url, CONNECT_TIMEOUT, None).await?;
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await

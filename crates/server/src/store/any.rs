@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use tokio::sync::broadcast;
 
+use super::sqlite::Imported;
 use super::{
     EndCause, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
     SqliteStore, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
@@ -68,18 +69,32 @@ async fn open_sqlite(
 ) -> Result<SqliteStore, StoreError> {
     let store = SqliteStore::open(path, lifetimes).await?;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    if let Some(imported) = store.import_beside(dir).await? {
-        tracing::info!(
-            users = imported.users,
-            sessions = imported.sessions,
-            tokens = imported.tokens,
-            identities = imported.identities,
-            familiar_sources = imported.familiar,
-            renamed_to = %super::sqlite::imported_name(&dir.join(super::JOURNAL_FILE)).display(),
-            "imported the journal store into SQLite"
-        );
-    }
+    store.import_beside(dir).await?;
     Ok(store)
+}
+
+impl Store {
+    /// What the store imported when it was opened (the journal store of an
+    /// older release), and where the journal went.
+    pub fn imported(&self) -> Option<(Imported, PathBuf)> {
+        match self {
+            Store::Sqlite(store) => store.imported(),
+            Store::Postgres(_) => None,
+        }
+    }
+}
+
+/// Logs an import ([`Store::imported`]), once logging is set up.
+pub fn log_import((imported, renamed): &(Imported, PathBuf)) {
+    tracing::info!(
+        users = imported.users,
+        sessions = imported.sessions,
+        tokens = imported.tokens,
+        identities = imported.identities,
+        familiar_sources = imported.familiar,
+        renamed_to = %renamed.display(),
+        "imported the journal store into SQLite"
+    );
 }
 
 impl Store {

@@ -20,7 +20,7 @@ use std::{fmt, future::Future, net::IpAddr};
 
 use tokio::sync::broadcast;
 
-pub use any::{Store, StoreLocation, open};
+pub use any::{Store, StoreLocation, log_import, open};
 pub use postgres::{PgLedger, PgOptions, PgStore, PgUrl};
 pub use revocation::{EndCause, Revocation};
 use sha2::{Digest, Sha256};

@@ -63,6 +63,7 @@ impl SqliteStore {
             what: journal.display().to_string(),
             source,
         })?;
+        let _ = self.inner.imported.set((imported, renamed));
         Ok(imported)
     }
 

@@ -71,6 +71,8 @@ struct Inner {
     /// call, on that caller's runtime: an admin command that only changes
     /// the file starts none).
     following: std::sync::Once,
+    /// What was imported at open, and where the journal went.
+    imported: std::sync::OnceLock<(Imported, PathBuf)>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -87,7 +89,9 @@ impl SqliteStore {
     pub async fn open(path: &Path, lifetimes: Lifetimes) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let writer = Writer::start(&path).await?;
-        let readers = Readers(Some(schema::readers(&path, READERS)?), path.clone());
+        let pool = schema::readers(&path, READERS)?;
+        schema::warm(&pool, READERS).await?;
+        let readers = Readers(Some(pool), path.clone());
         let (revocations, _) = broadcast::channel(1024);
         let opened_at = follow::newest_on(&readers).await?;
         let store = Self {
@@ -99,6 +103,7 @@ impl SqliteStore {
                 revocations,
                 opened_at,
                 following: std::sync::Once::new(),
+                imported: std::sync::OnceLock::new(),
             }),
         };
         Ok(store)
@@ -107,6 +112,12 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The journal imported by [`SqliteStore::import_journal`] through
+    /// this handle, and what it was renamed to.
+    pub fn imported(&self) -> Option<(Imported, PathBuf)> {
+        self.inner.imported.get().cloned()
     }
 
     /// How many changes this process committed through the store (a

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::{
     SqliteStore,
     rows::{
-        by_name, chain_of, delete_chain, ending, insert_chain, insert_user, resolve, user_record,
+        by_name, chain_of, delete_chain, ending, insert_chain, insert_user, resolve, rotate_on,
+        user_record,
     },
 };
 use crate::{
@@ -258,8 +259,8 @@ impl UserStore for SqliteStore {
         next: TokenHash,
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
-        let store = self.clone();
-        self.write(move |connection| store.rotate_on(connection, presented, next, now))
+        let lifetimes = self.inner.lifetimes;
+        self.write(move |connection| rotate_on(connection, lifetimes, presented, next, now))
             .await
     }
 

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::{Failure, SqliteStore};
 use crate::{
     store::{
-        EndCause, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash, UnixTime,
-        UserRecord,
+        EndCause, Lifetimes, MAX_ROTATIONS_PER_CHAIN, Rotation, SessionInfo, StoreError, TokenHash,
+        UnixTime, UserRecord,
         sql::{secs, unix},
     },
     sys::names::{canonical, confusable_key},
@@ -32,14 +32,25 @@ impl SqliteStore {
         created: i64,
         last_used: i64,
     ) -> SessionInfo {
-        let (created, last_used) = (unix(created), unix(last_used));
-        SessionInfo {
-            chain,
-            user,
-            created,
-            last_used,
-            expires: self.inner.lifetimes.expires(created, last_used),
-        }
+        session_info(self.inner.lifetimes, chain, user, created, last_used)
+    }
+}
+
+/// A chain's description, its expiry worked out with `lifetimes`.
+pub(super) fn session_info(
+    lifetimes: Lifetimes,
+    chain: Uuid,
+    user: String,
+    created: i64,
+    last_used: i64,
+) -> SessionInfo {
+    let (created, last_used) = (unix(created), unix(last_used));
+    SessionInfo {
+        chain,
+        user,
+        created,
+        last_used,
+        expires: lifetimes.expires(created, last_used),
     }
 }
 
@@ -169,47 +180,46 @@ pub(super) fn ending<R>(
     ended
 }
 
-impl SqliteStore {
-    /// The rotation of `presented`, in the writer's transaction: the read
-    /// and the change are one, so two servers presenting one token at once
-    /// rotate it once, and the other sees reuse.
-    pub(super) fn rotate_on(
-        &self,
-        connection: &Connection,
-        presented: TokenHash,
-        next: TokenHash,
-        now: UnixTime,
-    ) -> Result<Rotation, Failure> {
-        let Some((family, user, created, last_used, current, rotations)) =
-            chain_with(connection, presented)?
-        else {
-            return Ok(Rotation::Unknown);
-        };
-        let chain = chain_of(&family);
-        if current.as_slice() != presented.0.as_slice() {
-            delete_chain(connection, &family, EndCause::Reuse)?;
-            return Ok(Rotation::Reused { user, chain });
-        }
-        let max = i64::try_from(MAX_ROTATIONS_PER_CHAIN).unwrap_or(i64::MAX);
-        let expires = self.inner.lifetimes.expires(unix(created), unix(last_used));
-        if rotations >= max || expires <= now {
-            delete_chain(connection, &family, EndCause::Expired)?;
-            return Ok(Rotation::Expired { user, chain });
-        }
-        let sql = "UPDATE sessions SET current = ?2, last_used = ?3, rotations = rotations + 1
-                   WHERE family = ?1";
-        connection
-            .prepare_cached(sql)?
-            .execute(params![family, next.0.as_slice(), secs(now)])?;
-        let sql = "INSERT INTO session_tokens (hash, family) VALUES (?1, ?2)";
-        connection
-            .prepare_cached(sql)?
-            .execute(params![next.0.as_slice(), family])?;
-        Ok(Rotation::Rotated(self.session_info(
-            chain,
-            user,
-            created,
-            secs(now),
-        )))
+/// The rotation of `presented`, in the writer's transaction: the read
+/// and the change are one, so two servers presenting one token at once
+/// rotate it once, and the other sees reuse.
+pub(super) fn rotate_on(
+    connection: &Connection,
+    lifetimes: Lifetimes,
+    presented: TokenHash,
+    next: TokenHash,
+    now: UnixTime,
+) -> Result<Rotation, Failure> {
+    let Some((family, user, created, last_used, current, rotations)) =
+        chain_with(connection, presented)?
+    else {
+        return Ok(Rotation::Unknown);
+    };
+    let chain = chain_of(&family);
+    if current.as_slice() != presented.0.as_slice() {
+        delete_chain(connection, &family, EndCause::Reuse)?;
+        return Ok(Rotation::Reused { user, chain });
     }
+    let max = i64::try_from(MAX_ROTATIONS_PER_CHAIN).unwrap_or(i64::MAX);
+    let expires = lifetimes.expires(unix(created), unix(last_used));
+    if rotations >= max || expires <= now {
+        delete_chain(connection, &family, EndCause::Expired)?;
+        return Ok(Rotation::Expired { user, chain });
+    }
+    let sql = "UPDATE sessions SET current = ?2, last_used = ?3, rotations = rotations + 1
+               WHERE family = ?1";
+    connection
+        .prepare_cached(sql)?
+        .execute(params![family, next.0.as_slice(), secs(now)])?;
+    let sql = "INSERT INTO session_tokens (hash, family) VALUES (?1, ?2)";
+    connection
+        .prepare_cached(sql)?
+        .execute(params![next.0.as_slice(), family])?;
+    Ok(Rotation::Rotated(session_info(
+        lifetimes,
+        chain,
+        user,
+        created,
+        secs(now),
+    )))
 }

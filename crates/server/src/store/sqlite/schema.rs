@@ -41,6 +41,7 @@ pub fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         files::create_private_dir(dir).map_err(io_error)?;
     }
+    refuse_links(path)?;
     drop(files::open_private(path).map_err(io_error)?);
     let connection = rusqlite::Connection::open(path).map_err(|err| failure(path, err))?;
     let setup = || -> rusqlite::Result<()> {
@@ -63,6 +64,25 @@ pub fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
         },
     })?;
     Ok(connection)
+}
+
+/// A symbolic link planted in the place of the database or of its `-wal`
+/// or `-shm` file would have SQLite write through it: refused.
+fn refuse_links(path: &Path) -> Result<(), StoreError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if std::fs::symlink_metadata(file).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            return Err(StoreError::Io {
+                what: file.display().to_string(),
+                source: std::io::Error::other(
+                    "a symbolic link is in the store's place; refusing to write through it",
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 enum Migration {
@@ -106,8 +126,20 @@ fn migrate(connection: &rusqlite::Connection) -> Result<(), Migration> {
     }
 }
 
-/// A pool of at most `size` reading connections to `path` (opened when
-/// first needed), each read-only.
+/// Opens `count` reading connections of `pool` now, so that serving never
+/// waits to open one (nor fails to, when clients have taken every file
+/// descriptor).
+pub async fn warm(pool: &Pool, count: usize) -> Result<(), StoreError> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        held.push(pool.get().await.map_err(|err| {
+            StoreError::Unavailable(format!("cannot open a reading connection: {err}"))
+        })?);
+    }
+    Ok(())
+}
+
+/// A pool of at most `size` reading connections to `path`, each read-only.
 pub fn readers(path: &Path, size: usize) -> Result<Pool, StoreError> {
     let config = Config::new(path);
     let setup = Hook::async_fn(|connection, _| {

@@ -37,6 +37,22 @@ pub struct Writer {
     path: Arc<Path>,
     /// Changes this handle had committed.
     committed: AtomicU64,
+    /// The thread, joined when the handle is dropped: a store closed is
+    /// closed (before a daemon forks, say), not closing in the background.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A closed channel ends the thread's loop.
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.changes, closed));
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Writer {
@@ -47,7 +63,7 @@ impl Writer {
         let (ready, opened) = oneshot::channel();
         let path_for_errors = path.to_owned();
         let path = path.to_owned();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || match schema::open_writer(&path) {
                 Ok(connection) => {
@@ -67,6 +83,7 @@ impl Writer {
             changes,
             path: Arc::from(path_for_errors),
             committed: AtomicU64::new(0),
+            thread: Some(thread),
         })
     }
 

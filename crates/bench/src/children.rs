@@ -49,7 +49,7 @@ pub fn serve(
             .map_err(anyhow::Error::msg)?;
         match choice {
             StoreChoice::Sqlite(path) => config.store.sqlite = path,
-            StoreChoice::Postgres(url) => config.store.url = Some(url),
+            StoreChoice::Postgres(url) => config.store.url = Some(*url),
         }
     }
     config.tls.enabled = tls.is_some();

@@ -38,7 +38,7 @@ pub enum StoreChoice {
     /// journal is imported at the first start).
     Sqlite(Option<PathBuf>),
     /// A PostgreSQL URL.
-    Postgres(PgUrl),
+    Postgres(Box<PgUrl>),
 }
 
 /// Parses `--store`: `sqlite`, `sqlite:PATH`, `file` (as `sqlite`) or a
@@ -52,7 +52,7 @@ pub fn parse_store(text: &str, pg_password: Option<String>) -> Result<StoreChoic
                     .into(),
             ),
             Some(path) => Ok(StoreChoice::Sqlite(Some(PathBuf::from(path)))),
-            None => PgUrl::parse(text, pg_password).map(StoreChoice::Postgres),
+            None => PgUrl::parse(text, pg_password).map(|url| StoreChoice::Postgres(Box::new(url))),
         },
     }
 }
@@ -81,7 +81,7 @@ impl Storage {
         };
         let (url, sqlite) = match choice {
             StoreChoice::Sqlite(path) => (None, path),
-            StoreChoice::Postgres(url) => (Some(url), None),
+            StoreChoice::Postgres(url) => (Some(*url), None),
         };
         Ok(Self {
             data_dir: pick(args.data_dir.clone(), file.data_dir.clone(), d.data_dir),

@@ -240,7 +240,7 @@ fn two_postgres_servers_in_one_directory_are_both_listed() {
     assert!(stale.exists(), "a killed server leaves its socket");
     assert_eq!(ports_listed(&["clients", "--json"]), [one]);
     assert!(!stale.exists(), "clients removed the stale socket");
-    for file in ["store.journal", "store.lock"] {
+    for file in ["echo.db", "store.journal", "store.lock"] {
         assert!(!data.join(file).exists(), "clients made {file}");
     }
 }

@@ -9,12 +9,7 @@ use std::{
 
 use anyhow::Context;
 use echo_proto::Mode;
-use echo_server::{
-    Server, ServerConfig, ServerTls,
-    clock::SystemClock,
-    logging::LogSetup,
-    store::{self, PgUrl},
-};
+use echo_server::{Server, ServerConfig, ServerTls, config::StoreChoice, logging::LogSetup, store};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -48,14 +43,17 @@ pub fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     store: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store_url = store
-        .map(|url| PgUrl::parse(url, std::env::var("PGPASSWORD").ok()))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
     let mut config = server_config(mode, dir);
+    if let Some(store) = store {
+        let choice = echo_server::config::parse_store(store, std::env::var("PGPASSWORD").ok())
+            .map_err(anyhow::Error::msg)?;
+        match choice {
+            StoreChoice::Sqlite(path) => config.store.sqlite = path,
+            StoreChoice::Postgres(url) => config.store.url = Some(*url),
+        }
+    }
     config.tls.enabled = tls.is_some();
     config.tls.files = tls;
-    config.store.url = store_url;
     let tls = match config.tls.enabled {
         true => Some(Arc::new(ServerTls::prepare(&config)?)),
         false => None,
@@ -64,12 +62,7 @@ pub fn serve(
     let _guard = logs.install();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let store = store::open(
-            &config.store_location(),
-            config.lifetimes(),
-            Arc::new(SystemClock),
-        )
-        .await?;
+        let store = store::open(&config.store_location(), config.lifetimes()).await?;
         let ledger = store.shared_ledger(config.auth.attempts_per_minute);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         announce(&listener)?;

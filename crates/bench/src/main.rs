@@ -91,8 +91,9 @@ struct Cli {
     #[arg(long)]
     metrics: bool,
     /// Also compare the stores: resumes, logins and registrations per
-    /// second on the file store and on PostgreSQL at URL, with one and two
-    /// servers (a scratch database is created there and dropped after).
+    /// second on SQLite (one and two servers on one file) and on
+    /// PostgreSQL at URL, with one and two servers (a scratch database is
+    /// created there and dropped after); `--store sqlite`: SQLite only.
     /// With --target: the target's database, where the resume scenario
     /// makes its users and sessions
     #[arg(long, value_name = "URL")]

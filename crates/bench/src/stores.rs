@@ -1,5 +1,6 @@
-//! `--store URL`: the same work on the file store and on PostgreSQL, with
-//! one and with two servers on the database, in one run: resumes (connect +
+//! `--store URL` (or `--store sqlite`): the same work on SQLite and on
+//! PostgreSQL, with one and with two servers on the SQLite file or the
+//! database, in one run: resumes (connect +
 //! `resume` + one `say`), logins and registrations per second, each from
 //! closed-loop workers. Each PostgreSQL configuration gets a scratch
 //! database at the URL's server, created here and dropped after.
@@ -25,7 +26,7 @@ use crate::{
 /// One configuration's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreRow {
-    /// `file` or `postgres`.
+    /// `sqlite` or `postgres`.
     pub store: String,
     /// Servers sharing the store.
     pub servers: usize,
@@ -45,25 +46,40 @@ pub struct StoreTable {
     pub rows: Vec<StoreRow>,
 }
 
-/// Runs the comparison against the PostgreSQL server of `url`.
-pub async fn compare(plan: &Plan, url: &str) -> anyhow::Result<StoreTable> {
+/// Runs the comparison: SQLite with one and two servers on one file, and,
+/// when `store` is a PostgreSQL URL, PostgreSQL at its server with one and
+/// two servers (`--store sqlite` leaves PostgreSQL out).
+pub async fn compare(plan: &Plan, store: &str) -> anyhow::Result<StoreTable> {
+    let url = (store != "sqlite" && store != "file").then_some(store);
+    let mut configurations = vec![("sqlite", 1), ("sqlite", 2)];
+    if url.is_some() {
+        configurations.extend([("postgres", 1), ("postgres", 2)]);
+    }
     let mut rows = Vec::new();
-    for (store, servers) in [("file", 1), ("postgres", 1), ("postgres", 2)] {
-        let scratch = match store {
-            "postgres" => Some(Scratch::create(url, rows.len()).await?),
+    for (store, servers) in configurations {
+        let scratch = match (store, url) {
+            ("postgres", Some(url)) => Some(Scratch::create(url, rows.len()).await?),
             _ => None,
         };
         let dirs: Vec<tempfile::TempDir> = (0..servers)
             .map(|_| tempfile::tempdir())
             .collect::<Result<_, _>>()?;
-        let location = match &scratch {
-            Some(scratch) => StoreLocation::Postgres {
-                url: Box::new(PgUrl::parse(&scratch.url, None).map_err(anyhow::Error::msg)?),
-                options: echo_server::store::PgOptions::default(),
-            },
-            None => StoreLocation::File(dirs[0].path().join("data")),
+        let shared = dirs[0].path().join("data");
+        let (location, flag) = match &scratch {
+            Some(scratch) => (
+                StoreLocation::Postgres {
+                    url: Box::new(PgUrl::parse(&scratch.url, None).map_err(anyhow::Error::msg)?),
+                    options: echo_server::store::PgOptions::default(),
+                },
+                scratch.url.clone(),
+            ),
+            None => {
+                let file = shared.join(echo_server::store::sqlite::DB_FILE);
+                let flag = format!("sqlite:{}", file.display());
+                (StoreLocation::Sqlite(file), flag)
+            }
         };
-        rows.push(measure(plan, store, &dirs, &location, scratch.as_ref()).await?);
+        rows.push(measure(plan, store, &dirs, &location, &flag).await?);
         if let Some(scratch) = scratch {
             scratch.drop_database().await?;
         }
@@ -79,7 +95,7 @@ async fn measure(
     store: &str,
     dirs: &[tempfile::TempDir],
     location: &StoreLocation,
-    scratch: Option<&Scratch>,
+    flag: &str,
 ) -> anyhow::Result<StoreRow> {
     let workers = plan.resume_workers;
     let label = format!("{store} x{}", dirs.len());
@@ -93,13 +109,7 @@ async fn measure(
     populate_store(location, &loggers, false).await?;
     let servers: Vec<Proc> = dirs
         .iter()
-        .map(|dir| {
-            let mut args = vec!["serve", "--mode", "auth"];
-            if let Some(scratch) = scratch {
-                args.extend(["--store", scratch.url.as_str()]);
-            }
-            Proc::spawn(&args, dir.path())
-        })
+        .map(|dir| Proc::spawn(&["serve", "--mode", "auth", "--store", flag], dir.path()))
         .collect::<Result<_, _>>()?;
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let mut tokens: Vec<String> = resumers.iter().map(|u| token_of(u)).collect();

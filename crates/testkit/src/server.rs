@@ -1,5 +1,5 @@
 //! The in-process server: [`TestServer`] runs the library's `Server` on
-//! `127.0.0.1:0` with a file store in a temporary directory, either in the
+//! `127.0.0.1:0` with a SQLite store in a temporary directory, either in the
 //! test's own runtime ([`TestServer::start`], for `#[tokio::test]`s) or on a
 //! thread and runtime of its own ([`TestServer::start_blocking`], for plain
 //! `#[test]`s that run a client binary against it).
@@ -11,19 +11,23 @@ use std::{
 };
 
 use echo_proto::{ClientMsg, ServerMsg};
-use echo_server::{Server, ServerConfig, clock::Clock, store::FileStore};
+use echo_server::{
+    Server, ServerConfig,
+    clock::Clock,
+    store::{SqliteStore, sqlite::DB_FILE},
+};
 use tokio::{net::TcpStream, task::JoinHandle};
 
 use crate::{TestClient, connect_from};
 use tokio_util::sync::CancellationToken;
 
-/// A server running in this test's runtime on `127.0.0.1:0`, with a file
-/// store in a temporary directory.
+/// A server running in this test's runtime on `127.0.0.1:0`, with a
+/// SQLite store in a temporary directory.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
-    pub store: FileStore,
+    pub store: SqliteStore,
     pub data: tempfile::TempDir,
     /// With [`TestServer::start_blocking`]: the thread whose runtime runs
     /// the server; dropping it stops the server and joins the thread.
@@ -52,13 +56,13 @@ impl TestServer {
 
     pub async fn start_with_clock(config: ServerConfig, clock: Option<Arc<dyn Clock>>) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        let store = open_store(data.path(), &config).await;
         Self::start_on(config, store, data, clock).await
     }
 
     pub async fn start_on(
         config: ServerConfig,
-        store: FileStore,
+        store: SqliteStore,
         data: tempfile::TempDir,
         clock: Option<Arc<dyn Clock>>,
     ) -> Self {
@@ -77,7 +81,7 @@ impl TestServer {
     /// PostgreSQL database share a data directory.
     pub async fn start_with_control_in(config: ServerConfig, dir: &std::path::Path) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        let store = open_store(data.path(), &config).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let control = echo_server::control::bind(dir, port).unwrap();
@@ -89,7 +93,7 @@ impl TestServer {
     /// address of that port too.
     pub async fn start_with_metrics(config: ServerConfig) -> (Self, SocketAddr) {
         let data = tempfile::tempdir().unwrap();
-        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
+        let store = open_store(data.path(), &config).await;
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http.local_addr().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -101,9 +105,9 @@ impl TestServer {
     }
 
     fn serve_on(
-        server: Server<FileStore>,
+        server: Server<SqliteStore>,
         listener: tokio::net::TcpListener,
-        store: FileStore,
+        store: SqliteStore,
         data: tempfile::TempDir,
     ) -> Self {
         let addr = listener.local_addr().unwrap();
@@ -142,18 +146,19 @@ impl TestServer {
     }
 
     fn start_blocking_on(config: ServerConfig, data: tempfile::TempDir, bind: &str) -> Self {
-        let store = FileStore::open(data.path(), config.lifetimes()).unwrap();
         let listener = std::net::TcpListener::bind(bind).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let control = echo_server::control::bind(data.path(), addr.port()).unwrap();
-        let server = Server::new(config, store.clone()).with_control_socket(control);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (started, rx) = mpsc::channel();
+        let dir = data.path().to_owned();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async move {
+                let store = open_store(&dir, &config).await;
+                let server = Server::new(config, store.clone()).with_control_socket(control);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let (done, finished) = tokio::sync::oneshot::channel::<()>();
                 let task = tokio::spawn(async move {
@@ -161,12 +166,12 @@ impl TestServer {
                     let _ = done.send(());
                     outcome.unwrap()
                 });
-                started.send(task).unwrap();
+                started.send((task, store)).unwrap();
                 // The runtime lives until the server has drained (or failed).
                 let _ = finished.await;
             });
         });
-        let task = rx.recv().unwrap();
+        let (task, store) = rx.recv().unwrap();
         Self {
             addr,
             shutdown: shutdown.clone(),
@@ -245,4 +250,11 @@ pub fn auth_config() -> ServerConfig {
     };
     config.auth.attempts_per_minute = 10_000;
     config
+}
+
+/// The SQLite store of a test server in `dir`.
+async fn open_store(dir: &std::path::Path, config: &ServerConfig) -> SqliteStore {
+    SqliteStore::open(&dir.join(DB_FILE), config.lifetimes())
+        .await
+        .unwrap()
 }

@@ -54,7 +54,7 @@ pub(crate) async fn populate_store(
     tokens: bool,
 ) -> anyhow::Result<()> {
     let lifetimes = ServerConfig::default().lifetimes();
-    let store = store::open(location, lifetimes, Arc::new(SystemClock)).await?;
+    let store = store::open(location, lifetimes).await?;
     let passwords = Passwords::start(Passwords::default_workers()).await?;
     let hash = passwords.hash(Secret::new(PASSWORD)).await?;
     let now = SystemClock.now();

@@ -250,7 +250,10 @@ mod tests {
     #[tokio::test]
     async fn the_user_list_shows_disguising_characters_escaped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::FileStore::open(dir.path(), Default::default()).unwrap();
+        let path = dir.path().join(crate::store::sqlite::DB_FILE);
+        let store = crate::store::SqliteStore::open(&path, Default::default())
+            .await
+            .unwrap();
         let user = |name: &str| UserRecord {
             name: name.into(),
             password_hash: "h".into(),

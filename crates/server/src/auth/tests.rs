@@ -1,4 +1,4 @@
-//! The authenticator's decisions, without a socket: a file store in a
+//! The authenticator's decisions, without a socket: a SQLite store in a
 //! temporary directory, a clock moved by hand, an in-memory ledger.
 
 use std::{net::IpAddr, sync::Arc};
@@ -7,23 +7,22 @@ use echo_proto::Secret;
 
 use super::{Authenticator, MemoryLedger, Passwords, Reason};
 use crate::{
-    store::FileStore,
+    store::{SqliteStore, sqlite::DB_FILE},
     sys::clock::{Clock, ManualClock},
     test_util::PASSWORD,
 };
 
 struct Fixture {
-    auth: Authenticator<FileStore>,
+    auth: Authenticator<SqliteStore>,
     ledger: Arc<MemoryLedger>,
     clock: Arc<ManualClock>,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    /// Lines in the store's journal: one per change written.
-    fn changes_written(&self) -> usize {
-        let journal = self.dir.path().join(crate::store::JOURNAL_FILE);
-        std::fs::read_to_string(journal).unwrap().lines().count()
+    /// Changes committed to the store.
+    fn changes_written(&self) -> u64 {
+        self.auth.store.changes()
     }
 }
 
@@ -33,7 +32,9 @@ fn ip(text: &str) -> IpAddr {
 
 async fn fixture(attempts_per_minute: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path(), Default::default()).unwrap();
+    let store = SqliteStore::open(&dir.path().join(DB_FILE), Default::default())
+        .await
+        .unwrap();
     let clock = ManualClock::at(1_000_000);
     let ledger = Arc::new(MemoryLedger::new(100, attempts_per_minute));
     let auth = Authenticator::new(
@@ -48,7 +49,7 @@ async fn fixture(attempts_per_minute: u32) -> Fixture {
         auth,
         ledger,
         clock,
-        dir,
+        _dir: dir,
     }
 }
 

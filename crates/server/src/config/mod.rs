@@ -22,7 +22,7 @@ pub use file::FileConfig;
 pub use limits::{Limits, MIN_OUTPUT_BUFFER, Timeouts};
 pub use listen::{Listen, Tls};
 pub use ops::{Logging, MetricsPort, Process};
-pub use store::Storage;
+pub use store::{Storage, StoreChoice, parse_store};
 
 use crate::store::{Lifetimes, StoreLocation};
 

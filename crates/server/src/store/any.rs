@@ -9,18 +9,18 @@ use uuid::Uuid;
 
 use tokio::sync::broadcast;
 
+use super::sqlite::Imported;
 use super::{
-    EndCause, FileStore, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation,
-    SessionInfo, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
+    EndCause, Identity, Lifetimes, PgOptions, PgStore, PgUrl, Revocation, Rotation, SessionInfo,
+    SqliteStore, StoreError, TokenHash, UnixTime, UserRecord, UserStore,
 };
 use crate::store::ledger::AttemptLedger;
-use crate::sys::clock::Clock;
 
 /// Where the configuration says the store is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
-    /// The embedded file store in this directory.
-    File(PathBuf),
+    /// The SQLite database in this file.
+    Sqlite(PathBuf),
     /// A PostgreSQL database, shared by any number of servers.
     Postgres {
         /// Where it is.
@@ -35,7 +35,7 @@ impl fmt::Display for StoreLocation {
     /// hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreLocation::File(_) => f.write_str("file"),
+            StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             StoreLocation::Postgres { url, .. } => write!(f, "{url}"),
         }
     }
@@ -44,27 +44,57 @@ impl fmt::Display for StoreLocation {
 /// An open store of whichever backend was configured.
 #[derive(Debug, Clone)]
 pub enum Store {
-    /// The embedded journal-backed store.
-    File(FileStore),
+    /// The SQLite store.
+    Sqlite(SqliteStore),
     /// The PostgreSQL store.
     Postgres(PgStore),
 }
 
 /// Opens the store at `location` (for PostgreSQL: connects and brings the
 /// schema up to date).
-pub async fn open(
-    location: &StoreLocation,
-    lifetimes: Lifetimes,
-    clock: Arc<dyn Clock>,
-) -> Result<Store, StoreError> {
+pub async fn open(location: &StoreLocation, lifetimes: Lifetimes) -> Result<Store, StoreError> {
     match location {
-        StoreLocation::File(dir) => {
-            FileStore::open_with_clock(dir, lifetimes, clock).map(Store::File)
-        }
+        StoreLocation::Sqlite(path) => open_sqlite(path, lifetimes).await.map(Store::Sqlite),
         StoreLocation::Postgres { url, options } => PgStore::open_with(url, lifetimes, *options)
             .await
             .map(Store::Postgres),
     }
+}
+
+/// Opens the SQLite store at `path`, importing the previous release's
+/// journal found beside it (`store.journal`) when the database is new.
+async fn open_sqlite(
+    path: &std::path::Path,
+    lifetimes: Lifetimes,
+) -> Result<SqliteStore, StoreError> {
+    let store = SqliteStore::open(path, lifetimes).await?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    store.import_beside(dir).await?;
+    Ok(store)
+}
+
+impl Store {
+    /// What the store imported when it was opened (the journal store of an
+    /// older release), and where the journal went.
+    pub fn imported(&self) -> Option<(Imported, PathBuf)> {
+        match self {
+            Store::Sqlite(store) => store.imported(),
+            Store::Postgres(_) => None,
+        }
+    }
+}
+
+/// Logs an import ([`Store::imported`]), once logging is set up.
+pub fn log_import((imported, renamed): &(Imported, PathBuf)) {
+    tracing::info!(
+        users = imported.users,
+        sessions = imported.sessions,
+        tokens = imported.tokens,
+        identities = imported.identities,
+        familiar_sources = imported.familiar,
+        renamed_to = %renamed.display(),
+        "imported the journal store into SQLite"
+    );
 }
 
 impl Store {
@@ -73,7 +103,7 @@ impl Store {
     /// store only this process uses (its limits stay in memory).
     pub fn shared_ledger(&self, per_minute: u32) -> Option<Arc<dyn AttemptLedger>> {
         match self {
-            Store::File(_) => None,
+            Store::Sqlite(store) => Some(Arc::new(store.ledger(per_minute))),
             Store::Postgres(store) => Some(Arc::new(store.ledger(per_minute))),
         }
     }
@@ -83,7 +113,7 @@ impl Store {
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
-            Store::File($store) => $call.await,
+            Store::Sqlite($store) => $call.await,
             Store::Postgres($store) => $call.await,
         }
     };
@@ -193,14 +223,14 @@ impl UserStore for Store {
 
     fn revocations(&self) -> Option<broadcast::Receiver<Revocation>> {
         match self {
-            Store::File(store) => store.revocations(),
+            Store::Sqlite(store) => UserStore::revocations(store),
             Store::Postgres(store) => UserStore::revocations(store),
         }
     }
 
     fn is_unreachable(&self) -> bool {
         match self {
-            Store::File(_) => false,
+            Store::Sqlite(_) => false,
             Store::Postgres(store) => store.is_unreachable(),
         }
     }

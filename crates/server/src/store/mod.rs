@@ -1,28 +1,30 @@
 //! The user store: users, identities (IP → name) and sessions, behind the
 //! [`UserStore`] trait so that the connection handlers never know how data
-//! is kept. [`FileStore`] is the embedded default; a PostgreSQL store for
-//! running several servers implements the same trait and passes the same
-//! conformance suite (`crates/server/tests/conformance/`).
+//! is kept. [`SqliteStore`] is the embedded default (one file that every
+//! process on the machine shares); [`PgStore`], for servers on several
+//! machines, implements the same trait, and both pass the same
+//! conformance suite (`crates/testkit/src/conformance/`).
 //!
 //! [`open`] picks the store from the configuration at run time and returns a
 //! [`Store`], which dispatches to the chosen backend.
 
 mod any;
-mod file;
 pub mod ledger;
 pub mod postgres;
 mod revocation;
+mod sql;
+pub mod sqlite;
 mod timed;
 
 use std::{fmt, future::Future, net::IpAddr};
 
 use tokio::sync::broadcast;
 
-pub use any::{Store, StoreLocation, open};
-pub use file::{FileStore, JOURNAL_FILE};
+pub use any::{Store, StoreLocation, log_import, open};
 pub use postgres::{PgLedger, PgOptions, PgStore, PgUrl};
 pub use revocation::{EndCause, Revocation};
 use sha2::{Digest, Sha256};
+pub use sqlite::{JOURNAL_FILE, SqliteLedger, SqliteStore};
 pub use timed::Timed;
 use uuid::Uuid;
 
@@ -126,10 +128,13 @@ pub enum StoreError {
     /// An operation on a user that does not exist.
     #[error("no user {0:?}")]
     NoSuchUser(String),
-    /// Another process owns the store (the file store's lock).
-    #[error("the store {what} is in use by another echo-server process")]
+    /// A process of the previous release still holds its journal store
+    /// (its lock), so the journal cannot be imported yet.
+    #[error(
+        "the journal store {what} is in use by another echo-server process (an older one): stop it first"
+    )]
     InUse {
-        /// What is held: the lock file.
+        /// What is held: the journal store's lock file.
         what: String,
     },
     /// Stored data could not be read: damaged, or from a newer version.
@@ -344,10 +349,6 @@ impl TokenHash {
             .zip(other.0.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(diff) == 0
-    }
-
-    fn to_hex(self) -> String {
-        hex::encode(self.0)
     }
 
     fn from_hex(text: &str) -> Option<Self> {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use echo_proto::{ByeCause, ByeReason, ClientMsg, ErrorCode, Secret, ServerMsg};
-use echo_server::store::{FileStore, UserStore};
+use echo_server::store::{SqliteStore, UserStore, sqlite::DB_FILE};
 use echo_testkit::{ServerProcess, TestClient, TestServer, auth_config, read_logs};
 use tokio::net::TcpStream;
 
@@ -81,7 +81,7 @@ async fn store_and_log_files_are_not_readable_by_others() {
     assert!(matches!(client.recv().await, ServerMsg::Welcome { .. }));
     let data = dir.path().join("data");
     assert_eq!(mode_of(&data), 0o700, "data/");
-    for file in ["store.journal", "store.lock"] {
+    for file in ["echo.db", "echo.db-wal", "echo.db-shm"] {
         assert_eq!(mode_of(&data.join(file)), 0o600, "{file}");
     }
     let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
@@ -110,22 +110,22 @@ async fn a_planted_link_is_never_written_through() {
     std::fs::create_dir(&data).unwrap();
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
-    std::os::unix::fs::symlink(&victim, data.join("store.journal.tmp")).unwrap();
-    let store = FileStore::open(&data, Default::default()).unwrap();
-    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-    // Enough changes to make the journal compact through its temporary file.
-    for seen in 0..3000 {
-        store.remember_identity(ip, "Ann", seen).await.unwrap();
-    }
-    drop(store);
+    let lifetimes = Default::default();
+    // A link in the database's place stops the store from opening ...
+    let database = data.join(DB_FILE);
+    std::os::unix::fs::symlink(&victim, &database).unwrap();
+    let err = SqliteStore::open(&database, lifetimes).await.unwrap_err();
+    assert!(err.to_string().contains("echo.db"), "{err}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    let journal = data.join("store.journal");
-    assert!(std::fs::symlink_metadata(&journal).unwrap().is_file());
-    assert!(std::fs::read_to_string(&journal).unwrap().lines().count() < 1500);
-    // A link in the journal's own place stops the store from opening.
-    std::fs::remove_file(&journal).unwrap();
-    std::os::unix::fs::symlink(&victim, &journal).unwrap();
-    assert!(FileStore::open(&data, Default::default()).is_err());
+    // ... and so does one in the place of its write-ahead log.
+    std::fs::remove_file(&database).unwrap();
+    let wal = data.join("echo.db-wal");
+    std::os::unix::fs::symlink(&victim, &wal).unwrap();
+    if let Ok(store) = SqliteStore::open(&database, lifetimes).await {
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let written = store.remember_identity(ip, "Ann", 1).await;
+        assert!(written.is_err(), "a change went through the planted link");
+    }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
 

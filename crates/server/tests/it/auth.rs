@@ -134,7 +134,12 @@ async fn identities_survive_a_restart() {
     shutdown.cancel();
     task.await.unwrap();
     drop(store);
-    let store = echo_server::store::FileStore::open(&path, test_config().lifetimes()).unwrap();
+    let store = echo_server::store::SqliteStore::open(
+        &path.join(echo_server::store::sqlite::DB_FILE),
+        test_config().lifetimes(),
+    )
+    .await
+    .unwrap();
     let server = TestServer::start_on(test_config(), store, data, None).await;
     let mut client = server.connect_from("127.0.0.5").await;
     assert_eq!(client.identify("ignored").await, ("Cleo".into(), true));

@@ -187,7 +187,7 @@ fn a_postgres_server_makes_its_data_dir_and_control_socket() {
     assert_eq!(list.len(), 1, "{listed}");
     assert_eq!(list[0]["user"], "ann", "{listed}");
     assert_eq!(list[0]["port"], server.port(), "{listed}");
-    for file in ["store.journal", "store.lock"] {
+    for file in ["echo.db", "store.journal", "store.lock"] {
         assert!(!data.join(file).exists(), "clients made {file}");
     }
 }

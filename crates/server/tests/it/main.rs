@@ -27,6 +27,7 @@ mod proxy;
 mod server;
 mod server_sessions;
 mod soak;
+mod sqlite_servers;
 mod store;
 mod tls;
 mod usage;

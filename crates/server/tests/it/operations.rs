@@ -262,27 +262,6 @@ fn kill_9_during_registrations_loses_no_acknowledged_user() {
 }
 
 #[test]
-fn a_second_server_on_the_same_store_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = ServerProcess::start(dir.path(), &["--port", "0"], &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--log-dir")
-        .arg(dir.path().join("logs2"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(output.stdout.is_empty());
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("in use by another echo-server process"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn a_whole_session_leaves_no_password_or_token_in_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(dir.path(), &["--port", "0"], &[("RUST_LOG", "trace")]);

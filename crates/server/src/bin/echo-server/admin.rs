@@ -13,7 +13,7 @@ use echo_server::{
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
-    store::{StoreError, postgres::schema},
+    store::{SqliteStore, StoreLocation, postgres::schema},
 };
 
 /// Administration: on the store directly, or through a running server.
@@ -49,9 +49,22 @@ pub(crate) enum Admin {
     /// The server's TLS key
     #[command(subcommand)]
     Tls(TlsCommand),
-    /// The PostgreSQL store's schema (with --store postgres://...)
+    /// The store's schema: SQLite's file, or PostgreSQL's database (with
+    /// --store postgres://...)
     #[command(subcommand)]
     Db(DbCommand),
+    /// The store's data
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Import the journal store of an older release (users, password
+    /// hashes, sessions, identities) into the SQLite store, then rename it
+    /// FILE.imported; a server does this by itself at its first start when
+    /// it finds DATA_DIR/store.journal and no data in its database
+    ImportJournal { file: std::path::PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,13 +124,9 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
             println!("{}", tls.fingerprint());
             return Ok(());
         }
-        Admin::Db(DbCommand::Status) => {
-            let url = config.store.url.as_ref().context(
-                "db status is for a PostgreSQL store: give --store postgres://USER@HOST:PORT/DB (the file store has no schema)",
-            )?;
-            let applied = crate::setup::small_runtime()?.block_on(schema::applied(url))?;
-            print!("{}", schema::report(url, &applied));
-            return Ok(());
+        Admin::Db(DbCommand::Status) => return database_status(&config),
+        Admin::Store(StoreCommand::ImportJournal { file }) => {
+            return import_journal(&config, &file);
         }
         Admin::User(UserCommand::Add { name }) => ControlRequest::UserAdd {
             name,
@@ -162,19 +171,53 @@ fn carry_out(
     }
     let runtime = crate::setup::small_runtime()?;
     match runtime.block_on(crate::setup::open_store(config)) {
-        // The file store, no server holding it; or the shared database,
-        // which any number of servers use while this changes it (they hear
-        // of ended sessions from the database).
+        // SQLite's file or PostgreSQL's database, which any number of
+        // servers use while this changes it (they hear of ended sessions
+        // from the store, and end their connections).
         Ok(store) => {
             let now = SystemClock.now();
             let min = config.auth.min_password_length;
             runtime.block_on(control::run(&store, request, min, now, None))
         }
-        // A server holds the file store: ask that server.
-        Err(StoreError::InUse { .. }) => control::request(dir, port, &request),
         Err(err) => return Err(err.into()),
     }
     .map_err(anyhow::Error::msg)
+}
+
+/// `db status`: the schema of SQLite's file or of PostgreSQL's database.
+fn database_status(config: &ServerConfig) -> anyhow::Result<()> {
+    match config.store_location() {
+        StoreLocation::Sqlite(path) => print!("{}", echo_server::store::sqlite::status(&path)?),
+        StoreLocation::Postgres { url, .. } => {
+            let applied = crate::setup::small_runtime()?.block_on(schema::applied(&url))?;
+            print!("{}", schema::report(&url, &applied));
+        }
+    }
+    Ok(())
+}
+
+/// `store import-journal FILE`: into the SQLite store, with the counts.
+fn import_journal(config: &ServerConfig, journal: &std::path::Path) -> anyhow::Result<()> {
+    let StoreLocation::Sqlite(path) = config.store_location() else {
+        anyhow::bail!(
+            "store import-journal imports into the SQLite store: leave out --store, or give --store sqlite:PATH"
+        );
+    };
+    let imported = crate::setup::small_runtime()?.block_on(async {
+        let store = SqliteStore::open(&path, config.lifetimes()).await?;
+        store.import_journal(journal).await
+    })?;
+    println!(
+        "imported {}: {} users, {} sessions ({} tokens), {} identities, {} familiar sources; renamed it {}",
+        journal.display(),
+        imported.users,
+        imported.sessions,
+        imported.tokens,
+        imported.identities,
+        imported.familiar,
+        echo_server::store::sqlite::imported_name(journal).display()
+    );
+    Ok(())
 }
 
 /// A password from a hidden prompt (asked twice when `confirm`), or the

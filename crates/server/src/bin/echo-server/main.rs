@@ -43,9 +43,8 @@ const ENVIRONMENT: &[EnvCheck] = &[
     ("ECHO_SERVER_TLS", |value| {
         echo_prompt::parse_switch(value).map(drop)
     }),
-    ("ECHO_SERVER_STORE", |value| match value {
-        "file" => Ok(()),
-        url => echo_server::store::PgUrl::parse(url, None).map(drop),
+    ("ECHO_SERVER_STORE", |value| {
+        echo_server::config::parse_store(value, None).map(drop)
     }),
     ("ECHO_SERVER_METRICS_ADDR", |value| {
         value

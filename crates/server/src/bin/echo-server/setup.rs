@@ -1,12 +1,11 @@
 //! What both serving and the admin commands need first: the settings, the
 //! store they name, and a small runtime for one job.
 
-use std::{io, sync::Arc};
+use std::io;
 
 use anyhow::Context;
 use echo_server::{
     ServerConfig,
-    clock::SystemClock,
     config::{FileConfig, RunArgs},
     store::{self, Store, StoreError},
 };
@@ -25,12 +24,7 @@ pub(crate) fn load_config(
 
 /// Opens the store the configuration names.
 pub(crate) async fn open_store(config: &ServerConfig) -> Result<Store, StoreError> {
-    store::open(
-        &config.store_location(),
-        config.lifetimes(),
-        Arc::new(SystemClock),
-    )
-    .await
+    store::open(&config.store_location(), config.lifetimes()).await
 }
 
 /// A runtime for one job before (or instead of) serving: opening the store,

@@ -32,8 +32,20 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
         .with_format(config.log.format);
     // On a runtime of its own: a daemon forks after this, and a runtime's
     // threads would not survive it. The PostgreSQL store's pool opens its
-    // connections later, on the serving runtime.
-    let store = small_runtime()?.block_on(open_store(&config))?;
+    // connections later, on the serving runtime. SQLite's connections and
+    // writer thread must not cross a fork either: a daemon checks that its
+    // store opens, closes it, and opens it again once detached.
+    let runtime = small_runtime()?;
+    let store = runtime.block_on(open_store(&config))?;
+    let imported = store.imported();
+    let store = match config.process.daemon {
+        true => {
+            runtime.block_on(async move { drop(store) });
+            drop(runtime);
+            None
+        }
+        false => Some(store),
+    };
     let listeners = Listeners::bind(&config)?;
     let announcement = listeners.announcement.clone();
 
@@ -44,7 +56,14 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
         daemon::detach().context("cannot detach")?;
     }
     let _log_guard = logs.install();
+    let store = match store {
+        Some(store) => store,
+        None => small_runtime()?.block_on(open_store(&config))?,
+    };
     log_start(&config, args, listeners.tls.as_deref());
+    if let Some(imported) = &imported {
+        echo_server::store::log_import(imported);
+    }
     log_listening(&config, &announcement, lowered, fit);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Param, PgStore};
 use crate::{
-    store::{SessionInfo, StoreError, TokenHash, UnixTime, UserRecord},
+    store::{SessionInfo, StoreError, TokenHash, UserRecord},
     sys::names::{canonical, confusable_key},
 };
 
@@ -26,15 +26,7 @@ pub(super) fn storable(text: &str) -> bool {
     !text.contains('\0')
 }
 
-/// Unix seconds as PostgreSQL's `bigint`.
-pub(super) fn secs(value: UnixTime) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// A `bigint` of Unix seconds (never negative when we wrote it).
-pub(super) fn unix(value: i64) -> UnixTime {
-    UnixTime::try_from(value).unwrap_or(0)
-}
+pub(super) use crate::store::sql::{secs, unix};
 
 impl PgStore {
     pub(super) fn session_info(

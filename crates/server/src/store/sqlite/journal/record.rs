@@ -1,17 +1,17 @@
-//! [`Record`]: one change to the file store, as a line of its journal. The
-//! journal writes and replays them; the state applies them.
+//! [`Record`]: one change to the journal store, as a line of its journal;
+//! the state applies them.
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::store::UnixTime;
 
 /// One change, as a line of the journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub(super) enum Record {
+pub(crate) enum Record {
     /// A user, created or with a new password hash.
     User {
         name: String,
@@ -39,7 +39,7 @@ pub(super) enum Record {
         created: UnixTime,
         used: UnixTime,
         /// Tokens rotated away (only in compacted journals).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default)]
         rotated: Vec<String>,
     },
     /// A session chain revoked.

@@ -1,5 +1,5 @@
-//! The file store's state in memory: what replaying the journal builds,
-//! with the indexes the store's operations need.
+//! The journal store's state: what replaying its journal builds, with the
+//! indexes replaying needs (any spelling of a name finds its user).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::record::Record;
 use crate::{
-    store::{FAMILIAR_SOURCE_SECS, Lifetimes, MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
+    store::{MAX_FAMILIAR_SOURCES, TokenHash, UnixTime},
     sys::names::{canonical, confusable_key},
     sys::peer::Source,
 };
@@ -64,20 +64,6 @@ pub(crate) struct Chain {
 }
 
 impl State {
-    /// The stored name of the user `name` (in any spelling), if any.
-    pub fn resolve<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        if self.users.contains_key(name) {
-            return Some(name);
-        }
-        self.canonical.get(&canonical(name)).map(String::as_str)
-    }
-
-    /// Whether a new user may not be called `name`: it is, or looks like,
-    /// an existing user's name.
-    pub fn name_taken(&self, name: &str) -> bool {
-        self.users.contains_key(name) || self.lookalikes.contains_key(&confusable_key(name))
-    }
-
     /// Applies one record. Records are written only after they applied
     /// cleanly, so at load an error means the file was damaged.
     pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
@@ -226,27 +212,6 @@ impl State {
         }
     }
 
-    /// Forgets, at `now`, the chains that have expired, the identities
-    /// unseen for their lifetime and the familiar sources not logged in
-    /// from for [`FAMILIAR_SOURCE_SECS`] (before a compaction).
-    pub fn forget_expired(&mut self, lifetimes: Lifetimes, now: UnixTime) {
-        let expired: Vec<Uuid> = self
-            .chains
-            .iter()
-            .filter(|(_, chain)| lifetimes.expires(chain.created, chain.last_used) <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.revoke(id);
-        }
-        self.identities
-            .retain(|_, identity| lifetimes.identity_kept(identity.seen, now));
-        self.familiar.retain(|_, sources| {
-            sources.retain(|_, seen| seen.saturating_add(FAMILIAR_SOURCE_SECS) > now);
-            !sources.is_empty()
-        });
-    }
-
     fn revoke_user(&mut self, name: &str) {
         let chains: Vec<Uuid> = self
             .chains
@@ -257,46 +222,6 @@ impl State {
         for id in chains {
             self.revoke(id);
         }
-    }
-
-    /// The records that rebuild this state, for compaction.
-    pub fn snapshot(&self) -> Vec<Record> {
-        let users = self.users.iter().map(|(name, user)| Record::User {
-            name: name.clone(),
-            hash: user.hash.clone(),
-            created: user.created,
-        });
-        let identities = self.identities.iter().map(|(ip, identity)| Record::Ident {
-            ip: *ip,
-            name: identity.name.clone(),
-            seen: identity.seen,
-        });
-        let sessions = self.chains.iter().map(|(id, chain)| Record::Session {
-            chain: *id,
-            user: chain.user.clone(),
-            token: chain.current.to_hex(),
-            created: chain.created,
-            used: chain.last_used,
-            rotated: chain.rotated.iter().map(|t| t.to_hex()).collect(),
-        });
-        let familiar = self.familiar.iter().flat_map(|(account, sources)| {
-            sources.iter().map(|(source, seen)| Record::Familiar {
-                account: account.clone(),
-                source: source.address(),
-                seen: *seen,
-            })
-        });
-        users
-            .chain(identities)
-            .chain(sessions)
-            .chain(familiar)
-            .collect()
-    }
-
-    /// How many records a compacted journal of this state holds.
-    pub fn live_records(&self) -> usize {
-        let familiar: usize = self.familiar.values().map(HashMap::len).sum();
-        self.users.len() + self.identities.len() + self.chains.len() + familiar
     }
 }
 

@@ -1,0 +1,167 @@
+//! The journal of the previous release, imported: users (with their
+//! password hashes), session chains (with every token rotated away, so a
+//! copy presented later is still caught as reuse), identities and familiar
+//! sources, in one transaction. At start a server imports
+//! `DATA_DIR/store.journal` by itself when it finds no database beside it
+//! (or an empty one), then renames the journal `store.journal.imported`;
+//! `echo-server store import-journal FILE` does the same by hand.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use deadpool_sqlite::rusqlite::{Connection, params};
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{
+    Failure, SqliteStore,
+    journal::{self, JOURNAL_FILE, LOCK_FILE, state::State},
+};
+use crate::{
+    store::{StoreError, sql::secs},
+    sys::names::{canonical, confusable_key},
+};
+
+/// What an import brought over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Users, each with their password hash.
+    pub users: usize,
+    /// Live session chains.
+    pub sessions: usize,
+    /// Tokens of those chains, current and rotated away.
+    pub tokens: usize,
+    /// Addresses with a name (identification mode, and the user suggested
+    /// to an address).
+    pub identities: usize,
+    /// Sources accounts logged in from.
+    pub familiar: usize,
+}
+
+/// The name an imported journal is renamed to.
+pub fn imported_name(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".imported");
+    PathBuf::from(name)
+}
+
+impl SqliteStore {
+    /// Imports the journal at `journal` and renames it `*.imported`. The
+    /// journal's own lock is taken first, so a server of the previous
+    /// release still running on it is a clear error, not a lost change. A
+    /// name or chain the database already has stops the import: nothing
+    /// of it is kept.
+    pub async fn import_journal(&self, journal: &Path) -> Result<Imported, StoreError> {
+        let _lock = lock_journal(journal)?;
+        let state = journal::read(journal)?;
+        let imported = self
+            .write(move |connection| insert(connection, &state))
+            .await?;
+        let renamed = imported_name(journal);
+        std::fs::rename(journal, &renamed).map_err(|source| StoreError::Io {
+            what: journal.display().to_string(),
+            source,
+        })?;
+        let _ = self.inner.imported.set((imported, renamed));
+        Ok(imported)
+    }
+
+    /// At start: imports `DATA_DIR/store.journal` when there is one and the
+    /// database holds nothing yet; `None` when there was nothing to do.
+    pub async fn import_beside(&self, data_dir: &Path) -> Result<Option<Imported>, StoreError> {
+        let journal = data_dir.join(JOURNAL_FILE);
+        if !journal.exists() {
+            return Ok(None);
+        }
+        if !self.read(is_empty).await? {
+            tracing::warn!(
+                journal = %journal.display(),
+                "a journal store is beside a database that already has data: not imported (echo-server store import-journal FILE imports it by hand)"
+            );
+            return Ok(None);
+        }
+        self.import_journal(&journal).await.map(Some)
+    }
+}
+
+/// Whether the database holds no user, session or identity.
+fn is_empty(connection: &Connection) -> Result<bool, Failure> {
+    let sql = "SELECT NOT EXISTS (SELECT 1 FROM users) AND NOT EXISTS (SELECT 1 FROM identities)";
+    Ok(connection.query_row(sql, [], |row| row.get(0))?)
+}
+
+/// The journal's lock file, held (as the journal store held it).
+fn lock_journal(journal: &Path) -> Result<Option<Flock<File>>, StoreError> {
+    let lock_path = journal.with_file_name(LOCK_FILE);
+    let Ok(file) = File::open(&lock_path) else {
+        return Ok(None);
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map(Some)
+        .map_err(|_| StoreError::InUse {
+            what: lock_path.display().to_string(),
+        })
+}
+
+/// Writes the journal's state into the database.
+fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
+    let mut imported = Imported::default();
+    let sql = "INSERT INTO users (name, canonical, lookalike, password_hash, created)
+               VALUES (?1, ?2, ?3, ?4, ?5)";
+    let mut users = connection.prepare(sql)?;
+    let sql =
+        "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1 OR canonical = ?2 OR lookalike = ?3)";
+    let mut taken = connection.prepare(sql)?;
+    for (name, user) in &state.users {
+        let (canonical, lookalike) = (canonical(name), confusable_key(name));
+        if taken.query_row(params![name, canonical, lookalike], |row| row.get(0))? {
+            return Err(StoreError::NameTaken(name.clone()).into());
+        }
+        users.execute(params![
+            name,
+            canonical,
+            lookalike,
+            user.hash,
+            secs(user.created)
+        ])?;
+        imported.users += 1;
+    }
+    let sql = "INSERT INTO sessions (family, user_name, created, last_used, current, rotations)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    let mut sessions = connection.prepare(sql)?;
+    let mut tokens =
+        connection.prepare("INSERT INTO session_tokens (hash, family) VALUES (?1, ?2)")?;
+    for (chain, session) in &state.chains {
+        let family = chain.to_string();
+        let rotations = i64::try_from(session.rotated.len()).unwrap_or(i64::MAX);
+        sessions.execute(params![
+            family,
+            session.user,
+            secs(session.created),
+            secs(session.last_used),
+            session.current.0.as_slice(),
+            rotations
+        ])?;
+        for token in session.rotated.iter().chain([&session.current]) {
+            tokens.execute(params![token.0.as_slice(), family])?;
+            imported.tokens += 1;
+        }
+        imported.sessions += 1;
+    }
+    let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)";
+    let mut identities = connection.prepare(sql)?;
+    for (ip, identity) in &state.identities {
+        identities.execute(params![ip.to_string(), identity.name, secs(identity.seen)])?;
+        imported.identities += 1;
+    }
+    let sql = "INSERT INTO familiar_sources (account, source, seen) VALUES (?1, ?2, ?3)";
+    let mut familiar = connection.prepare(sql)?;
+    for (account, sources) in &state.familiar {
+        for (source, seen) in sources {
+            familiar.execute(params![account, source.address().to_string(), secs(*seen)])?;
+            imported.familiar += 1;
+        }
+    }
+    Ok(imported)
+}

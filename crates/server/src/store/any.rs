@@ -92,6 +92,7 @@ pub fn log_import((imported, renamed): &(Imported, PathBuf)) {
         tokens = imported.tokens,
         identities = imported.identities,
         familiar_sources = imported.familiar,
+        second_spellings_left_out = imported.skipped_users,
         renamed_to = %renamed.display(),
         "imported the journal store into SQLite"
     );

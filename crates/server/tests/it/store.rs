@@ -337,3 +337,44 @@ fn debug_output_shows_no_hash() {
     assert!(!shown.contains("argon2"), "{shown}");
     assert!(shown.contains("ann"));
 }
+
+#[tokio::test]
+async fn a_journal_with_two_spellings_of_one_name_imports_the_one_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let lines = [
+        format!(r#"{{"op":"user","name":"ann","hash":"{hash}","created":10}}"#),
+        format!(r#"{{"op":"user","name":"Ann","hash":"{hash}","created":11}}"#),
+        r#"{"op":"session","family":"00000000-0000-4000-8000-000000000001","user":"Ann","token":"aa80298acaf1b10cf0edda6c1a9f7920fa33846a33c8da2038c54ca3a66ad680","created":11,"used":11}"#.to_owned(),
+    ];
+    std::fs::write(dir.path().join("store.journal"), lines.join("\n") + "\n").unwrap();
+    let store = open(&dir.path().join(DB_FILE)).await;
+    let imported = store.import_beside(dir.path()).await.unwrap().unwrap();
+    assert_eq!(
+        (imported.users, imported.skipped_users, imported.sessions),
+        (1, 1, 0)
+    );
+    let names: Vec<String> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["ann"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_starting_at_once_on_a_new_file_import_the_journal_once() {
+    let dir = old_journal();
+    let path = dir.path().join(DB_FILE);
+    let (one, other) = (open(&path).await, open(&path).await);
+    let (a, b) = tokio::join!(
+        one.import_beside(dir.path()),
+        other.import_beside(dir.path())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_some() != b.is_some(), "{a:?} {b:?}");
+    assert_eq!(one.users().await.unwrap().len(), 3);
+    assert!(dir.path().join("store.journal.imported").exists());
+}

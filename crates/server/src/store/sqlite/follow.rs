@@ -51,13 +51,18 @@ async fn follow(store: Weak<Inner>, mut last: i64) {
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     let mut missed = false;
+    let mut heard_at = Instant::now();
     loop {
         poll.tick().await;
         let Some(inner) = store.upgrade() else { return };
         let store = SqliteStore { inner };
         match store.read(move |connection| since(connection, last)).await {
             Ok(rows) => {
-                if std::mem::take(&mut missed) {
+                // Rows are kept an hour: after a longer pause (a stopped
+                // process), some may be gone unread.
+                let paused = heard_at.elapsed() > Duration::from_secs(KEEP_REVOCATIONS_SECS / 2);
+                heard_at = Instant::now();
+                if std::mem::take(&mut missed) || paused {
                     let _ = store.inner.revocations.send(Revocation::Resync);
                 }
                 for (seq, family, cause) in rows {

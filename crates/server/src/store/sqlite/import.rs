@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     store::{StoreError, sql::secs},
+    sys::files,
     sys::names::{canonical, confusable_key},
 };
 
@@ -37,6 +38,9 @@ pub struct Imported {
     pub identities: usize,
     /// Sources accounts logged in from.
     pub familiar: usize,
+    /// Second spellings of a name (journals from before names were
+    /// compared canonically), left out with their sessions.
+    pub skipped_users: usize,
 }
 
 /// The name an imported journal is renamed to.
@@ -48,40 +52,71 @@ pub fn imported_name(journal: &Path) -> PathBuf {
 
 impl SqliteStore {
     /// Imports the journal at `journal` and renames it `*.imported`. The
-    /// journal's own lock is taken first, so a server of the previous
-    /// release still running on it is a clear error, not a lost change. A
-    /// name or chain the database already has stops the import: nothing
-    /// of it is kept.
+    /// journal's lock is taken first (waited for up to 10 s), so a server
+    /// of the previous release still running on it is a clear error, not
+    /// a lost change. A name the database already has stops the import:
+    /// nothing of it is kept.
     pub async fn import_journal(&self, journal: &Path) -> Result<Imported, StoreError> {
-        let _lock = lock_journal(journal)?;
-        let state = journal::read(journal)?;
-        let imported = self
-            .write(move |connection| insert(connection, &state))
-            .await?;
-        let renamed = imported_name(journal);
-        std::fs::rename(journal, &renamed).map_err(|source| StoreError::Io {
-            what: journal.display().to_string(),
-            source,
-        })?;
-        let _ = self.inner.imported.set((imported, renamed));
-        Ok(imported)
+        match self.import(journal, false).await? {
+            Some(imported) => Ok(imported),
+            None => Err(StoreError::Io {
+                what: journal.display().to_string(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        }
     }
 
     /// At start: imports `DATA_DIR/store.journal` when there is one and the
-    /// database holds nothing yet; `None` when there was nothing to do.
+    /// database holds nothing yet; `None` when there was nothing to do
+    /// (several servers starting at once on a new file: one imports, the
+    /// others find it done).
     pub async fn import_beside(&self, data_dir: &Path) -> Result<Option<Imported>, StoreError> {
         let journal = data_dir.join(JOURNAL_FILE);
         if !journal.exists() {
             return Ok(None);
         }
-        if !self.read(is_empty).await? {
+        let imported = self.import(&journal, true).await?;
+        if imported.is_none() && journal.exists() {
             tracing::warn!(
                 journal = %journal.display(),
                 "a journal store is beside a database that already has data: not imported (echo-server store import-journal FILE imports it by hand)"
             );
+        }
+        Ok(imported)
+    }
+
+    /// The import, under the journal's lock: `None` when the journal is
+    /// gone once the lock is held (another process imported it), or when
+    /// `only_if_empty` and the database has data (checked in the writing
+    /// transaction, so two importers cannot both find it empty).
+    async fn import(
+        &self,
+        journal: &Path,
+        only_if_empty: bool,
+    ) -> Result<Option<Imported>, StoreError> {
+        let _lock = lock_journal(journal).await?;
+        if !journal.exists() {
             return Ok(None);
         }
-        self.import_journal(&journal).await.map(Some)
+        let state = journal::read(journal)?;
+        let imported = self
+            .write(move |connection| {
+                if only_if_empty && !is_empty(connection)? {
+                    return Ok(None);
+                }
+                insert(connection, &state).map(Some)
+            })
+            .await?;
+        let Some(imported) = imported else {
+            return Ok(None);
+        };
+        let renamed = imported_name(journal);
+        std::fs::rename(journal, &renamed).map_err(|source| StoreError::Io {
+            what: journal.display().to_string(),
+            source,
+        })?;
+        let _ = self.inner.imported.set((imported, renamed.clone()));
+        Ok(Some(imported))
     }
 }
 
@@ -91,22 +126,39 @@ fn is_empty(connection: &Connection) -> Result<bool, Failure> {
     Ok(connection.query_row(sql, [], |row| row.get(0))?)
 }
 
-/// The journal's lock file, held (as the journal store held it).
-fn lock_journal(journal: &Path) -> Result<Option<Flock<File>>, StoreError> {
+/// How long an importer waits for the journal's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The journal's lock file (made 0600 if missing), held as the journal
+/// store held it; waited for up to [`LOCK_WAIT`] (another new server
+/// importing), past which it is an old server's: [`StoreError::InUse`].
+async fn lock_journal(journal: &Path) -> Result<Flock<File>, StoreError> {
     let lock_path = journal.with_file_name(LOCK_FILE);
-    let Ok(file) = File::open(&lock_path) else {
-        return Ok(None);
-    };
-    Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map(Some)
-        .map_err(|_| StoreError::InUse {
-            what: lock_path.display().to_string(),
-        })
+    let mut file = files::open_private(&lock_path).map_err(|source| StoreError::Io {
+        what: lock_path.display().to_string(),
+        source,
+    })?;
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, _)) if tokio::time::Instant::now() < deadline => {
+                file = back;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(_) => {
+                return Err(StoreError::InUse {
+                    what: lock_path.display().to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// Writes the journal's state into the database.
 fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
     let mut imported = Imported::default();
+    let mut imported_users = std::collections::HashSet::new();
     let sql = "INSERT INTO users (name, canonical, lookalike, password_hash, created)
                VALUES (?1, ?2, ?3, ?4, ?5)";
     let mut users = connection.prepare(sql)?;
@@ -115,6 +167,14 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
     let mut taken = connection.prepare(sql)?;
     for (name, user) in &state.users {
         let (canonical, lookalike) = (canonical(name), confusable_key(name));
+        // A journal from before names were compared canonically may hold
+        // two spellings of one name: the one its indexes keep is imported.
+        let kept = state.canonical.get(&canonical) == Some(name)
+            && state.lookalikes.get(&lookalike) == Some(name);
+        if !kept {
+            imported.skipped_users += 1;
+            continue;
+        }
         if taken.query_row(params![name, canonical, lookalike], |row| row.get(0))? {
             return Err(StoreError::NameTaken(name.clone()).into());
         }
@@ -125,6 +185,7 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
             user.hash,
             secs(user.created)
         ])?;
+        imported_users.insert(name.as_str());
         imported.users += 1;
     }
     let sql = "INSERT INTO sessions (family, user_name, created, last_used, current, rotations)
@@ -133,6 +194,9 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
     let mut tokens =
         connection.prepare("INSERT INTO session_tokens (hash, family) VALUES (?1, ?2)")?;
     for (chain, session) in &state.chains {
+        if !imported_users.contains(session.user.as_str()) {
+            continue;
+        }
         let family = chain.to_string();
         let rotations = i64::try_from(session.rotated.len()).unwrap_or(i64::MAX);
         sessions.execute(params![
@@ -149,13 +213,17 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
         }
         imported.sessions += 1;
     }
-    let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)";
+    let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)
+               ON CONFLICT (ip) DO UPDATE SET name = excluded.name, seen = excluded.seen
+               WHERE excluded.seen > identities.seen";
     let mut identities = connection.prepare(sql)?;
     for (ip, identity) in &state.identities {
         identities.execute(params![ip.to_string(), identity.name, secs(identity.seen)])?;
         imported.identities += 1;
     }
-    let sql = "INSERT INTO familiar_sources (account, source, seen) VALUES (?1, ?2, ?3)";
+    let sql = "INSERT INTO familiar_sources (account, source, seen) VALUES (?1, ?2, ?3)
+               ON CONFLICT (account, source) DO UPDATE SET seen = excluded.seen
+               WHERE excluded.seen > familiar_sources.seen";
     let mut familiar = connection.prepare(sql)?;
     for (account, sources) in &state.familiar {
         for (source, seen) in sources {

@@ -134,53 +134,86 @@ fn run(connection: &Connection, path: &Path, incoming: &mpsc::Receiver<Change>) 
                 Err(_) => break,
             }
         }
-        commit(connection, path, batch);
+        if !commit(connection, path, batch) {
+            tracing::error!(
+                path = %path.display(),
+                "the store's connection is stuck in a failed transaction; it stops writing: restart the server"
+            );
+            return;
+        }
     }
 }
 
 /// Runs `batch` in one transaction, each change in its savepoint, commits,
-/// then answers every caller.
-fn commit(connection: &Connection, path: &Path, batch: Vec<Change>) {
+/// then answers every caller. SQLite may roll the whole transaction back by
+/// itself (a full disk, an I/O error): then nothing of the batch is kept,
+/// the changes not run yet are not run, and every caller hears so. False
+/// when the connection is left inside a transaction it cannot end.
+fn commit(connection: &Connection, path: &Path, batch: Vec<Change>) -> bool {
     if let Err(err) = connection.execute_batch("BEGIN IMMEDIATE") {
         let err = failure(path, err);
         for change in batch {
             let (_, answer) = change(Err(&err));
             answer(None);
         }
-        return;
+        return connection.is_autocommit();
     }
-    let answers: Vec<Answer> = batch
-        .into_iter()
-        .map(|change| in_savepoint(connection, path, change))
-        .collect();
-    let failed = connection
-        .execute_batch("COMMIT")
-        .err()
-        .map(|err| failure(path, err));
+    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+    let mut lost: Option<StoreError> = None;
+    for change in batch {
+        if let Some(err) = &lost {
+            let (_, answer) = change(Err(err));
+            answer(None);
+            continue;
+        }
+        let (answer, ended) = in_savepoint(connection, path, change);
+        answers.push(answer);
+        if !ended || connection.is_autocommit() {
+            lost = Some(StoreError::Unavailable(format!(
+                "{}: the transaction was rolled back (a full disk or an I/O error); nothing of it was kept",
+                path.display()
+            )));
+        }
+    }
+    let failed = match lost {
+        Some(err) => Some(err),
+        None => connection
+            .execute_batch("COMMIT")
+            .err()
+            .map(|err| failure(path, err)),
+    };
     if let Some(err) = &failed {
         tracing::warn!(error = %err, "the store could not commit; nothing of it was kept");
-        let _ = connection.execute_batch("ROLLBACK");
+        if !connection.is_autocommit() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
     }
     for answer in answers {
         answer(failed.as_ref());
     }
+    connection.is_autocommit()
 }
 
-/// Runs one change in a savepoint, rolled back if the change fails.
-fn in_savepoint(connection: &Connection, path: &Path, change: Change) -> Answer {
+/// Runs one change in a savepoint, rolled back if the change fails; false
+/// when the savepoint could not be ended as it should (its writes may be
+/// in the transaction: the batch is given up).
+fn in_savepoint(connection: &Connection, path: &Path, change: Change) -> (Answer, bool) {
     if let Err(err) = connection.execute_batch("SAVEPOINT change") {
         let (_, answer) = change(Err(&failure(path, err)));
-        return answer;
+        return (answer, false);
     }
     let (succeeded, answer) = change(Ok(connection));
     let end = match succeeded {
         true => "RELEASE change",
         false => "ROLLBACK TO change; RELEASE change",
     };
-    if let Err(err) = connection.execute_batch(end) {
-        tracing::warn!(error = %failure(path, err), "the store could not end a savepoint");
+    match connection.execute_batch(end) {
+        Ok(()) => (answer, true),
+        Err(err) => {
+            tracing::warn!(error = %failure(path, err), "the store could not end a savepoint");
+            (answer, false)
+        }
     }
-    answer
 }
 
 /// The same failure again, for each caller of a failed commit (errors do

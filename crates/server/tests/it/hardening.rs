@@ -367,11 +367,5 @@ async fn store_users(path: &std::path::Path) -> Vec<String> {
     let store = echo_server::store::SqliteStore::open(path, Default::default())
         .await
         .unwrap();
-    store
-        .users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.name)
-        .collect()
+    echo_testkit::conformance::user_names(&store).await
 }

@@ -84,6 +84,17 @@ pub async fn name_of(store: &impl UserStore, ip: IpAddr, now: u64) -> Option<Str
         .map(|known| known.name)
 }
 
+/// The names of every user `store` holds, in its order.
+pub async fn user_names(store: &impl UserStore) -> Vec<String> {
+    store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect()
+}
+
 pub fn user(name: &str) -> UserRecord {
     UserRecord {
         name: name.into(),

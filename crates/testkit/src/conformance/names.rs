@@ -120,12 +120,6 @@ pub async fn users_are_listed_by_name(backend: &impl Backend) {
     for name in ["cid", "ann", "bob"] {
         store.create_user(user(name)).await.unwrap();
     }
-    let names: Vec<String> = store
-        .users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.name)
-        .collect();
+    let names = super::user_names(&store).await;
     assert_eq!(names, ["ann", "bob", "cid"]);
 }

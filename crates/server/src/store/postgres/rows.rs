@@ -36,14 +36,7 @@ impl PgStore {
         created: i64,
         last_used: i64,
     ) -> SessionInfo {
-        let (created, last_used) = (unix(created), unix(last_used));
-        SessionInfo {
-            chain,
-            user,
-            created,
-            last_used,
-            expires: self.inner.lifetimes.expires(created, last_used),
-        }
+        crate::store::sql::session_info(self.inner.lifetimes, chain, user, created, last_used)
     }
 
     pub(super) fn user_record(row: &Row) -> UserRecord {

@@ -36,23 +36,7 @@ impl SqliteStore {
     }
 }
 
-/// A chain's description, its expiry worked out with `lifetimes`.
-pub(super) fn session_info(
-    lifetimes: Lifetimes,
-    chain: Uuid,
-    user: String,
-    created: i64,
-    last_used: i64,
-) -> SessionInfo {
-    let (created, last_used) = (unix(created), unix(last_used));
-    SessionInfo {
-        chain,
-        user,
-        created,
-        last_used,
-        expires: lifetimes.expires(created, last_used),
-    }
-}
+pub(super) use crate::store::sql::session_info;
 
 /// A user from `name, password_hash, created`.
 pub(super) fn user_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {

@@ -171,6 +171,7 @@ pub fn bye_text(reason: ByeReason, cause: Option<ByeCause>) -> String {
         ByeReason::Logout => "logged out",
         ByeReason::TooManyAttempts => "too many failed attempts",
         ByeReason::Kicked => "an operator ended this connection",
+        ByeReason::Restart => "it is restarting",
         ByeReason::Other => "no reason this client knows",
     };
     format!("the server closed the connection ({why})")

@@ -232,7 +232,7 @@ fn refusal_or_end(msg: ServerMsg, creds: &mut impl Credentials) -> Result<(), Cl
             attempts_left,
         } => creds.refused(code, &message, attempts_left),
         ServerMsg::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
-        ServerMsg::Bye { reason, cause } => Err(ClientError::Bye(reason, cause)),
+        ServerMsg::Bye { reason, cause, .. } => Err(ClientError::Bye(reason, cause)),
         other => Err(unexpected(&other)),
     }
 }

@@ -137,7 +137,7 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
                 Incoming::Msg(ServerMsg::Error { message, .. }) => {
                     return Err(ClientError::Lost(message));
                 }
-                Incoming::Msg(ServerMsg::Bye { reason, cause }) => return Err(ClientError::Bye(reason, cause)),
+                Incoming::Msg(ServerMsg::Bye { reason, cause, .. }) => return Err(ClientError::Bye(reason, cause)),
                 Incoming::Msg(_) => {}
                 Incoming::Unreadable(err) => eprintln!("echo-client: skipped a frame: {err}"),
                 Incoming::Closed(reason) => {

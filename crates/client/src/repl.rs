@@ -325,7 +325,7 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
             let _ = writeln!(out, "error: {message}");
             return !fatal;
         }
-        Incoming::Msg(ServerMsg::Bye { reason, cause }) => {
+        Incoming::Msg(ServerMsg::Bye { reason, cause, .. }) => {
             let _ = writeln!(
                 out,
                 "* {}. The next line you type connects again (or /reconnect; /quit leaves).",

@@ -56,6 +56,10 @@ pub enum ByeReason {
     Revoked,
     /// An operator ended this connection (`echo-server kick`).
     Kicked,
+    /// The server is being replaced by a new process on the same port
+    /// (`echo-server upgrade`): reconnect now (after `retry_after_ms`) and
+    /// resume with the saved token; nothing sent before this was lost.
+    Restart,
     /// A reason this version does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -148,6 +152,10 @@ pub enum ServerMsg {
         /// and from servers that do not say.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<ByeCause>,
+        /// With `restart`: how long to wait before reconnecting, in
+        /// milliseconds. Absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -216,6 +224,7 @@ impl ServerMsg {
         ServerMsg::Bye {
             reason,
             cause: None,
+            retry_after_ms: None,
         }
     }
 }

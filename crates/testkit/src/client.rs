@@ -81,7 +81,7 @@ impl TestClient {
         let wait = async {
             loop {
                 match self.try_recv().await {
-                    Some(ServerMsg::Bye { reason, cause }) => return Some((reason, cause)),
+                    Some(ServerMsg::Bye { reason, cause, .. }) => return Some((reason, cause)),
                     Some(_) => {}
                     None => return None,
                 }

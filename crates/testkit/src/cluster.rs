@@ -154,7 +154,7 @@ impl Client {
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
         match self.0.recv_msg::<ServerMsg>() {
-            Ok(Some(ServerMsg::Bye { reason, cause })) => Some((reason, cause)),
+            Ok(Some(ServerMsg::Bye { reason, cause, .. })) => Some((reason, cause)),
             _ => None,
         }
     }

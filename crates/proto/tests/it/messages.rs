@@ -175,7 +175,8 @@ fn unknown_codes_and_reasons_from_a_newer_server_still_decode() {
         msg,
         ServerMsg::Bye {
             reason: ByeReason::Revoked,
-            cause: Some(ByeCause::Other)
+            cause: Some(ByeCause::Other),
+            retry_after_ms: None,
         }
     );
 }
@@ -193,6 +194,7 @@ fn bye_carries_each_revocation_cause_by_its_documented_name() {
         let msg = ServerMsg::Bye {
             reason: ByeReason::Revoked,
             cause: Some(cause),
+            retry_after_ms: None,
         };
         let value = serde_json::to_value(&msg).unwrap();
         assert_eq!(
@@ -297,4 +299,20 @@ fn every_error_code_names_itself_as_on_the_wire() {
         let wire = serde_json::to_string(code).unwrap();
         assert_eq!(wire, format!("\"{}\"", code.as_str()));
     }
+}
+
+#[test]
+fn bye_restart_carries_its_delay_by_its_documented_name() {
+    let msg = ServerMsg::Bye {
+        reason: ByeReason::Restart,
+        cause: None,
+        retry_after_ms: Some(250),
+    };
+    let value = serde_json::to_value(&msg).unwrap();
+    assert_eq!(
+        value,
+        json!({"type": "bye", "reason": "restart", "retry_after_ms": 250})
+    );
+    let back: ServerMsg = serde_json::from_value(value).unwrap();
+    assert_eq!(back, msg);
 }

@@ -68,6 +68,7 @@ fn bye_reason() -> impl Strategy<Value = ByeReason> {
         Just(ByeReason::TooManyAttempts),
         Just(ByeReason::Revoked),
         Just(ByeReason::Kicked),
+        Just(ByeReason::Restart),
     ]
 }
 
@@ -118,7 +119,16 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
                 fatal,
                 attempts_left
             }),
-        (bye_reason(), bye_cause()).prop_map(|(reason, cause)| ServerMsg::Bye { reason, cause }),
+        (
+            bye_reason(),
+            bye_cause(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(reason, cause, retry_after_ms)| ServerMsg::Bye {
+                reason,
+                cause,
+                retry_after_ms
+            }),
     ]
 }
 

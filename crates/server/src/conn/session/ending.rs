@@ -60,6 +60,7 @@ impl Ending {
                 return Some(ServerMsg::Bye {
                     reason: ByeReason::Revoked,
                     cause: cause.map(bye_cause),
+                    retry_after_ms: None,
                 });
             }
             Ending::Timeout => ByeReason::Timeout,

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use deadpool_sqlite::rusqlite::{self, Connection, params};
+use rusqlite::{self, Connection, params};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Failure, Inner, SqliteStore, rows::chain_of};

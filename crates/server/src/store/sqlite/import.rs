@@ -11,8 +11,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use deadpool_sqlite::rusqlite::{Connection, params};
 use nix::fcntl::{Flock, FlockArg};
+use rusqlite::{Connection, params};
 
 use super::{
     Failure, SqliteStore,

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use deadpool_sqlite::rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Failure, SqliteStore};
 use crate::{

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use deadpool_sqlite::rusqlite::{self, OptionalExtension, params};
+use rusqlite::{self, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime, rusqlite};
-
 use super::{BUSY_TIMEOUT, failure};
 use crate::{store::StoreError, sys::files};
 
@@ -126,41 +124,14 @@ fn migrate(connection: &rusqlite::Connection) -> Result<(), Migration> {
     }
 }
 
-/// Opens `count` reading connections of `pool` now, so that serving never
-/// waits to open one (nor fails to, when clients have taken every file
-/// descriptor).
-pub async fn warm(pool: &Pool, count: usize) -> Result<(), StoreError> {
-    let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
-        held.push(pool.get().await.map_err(|err| {
-            StoreError::Unavailable(format!("cannot open a reading connection: {err}"))
-        })?);
-    }
-    Ok(())
-}
-
-/// A pool of at most `size` reading connections to `path`, each read-only.
-pub fn readers(path: &Path, size: usize) -> Result<Pool, StoreError> {
-    let config = Config::new(path);
-    let setup = Hook::async_fn(|connection, _| {
-        Box::pin(async move {
-            connection
-                .interact(|connection| {
-                    configure(connection)?;
-                    connection.pragma_update(None, "query_only", "ON")
-                })
-                .await
-                .map_err(|err| HookError::message(err.to_string()))?
-                .map_err(HookError::Backend)
-        })
-    });
-    config
-        .builder(Runtime::Tokio1)
-        .map_err(|err| StoreError::Database(err.to_string()))?
-        .max_size(size)
-        .post_create(setup)
-        .build()
-        .map_err(|err| StoreError::Database(format!("cannot make the pool: {err}")))
+/// A reading connection to `path` (the writer has made the file): it may
+/// not change anything (`query_only`).
+pub fn open_reader(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let connection = rusqlite::Connection::open(path).map_err(|err| failure(path, err))?;
+    configure(&connection)
+        .and_then(|()| connection.pragma_update(None, "query_only", "ON"))
+        .map_err(|err| failure(path, err))?;
+    Ok(connection)
 }
 
 /// `db status` for the file at `path`, read without changing it: its

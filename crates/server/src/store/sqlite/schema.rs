@@ -2,7 +2,7 @@
 //! migrations (`crates/server/migrations/sqlite/`, recorded in
 //! `PRAGMA user_version`).
 
-use std::path::Path;
+use std::{ops::Neg, path::Path};
 
 use super::{BUSY_TIMEOUT, failure};
 use crate::{store::StoreError, sys::files};
@@ -18,12 +18,20 @@ pub fn latest() -> i32 {
     i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX)
 }
 
+/// Each connection's page cache, in KiB (SQLite's default is 2,000). The
+/// operating system caches the file too, so a page not held here costs a
+/// `pread`, not a disk read; held here, it is server memory that grows with
+/// the number of users until the cap (five connections: the writer and the
+/// readers).
+const CACHE_KIB: i64 = 256;
+
 /// Every connection: wait for another process's lock up to
 /// [`BUSY_TIMEOUT`], check foreign keys. (WAL and `synchronous` are set by
 /// the writer: the journal mode is the file's, `synchronous` is the
 /// writer's, the only connection that commits.)
 fn configure(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "cache_size", CACHE_KIB.neg())?;
     connection.pragma_update(None, "foreign_keys", "ON")
 }
 
@@ -165,4 +173,25 @@ pub fn status(path: &Path) -> Result<String, StoreError> {
     Ok(format!(
         "sqlite:{shown}: schema version {version}; {next}\n"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page cache is what SQLite holds per connection as users grow:
+    /// capped for the writer and the readers alike.
+    #[test]
+    fn every_connection_caps_its_page_cache() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let path = dir.path().join(DB_FILE);
+        let writer = open_writer(&path).expect("the writer opens");
+        let reader = open_reader(&path).expect("a reader opens");
+        for connection in [&writer, &reader] {
+            let cache: i64 = connection
+                .query_row("PRAGMA cache_size", [], |row| row.get(0))
+                .expect("cache_size reads");
+            assert_eq!(cache, -CACHE_KIB);
+        }
+    }
 }

@@ -1,17 +1,20 @@
 //! The scenarios of docs/BENCHMARKS.md: the plan they are given
 //! (`plan.rs`), their results (`results.rs`), scenario 1 (`echo.rs`), the
-//! scenarios that log in (`auth.rs`: login storm, resume, idle sessions)
-//! and the login rate (`rate.rs`). This file only names them.
+//! scenarios that log in (`auth.rs`: login storm, resume), the idle
+//! sessions (`idle.rs`) and the login rate (`rate.rs`). This file only
+//! names them.
 
 mod auth;
 mod echo;
+mod idle;
 mod plan;
 mod rate;
 mod results;
 
-pub use auth::{idle, login_storm, resume};
+pub use auth::{login_storm, resume};
 pub(crate) use auth::{login_workers, populate_store, resume_round, token_of};
 pub use echo::echo;
+pub use idle::{ACTIVE, idle};
 pub(crate) use plan::PASSWORD;
 pub use plan::Plan;
 pub use rate::{RateResult, login_rate};

@@ -324,3 +324,6 @@ async fn drain(tasks: &TaskTracker, drain: Duration) {
         info!("all connections closed");
     }
 }
+
+#[cfg(test)]
+mod tests;

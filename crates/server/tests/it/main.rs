@@ -29,5 +29,6 @@ mod server_sessions;
 mod soak;
 mod sqlite_servers;
 mod store;
+mod store_identities;
 mod tls;
 mod usage;

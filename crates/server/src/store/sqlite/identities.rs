@@ -4,14 +4,24 @@
 //! every connection; read from the file, that is a hop to a reading thread
 //! and back for each (on the resume benchmark, the gap between SQLite and
 //! the journal that kept everything in memory). So the names read are kept
-//! here. Changes made by this process drop the address's entry when they
-//! are committed; changes by any process (this one too) move the file's
-//! `identity_changes` counter (a trigger, migration 0002), which the
-//! follower reads with the revocations every 100 ms: when it moved, every
-//! entry is dropped. A name changed by another server is seen here within
-//! that. Until the follower runs (an admin command), nothing is kept.
+//! here. A change made by this process is written through once committed:
+//! each takes a ticket on the writer thread, in commit order, and an entry
+//! is never replaced by an older ticket's. Changes by any process (this
+//! one too) move the file's `identity_changes` counter (a trigger,
+//! migration 0002), which the follower reads with the revocations every
+//! 100 ms: when it moved, every entry is dropped, and changes ticketed
+//! before that are not written through (the file has them). A name changed
+//! by another server is seen here within that. Until the follower runs (an
+//! admin command), nothing is kept.
 
-use std::{collections::HashMap, net::IpAddr, sync::Mutex};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -27,6 +37,24 @@ pub(super) type Known = Option<(String, i64)>;
 #[derive(Default)]
 pub(super) struct IdentityCache {
     state: Mutex<State>,
+    /// The last ticket given to a change (see [`Tickets::take`]).
+    tickets: Tickets,
+}
+
+/// Tickets for changes of names, taken on the writer thread: their order
+/// is the order of the commits.
+#[derive(Clone, Default)]
+pub(super) struct Tickets(Arc<AtomicU64>);
+
+impl Tickets {
+    /// The next ticket (from 1).
+    pub fn take(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn last(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[derive(Default)]
@@ -37,7 +65,19 @@ struct State {
     generation: u64,
     /// The file's counter when the entries were read.
     version: i64,
-    entries: HashMap<IpAddr, Known>,
+    /// Changes with a ticket below this are not written through.
+    floor: u64,
+    /// Each with the ticket of the change it came from (0: read).
+    entries: HashMap<IpAddr, (Known, u64)>,
+}
+
+impl State {
+    fn keep(&mut self, ip: IpAddr, known: Known, ticket: u64) {
+        if self.entries.len() >= CAPACITY {
+            self.entries.clear();
+        }
+        self.entries.insert(ip, (known, ticket));
+    }
 }
 
 /// What the cache says of an address.
@@ -61,7 +101,7 @@ impl IdentityCache {
     pub fn lookup(&self, ip: IpAddr) -> Lookup {
         let state = self.state();
         match state.entries.get(&ip) {
-            Some(known) if state.on => Lookup::Kept(known.clone()),
+            Some((known, _)) if state.on => Lookup::Kept(known.clone()),
             _ => Lookup::Read(state.generation),
         }
     }
@@ -73,17 +113,32 @@ impl IdentityCache {
         if !state.on || state.generation != generation {
             return;
         }
-        if state.entries.len() >= CAPACITY {
-            state.entries.clear();
-        }
-        state.entries.insert(ip, known);
+        state.keep(ip, known, 0);
     }
 
-    /// This process changed `ip`'s name (committed).
-    pub fn changed(&self, ip: IpAddr) {
+    /// The tickets changes of names take.
+    pub fn tickets(&self) -> Tickets {
+        self.tickets.clone()
+    }
+
+    /// This process committed a change of `ip`'s name to `known`, under
+    /// `ticket`; `None` when the change failed (what the file holds is not
+    /// known here).
+    pub fn changed(&self, ip: IpAddr, change: Option<(u64, Known)>) {
         let mut state = self.state();
         state.generation += 1;
-        state.entries.remove(&ip);
+        match change {
+            Some((ticket, known)) if state.on && ticket >= state.floor => {
+                if state
+                    .entries
+                    .get(&ip)
+                    .is_none_or(|(_, kept)| *kept < ticket)
+                {
+                    state.keep(ip, known, ticket);
+                }
+            }
+            _ => drop(state.entries.remove(&ip)),
+        }
     }
 
     /// The follower read the file's counter: starts keeping names, and
@@ -96,6 +151,7 @@ impl IdentityCache {
         state.on = true;
         state.version = version;
         state.generation += 1;
+        state.floor = self.tickets.last() + 1;
         state.entries.clear();
     }
 
@@ -157,7 +213,7 @@ mod tests {
         let cache = IdentityCache::default();
         cache.counter_read(0);
         let before = read(&cache, ip(1));
-        cache.changed(ip(1));
+        cache.changed(ip(1), None);
         cache.fill(ip(1), before, Some(("old".into(), 1)));
         assert_eq!(cache.kept(), 0);
         let before = read(&cache, ip(2));
@@ -176,9 +232,46 @@ mod tests {
         }
         cache.counter_read(3);
         assert_eq!(cache.kept(), 3, "an unmoved counter keeps them");
-        cache.changed(ip(1));
+        cache.changed(ip(1), None);
         assert_eq!(cache.kept(), 2);
         cache.counter_read(4);
         assert_eq!(cache.kept(), 0);
+    }
+}
+
+#[cfg(test)]
+mod written_through {
+    use super::*;
+
+    fn name(cache: &IdentityCache, at: IpAddr) -> Option<String> {
+        match cache.lookup(at) {
+            Lookup::Kept(known) => known.map(|(name, _)| name),
+            Lookup::Read(_) => Some("(not kept)".into()),
+        }
+    }
+
+    #[test]
+    fn changes_here_are_kept_in_commit_order_whatever_order_they_arrive_in() {
+        let cache = IdentityCache::default();
+        cache.counter_read(0);
+        let at = IpAddr::from([192, 0, 2, 9]);
+        let (first, second) = (cache.tickets().take(), cache.tickets().take());
+        cache.changed(at, Some((second, Some(("bob".into(), 2)))));
+        cache.changed(at, Some((first, Some(("ann".into(), 1)))));
+        assert_eq!(name(&cache, at).as_deref(), Some("bob"));
+        let third = cache.tickets().take();
+        cache.changed(at, Some((third, None)));
+        assert_eq!(name(&cache, at), None, "forgotten here");
+    }
+
+    #[test]
+    fn a_change_ticketed_before_the_counter_moved_is_left_to_the_file() {
+        let cache = IdentityCache::default();
+        cache.counter_read(0);
+        let at = IpAddr::from([192, 0, 2, 9]);
+        let early = cache.tickets().take();
+        cache.counter_read(1);
+        cache.changed(at, Some((early, Some(("ann".into(), 1)))));
+        assert_eq!(name(&cache, at).as_deref(), Some("(not kept)"));
     }
 }

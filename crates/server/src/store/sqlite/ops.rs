@@ -53,7 +53,8 @@ impl UserStore for SqliteStore {
         name: &str,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let name = name.to_owned();
+        let (kept, tickets) = (name.to_owned(), self.inner.identities.tickets());
+        let name = kept.clone();
         let written = self
             .write(move |connection| {
                 let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)
@@ -63,11 +64,15 @@ impl UserStore for SqliteStore {
                     name,
                     secs(now)
                 ])?;
-                Ok(())
+                Ok(tickets.take())
             })
             .await;
-        self.inner.identities.changed(ip);
-        written
+        let change = written
+            .as_ref()
+            .ok()
+            .map(|ticket| (*ticket, Some((kept, secs(now)))));
+        self.inner.identities.changed(ip, change);
+        written.map(drop)
     }
 
     async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
@@ -98,17 +103,19 @@ impl UserStore for SqliteStore {
     }
 
     async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
+        let tickets = self.inner.identities.tickets();
         let forgotten = self
             .write(move |connection| {
                 let sql = "DELETE FROM identities WHERE ip = ?1";
-                Ok(connection
+                let deleted = connection
                     .prepare_cached(sql)?
-                    .execute(params![ip.to_string()])?
-                    > 0)
+                    .execute(params![ip.to_string()])?;
+                Ok((tickets.take(), deleted > 0))
             })
             .await;
-        self.inner.identities.changed(ip);
-        forgotten
+        let change = forgotten.as_ref().ok().map(|(ticket, _)| (*ticket, None));
+        self.inner.identities.changed(ip, change);
+        forgotten.map(|(_, any)| any)
     }
 
     async fn familiar_since(

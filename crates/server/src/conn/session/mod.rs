@@ -117,6 +117,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
         wire.listed_in(Arc::clone(listed.entry()));
+        wire.finish_writes_when(Arc::clone(&ctx.restarting));
         Self {
             wire,
             peer,

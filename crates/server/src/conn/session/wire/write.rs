@@ -3,7 +3,16 @@
 //! last frame, and the bounds on every write that has to wait for the
 //! client (its time, the output held, the connection's stop token).
 
-use std::{pin::Pin, pin::pin, task::Poll, time::Duration};
+use std::{
+    pin::Pin,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::Poll,
+    time::Duration,
+};
 
 use echo_proto::{FrameCodec, Json, ProtoError, ServerMsg, fast::TextReply};
 use futures_util::SinkExt;
@@ -60,7 +69,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             }
             Ok(Ok(()))
         };
-        let written = bounded(write, limit, self.stop.as_mut()).await;
+        let written = bounded(
+            write,
+            limit,
+            write_stop(&self.finish_writes, &mut self.stop),
+        )
+        .await;
         match written.map_err(|cut| cut.ending(self))?.0 {
             Ok(queued) => queued,
             Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
@@ -70,7 +84,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 warn!(error = %err, "reply not sent");
                 let msg = ServerMsg::error(err.code(), err.to_string(), false);
                 let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
-                let sent = bounded(error, limit, self.stop.as_mut()).await;
+                let sent = bounded(
+                    error,
+                    limit,
+                    write_stop(&self.finish_writes, &mut self.stop),
+                )
+                .await;
                 match sent.map_err(|cut| cut.ending(self))?.0 {
                     Ok(()) => Ok(()),
                     Err(_) => Err(Ending::WriteTimedOut),
@@ -90,7 +109,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     pub(super) async fn flush_waiting(&mut self) -> Result<bool, Ending> {
         let limit = self.write_timeout;
         let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
-        let flushed = bounded(flush, limit, self.stop.as_mut()).await;
+        let flushed = bounded(
+            flush,
+            limit,
+            write_stop(&self.finish_writes, &mut self.stop),
+        )
+        .await;
         match flushed.map_err(|cut| cut.ending(self))? {
             (Ok(()), waited) => Ok(waited),
             (Err(ProtoError::Io(err)), _) => Err(Ending::Lost(err)),
@@ -140,6 +164,18 @@ pub(super) fn within(held: usize, max_output: usize) -> Result<(), Ending> {
     Ok(())
 }
 
+/// What cuts a write that waits: the stop token, unless the server is
+/// handing over to a new process ([`Wire::finish_writes_when`]).
+fn write_stop<'a>(
+    finish_writes: &Option<Arc<AtomicBool>>,
+    stop: &'a mut Pin<Box<WaitForCancellationFutureOwned>>,
+) -> Option<Pin<&'a mut WaitForCancellationFutureOwned>> {
+    let finishing = finish_writes
+        .as_ref()
+        .is_some_and(|flag| flag.load(Ordering::Acquire));
+    (!finishing).then_some(stop.as_mut())
+}
+
 /// Why a write that had to wait was cut short.
 enum Cut {
     /// The connection was stopped (see [`Wire::stopped`]).
@@ -160,20 +196,26 @@ impl Cut {
 /// Runs a write, and says whether it had to wait. It almost always
 /// completes at its first poll, and then costs no timer; only a write that
 /// has to wait (the client is not reading) is bounded by `limit` and raced
-/// against the connection's stop token.
+/// against the connection's stop token, when it has one.
 async fn bounded<T>(
     write: impl Future<Output = T>,
     limit: Duration,
-    stop: Pin<&mut WaitForCancellationFutureOwned>,
+    stop: Option<Pin<&mut WaitForCancellationFutureOwned>>,
 ) -> Result<(T, bool), Cut> {
     let mut write = pin!(write);
     if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
     {
         return Ok((done, false));
     }
+    let stopped = async {
+        match stop {
+            Some(stop) => stop.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
-        () = stop => Err(Cut::Stopped),
+        () = stopped => Err(Cut::Stopped),
         done = timeout(limit, write) => done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
     }
 }

@@ -263,11 +263,12 @@ fn a_server_started_by_socket_activation_serves_the_socket_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    // systemd's way: the socket as fd 3, LISTEN_PID the server's own pid.
+    // systemd's way: the socket as fd 3, LISTEN_PID the server's own pid
+    // (bash: dash takes only one-digit descriptors).
     let inherited = nix::unistd::dup(&listener).unwrap();
     let fd = inherited.as_raw_fd();
     let script = format!("exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"");
-    let mut command = Command::new("sh");
+    let mut command = Command::new("bash");
     command.arg("-c").arg(script).arg(server_binary());
     let server = ServerProcess::start_command(command, dir.path(), IDENT, &[]);
     drop((inherited, listener));
@@ -277,4 +278,86 @@ fn a_server_started_by_socket_activation_serves_the_socket_it_was_given() {
         .path()
         .join(format!("data/control.{port}.sock"))
         .exists()));
+}
+
+#[test]
+fn a_daemon_upgrades_and_its_pid_file_names_the_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("echo.pid");
+    let mut args = IDENT.to_vec();
+    args.extend(["--daemon", "--pid-file", pid_file.to_str().unwrap()]);
+    let mut started = ServerProcess::start(dir.path(), &args, &[]);
+    assert!(started.wait_exit(Duration::from_secs(10)).success());
+    // Written once the detached server is ready.
+    assert!(wait_until(Duration::from_secs(10), || pid_file.exists()));
+    let read_pid = || -> u32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let old = KillOnDrop(read_pid());
+    let mut client = identified(started.addr(), "ann");
+
+    let out = started.admin(&["upgrade"]);
+    assert!(out.status.success(), "{out:?}");
+    let new = KillOnDrop(new_pid(&String::from_utf8_lossy(&out.stdout)));
+    let (_, reason, _) = replies_then_bye(&mut client);
+    assert_eq!(reason, ByeReason::Restart);
+    assert!(wait_until(Duration::from_secs(10), || !old.is_running()));
+    // The old process left the pid file alone: it names the new one, which
+    // did not detach again.
+    assert_eq!(read_pid(), new.0);
+    assert!(new.is_running());
+    echoes(started.addr());
+}
+
+#[test]
+fn the_old_server_finishes_draining_when_the_new_one_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = ServerProcess::start(dir.path(), IDENT, &[]);
+    let addr = old.addr();
+    let mut busy = identified(addr, "busy");
+    let long = "y".repeat(60_000);
+    say(&mut busy, 1, &format!("/repeat 100 {long}"));
+    std::thread::sleep(Duration::from_millis(100));
+    let out = old.admin(&["upgrade"]);
+    assert!(out.status.success(), "{out:?}");
+    let new = KillOnDrop(new_pid(&String::from_utf8_lossy(&out.stdout)));
+
+    drop(new);
+    let (replies, reason, _) = replies_then_bye(&mut busy);
+    assert_eq!((replies.len(), reason), (100, ByeReason::Restart));
+    assert!(old.wait_exit(Duration::from_secs(10)).success());
+    // Nobody holds the port now: it refuses until a supervisor (systemd,
+    // scripts/cluster.sh) starts a server again.
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn a_new_process_not_ready_in_10_s_is_stopped_and_the_old_one_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = binary_copy(dir.path());
+    let old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
+    let pid_of_hung = dir.path().join("hung.pid");
+    let body = format!("echo $$ > {}; exec sleep 60", pid_of_hung.display());
+    replace_with_script(&binary, &body);
+
+    let started = Instant::now();
+    let out = old.admin(&["upgrade"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("was not ready within 10s; it was stopped"),
+        "{said}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let hung: u32 = std::fs::read_to_string(&pid_of_hung)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!KillOnDrop(hung).is_running(), "the hung process was left");
+    echoes(old.addr());
 }

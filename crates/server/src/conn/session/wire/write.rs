@@ -72,7 +72,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         let written = bounded(
             write,
             limit,
-            write_stop(&self.finish_writes, &mut self.stop),
+            self.stop.as_mut(),
+            finishing(&self.finish_writes),
         )
         .await;
         match written.map_err(|cut| cut.ending(self))?.0 {
@@ -87,7 +88,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 let sent = bounded(
                     error,
                     limit,
-                    write_stop(&self.finish_writes, &mut self.stop),
+                    self.stop.as_mut(),
+                    finishing(&self.finish_writes),
                 )
                 .await;
                 match sent.map_err(|cut| cut.ending(self))?.0 {
@@ -112,7 +114,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         let flushed = bounded(
             flush,
             limit,
-            write_stop(&self.finish_writes, &mut self.stop),
+            self.stop.as_mut(),
+            finishing(&self.finish_writes),
         )
         .await;
         match flushed.map_err(|cut| cut.ending(self))? {
@@ -164,16 +167,14 @@ pub(super) fn within(held: usize, max_output: usize) -> Result<(), Ending> {
     Ok(())
 }
 
-/// What cuts a write that waits: the stop token, unless the server is
-/// handing over to a new process ([`Wire::finish_writes_when`]).
-fn write_stop<'a>(
-    finish_writes: &Option<Arc<AtomicBool>>,
-    stop: &'a mut Pin<Box<WaitForCancellationFutureOwned>>,
-) -> Option<Pin<&'a mut WaitForCancellationFutureOwned>> {
-    let finishing = finish_writes
-        .as_ref()
-        .is_some_and(|flag| flag.load(Ordering::Acquire));
-    (!finishing).then_some(stop.as_mut())
+/// Whether writes are to be finished whatever the stop token says: the
+/// server is handing over to a new process ([`Wire::finish_writes_when`]).
+fn finishing(finish_writes: &Option<Arc<AtomicBool>>) -> impl Fn() -> bool + '_ {
+    move || {
+        finish_writes
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    }
 }
 
 /// Why a write that had to wait was cut short.
@@ -196,26 +197,29 @@ impl Cut {
 /// Runs a write, and says whether it had to wait. It almost always
 /// completes at its first poll, and then costs no timer; only a write that
 /// has to wait (the client is not reading) is bounded by `limit` and raced
-/// against the connection's stop token, when it has one.
+/// against the connection's stop token; once `finishing` says so (the
+/// server hands over, and sets it before the token fires), the stop token
+/// no longer cuts it, even one that was waiting already.
 async fn bounded<T>(
     write: impl Future<Output = T>,
     limit: Duration,
-    stop: Option<Pin<&mut WaitForCancellationFutureOwned>>,
+    stop: Pin<&mut WaitForCancellationFutureOwned>,
+    finishing: impl Fn() -> bool,
 ) -> Result<(T, bool), Cut> {
     let mut write = pin!(write);
     if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
     {
         return Ok((done, false));
     }
-    let stopped = async {
-        match stop {
-            Some(stop) => stop.await,
-            None => std::future::pending().await,
-        }
-    };
+    let mut write = pin!(timeout(limit, write));
     tokio::select! {
         biased;
-        () = stopped => Err(Cut::Stopped),
-        done = timeout(limit, write) => done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
+        () = stop => {}
+        done = write.as_mut() => return done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
     }
+    if !finishing() {
+        return Err(Cut::Stopped);
+    }
+    let done = write.await;
+    done.map(|done| (done, true)).map_err(|_| Cut::TimedOut)
 }

@@ -121,11 +121,7 @@ impl<S: UserStore> Server<S> {
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
         let passwords = Passwords::start(self.config.auth.password_workers).await?;
-        let metrics = Arc::new(Metrics::new());
-        let cap = self.config.limits.max_connections;
-        metrics
-            .connections_max
-            .set(i64::try_from(cap).unwrap_or(i64::MAX));
+        let metrics = new_metrics(self.config.limits.max_connections);
         let store = Timed::new(self.store, Arc::clone(&metrics));
         let ledger = self.ledger.unwrap_or_else(|| {
             Arc::new(MemoryLedger::new(
@@ -144,12 +140,7 @@ impl<S: UserStore> Server<S> {
         let mut side = SideTasks::new();
         let clients = Arc::<Clients>::default();
         if let Some(socket) = self.control {
-            let live = Live {
-                sessions: Arc::clone(auth.live()),
-                clients: Arc::clone(&clients),
-                port: None,
-                upgrades: self.upgrades,
-            };
+            let live = live(&auth, &clients, self.upgrades);
             side.serve_control(socket, &store, live, self.clock, &self.config);
         }
         side.follow_revocations(&store, &auth);
@@ -169,14 +160,8 @@ impl<S: UserStore> Server<S> {
             clients,
             restarting: Arc::default(),
         });
-        // Cancelled at shutdown, or when a new process took over.
-        let draining = shutdown.child_token();
-        let metrics_accepting = side.stop.child_token();
-        if let Some(handover) = self.handover {
-            let restarting = Arc::clone(&context.restarting);
-            let stops = [draining.clone(), metrics_accepting.clone()];
-            side.hand_over(handover, restarting, stops);
-        }
+        let (draining, metrics_accepting) =
+            side.hand_over(self.handover, &shutdown, &context.restarting);
         if let Some(http_listener) = self.metrics_listener {
             let health = (&shutdown, metrics_accepting);
             side.serve_http(http_listener, &store, metrics, &context.config, health);
@@ -186,6 +171,30 @@ impl<S: UserStore> Server<S> {
         accepting.serve().await;
         side.stop().await;
         Ok(())
+    }
+}
+
+/// The metrics, knowing the connection limit.
+fn new_metrics(max_connections: usize) -> Arc<Metrics> {
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .connections_max
+        .set(i64::try_from(max_connections).unwrap_or(i64::MAX));
+    metrics
+}
+
+/// What the control socket adds to a request: the live registries, and
+/// where `upgrade` goes.
+fn live<S: UserStore>(
+    auth: &Authenticator<Timed<S>>,
+    clients: &Arc<Clients>,
+    upgrades: Option<UpgradeRequests>,
+) -> Live {
+    Live {
+        sessions: Arc::clone(auth.live()),
+        clients: Arc::clone(clients),
+        port: None,
+        upgrades,
     }
 }
 
@@ -276,15 +285,24 @@ impl SideTasks {
         ));
     }
 
-    /// Once `handover` is cancelled: the connections are to say `bye
-    /// {restart}` (`restarting`), and `stops` (the port's accepting and
-    /// its connections, the metrics port's accepting) are cancelled.
+    /// The tokens that stop the port's accepting (and its connections:
+    /// cancelled at `shutdown` too) and the metrics port's (cancelled when
+    /// the side tasks stop too). Once `handover` (if any) is cancelled, the
+    /// connections are to say `bye {restart}` (`restarting`), and both are
+    /// cancelled.
     fn hand_over(
         &mut self,
-        handover: CancellationToken,
-        restarting: Arc<AtomicBool>,
-        stops: [CancellationToken; 2],
-    ) {
+        handover: Option<CancellationToken>,
+        shutdown: &CancellationToken,
+        restarting: &Arc<AtomicBool>,
+    ) -> (CancellationToken, CancellationToken) {
+        let draining = shutdown.child_token();
+        let metrics_accepting = self.stop.child_token();
+        let Some(handover) = handover else {
+            return (draining, metrics_accepting);
+        };
+        let stops = [draining.clone(), metrics_accepting.clone()];
+        let restarting = Arc::clone(restarting);
         let stop = self.stop.clone();
         self.tasks.spawn(async move {
             tokio::select! {
@@ -296,6 +314,7 @@ impl SideTasks {
                 }
             }
         });
+        (draining, metrics_accepting)
     }
 
     /// Tells every side task to stop and waits until all have.

@@ -24,8 +24,8 @@ use echo_proto::{
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 use echo_testkit::{
-    KillOnDrop, ServerProcess, after_hello_blocking, connect_blocking, identify_blocking,
-    server_binary, wait_until,
+    KillOnDrop, ServerProcess, after_hello_blocking, cluster_script::http_get, connect_blocking,
+    free_port, identify_blocking, server_binary, wait_until,
 };
 use nix::sys::signal::Signal;
 
@@ -228,7 +228,11 @@ fn sigusr2_upgrades_and_the_new_process_reports_its_pid_to_systemd() {
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
     let env = [("NOTIFY_SOCKET", notify.to_str().unwrap())];
-    let mut old = ServerProcess::start(dir.path(), IDENT, &env);
+    let metrics = free_port();
+    let mut args = IDENT.to_vec();
+    let metrics_addr = format!("127.0.0.1:{metrics}");
+    args.extend(["--metrics-addr", &metrics_addr]);
+    let mut old = ServerProcess::start(dir.path(), &args, &env);
     let mut client = identified(old.addr(), "ann");
     let mut datagram = [0; 256];
     let mut next = || {
@@ -256,6 +260,8 @@ fn sigusr2_upgrades_and_the_new_process_reports_its_pid_to_systemd() {
     );
     assert_ne!(new.0, old.child.id());
     echoes(old.addr());
+    // The metrics port was handed over too: the new process answers it.
+    assert_eq!(http_get(metrics, "/healthz").unwrap().0, 200);
 }
 
 #[test]

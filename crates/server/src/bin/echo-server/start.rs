@@ -95,11 +95,23 @@ fn start_with(
         echo_server::store::log_import(imported);
     }
     log_listening(&config, &announcement, lowered, fit);
+    serve_until_stopped(&config, store, listeners, &announcement, readiness)
+}
+
+/// Serves on a runtime of its own until a signal (or a handover), then
+/// logs why it stopped and removes the pid file if it is still ours.
+fn serve_until_stopped(
+    config: &ServerConfig,
+    store: Store,
+    listeners: Listeners,
+    announcement: &str,
+    readiness: &mut Option<Readiness>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(&config, store, listeners, &announcement, readiness));
+    let result = runtime.block_on(serve(config, store, listeners, announcement, readiness));
     if let Err(err) = &result {
         error!("{}", describe(err));
     }
@@ -292,10 +304,13 @@ fn ready(
         warn!(error = %err, "cannot notify systemd");
     }
     if let Some(readiness) = readiness {
-        readiness
-            .ready()
-            .context("cannot tell the previous process that this one is ready")?;
-        info!("took the port over from the previous process");
+        // The old process may be gone (killed): this one serves anyway.
+        match readiness.ready() {
+            Ok(()) => info!("took the port over from the previous process"),
+            Err(err) => {
+                warn!(error = %err, "cannot tell the previous process that this one is ready; serving anyway")
+            }
+        }
     }
     Ok(())
 }

@@ -42,10 +42,10 @@ pub mod test_util;
 pub use admin::{AdminError, control};
 pub use config::ServerConfig;
 pub use conn::certs::ServerTls;
-pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging};
+pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging, upgrade};
 pub use server::{ServeError, Server};
 pub use sys::{
-    clock,
+    clock, inherit,
     net::{Bound, bind_with_fallback},
 };
 

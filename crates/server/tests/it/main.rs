@@ -30,4 +30,5 @@ mod soak;
 mod sqlite_servers;
 mod store;
 mod tls;
+mod upgrade;
 mod usage;

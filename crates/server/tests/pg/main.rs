@@ -14,3 +14,4 @@ mod several_servers_faults;
 mod store_postgres;
 mod store_postgres_hangs;
 mod store_postgres_text;
+mod upgrade_postgres;

@@ -12,4 +12,5 @@ mod pipe;
 mod restart;
 mod terminal;
 mod tls;
+mod upgrade;
 mod usage;

@@ -42,9 +42,9 @@ impl std::fmt::Debug for Connection {
 }
 
 /// Where a connection went, kept so that it can connect again to the same
-/// place with the same TLS settings ([`Connection::connect_again`]).
+/// place with the same TLS settings ([`Connection::target`]).
 #[derive(Debug, Clone)]
-struct Target {
+pub struct Target {
     host: String,
     port: u16,
     tls: Option<TlsSettings>,
@@ -131,11 +131,11 @@ impl Connection {
         })
     }
 
-    /// A new connection to the same host and port, with the same TLS
-    /// settings (and so the same trust in the server's key).
-    pub async fn connect_again(&self) -> Result<Self, ClientError> {
-        let Target { host, port, tls } = &self.target;
-        Self::connect(host, *port, tls.as_ref()).await
+    /// Where this connection went: [`Target::connect`] makes a new one to
+    /// the same host and port, with the same TLS settings (and so the same
+    /// trust in the server's key).
+    pub fn target(&self) -> Target {
+        self.target.clone()
     }
 
     /// `host:port` as connected to: the key of this server's token.
@@ -181,6 +181,13 @@ impl Connection {
                 Incoming::SpeaksTls => return Err(ClientError::speaks_tls()),
             }
         }
+    }
+}
+
+impl Target {
+    /// A new connection to this host and port, over TLS as before.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        Connection::connect(&self.host, self.port, self.tls.as_ref()).await
     }
 }
 

@@ -24,8 +24,8 @@ pub mod known_hosts;
 pub mod restart;
 pub mod tls;
 
-pub use connection::{Connection, Incoming};
+pub use connection::{Connection, Incoming, Target};
 pub use error::{ClientError, Source};
 pub use handshake::{AuthRequest, Credentials, Established, handshake};
 pub use jar::TokenJar;
-pub use restart::Conversation;
+pub use restart::{Conversation, Resumed};

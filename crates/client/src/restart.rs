@@ -21,7 +21,10 @@ use std::{
 
 use echo_proto::{ByeReason, ErrorCode, ServerMsg};
 
-use crate::{ClientError, Connection, Credentials, Established, Incoming, TokenJar, handshake};
+use crate::{
+    ClientError, Connection, Credentials, Established, Incoming, TokenJar, connection::Target,
+    handshake,
+};
 
 /// Times the client tries to connect again after `bye restart` before it
 /// gives up with [`ClientError::Restart`].
@@ -47,6 +50,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Conversation {
     conn: Connection,
     in_flight: InFlight,
+}
+
+/// Where [`Conversation::restart`] got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// The handshake on the new connection (`recognised`: by the token).
+    pub established: Established,
+    /// Connections it took: 1 when the first one was let in.
+    pub attempts: u32,
 }
 
 /// The lines sent and not fully answered, oldest first.
@@ -84,10 +96,18 @@ impl Conversation {
     }
 
     /// Sends `text` as a `say` and keeps it until its answer comes.
-    pub async fn say(&mut self, text: String) -> Result<u64, ClientError> {
-        let id = self.conn.say(text.clone()).await?;
+    ///
+    /// A write that fails is no error here: the line stays in flight, and
+    /// the connection's end is what [`Conversation::recv`] reads next. A
+    /// server that said `bye restart` and closed before this line reached
+    /// it is the case in point: the `bye` is read, and the line is sent
+    /// again on the new connection; any other end is reported as usual.
+    pub async fn say(&mut self, text: String) -> Result<(), ClientError> {
+        // No reply can come on a connection a write failed on: an id no
+        // reply carries (the client's ids start at 1).
+        let id = self.conn.say(text.clone()).await.unwrap_or(0);
         self.in_flight.sent(id, text);
-        Ok(id)
+        Ok(())
     }
 
     /// The next thing from the server, with the answered lines crossed
@@ -117,16 +137,20 @@ impl Conversation {
         retry_after_ms: Option<u64>,
         jar: Option<&TokenJar>,
         creds: &mut impl Credentials,
-    ) -> Result<Established, ClientError> {
+    ) -> Result<Resumed, ClientError> {
         let again = self.in_flight.take_unread();
         // The old process is waiting for this side to end before it exits.
         self.conn.close().await;
-        let (conn, established) = reconnect(&self.conn, retry_after_ms, jar, creds).await?;
+        let target = self.conn.target();
+        let (conn, established, attempts) = reconnect(&target, retry_after_ms, jar, creds).await?;
         self.conn = conn;
         for text in again {
             self.say(text).await?;
         }
-        Ok(established)
+        Ok(Resumed {
+            established,
+            attempts,
+        })
     }
 }
 
@@ -209,26 +233,27 @@ fn worth_retrying(err: &ClientError) -> bool {
     }
 }
 
-/// Connects again to where `old` went and follows the handshake, trying
-/// [`RESTART_ATTEMPTS`] times.
+/// Connects again to `target` and follows the handshake, trying
+/// [`RESTART_ATTEMPTS`] times; the connection, its handshake and the
+/// attempts it took.
 async fn reconnect(
-    old: &Connection,
+    target: &Target,
     retry_after_ms: Option<u64>,
     jar: Option<&TokenJar>,
     creds: &mut impl Credentials,
-) -> Result<(Connection, Established), ClientError> {
+) -> Result<(Connection, Established, u32), ClientError> {
     let mut attempt = 0;
     loop {
         tokio::time::sleep(restart_delay(retry_after_ms, attempt, jitter())).await;
         attempt += 1;
-        let result = match old.connect_again().await {
+        let result = match target.connect().await {
             Ok(mut conn) => handshake(&mut conn, jar, creds)
                 .await
                 .map(|established| (conn, established)),
             Err(err) => Err(err),
         };
         match result {
-            Ok(done) => return Ok(done),
+            Ok((conn, established)) => return Ok((conn, established, attempt)),
             Err(err) if worth_retrying(&err) && attempt < RESTART_ATTEMPTS => {}
             Err(err) => {
                 return Err(ClientError::Restart {

@@ -221,3 +221,78 @@ fn relay_one_line_then_restart(fake: &Fake, server: SocketAddr) {
     down(&mut upstream, &mut client); // the reply to "one"
     FakeConn::from_stream(client).bye_restart(50);
 }
+
+/// Credentials a test never expects to be asked for.
+struct NoAnswers;
+
+impl echo_client::Credentials for NoAnswers {
+    fn name(&mut self) -> Result<String, echo_client::ClientError> {
+        panic!("a name was asked for")
+    }
+
+    fn choose(
+        &mut self,
+        _: Option<&str>,
+    ) -> Result<echo_client::AuthRequest, echo_client::ClientError> {
+        panic!("a password was asked for")
+    }
+
+    fn refused(
+        &mut self,
+        _: echo_proto::ErrorCode,
+        message: &str,
+        _: Option<u32>,
+    ) -> Result<(), echo_client::ClientError> {
+        panic!("refused: {message}")
+    }
+}
+
+#[test]
+fn a_line_written_after_the_server_closed_stays_in_flight_for_the_restart() {
+    let fake = Fake::bind();
+    let port = fake.port();
+    let server = thread::spawn(move || {
+        let mut conn = fake.accept(Mode::Ident);
+        conn.send(&ServerMsg::Greet {
+            name: "Ann".into(),
+            known: true,
+        });
+        // `bye restart` and gone: no reading what the client sends later.
+        conn.send(&ServerMsg::Bye {
+            reason: echo_proto::ByeReason::Restart,
+            cause: None,
+            retry_after_ms: Some(0),
+        });
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = echo_client::Connection::connect("127.0.0.1", port, None)
+            .await
+            .unwrap();
+        echo_client::handshake(&mut conn, None, &mut NoAnswers)
+            .await
+            .unwrap();
+        server.join().unwrap();
+        let mut conv = echo_client::Conversation::new(conn);
+        // The first write is taken, and answered by a reset; the second
+        // then fails: neither is an error, both wait for the restart.
+        conv.say("first".into()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conv.say("second".into()).await.unwrap();
+        assert_eq!(conv.unanswered(), 2);
+        let bye = conv.recv().await.unwrap();
+        assert!(
+            matches!(
+                bye,
+                echo_client::Incoming::Msg(ServerMsg::Bye {
+                    reason: echo_proto::ByeReason::Restart,
+                    ..
+                })
+            ),
+            "{bye:?}"
+        );
+    });
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod balancer;
+mod cluster_rolling;
 mod cluster_script;
 mod cluster_script_supervision;
 mod end_causes;

@@ -184,6 +184,20 @@ pub async fn upgrade(plan: &Plan, run: UpgradeRun, dir: &Path) -> anyhow::Result
         server.upgrade(&binary, dir).await?;
         tokio::time::sleep(interval).await;
     }
+    let (counts, failed) = gather(tasks).await?;
+    let seconds = began.elapsed().as_secs_f64();
+    server.stop();
+    let asked = asked.load(Ordering::Relaxed);
+    Ok(summarize(
+        &counts, sessions, upgrades, failed, asked, seconds,
+    ))
+}
+
+/// Each session's counts, and how many sessions failed (the first
+/// failure said on standard error).
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<SessionCounts>>>,
+) -> anyhow::Result<(Vec<SessionCounts>, usize)> {
     let mut counts = Vec::new();
     let mut failed = 0;
     for task in tasks {
@@ -197,12 +211,7 @@ pub async fn upgrade(plan: &Plan, run: UpgradeRun, dir: &Path) -> anyhow::Result
             }
         }
     }
-    let seconds = began.elapsed().as_secs_f64();
-    server.stop();
-    let asked = asked.load(Ordering::Relaxed);
-    Ok(summarize(
-        &counts, sessions, upgrades, failed, asked, seconds,
-    ))
+    Ok((counts, failed))
 }
 
 /// The scenario's figures from each session's counts.

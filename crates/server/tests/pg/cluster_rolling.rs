@@ -23,7 +23,7 @@ use echo_proto::{
 use echo_testkit::{
     PASSWORD,
     cluster::{Answer, Client, UNLIMITED, dial_from, try_dial_from},
-    cluster_script::{ClusterScript, Ports},
+    cluster_script::{Banner, ClusterScript, Ports},
     haproxy::haproxy,
     postgres::Postgres,
     register, resume, server_binary,
@@ -118,6 +118,64 @@ fn talk(lb: SocketAddr, user: String, token: Secret, stop: Arc<AtomicBool>) -> S
     seen
 }
 
+/// The users first, one at a time: a password takes a while to hash on a
+/// busy machine, and is not what this test is about. Their tokens.
+fn register_users(lb: SocketAddr) -> Vec<(String, Secret)> {
+    (0..SESSIONS)
+        .map(|i| {
+            let user = format!("roll{i}");
+            let mut client = Client::over(dial_from(FROM, lb));
+            client
+                .0
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            match client.ask(&register(&user, PASSWORD)) {
+                Answer::Welcome(token) => (user, token),
+                other => panic!("{user}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// `scripts/rolling-upgrade.sh` on the running cluster: what it printed,
+/// and how long it took.
+fn roll(script: &ClusterScript, banner: &Banner) -> (String, Duration) {
+    let started = Instant::now();
+    let rolled = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/rolling-upgrade.sh"
+        ))
+        .arg(&banner.work)
+        .env("ECHO_SERVER_BIN", server_binary())
+        .env("ECHO_LB_STATS_PORT", script.ports.stats.to_string())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&rolled.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&rolled.stderr);
+    assert!(rolled.status.success(), "{said}{errors}\n{}", script.said());
+    (said, took)
+}
+
+/// Each server was upgraded (the script's line), and cluster.sh took its
+/// new process on rather than restarting it.
+fn assert_handed_over(script: &ClusterScript, banner: &Banner, said: &str) {
+    for (i, server) in banner.servers.iter().enumerate() {
+        let n = i + 1;
+        let line = format!("server {n}: pid {} -> pid ", server.pid);
+        assert!(said.contains(&line), "{said}");
+        let handed = format!("server {n} (pid {}) handed over to pid ", server.pid);
+        let took_on = script.stderr_says(&handed, Duration::from_secs(5));
+        assert!(took_on, "{}", script.said());
+    }
+    assert!(
+        !script.stderr().contains("restarting it"),
+        "{}",
+        script.said()
+    );
+}
+
 #[test]
 fn a_rolling_upgrade_through_haproxy_gives_no_client_an_error() {
     if haproxy().is_none() || !Postgres::available() {
@@ -132,24 +190,8 @@ fn a_rolling_upgrade_through_haproxy_gives_no_client_an_error() {
     );
     let banner = script.wait_up(Duration::from_secs(90));
     let lb = script.ports.lb_addr();
-    // The users first, one at a time: a password takes a while to hash on
-    // a busy machine, and is not what this test is about.
-    let users: Vec<(String, Secret)> = (0..SESSIONS)
-        .map(|i| {
-            let user = format!("roll{i}");
-            let mut client = Client::over(dial_from(FROM, lb));
-            client
-                .0
-                .set_read_timeout(Some(Duration::from_secs(60)))
-                .unwrap();
-            match client.ask(&register(&user, PASSWORD)) {
-                Answer::Welcome(token) => (user, token),
-                other => panic!("{user}: {other:?}"),
-            }
-        })
-        .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let sessions: Vec<_> = users
+    let sessions: Vec<_> = register_users(lb)
         .into_iter()
         .map(|(user, token)| {
             let stop = Arc::clone(&stop);
@@ -157,43 +199,11 @@ fn a_rolling_upgrade_through_haproxy_gives_no_client_an_error() {
         })
         .collect();
     thread::sleep(Duration::from_secs(1));
-    let started = Instant::now();
-    let rolled = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../scripts/rolling-upgrade.sh"
-        ))
-        .arg(&banner.work)
-        .env("ECHO_SERVER_BIN", server_binary())
-        .env("ECHO_LB_STATS_PORT", script.ports.stats.to_string())
-        .output()
-        .unwrap();
-    let took = started.elapsed();
-    let said = String::from_utf8_lossy(&rolled.stdout).into_owned();
-    let errors = String::from_utf8_lossy(&rolled.stderr).into_owned();
-    assert!(rolled.status.success(), "{said}{errors}\n{}", script.said());
+    let (said, took) = roll(&script, &banner);
     thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let seen: Vec<Seen> = sessions.into_iter().map(|s| s.join().unwrap()).collect();
-
-    for (i, server) in banner.servers.iter().enumerate() {
-        let n = i + 1;
-        assert!(
-            said.contains(&format!("server {n}: pid {} -> pid ", server.pid)),
-            "{said}"
-        );
-        let handed = format!("server {n} (pid {}) handed over to pid ", server.pid);
-        assert!(
-            script.stderr_says(&handed, Duration::from_secs(5)),
-            "{}",
-            script.said()
-        );
-    }
-    assert!(
-        !script.stderr().contains("restarting it"),
-        "{}",
-        script.said()
-    );
+    assert_handed_over(&script, &banner, &said);
     let restarts: u64 = seen.iter().map(|s| s.restarts).sum();
     assert!(
         restarts >= SESSIONS as u64,
@@ -206,8 +216,7 @@ fn a_rolling_upgrade_through_haproxy_gives_no_client_an_error() {
     println!(
         "rolling upgrade of 3 servers through HAProxy in {took:.1?}: {SESSIONS} sessions, \
          {answered} lines answered, 0 errors, {restarts} resumes ({retries} connections \
-         tried again); longest gap per session \
-         p50 {:?}, max {:?}",
+         tried again); longest gap per session p50 {:?}, max {:?}",
         gaps[SESSIONS / 2],
         gaps[SESSIONS - 1]
     );

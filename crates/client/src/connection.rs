@@ -185,6 +185,15 @@ impl Connection {
 }
 
 impl Target {
+    /// `host:port`, over TLS when `tls` says how.
+    pub fn new(host: &str, port: u16, tls: Option<TlsSettings>) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            tls,
+        }
+    }
+
     /// A new connection to this host and port, over TLS as before.
     pub async fn connect(&self) -> Result<Connection, ClientError> {
         Connection::connect(&self.host, self.port, self.tls.as_ref()).await

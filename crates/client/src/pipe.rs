@@ -10,8 +10,8 @@
 use std::io::{self, Write};
 
 use echo_client::{
-    AuthRequest, ClientError, Connection, Conversation, Credentials, Incoming, TokenJar,
-    config::ClientArgs, handshake,
+    AuthRequest, ClientError, Conversation, Credentials, Incoming, Target, TokenJar,
+    config::ClientArgs,
 };
 use echo_proto::{ByeReason, ErrorCode, Secret, ServerMsg};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -196,8 +196,8 @@ async fn connect(args: &ClientArgs) -> Result<Pipe, ClientError> {
             .map(Secret::new),
         register: args.register,
     };
-    let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
-    handshake(&mut conn, Some(&jar), &mut creds).await?;
+    let target = Target::new(&config.host, config.port, config.tls.clone());
+    let (conn, _) = echo_client::restart::connect(&target, Some(&jar), &mut creds).await?;
     // The user exists now: should a resume after a restart be refused, the
     // password logs in rather than registering again.
     creds.register = false;

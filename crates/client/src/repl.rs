@@ -10,9 +10,9 @@ use crate::{
 };
 
 use echo_client::{
-    ClientError, Connection, Conversation, Established, Incoming, TokenJar,
+    ClientError, Connection, Conversation, Established, Incoming, Target, TokenJar,
     config::{ClientArgs, ClientConfig},
-    handshake,
+    restart,
 };
 use echo_proto::{ByeReason, ClientMsg, Mode, ServerMsg};
 use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
@@ -151,9 +151,9 @@ async fn restart(
 async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, ClientError> {
     let mut retries = 0;
     let (conn, established) = loop {
-        let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
-        match handshake(&mut conn, Some(jar), &mut TerminalCredentials).await {
-            Ok(established) => break (conn, established),
+        let target = Target::new(&config.host, config.port, config.tls.clone());
+        match restart::connect(&target, Some(jar), &mut TerminalCredentials).await {
+            Ok(done) => break done,
             Err(
                 ClientError::Bye(ByeReason::Timeout, _)
                 | ClientError::Lost(_)

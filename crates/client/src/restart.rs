@@ -197,6 +197,28 @@ impl InFlight {
     }
 }
 
+/// Connects to `target` and follows the handshake. A `bye restart` during
+/// the handshake (a server handing over just as this client came) is met
+/// as after it: the client connects again, [`RESTART_ATTEMPTS`] times at
+/// most. The token it presented was not answered by a `welcome`, so it is
+/// still the one to present.
+pub async fn connect(
+    target: &Target,
+    jar: Option<&TokenJar>,
+    creds: &mut impl Credentials,
+) -> Result<(Connection, Established), ClientError> {
+    let mut conn = target.connect().await?;
+    match handshake(&mut conn, jar, creds).await {
+        Ok(established) => Ok((conn, established)),
+        Err(ClientError::Bye(ByeReason::Restart, _)) => {
+            conn.close().await;
+            let (conn, established, _) = reconnect(target, None, jar, creds).await?;
+            Ok((conn, established))
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// How long to wait before attempt `attempt` (0 the first) to connect
 /// again: the server's `retry_after_ms` (at most [`MAX_RETRY_AFTER`]) the
 /// first time, then a back-off doubling from 250 ms to 2 s; plus `jitter`

@@ -83,6 +83,34 @@ fn a_pipe_resumes_after_bye_restart_and_sends_only_the_unanswered_lines_again() 
 }
 
 #[test]
+fn a_bye_restart_during_the_handshake_is_met_by_connecting_again() {
+    let fake = Fake::bind();
+    let port = fake.port();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = jar_with(&dir, &fake, "tok-1");
+    let script = thread::spawn(move || {
+        // The old process takes the connection, then hands over before
+        // it answers the resume.
+        let mut first = fake.accept(Mode::Auth);
+        first.send(&ServerMsg::AskAuth {
+            suggested_user: None,
+        });
+        assert!(matches!(first.recv(), Some(ClientMsg::Resume { .. })));
+        first.bye_restart(0);
+        let mut second = fake.accept(Mode::Auth);
+        let presented = second.resume("tok-2");
+        (presented, second.echo_all())
+    });
+    let output = pipe_to(port, &tokens, &[], &[], "one\n");
+    let (presented, said) = script.join().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "one\n");
+    // No `welcome` replaced it: the same token is presented again.
+    assert_eq!(presented, "tok-1");
+    assert_eq!(said, ["one"]);
+}
+
+#[test]
 fn in_identification_mode_the_reconnect_is_greeted_by_address() {
     let fake = Fake::bind();
     let port = fake.port();

@@ -140,7 +140,9 @@ fn upgrade_hands_the_port_over_and_each_client_gets_bye_restart_after_its_replie
     // Still accepting after the old process is gone: the new one serves.
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
-    assert!(connector.join().unwrap() > 10);
+    // At least a few, however loaded the machine (each is a connect and a
+    // `hello` read, every 5 ms).
+    assert!(connector.join().unwrap() > 3);
     echoes(addr);
     assert!(new.is_running());
 }

@@ -218,6 +218,23 @@ impl ServerProcess {
     }
 }
 
+/// A copy of the binary in `dir`, to start a server from and replace.
+pub fn binary_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("echo-server");
+    std::fs::copy(server_binary(), &copy).unwrap();
+    copy
+}
+
+/// Puts a shell script with `body` in the place of `binary`, as a package
+/// manager replaces a file: a new file renamed over the old.
+pub fn replace_with_script(binary: &Path, body: &str) {
+    let next = binary.with_extension("next");
+    std::fs::write(&next, format!("#!/bin/sh\n{body}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&next, binary).unwrap();
+}
+
 /// A process the test did not start itself (the new server an upgrade
 /// started is no child of the test), killed when dropped.
 pub struct KillOnDrop(pub u32);

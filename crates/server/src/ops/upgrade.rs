@@ -96,6 +96,9 @@ impl Successor {
     /// this returns.
     pub async fn start(&self) -> Result<u32, UpgradeError> {
         let (ours, theirs) = UnixStream::pair()?;
+        // Copies without close-on-exec, kept only until the child is
+        // started: nothing else in the server starts programs, and one
+        // upgrade runs at a time, so they reach this child only.
         let handed = [
             Some(inheritable(&theirs)?),
             Some(inheritable(&self.port)?),

@@ -31,4 +31,5 @@ mod sqlite_servers;
 mod store;
 mod tls;
 mod upgrade;
+mod upgrade_failures;
 mod usage;

@@ -2,14 +2,13 @@
 //! the binary at the server's path takes the port over without it ever
 //! refusing a connection; each client of the old one gets what it asked
 //! for, then `bye {restart}`; a new binary that fails leaves the old one
-//! serving. Also systemd's side: `MAINPID=` across an upgrade, and
-//! `LISTEN_FDS` socket activation.
+//! serving (`upgrade_failures.rs`). Also systemd's side: `MAINPID=` across
+//! an upgrade, and `LISTEN_FDS` socket activation.
 #![allow(clippy::unwrap_used)]
 
 use std::{
     net::{SocketAddr, TcpStream},
-    os::{fd::AsRawFd, unix::fs::PermissionsExt},
-    path::{Path, PathBuf},
+    os::fd::AsRawFd,
     process::Command,
     sync::{
         Arc,
@@ -29,23 +28,23 @@ use echo_testkit::{
 };
 use nix::sys::signal::Signal;
 
-const IDENT: &[&str] = &["--port", "0", "--host", "127.0.0.1", "--mode", "ident"];
+pub(crate) const IDENT: &[&str] = &["--port", "0", "--host", "127.0.0.1", "--mode", "ident"];
 
 /// An identified connection to `addr`.
-fn identified(addr: SocketAddr, name: &str) -> TcpStream {
+pub(crate) fn identified(addr: SocketAddr, name: &str) -> TcpStream {
     let mut stream = connect_blocking(addr);
     identify_blocking(&mut stream, name);
     stream
 }
 
-fn say(stream: &mut TcpStream, id: u64, text: &str) {
+pub(crate) fn say(stream: &mut TcpStream, id: u64, text: &str) {
     let text = text.to_owned();
     stream.send_msg(&ClientMsg::Say { id, text }).unwrap();
 }
 
 /// Reads frames until `bye`: the replies' texts before it, and its reason
 /// and `retry_after_ms`. The connection must close after it.
-fn replies_then_bye(stream: &mut TcpStream) -> (Vec<String>, ByeReason, Option<u64>) {
+pub(crate) fn replies_then_bye(stream: &mut TcpStream) -> (Vec<String>, ByeReason, Option<u64>) {
     let mut replies = Vec::new();
     loop {
         match stream.recv_msg::<ServerMsg>().unwrap() {
@@ -64,7 +63,7 @@ fn replies_then_bye(stream: &mut TcpStream) -> (Vec<String>, ByeReason, Option<u
 }
 
 /// Echoes one message on a fresh connection: the port is served.
-fn echoes(addr: SocketAddr) {
+pub(crate) fn echoes(addr: SocketAddr) {
     let mut stream = identified(addr, "later");
     say(&mut stream, 1, "still here");
     match stream.recv_msg::<ServerMsg>().unwrap() {
@@ -96,22 +95,6 @@ fn keep_connecting(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<usize>
 fn new_pid(output: &str) -> u32 {
     let rest = output.strip_prefix("upgraded: pid ").unwrap();
     rest.split(' ').next().unwrap().parse().unwrap()
-}
-
-/// A copy of the binary in `dir`, to start a server from and replace.
-fn binary_copy(dir: &Path) -> PathBuf {
-    let copy = dir.join("echo-server");
-    std::fs::copy(server_binary(), &copy).unwrap();
-    copy
-}
-
-/// Puts a shell script with `body` in the place of `binary`, as a package
-/// manager replaces a file: a new file renamed over the old.
-fn replace_with_script(binary: &Path, body: &str) {
-    let next = binary.with_extension("next");
-    std::fs::write(&next, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&next, binary).unwrap();
 }
 
 #[test]
@@ -157,66 +140,11 @@ fn upgrade_hands_the_port_over_and_each_client_gets_bye_restart_after_its_replie
     // Still accepting after the old process is gone: the new one serves.
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
-    assert!(connector.join().unwrap() > 10);
+    // At least a few, however loaded the machine (each is a connect and a
+    // `hello` read, every 5 ms).
+    assert!(connector.join().unwrap() > 3);
     echoes(addr);
     assert!(new.is_running());
-}
-
-#[test]
-fn a_new_binary_that_exits_leaves_the_old_server_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let mut old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
-    let mut client = identified(old.addr(), "ann");
-    replace_with_script(&binary, "echo 'a broken build' >&2; exit 3");
-
-    let out = old.admin(&["upgrade"]);
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success());
-    assert!(
-        said.contains("exited with status 3 before it was ready"),
-        "{said}"
-    );
-    say(&mut client, 1, "after");
-    assert!(matches!(
-        client.recv_msg::<ServerMsg>().unwrap(),
-        Some(ServerMsg::Reply { .. })
-    ));
-    echoes(old.addr());
-    assert!(
-        old.child.try_wait().unwrap().is_none(),
-        "the old server stopped"
-    );
-    old.wait_for_log("upgrade failed; still serving");
-}
-
-#[test]
-fn a_new_process_that_cannot_open_its_store_says_why_and_the_old_one_serves_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let real = dir.path().join("echo-server.real");
-    std::fs::copy(&binary, &real).unwrap();
-    let old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
-    // The new binary is the real one, with a store it cannot open.
-    let store = "sqlite:/proc/no-such-dir/echo.db";
-    let body = format!("ECHO_SERVER_STORE={store} exec {} \"$@\"", real.display());
-    replace_with_script(&binary, &body);
-
-    let out = old.admin(&["upgrade"]);
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success());
-    assert!(
-        said.contains("exited with status 1 before it was ready: "),
-        "{said}"
-    );
-    assert!(
-        said.contains("no-such-dir"),
-        "the new process's reason: {said}"
-    );
-    echoes(old.addr());
-    // Its control socket is the old one's still: clients answers.
-    let listed = old.admin(&["clients"]);
-    assert!(listed.status.success(), "{listed:?}");
 }
 
 #[test]
@@ -339,31 +267,4 @@ fn the_old_server_finishes_draining_when_the_new_one_is_killed() {
     // Nobody holds the port now: it refuses until a supervisor (systemd,
     // scripts/cluster.sh) starts a server again.
     assert!(TcpStream::connect(addr).is_err());
-}
-
-#[test]
-fn a_new_process_not_ready_in_10_s_is_stopped_and_the_old_one_serves_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
-    let pid_of_hung = dir.path().join("hung.pid");
-    let body = format!("echo $$ > {}; exec sleep 60", pid_of_hung.display());
-    replace_with_script(&binary, &body);
-
-    let started = Instant::now();
-    let out = old.admin(&["upgrade"]);
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success());
-    assert!(
-        said.contains("was not ready within 10s; it was stopped"),
-        "{said}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(15));
-    let hung: u32 = std::fs::read_to_string(&pid_of_hung)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(!KillOnDrop(hung).is_running(), "the hung process was left");
-    echoes(old.addr());
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use reach::request;
 pub(crate) use socket::serve;
-pub use socket::{ControlSocket, bind};
+pub use socket::{ControlSocket, bind, bind_successor};
 
 use crate::{
     admin::ops,
@@ -96,6 +96,9 @@ pub enum ControlRequest {
         /// Every connection of this user.
         user: Option<String>,
     },
+    /// `upgrade`: replace the server's process by a new one of the binary
+    /// at its path, without closing the port.
+    Upgrade,
 }
 
 /// The answer to one request.
@@ -123,7 +126,14 @@ pub struct Live {
     pub clients: Arc<Clients>,
     /// The server's port, shown with each connection `clients` lists.
     pub port: Option<u16>,
+    /// Where `upgrade` is carried out (the binary's upgrader), if anywhere.
+    pub upgrades: Option<UpgradeRequests>,
 }
+
+/// `upgrade` requests, each with where to send its answer: what
+/// `echo-server upgrade` prints, or why the new process did not take over.
+pub type UpgradeRequests =
+    tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>;
 
 impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
     fn from((sessions, clients): (Arc<LiveSessions>, Arc<Clients>)) -> Self {
@@ -131,6 +141,7 @@ impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
             sessions,
             clients,
             port: None,
+            upgrades: None,
         }
     }
 }
@@ -251,7 +262,24 @@ pub async fn run<S: UserStore>(
         ControlRequest::Kick { id, user } => {
             kick(store, live.ok_or(ControlError::NotRunning)?, id, user).await?
         }
+        ControlRequest::Upgrade => upgrade(live.ok_or(ControlError::NotRunning)?).await?,
     })
+}
+
+/// `upgrade`: asks the upgrader and waits for its answer.
+async fn upgrade(live: &Live) -> Result<String, ControlError> {
+    let failed = |message: &str| ControlError::Failed(message.to_owned());
+    let upgrades = live
+        .upgrades
+        .as_ref()
+        .ok_or_else(|| failed("this server cannot be upgraded (not the echo-server binary)"))?;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let gone = "this server is handing the port over to a new process already";
+    upgrades.send(answer).await.map_err(|_| failed(gone))?;
+    answered
+        .await
+        .map_err(|_| failed(gone))?
+        .map_err(ControlError::Failed)
 }
 
 /// `kick ID` or `kick --user NAME` on this server's connections.
@@ -331,6 +359,7 @@ impl ControlRequest {
             ControlRequest::IdentForget { .. } => "ident_forget",
             ControlRequest::Clients { .. } => "clients",
             ControlRequest::Kick { .. } => "kick",
+            ControlRequest::Upgrade => "upgrade",
         }
     }
 }

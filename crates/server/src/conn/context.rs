@@ -4,7 +4,7 @@
 //! One `Arc<Context>` per server, cloned into each connection's task. It
 //! imports only the parts below it, never the listener or the sessions.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use crate::{
     auth::Authenticator, config::ServerConfig, conn::admission::Sources, conn::transport::Acceptor,
@@ -26,4 +26,8 @@ pub(crate) struct Context<S> {
     pub sources: Sources,
     /// The live connections, for `echo-server clients` and `kick`.
     pub clients: Arc<Clients>,
+    /// Set before the connections are stopped when a new process has taken
+    /// over the port (`echo-server upgrade`): they say `bye {restart}`
+    /// instead of `bye {shutdown}`.
+    pub restarting: Arc<AtomicBool>,
 }

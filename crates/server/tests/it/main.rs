@@ -31,4 +31,6 @@ mod sqlite_servers;
 mod store;
 mod store_identities;
 mod tls;
+mod upgrade;
+mod upgrade_failures;
 mod usage;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod balancer;
+mod cluster_rolling;
 mod cluster_script;
 mod cluster_script_supervision;
 mod end_causes;
@@ -14,3 +15,4 @@ mod several_servers_faults;
 mod store_postgres;
 mod store_postgres_hangs;
 mod store_postgres_text;
+mod upgrade_postgres;

@@ -19,7 +19,7 @@ mod identify;
 mod tally;
 mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use echo_proto::{Mode, PROTOCOL_VERSION, ServerMsg};
 use tokio::{
@@ -43,6 +43,11 @@ use crate::{
 };
 pub(crate) use ending::Ending;
 use wire::{OutputLimits, Wire};
+
+/// `retry_after_ms` of `bye {restart}`: none, as the new process is
+/// already accepting on the same socket when the old one says it. Clients
+/// leave at different moments anyway: each when it is between messages.
+const RESTART_RETRY_AFTER_MS: u64 = 0;
 
 /// A client's session: its frames, who it is, and what the server shares.
 pub(crate) struct Session<S, T> {
@@ -112,6 +117,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
         wire.listed_in(Arc::clone(listed.entry()));
+        wire.finish_writes_when(Arc::clone(&ctx.restarting));
         Self {
             wire,
             peer,
@@ -138,6 +144,12 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         // Lab task 1: the log shows each client coming and going.
         info!("connected");
         let ending = self.drive(deadline).await;
+        let ending = match ending {
+            Ending::Shutdown if self.ctx.restarting.load(Ordering::Acquire) => Ending::Restart {
+                retry_after_ms: RESTART_RETRY_AFTER_MS,
+            },
+            other => other,
+        };
         let last = ending.farewell();
         let said_goodbye = ending.lets_go_gracefully();
         let (stream, totals) = self.wire.finish(last, said_goodbye).await;

@@ -3,7 +3,16 @@
 //! last frame, and the bounds on every write that has to wait for the
 //! client (its time, the output held, the connection's stop token).
 
-use std::{pin::Pin, pin::pin, task::Poll, time::Duration};
+use std::{
+    pin::Pin,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::Poll,
+    time::Duration,
+};
 
 use echo_proto::{FrameCodec, Json, ProtoError, ServerMsg, fast::TextReply};
 use futures_util::SinkExt;
@@ -60,7 +69,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             }
             Ok(Ok(()))
         };
-        let written = bounded(write, limit, self.stop.as_mut()).await;
+        let written = bounded(
+            write,
+            limit,
+            self.stop.as_mut(),
+            finishing(&self.finish_writes),
+        )
+        .await;
         match written.map_err(|cut| cut.ending(self))?.0 {
             Ok(queued) => queued,
             Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
@@ -70,7 +85,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 warn!(error = %err, "reply not sent");
                 let msg = ServerMsg::error(err.code(), err.to_string(), false);
                 let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
-                let sent = bounded(error, limit, self.stop.as_mut()).await;
+                let sent = bounded(
+                    error,
+                    limit,
+                    self.stop.as_mut(),
+                    finishing(&self.finish_writes),
+                )
+                .await;
                 match sent.map_err(|cut| cut.ending(self))?.0 {
                     Ok(()) => Ok(()),
                     Err(_) => Err(Ending::WriteTimedOut),
@@ -90,7 +111,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     pub(super) async fn flush_waiting(&mut self) -> Result<bool, Ending> {
         let limit = self.write_timeout;
         let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
-        let flushed = bounded(flush, limit, self.stop.as_mut()).await;
+        let flushed = bounded(
+            flush,
+            limit,
+            self.stop.as_mut(),
+            finishing(&self.finish_writes),
+        )
+        .await;
         match flushed.map_err(|cut| cut.ending(self))? {
             (Ok(()), waited) => Ok(waited),
             (Err(ProtoError::Io(err)), _) => Err(Ending::Lost(err)),
@@ -140,6 +167,16 @@ pub(super) fn within(held: usize, max_output: usize) -> Result<(), Ending> {
     Ok(())
 }
 
+/// Whether writes are to be finished whatever the stop token says: the
+/// server is handing over to a new process ([`Wire::finish_writes_when`]).
+fn finishing(finish_writes: &Option<Arc<AtomicBool>>) -> impl Fn() -> bool + '_ {
+    move || {
+        finish_writes
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    }
+}
+
 /// Why a write that had to wait was cut short.
 enum Cut {
     /// The connection was stopped (see [`Wire::stopped`]).
@@ -160,20 +197,29 @@ impl Cut {
 /// Runs a write, and says whether it had to wait. It almost always
 /// completes at its first poll, and then costs no timer; only a write that
 /// has to wait (the client is not reading) is bounded by `limit` and raced
-/// against the connection's stop token.
+/// against the connection's stop token; once `finishing` says so (the
+/// server hands over, and sets it before the token fires), the stop token
+/// no longer cuts it, even one that was waiting already.
 async fn bounded<T>(
     write: impl Future<Output = T>,
     limit: Duration,
     stop: Pin<&mut WaitForCancellationFutureOwned>,
+    finishing: impl Fn() -> bool,
 ) -> Result<(T, bool), Cut> {
     let mut write = pin!(write);
     if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
     {
         return Ok((done, false));
     }
+    let mut write = pin!(timeout(limit, write));
     tokio::select! {
         biased;
-        () = stop => Err(Cut::Stopped),
-        done = timeout(limit, write) => done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
+        () = stop => {}
+        done = write.as_mut() => return done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
     }
+    if !finishing() {
+        return Err(Cut::Stopped);
+    }
+    let done = write.await;
+    done.map(|done| (done, true)).map_err(|_| Cut::TimedOut)
 }

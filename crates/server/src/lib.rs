@@ -4,6 +4,7 @@
 //!
 //! This file is the facade: [`Server`] and [`ServerConfig`], [`store::open`]
 //! and the store types, [`control`] (the control socket's client),
+//! [`reload`] (re-reading the settings),
 //! [`ServerTls`], [`daemon`], [`logging`], [`clock`] and [`bind_with_fallback`].
 //! What only the tests and the bench need is in `test_util`, behind the
 //! `test-util` feature. Inside, the folders are layers, each importing only
@@ -39,7 +40,7 @@ mod sys;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use admin::{AdminError, control};
+pub use admin::{AdminError, control, reload};
 pub use config::ServerConfig;
 pub use conn::certs::ServerTls;
 pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging};

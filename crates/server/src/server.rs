@@ -7,9 +7,10 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::control::{self, ControlSocket},
-    auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
-    config::ServerConfig,
+    admin::control::{self, ControlSocket, Live},
+    admin::reload::Reloader,
+    auth::{AttemptLedger, AttemptRate, Authenticator, HashError, MemoryLedger, Passwords},
+    config::{ServerConfig, Settings},
     conn::admission::Sources,
     conn::certs::ServerTls,
     conn::context::Context,
@@ -49,6 +50,7 @@ pub struct Server<S> {
     metrics_listener: Option<TcpListener>,
     control: Option<ControlSocket>,
     tls: Option<Arc<ServerTls>>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl<S: UserStore> Server<S> {
@@ -63,6 +65,7 @@ impl<S: UserStore> Server<S> {
             metrics_listener: None,
             control: None,
             tls: None,
+            reloader: None,
         }
     }
 
@@ -98,6 +101,14 @@ impl<S: UserStore> Server<S> {
         self
     }
 
+    /// Serves the settings `reloader` holds (made of the same config), and
+    /// lets `echo-server reload` replace them; the caller keeps a handle for
+    /// SIGHUP.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
     /// Serves clients on `listener` until `shutdown` is cancelled, then
     /// tells every client `bye`, waits up to the configured drain time for
     /// their handlers to finish, stops the side tasks, and returns.
@@ -113,16 +124,17 @@ impl<S: UserStore> Server<S> {
             .connections_max
             .set(i64::try_from(cap).unwrap_or(i64::MAX));
         let store = Timed::new(self.store, Arc::clone(&metrics));
-        let ledger = self.ledger.unwrap_or_else(|| {
-            Arc::new(MemoryLedger::new(
-                ATTEMPT_TRACKING_CAP,
-                self.config.auth.attempts_per_minute,
-            ))
-        });
+        let settings = match &self.reloader {
+            Some(reloader) => reloader.settings().clone(),
+            None => Settings::new(self.config.clone()),
+        };
+        let ledger = self
+            .ledger
+            .unwrap_or_else(|| Arc::new(MemoryLedger::new(ATTEMPT_TRACKING_CAP)));
         let auth = Authenticator::new(
             store.clone(),
             passwords,
-            ledger,
+            (ledger, attempt_rate(&settings)),
             Arc::clone(&self.clock),
             self.config.auth.min_password_length,
             Arc::clone(&metrics),
@@ -130,26 +142,27 @@ impl<S: UserStore> Server<S> {
         let mut side = SideTasks::new();
         let clients = Arc::<Clients>::default();
         if let Some(socket) = self.control {
-            side.serve_control(socket, &store, &auth, &clients, self.clock, &self.config);
+            let live = Live {
+                sessions: Arc::clone(auth.live()),
+                clients: Arc::clone(&clients),
+                port: None,
+                reloader: self.reloader,
+            };
+            side.serve_control(socket, &store, live, self.clock, &self.config);
         }
         side.follow_revocations(&store, &auth);
         wait_for_revocations(&store).await;
-        let acceptor = Acceptor::new(
-            self.config.listen.proxy_protocol_from.clone(),
-            self.tls,
-            self.config.timeouts.tls_handshake,
-        );
-        let limits = &self.config.limits;
+        let acceptor = Acceptor::new(settings.clone(), self.tls);
         let context = Arc::new(Context {
-            sources: Sources::new(limits.max_connections_per_ip, limits.max_handshakes_per_ip),
-            config: self.config,
+            sources: Sources::default(),
+            settings,
             auth,
             metrics: Arc::clone(&metrics),
             acceptor,
             clients,
         });
         if let Some(http_listener) = self.metrics_listener {
-            side.serve_http(http_listener, &store, metrics, &context.config, &shutdown);
+            side.serve_http(http_listener, &store, metrics, &self.config, &shutdown);
         }
         let accepting = Listener::new(listener, context, shutdown);
         side.tasks.spawn(accepting.trimmer());
@@ -157,6 +170,13 @@ impl<S: UserStore> Server<S> {
         side.stop().await;
         Ok(())
     }
+}
+
+/// The password attempts a source may make a minute, as the settings in
+/// force say at each attempt.
+fn attempt_rate(settings: &Settings) -> AttemptRate {
+    let settings = settings.clone();
+    Arc::new(move || settings.now().auth.attempts_per_minute)
 }
 
 /// Serve only once a revocation anywhere would reach this server's
@@ -192,15 +212,14 @@ impl SideTasks {
         &mut self,
         socket: ControlSocket,
         store: &Timed<S>,
-        auth: &Authenticator<Timed<S>>,
-        clients: &Arc<Clients>,
+        live: Live,
         clock: Arc<dyn Clock>,
         config: &ServerConfig,
     ) {
         self.tasks.spawn(control::serve(
             socket,
             store.clone(),
-            (Arc::clone(auth.live()), Arc::clone(clients)),
+            live,
             config.auth.min_password_length,
             clock,
             self.stop.clone(),

@@ -2,9 +2,9 @@
 //! socket of its own in the data directory, `control.PORT.sock` (its port
 //! in the name, so several servers of one directory are each reachable;
 //! mode 0600, served only to the server's own user id, checked with
-//! `SO_PEERCRED`). `echo-server user …`, `session …`, `ident …`, `clients`
-//! and `kick` send one [`ControlRequest`] and print the reply; with no
-//! server running, the same [`run`] works on the store directly.
+//! `SO_PEERCRED`). `echo-server user …`, `session …`, `ident …`, `clients`,
+//! `kick` and `reload` send one [`ControlRequest`] and print the reply;
+//! with no server running, the same [`run`] works on the store directly.
 //!
 //! The socket speaks the main port's framing (a 4-byte length, then JSON):
 //! one request, one [`ControlReply`], then the server closes. `socket`
@@ -27,6 +27,7 @@ pub use socket::{ControlSocket, bind};
 
 use crate::{
     admin::ops,
+    admin::reload::{ReloadError, Reloader},
     live::clients::{Clients, format_table},
     live::sessions::LiveSessions,
     store::{EndCause, UserStore},
@@ -96,6 +97,8 @@ pub enum ControlRequest {
         /// Every connection of this user.
         user: Option<String>,
     },
+    /// `reload`: read the config file again and apply it.
+    Reload,
 }
 
 /// The answer to one request.
@@ -123,6 +126,8 @@ pub struct Live {
     pub clients: Arc<Clients>,
     /// The server's port, shown with each connection `clients` lists.
     pub port: Option<u16>,
+    /// What `reload` asks (none: the server cannot reload).
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
@@ -131,6 +136,7 @@ impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
             sessions,
             clients,
             port: None,
+            reloader: None,
         }
     }
 }
@@ -150,6 +156,13 @@ pub enum ControlError {
     /// `kick` with both an id and a user, or neither.
     #[error("give a connection id or --user NAME, not both")]
     KickWhom,
+    /// `reload` was refused: nothing changed.
+    #[error("reload refused, nothing changed: {0}")]
+    Reload(#[from] ReloadError),
+    /// `reload` of a server that was not started with its settings at
+    /// hand (a library user's).
+    #[error("this server cannot reload its settings")]
+    CannotReload,
     /// The client list could not be written as JSON.
     #[error(transparent)]
     Json(serde_json::Error),
@@ -251,6 +264,11 @@ pub async fn run<S: UserStore>(
         ControlRequest::Kick { id, user } => {
             kick(store, live.ok_or(ControlError::NotRunning)?, id, user).await?
         }
+        ControlRequest::Reload => {
+            let live = live.ok_or(ControlError::NotRunning)?;
+            let reloader = live.reloader.as_ref().ok_or(ControlError::CannotReload)?;
+            reloader.reload("control")?.to_string()
+        }
     })
 }
 
@@ -310,11 +328,12 @@ fn clients(live: &Live, json: bool) -> Result<String, ControlError> {
 
 impl ControlRequest {
     /// Whether every live server of the data directory is asked (`clients`,
-    /// `kick`: each has its own connections), not just the store's holder.
+    /// `kick`: each has its own connections; `reload`: each its own
+    /// settings), not just the store's holder.
     pub fn reaches_every_server(&self) -> bool {
         matches!(
             self,
-            ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
+            ControlRequest::Clients { .. } | ControlRequest::Kick { .. } | ControlRequest::Reload
         )
     }
 
@@ -331,6 +350,7 @@ impl ControlRequest {
             ControlRequest::IdentForget { .. } => "ident_forget",
             ControlRequest::Clients { .. } => "clients",
             ControlRequest::Kick { .. } => "kick",
+            ControlRequest::Reload => "reload",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick` (and `tls
+//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick`, `reload` (and `tls
 //! fingerprint`, which only reads the certificate, and `db status`): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
@@ -46,6 +46,12 @@ pub(crate) enum Admin {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
+    /// Make the running server read its config file again and apply it
+    /// without dropping anyone (as SIGHUP does): limits, timeouts, the log
+    /// level, the PROXY balancers, the TLS pair. Prints what changed and
+    /// what needs a restart; a file with an error changes nothing and the
+    /// command fails
+    Reload,
     /// The server's TLS key
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -146,6 +152,7 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Ident(IdentCommand::Forget { address }) => ControlRequest::IdentForget { address },
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
+        Admin::Reload => ControlRequest::Reload,
     };
     let output = carry_out(&config, args.port, request)?;
     print!("{output}");

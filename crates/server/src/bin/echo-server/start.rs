@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context;
 use echo_server::{
     MAX_METRICS_CONNECTIONS, ServeError, Server, ServerConfig, ServerTls, bind_with_fallback,
-    config::RunArgs, control, daemon, logging::LogSetup, store::Store,
+    config::RunArgs, control, daemon, logging::LogSetup, reload::Reloader, store::Store,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -19,12 +19,9 @@ use crate::setup::{describe, load_config, open_store, small_runtime};
 
 pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
     // A daemon never asks anything, even when started from a terminal.
-    let ask = |default| {
-        if args.daemon {
-            Ok(None)
-        } else {
-            ask_port_on_terminal(default)
-        }
+    let ask = |default| match args.daemon {
+        true => Ok(None),
+        false => ask_port_on_terminal(default),
     };
     let mut config = load_config(args, ask)?;
     let (lowered, fit) = fit_connections(&mut config)?;
@@ -55,7 +52,7 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
         announce(&announcement)?;
         daemon::detach().context("cannot detach")?;
     }
-    let _log_guard = logs.install();
+    let (_log_guard, log_level) = logs.install_reloadable();
     let store = match store {
         Some(store) => store,
         None => small_runtime()?.block_on(open_store(&config))?,
@@ -69,7 +66,10 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(&config, store, listeners, &announcement));
+    // SIGHUP and `echo-server reload` read the file again with these flags.
+    let reloader = Reloader::new(args.clone(), config.clone()).with_log_level(log_level);
+    let reloader = reloader.with_max_connections_fit(fit);
+    let result = runtime.block_on(serve(&config, store, listeners, &announcement, reloader));
     if let Err(err) = &result {
         error!("{}", describe(err));
     }
@@ -210,9 +210,10 @@ async fn serve(
     store: Store,
     listeners: Listeners,
     announcement: &str,
+    mut reloader: Reloader,
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
-    let ledger = store.shared_ledger(config.auth.attempts_per_minute);
+    let ledger = store.shared_ledger();
     let mut server = Server::new(config.clone(), store);
     if let Some(ledger) = ledger {
         // Limits hold across every server on the database.
@@ -224,27 +225,27 @@ async fn serve(
     }
     if let Some(tls) = listeners.tls {
         server = server.with_tls(Arc::clone(&tls));
-        reload_tls_on_hangup(tls)?;
+        reloader = reloader.with_tls(tls);
     }
+    let reloader = Arc::new(reloader);
+    server = server.with_reloader(Arc::clone(&reloader));
+    reload_on_hangup(reloader)?;
     let shutdown = watch_signals()?;
     ready(config, announcement)?;
     let served: Result<(), ServeError> = server.serve(listener, shutdown).await;
     Ok(served?)
 }
 
-/// Reads the certificate and key again on every SIGHUP.
-fn reload_tls_on_hangup(tls: Arc<ServerTls>) -> anyhow::Result<()> {
+/// Reads the config file (and the TLS pair) again on every SIGHUP, as
+/// `echo-server reload` does; the reloader logs what changed, or why
+/// nothing did.
+fn reload_on_hangup(reloader: Arc<Reloader>) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(key) => info!(signal = "SIGHUP", %key, "TLS certificate reloaded"),
-                Err(err) => error!(
-                    signal = "SIGHUP",
-                    error = %err,
-                    "TLS certificate not reloaded; still serving the previous one"
-                ),
-            }
+            let reloader = Arc::clone(&reloader);
+            // A file read and a PEM parse: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
         }
     });
     Ok(())

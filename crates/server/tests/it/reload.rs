@@ -106,6 +106,20 @@ fn a_file_with_an_error_is_refused_whole_and_nothing_changes() {
         "{err}"
     );
     assert_eq!(repeat(&mut ann, 5), Ok(5));
+    // A level the log filter cannot take.
+    std::fs::write(
+        &file,
+        "max_repeat = 2\nlog_level = \"info,echo_server=loud\"\n",
+    )
+    .unwrap();
+    let out = server.reload();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid log level"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repeat(&mut ann, 5), Ok(5));
     server.wait_for_log("reload refused; nothing changed");
     // The next good file is taken.
     std::fs::write(&file, "max_repeat = 2\n").unwrap();

@@ -157,3 +157,19 @@ impl LogLevel {
             .map_err(|err| LoggingError::Filter(err.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_checks_a_level_before_using_it() {
+        assert!(LogLevel::parse("debug").is_ok());
+        assert!(LogLevel::parse("info,echo_server=trace").is_ok());
+        let refused = LogLevel::parse("info,echo_server=loud").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "invalid log level \"info,echo_server=loud\""
+        );
+    }
+}

@@ -266,8 +266,11 @@ pub async fn run<S: UserStore>(
         }
         ControlRequest::Reload => {
             let live = live.ok_or(ControlError::NotRunning)?;
-            let reloader = live.reloader.as_ref().ok_or(ControlError::CannotReload)?;
-            reloader.reload("control")?.to_string()
+            let reloader = live.reloader.clone().ok_or(ControlError::CannotReload)?;
+            // A file read and a PEM parse: off the async workers.
+            let reloading = tokio::task::spawn_blocking(move || reloader.reload("control"));
+            let reloaded = reloading.await.map_err(|_| ControlError::CannotReload)?;
+            reloaded?.to_string()
         }
     })
 }

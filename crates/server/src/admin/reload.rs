@@ -63,8 +63,15 @@ pub struct Reloaded {
 }
 
 impl Reloader {
-    /// A reloader for a server started with `args`, serving `config`.
-    pub fn new(args: RunArgs, config: ServerConfig) -> Self {
+    /// A reloader for a server started with `args`, serving `config`. The
+    /// config file is named by its absolute path: it is the same file
+    /// whatever the working directory becomes.
+    pub fn new(mut args: RunArgs, config: ServerConfig) -> Self {
+        if let Some(path) = &mut args.config
+            && let Ok(absolute) = std::path::absolute(&*path)
+        {
+            *path = absolute;
+        }
         Self {
             args,
             settings: Settings::new(config),

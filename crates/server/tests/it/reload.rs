@@ -6,10 +6,10 @@
 use std::{net::TcpStream, path::PathBuf, process::Output};
 
 use echo_proto::{
-    ClientMsg, ServerMsg,
+    ClientMsg, ErrorCode, ServerMsg,
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
-use echo_testkit::{ServerProcess, connect_blocking, identify_blocking};
+use echo_testkit::{ServerProcess, connect_blocking, identify_blocking, wait_until};
 
 /// A server in identification mode started with the config file `text`
 /// (and `flags`), its directory and the file.
@@ -35,6 +35,27 @@ fn client(server: &ServerProcess) -> TcpStream {
     let mut stream = connect_blocking(server.addr());
     identify_blocking(&mut stream, "ann");
     stream
+}
+
+/// A new client past its greeting, or the code it was refused with.
+fn admitted(server: &ServerProcess) -> Result<TcpStream, ErrorCode> {
+    let mut stream = connect_blocking(server.addr());
+    match stream.recv_msg::<ServerMsg>().unwrap() {
+        Some(ServerMsg::AskName {}) => {
+            let name = ClientMsg::Name { name: "bob".into() };
+            stream.send_msg(&name).unwrap();
+            let greeted = stream.recv_msg::<ServerMsg>().unwrap();
+            assert!(
+                matches!(greeted, Some(ServerMsg::Greet { .. })),
+                "{greeted:?}"
+            );
+            Ok(stream)
+        }
+        // The address is known (127.0.0.1 is ann's): greeted at once.
+        Some(ServerMsg::Greet { .. }) => Ok(stream),
+        Some(ServerMsg::Error { code, .. }) => Err(code),
+        other => panic!("expected a greeting or a refusal, got {other:?}"),
+    }
 }
 
 /// `/repeat N x`: how many replies came, or the error's message.
@@ -177,4 +198,39 @@ fn restart_only_settings_are_named_and_left_and_flags_still_win() {
     server.wait_for_log("need a restart were left");
     let log = std::fs::read_to_string(server.log()).unwrap();
     assert!(!log.contains("hunter2"), "a password in the log");
+}
+
+#[test]
+fn connection_limits_apply_to_new_connections_and_nobody_is_dropped() {
+    let (_dir, file, server) = start("max_connections = 2\n", &[]);
+    let mut held = vec![client(&server), client(&server)];
+    assert_eq!(admitted(&server).err(), Some(ErrorCode::ServerBusy));
+    std::fs::write(&file, "max_connections = 3\n").unwrap();
+    let out = server.reload();
+    assert!(
+        stdout(&out).contains("max_connections: 2 -> 3"),
+        "{}",
+        stdout(&out)
+    );
+    held.push(admitted(&server).unwrap());
+    // Lowered under what is held: the three stay, nobody new gets in.
+    std::fs::write(&file, "max_connections = 1\nmax_connections_per_ip = 1\n").unwrap();
+    assert!(server.reload().status.success());
+    for stream in &mut held {
+        assert_eq!(repeat(stream, 1), Ok(1));
+    }
+    assert_eq!(admitted(&server).err(), Some(ErrorCode::ServerBusy));
+    drop(held);
+    let mut next = None;
+    wait_until(std::time::Duration::from_secs(5), || {
+        next = admitted(&server).ok();
+        next.is_some()
+    });
+    let mut one = next.expect("a place once the others left");
+    assert_eq!(repeat(&mut one, 1), Ok(1));
+    // The one place, and max_connections_per_ip = 1 for the address.
+    std::fs::write(&file, "max_connections_per_ip = 1\n").unwrap();
+    assert!(server.reload().status.success());
+    let refused = admitted(&server).err();
+    assert_eq!(refused, Some(ErrorCode::TooManyConnections));
 }

@@ -264,15 +264,17 @@ pub async fn run<S: UserStore>(
         ControlRequest::Kick { id, user } => {
             kick(store, live.ok_or(ControlError::NotRunning)?, id, user).await?
         }
-        ControlRequest::Reload => {
-            let live = live.ok_or(ControlError::NotRunning)?;
-            let reloader = live.reloader.clone().ok_or(ControlError::CannotReload)?;
-            // A file read and a PEM parse: off the async workers.
-            let reloading = tokio::task::spawn_blocking(move || reloader.reload("control"));
-            let reloaded = reloading.await.map_err(|_| ControlError::CannotReload)?;
-            reloaded?.to_string()
-        }
+        ControlRequest::Reload => reload(live.ok_or(ControlError::NotRunning)?).await?,
     })
+}
+
+/// `reload`: this server's settings read again and applied; what changed.
+async fn reload(live: &Live) -> Result<String, ControlError> {
+    let reloader = live.reloader.clone().ok_or(ControlError::CannotReload)?;
+    // A file read and a PEM parse: off the async workers.
+    let reloading = tokio::task::spawn_blocking(move || reloader.reload("control"));
+    let reloaded = reloading.await.map_err(|_| ControlError::CannotReload)?;
+    Ok(reloaded?.to_string())
 }
 
 /// `kick ID` or `kick --user NAME` on this server's connections.

@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::control::{self, ControlSocket, Live, UpgradeRequests},
-    auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
-    config::ServerConfig,
+    admin::reload::Reloader,
+    auth::{AttemptLedger, AttemptRate, Authenticator, HashError, MemoryLedger, Passwords},
+    config::{ServerConfig, Settings},
     conn::admission::Sources,
     conn::certs::ServerTls,
     conn::context::Context,
@@ -51,6 +52,7 @@ pub struct Server<S> {
     tls: Option<Arc<ServerTls>>,
     upgrades: Option<UpgradeRequests>,
     handover: Option<CancellationToken>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl<S: UserStore> Server<S> {
@@ -67,6 +69,7 @@ impl<S: UserStore> Server<S> {
             tls: None,
             upgrades: None,
             handover: None,
+            reloader: None,
         }
     }
 
@@ -112,6 +115,14 @@ impl<S: UserStore> Server<S> {
         self
     }
 
+    /// Serves the settings `reloader` holds (made of the same config), and
+    /// lets `echo-server reload` replace them; the caller keeps a handle for
+    /// SIGHUP.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
     /// Serves clients on `listener` until `shutdown` is cancelled, then
     /// tells every client `bye`, waits up to the configured drain time for
     /// their handlers to finish, stops the side tasks, and returns.
@@ -123,16 +134,17 @@ impl<S: UserStore> Server<S> {
         let passwords = Passwords::start(self.config.auth.password_workers).await?;
         let metrics = new_metrics(self.config.limits.max_connections);
         let store = Timed::new(self.store, Arc::clone(&metrics));
-        let ledger = self.ledger.unwrap_or_else(|| {
-            Arc::new(MemoryLedger::new(
-                ATTEMPT_TRACKING_CAP,
-                self.config.auth.attempts_per_minute,
-            ))
-        });
+        let settings = match &self.reloader {
+            Some(reloader) => reloader.settings().clone(),
+            None => Settings::new(self.config.clone()),
+        };
+        let ledger = self
+            .ledger
+            .unwrap_or_else(|| Arc::new(MemoryLedger::new(ATTEMPT_TRACKING_CAP)));
         let auth = Authenticator::new(
             store.clone(),
             passwords,
-            ledger,
+            (ledger, attempt_rate(&settings)),
             Arc::clone(&self.clock),
             self.config.auth.min_password_length,
             Arc::clone(&metrics),
@@ -140,20 +152,15 @@ impl<S: UserStore> Server<S> {
         let mut side = SideTasks::new();
         let clients = Arc::<Clients>::default();
         if let Some(socket) = self.control {
-            let live = live(&auth, &clients, self.upgrades);
+            let live = live(&auth, &clients, self.upgrades, self.reloader);
             side.serve_control(socket, &store, live, self.clock, &self.config);
         }
         side.follow_revocations(&store, &auth);
         wait_for_revocations(&store).await;
-        let acceptor = Acceptor::new(
-            self.config.listen.proxy_protocol_from.clone(),
-            self.tls,
-            self.config.timeouts.tls_handshake,
-        );
-        let limits = &self.config.limits;
+        let acceptor = Acceptor::new(settings.clone(), self.tls);
         let context = Arc::new(Context {
-            sources: Sources::new(limits.max_connections_per_ip, limits.max_handshakes_per_ip),
-            config: self.config,
+            sources: Sources::default(),
+            settings,
             auth,
             metrics: Arc::clone(&metrics),
             acceptor,
@@ -164,7 +171,7 @@ impl<S: UserStore> Server<S> {
             side.hand_over(self.handover, &shutdown, &context.restarting);
         if let Some(http_listener) = self.metrics_listener {
             let health = (&shutdown, metrics_accepting);
-            side.serve_http(http_listener, &store, metrics, &context.config, health);
+            side.serve_http(http_listener, &store, metrics, &self.config, health);
         }
         let accepting = Listener::new(listener, context, draining);
         side.tasks.spawn(accepting.trimmer());
@@ -183,19 +190,28 @@ fn new_metrics(max_connections: usize) -> Arc<Metrics> {
     metrics
 }
 
-/// What the control socket adds to a request: the live registries, and
-/// where `upgrade` goes.
+/// What the control socket adds to a request: the live registries, where
+/// `upgrade` goes and what `reload` asks.
 fn live<S: UserStore>(
     auth: &Authenticator<Timed<S>>,
     clients: &Arc<Clients>,
     upgrades: Option<UpgradeRequests>,
+    reloader: Option<Arc<Reloader>>,
 ) -> Live {
     Live {
         sessions: Arc::clone(auth.live()),
         clients: Arc::clone(clients),
         port: None,
         upgrades,
+        reloader,
     }
+}
+
+/// The password attempts a source may make a minute, as the settings in
+/// force say at each attempt.
+fn attempt_rate(settings: &Settings) -> AttemptRate {
+    let settings = settings.clone();
+    Arc::new(move || settings.now().auth.attempts_per_minute)
 }
 
 /// Serve only once a revocation anywhere would reach this server's

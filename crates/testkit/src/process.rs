@@ -177,6 +177,16 @@ impl ServerProcess {
         assert!(found, "SIGHUP: the log never said {text:?}");
     }
 
+    /// `echo-server reload` of this server (through its control socket).
+    pub fn reload(&self) -> std::process::Output {
+        Command::new(server_binary())
+            .args(["reload", "--port", &self.port().to_string(), "--data-dir"])
+            .arg(self.dir.join("data"))
+            .env_remove("ECHO_SERVER_PORT")
+            .output()
+            .unwrap()
+    }
+
     /// What `echo-server tls fingerprint` prints for these files.
     pub fn tls_fingerprint_command(cert: &Path, key: &Path) -> String {
         let out = Command::new(server_binary())

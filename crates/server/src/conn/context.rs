@@ -7,15 +7,16 @@
 use std::sync::{Arc, atomic::AtomicBool};
 
 use crate::{
-    auth::Authenticator, config::ServerConfig, conn::admission::Sources, conn::transport::Acceptor,
+    auth::Authenticator, config::Settings, conn::admission::Sources, conn::transport::Acceptor,
     live::clients::Clients, ops::metrics::Metrics,
 };
 
 /// The shared state of one running server.
 #[derive(Debug)]
 pub(crate) struct Context<S> {
-    /// Resolved settings.
-    pub config: ServerConfig,
+    /// The settings in force (a reload replaces them): read where each
+    /// limit applies, never kept.
+    pub settings: Settings,
     /// Identification and authentication decisions.
     pub auth: Authenticator<S>,
     /// The metrics, behind `/stats` and `--metrics-addr`.

@@ -24,6 +24,7 @@ mod metrics_series;
 mod operations;
 mod password_memory;
 mod proxy;
+mod reload;
 mod server;
 mod server_sessions;
 mod soak;

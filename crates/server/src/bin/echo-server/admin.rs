@@ -1,4 +1,4 @@
-//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick`, `upgrade` (and `tls
+//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick`, `reload`, `upgrade` (and `tls
 //! fingerprint`, which only reads the certificate, and `db status`): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
@@ -50,6 +50,12 @@ pub(crate) enum Admin {
     /// by a new process of the binary at its path, without closing the
     /// port: its clients are told `bye {restart}` and resume on the new one
     Upgrade,
+    /// Make the running server read its config file again and apply it
+    /// without dropping anyone (as SIGHUP does): limits, timeouts, the log
+    /// level, the PROXY balancers, the TLS pair. Prints what changed and
+    /// what needs a restart; a file with an error changes nothing and the
+    /// command fails
+    Reload,
     /// The server's TLS key
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -151,6 +157,7 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
         Admin::Upgrade => ControlRequest::Upgrade,
+        Admin::Reload => ControlRequest::Reload,
     };
     let output = carry_out(&config, args.port, request)?;
     print!("{output}");

@@ -3,6 +3,7 @@
 
 use std::{
     io::{self, IsTerminal, Write},
+    path::PathBuf,
     sync::Arc,
 };
 
@@ -12,7 +13,8 @@ use echo_server::{
     config::RunArgs,
     daemon,
     logging::LogSetup,
-    store::Store,
+    reload::Reloader,
+    store::{self, Store},
     upgrade::{Handoff, Readiness},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -60,22 +62,7 @@ fn start_with(
     let (lowered, fit) = fit_connections(&mut config)?;
     let logs = LogSetup::prepare(&config.log.dir, config.log.keep, &config.log.level)?
         .with_format(config.log.format);
-    // On a runtime of its own: a daemon forks after this, and a runtime's
-    // threads would not survive it. The PostgreSQL store's pool opens its
-    // connections later, on the serving runtime. SQLite's connections and
-    // writer thread must not cross a fork either: a daemon checks that its
-    // store opens, closes it, and opens it again once detached.
-    let runtime = small_runtime()?;
-    let store = runtime.block_on(open_store(&config))?;
-    let imported = store.imported();
-    let store = match detach {
-        true => {
-            runtime.block_on(async move { drop(store) });
-            drop(runtime);
-            None
-        }
-        false => Some(store),
-    };
+    let (store, imported) = open_before_detaching(&config, detach)?;
     let listeners = Listeners::bind(&config, handoff)?;
     let announcement = listeners.announcement.clone();
 
@@ -85,17 +72,50 @@ fn start_with(
         announce(&announcement)?;
         daemon::detach().context("cannot detach")?;
     }
-    let _log_guard = logs.install();
+    let (_log_guard, log_level) = logs.install_reloadable();
     let store = match store {
         Some(store) => store,
         None => small_runtime()?.block_on(open_store(&config))?,
     };
     log_start(&config, args, listeners.tls.as_deref());
     if let Some(imported) = &imported {
-        echo_server::store::log_import(imported);
+        store::log_import(imported);
     }
     log_listening(&config, &announcement, lowered, fit);
-    serve_until_stopped(&config, store, listeners, &announcement, readiness)
+    // SIGHUP and `echo-server reload` read the file again with these flags.
+    let reloader = Reloader::new(args.clone(), config.clone()).with_log_level(log_level);
+    let reloader = reloader.with_max_connections_fit(fit);
+    serve_until_stopped(
+        &config,
+        store,
+        (listeners, reloader),
+        &announcement,
+        readiness,
+    )
+}
+
+/// What a start imported from a journal, and where the journal went.
+type JournalImport = (store::sqlite::Imported, PathBuf);
+
+/// Opens the store, to check that it opens while errors still reach the
+/// console: on a runtime of its own, since a daemon forks after this and a
+/// runtime's threads would not survive it. The PostgreSQL store's pool opens
+/// its connections later, on the serving runtime. SQLite's connections and
+/// writer thread must not cross a fork either: a process about to detach
+/// closes the store again (none), to open it once detached. What was
+/// imported from a journal, if anything.
+fn open_before_detaching(
+    config: &ServerConfig,
+    detach: bool,
+) -> anyhow::Result<(Option<Store>, Option<JournalImport>)> {
+    let runtime = small_runtime()?;
+    let store = runtime.block_on(open_store(config))?;
+    let imported = store.imported();
+    if detach {
+        runtime.block_on(async move { drop(store) });
+        return Ok((None, imported));
+    }
+    Ok((Some(store), imported))
 }
 
 /// Serves on a runtime of its own until a signal (or a handover), then
@@ -103,7 +123,7 @@ fn start_with(
 fn serve_until_stopped(
     config: &ServerConfig,
     store: Store,
-    listeners: Listeners,
+    (listeners, reloader): (Listeners, Reloader),
     announcement: &str,
     readiness: &mut Option<Readiness>,
 ) -> anyhow::Result<()> {
@@ -111,7 +131,14 @@ fn serve_until_stopped(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config, store, listeners, announcement, readiness));
+    let result = runtime.block_on(serve(
+        config,
+        store,
+        listeners,
+        announcement,
+        readiness,
+        reloader,
+    ));
     if let Err(err) = &result {
         error!("{}", describe(err));
     }
@@ -204,9 +231,10 @@ async fn serve(
     listeners: Listeners,
     announcement: &str,
     readiness: &mut Option<Readiness>,
+    mut reloader: Reloader,
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
-    let ledger = store.shared_ledger(config.auth.attempts_per_minute);
+    let ledger = store.shared_ledger();
     let mut server = Server::new(config.clone(), store);
     if let Some(ledger) = ledger {
         // Limits hold across every server on the database.
@@ -225,8 +253,11 @@ async fn serve(
     }
     if let Some(tls) = listeners.tls {
         server = server.with_tls(Arc::clone(&tls));
-        reload_tls_on_hangup(tls)?;
+        reloader = reloader.with_tls(tls);
     }
+    let reloader = Arc::new(reloader);
+    server = server.with_reloader(Arc::clone(&reloader));
+    reload_on_hangup(reloader)?;
     let shutdown = watch_signals()?;
     let (upgrades, handover) = crate::upgrade::serve_upgrades(listeners.successor, port)?;
     server = server.with_upgrades(upgrades, handover);
@@ -235,19 +266,16 @@ async fn serve(
     Ok(served?)
 }
 
-/// Reads the certificate and key again on every SIGHUP.
-fn reload_tls_on_hangup(tls: Arc<ServerTls>) -> anyhow::Result<()> {
+/// Reads the config file (and the TLS pair) again on every SIGHUP, as
+/// `echo-server reload` does; the reloader logs what changed, or why
+/// nothing did.
+fn reload_on_hangup(reloader: Arc<Reloader>) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(key) => info!(signal = "SIGHUP", %key, "TLS certificate reloaded"),
-                Err(err) => error!(
-                    signal = "SIGHUP",
-                    error = %err,
-                    "TLS certificate not reloaded; still serving the previous one"
-                ),
-            }
+            let reloader = Arc::clone(&reloader);
+            // A file read and a PEM parse: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
         }
     });
     Ok(())

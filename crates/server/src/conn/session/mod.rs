@@ -106,13 +106,11 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         shutdown: CancellationToken,
         slot: SourceSlot,
     ) -> Self {
-        let config = &ctx.config;
-        let limits = OutputLimits {
-            write_timeout: config.timeouts.write,
-            max_output: config.limits.max_output_buffer,
-        };
+        let config = ctx.settings.now();
+        let limits = OutputLimits::of(&config);
         let metrics = Arc::clone(&ctx.metrics);
         let max_frame = config.limits.max_frame_handshake;
+        drop(config);
         let now = ctx.auth.clock().now();
         let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
@@ -165,10 +163,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     }
 
     async fn drive(&mut self, deadline: Instant) -> Ending {
-        if let Err(ending) = self.wire.send(hello(self.ctx.config.mode)).await {
+        if let Err(ending) = self.wire.send(hello(self.ctx.settings.now().mode)).await {
             return ending;
         }
-        let mut state = match self.ctx.config.mode {
+        let mut state = match self.ctx.settings.now().mode {
             Mode::Ident => State::Identify { deadline },
             Mode::Auth => State::Authenticate { deadline },
         };

@@ -136,6 +136,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         }
     }
 
+    /// Changes the output limits (a reload's, from the next message on).
+    pub(crate) fn set_output_limits(&mut self, limits: OutputLimits) {
+        self.write_timeout = limits.write_timeout;
+        self.max_output = limits.max_output;
+    }
+
     /// Changes the largest frame read (raised once a client is trusted).
     pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
         self.framed.codec_mut().set_max_frame_length(max_frame);

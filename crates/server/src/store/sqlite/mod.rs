@@ -130,10 +130,9 @@ impl SqliteStore {
         self.inner.writer.committed()
     }
 
-    /// The attempt ledger in this database, allowing `per_minute` password
-    /// attempts a minute per source.
-    pub fn ledger(&self, per_minute: u32) -> SqliteLedger {
-        SqliteLedger::new(self.clone(), per_minute)
+    /// The attempt ledger in this database.
+    pub fn ledger(&self) -> SqliteLedger {
+        SqliteLedger::new(self.clone())
     }
 
     /// Chains ended in any process on this file (this one included) since

@@ -24,7 +24,10 @@ use tokio_util::{codec::Encoder, sync::WaitForCancellationFutureOwned};
 use tracing::warn;
 
 use super::{FAREWELL_TIMEOUT, Wire};
-use crate::conn::session::{ending::Ending, tally::Totals};
+use crate::{
+    config::ServerConfig,
+    conn::session::{ending::Ending, tally::Totals},
+};
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// Queues one message; see [`Wire::feed`].
@@ -157,6 +160,16 @@ pub(crate) struct OutputLimits {
     pub write_timeout: Duration,
     /// Most bytes of output held for the client.
     pub max_output: usize,
+}
+
+impl OutputLimits {
+    /// The limits `config` sets (`write_timeout`, `max_output_buffer`).
+    pub(crate) fn of(config: &ServerConfig) -> Self {
+        Self {
+            write_timeout: config.timeouts.write,
+            max_output: config.limits.max_output_buffer,
+        }
+    }
 }
 
 /// Whether `held` bytes of output are within `max_output`.

@@ -9,6 +9,7 @@ mod balancer;
 mod cluster_script;
 mod cluster_script_supervision;
 mod end_causes;
+mod failover;
 mod several_servers;
 mod several_servers_faults;
 mod store_postgres;

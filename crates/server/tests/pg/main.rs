@@ -14,4 +14,5 @@ mod several_servers;
 mod several_servers_faults;
 mod store_postgres;
 mod store_postgres_hangs;
+mod store_postgres_hosts;
 mod store_postgres_text;

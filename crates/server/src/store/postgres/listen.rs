@@ -3,8 +3,10 @@
 //! that ends, with why (`CHAIN CAUSE`, see [`parse`]). After that connection is lost it is made again (with
 //! back-off), and the server is told to re-check its live sessions: what
 //! ended in the gap was not heard. The connection is checked every
-//! [`CHECK_EVERY`]: one that does not answer within the store's timeout is
-//! replaced the same way.
+//! [`CHECK_EVERY`]: one that does not answer within the store's timeout, or
+//! whose host has become read-only (no longer the primary, whose writes
+//! are the ones notified), is replaced the same way, on whichever host is
+//! the primary then.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +14,7 @@ use tokio::{
     sync::{broadcast, mpsc, watch},
     time::{Instant, MissedTickBehavior},
 };
-use tokio_postgres::{Client, Notification};
+use tokio_postgres::{Client, Notification, SimpleQueryMessage};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -100,7 +102,11 @@ async fn hear(
                 None => return "lost the connection that listens for revocations".into(),
             },
             _ = check.tick() => {
-                match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
+                let asked = client.simple_query("SHOW transaction_read_only");
+                match tokio::time::timeout(timeout, asked).await {
+                    Ok(Ok(answer)) if read_only(&answer) => {
+                        return "the database the revocations are heard on is read-only now (no longer the primary)".into();
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => {
                         return format!("the connection that listens for revocations failed its check: {}", describe(&err));
@@ -115,6 +121,15 @@ async fn hear(
             }
         }
     }
+}
+
+/// Whether `SHOW transaction_read_only` said `on`: a demoted primary, or
+/// a standby, hears no notification from the primary's writes.
+fn read_only(answer: &[SimpleQueryMessage]) -> bool {
+    answer.iter().any(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+        _ => false,
+    })
 }
 
 /// A notification's payload: the chain id, a space, and the cause's name

@@ -17,6 +17,12 @@
 //! `store_timeout`), past which it fails as `Unavailable`, the store counts
 //! as down, and the connection it was using is closed rather than reused.
 //! Every connection has TCP keepalive (`connect.rs`).
+//!
+//! With several hosts in the URL (a primary and its standbys), every new
+//! connection goes to whichever is the writable primary (`url.rs`); one
+//! that fails, or finds its host read-only, is closed rather than reused,
+//! so after a failover the pool and the listener follow the promoted
+//! standby by themselves, with the same back-off.
 
 mod connect;
 mod ledger;
@@ -237,19 +243,24 @@ impl PgStore {
     }
 
     /// The outcome of work done on `client` under a deadline: an answer
-    /// (even a refusal) means the database is up; no answer in time closes
-    /// the connection, whose reply may still come, instead of giving it
-    /// back to the pool.
+    /// (even a refusal) means the database is up; no answer in time, or
+    /// `Unavailable` (the connection lost, or its host read-only), closes
+    /// the connection instead of giving it back to the pool.
     fn settle<T>(
         &self,
         client: Object,
         outcome: Result<Result<T, StoreError>, Elapsed>,
     ) -> Result<T, StoreError> {
         match outcome {
+            Ok(Err(StoreError::Unavailable(why))) => {
+                // Lost, or on a host that is read-only now (a primary
+                // demoted, a standby): the next connection is made afresh,
+                // on whichever host is the writable primary then.
+                drop(Object::take(client));
+                Err(StoreError::Unavailable(why))
+            }
             Ok(result) => {
-                if !matches!(result, Err(StoreError::Unavailable(_))) {
-                    self.inner.outage.up();
-                }
+                self.inner.outage.up();
                 result
             }
             Err(_) => {
@@ -314,11 +325,13 @@ impl PgStore {
     }
 }
 
-/// A tokio-postgres error in the store's kinds: the database being down or
-/// the connection lost is [`StoreError::Unavailable`]; anything else is a
-/// refused request.
+/// A tokio-postgres error in the store's kinds: the database being down,
+/// the connection lost, or its host read-only (a standby, or a primary
+/// demoted since the connection was made: the primary is elsewhere now) is
+/// [`StoreError::Unavailable`]; anything else is a refused request.
 pub(super) fn db_error(err: tokio_postgres::Error) -> StoreError {
     let unavailable = [
+        SqlState::READ_ONLY_SQL_TRANSACTION,
         SqlState::ADMIN_SHUTDOWN,
         SqlState::CRASH_SHUTDOWN,
         SqlState::CANNOT_CONNECT_NOW,

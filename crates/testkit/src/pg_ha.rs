@@ -96,14 +96,21 @@ impl Postgres {
         started.elapsed()
     }
 
-    /// `kill -9` of the postmaster: a crash. Its backends end by themselves
-    /// as they notice (PostgreSQL watches for its postmaster's death).
+    /// `kill -9` of the postmaster: a crash. Its children end by themselves
+    /// as they notice (PostgreSQL watches for its postmaster's death); this
+    /// waits for them all and for the postmaster to be reaped, since a new
+    /// one refuses to start before.
     pub fn kill_9(&self) {
         use nix::{sys::signal, unistd::Pid};
-        let postmaster = self.pids()[0];
-        signal::kill(Pid::from_raw(postmaster), signal::Signal::SIGKILL).unwrap();
-        let gone = crate::wait_until(Duration::from_secs(10), || is_gone(postmaster));
-        assert!(gone, "the postmaster outlived SIGKILL");
+        let pids = self.pids();
+        signal::kill(Pid::from_raw(pids[0]), signal::Signal::SIGKILL).unwrap();
+        let gone = crate::wait_until(Duration::from_secs(20), || {
+            pids.iter().all(|pid| is_gone(*pid))
+        });
+        assert!(
+            gone,
+            "the cluster's processes outlived its postmaster by 20 s"
+        );
     }
 
     /// Whether this cluster is a standby still (`pg_is_in_recovery()`).
@@ -117,12 +124,9 @@ impl Postgres {
     }
 }
 
-/// Whether `pid` is gone (or a zombie nobody has reaped yet).
+/// Whether `pid` is gone, reaped too: a new postmaster refuses to start
+/// while the old one's process id still shows, even as a zombie (here pid 1
+/// reaps it within a second or two).
 fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

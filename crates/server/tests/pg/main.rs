@@ -10,6 +10,7 @@ mod cluster_script;
 mod cluster_script_supervision;
 mod end_causes;
 mod failover;
+mod failover_faults;
 mod several_servers;
 mod several_servers_faults;
 mod store_postgres;

@@ -57,7 +57,7 @@ impl Postgres {
             .args(["-h", "127.0.0.1", "-p", &upstream.to_string(), "-U", "echo"])
             .arg("-D")
             .arg(dir.path().join("data"))
-            .args(["-R", "-C", "-S", SLOT, "-X", "stream", "-c", "fast"]);
+            .args(["-R", "-C", "-S", SLOT, "-X", "stream", "-c", "fast", "-N"]);
         run(backup, "pg_basebackup");
         let standby = Postgres {
             dir,

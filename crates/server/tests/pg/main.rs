@@ -7,6 +7,7 @@
 
 mod balancer;
 mod cluster_script;
+mod cluster_script_ha;
 mod cluster_script_supervision;
 mod end_causes;
 mod failover;

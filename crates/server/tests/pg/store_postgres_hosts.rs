@@ -94,6 +94,44 @@ async fn a_host_turned_read_only_is_left_for_the_writable_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_host_that_accepts_and_never_answers_does_not_hide_the_next() {
+    let Some(pg) = Postgres::start() else { return };
+    // The kernel completes the TCP handshake (the backlog), nobody ever
+    // reads: a primary frozen or half cut off, as seen from a server.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=echo dbname=echo sslmode=disable",
+        silent.local_addr().unwrap().port(),
+        pg.port
+    );
+    let url = PgUrl::parse(&url, None).unwrap();
+    let started = Instant::now();
+    let store = PgStore::open(&url, LIFETIMES, 2)
+        .await
+        .expect("the second host was never reached");
+    eprintln!("opened past a silent first host in {:?}", started.elapsed());
+    write_until_on(&store, &pg, "past").await;
+    let mut heard = store.revocations();
+    store.listening().await;
+    let session = store
+        .register(user("ann"), TokenHash::of("t"))
+        .await
+        .unwrap();
+    store
+        .revoke_session(session.chain, EndCause::Logout)
+        .await
+        .unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(2), heard.recv())
+        .await
+        .expect("the listener is not on the answering host")
+        .unwrap();
+    assert_eq!(
+        note,
+        Revocation::Chain(session.chain, Some(EndCause::Logout))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_follows_the_primary_and_resyncs() {
     let Some((first, second, url)) = two_hosts().await else {
         return;

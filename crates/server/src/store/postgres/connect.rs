@@ -7,7 +7,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Connection, Notification, tls::NoTls};
 
-use super::url::PgUrl;
+use super::{
+    hosts::{each_host, first_answering},
+    url::PgUrl,
+};
 use crate::store::StoreError;
 
 /// Time to connect, and to wait for a free connection from the pool.
@@ -35,7 +38,8 @@ pub(super) fn tuned(url: &PgUrl) -> tokio_postgres::Config {
 
 /// A plain connection to `url` (for migrations and `LISTEN`; named
 /// `application_name` in `pg_stat_activity` when given), made within
-/// `limit` (the whole handshake, not only the TCP connect), driven on its
+/// `limit` (the whole handshake, not only the TCP connect; with several
+/// hosts, each has its share: `hosts.rs`), driven on its
 /// own task; its notifications arrive on the receiver, which closes when the
 /// connection is lost. Dropping the receiver closes the connection, even one
 /// whose server no longer answers: keep it as long as the client.
@@ -53,14 +57,19 @@ pub(super) async fn connect(
     };
     let (sender, receiver) = mpsc::unbounded_channel();
     let connecting = async {
+        let hosts = each_host(&config);
         let client = match url.tls().map_err(StoreError::Database)? {
             Some(tls) => {
-                let (client, connection) = config.connect(tls).await.map_err(unreachable)?;
+                let (client, connection) = first_answering(&hosts, &tls, limit)
+                    .await
+                    .map_err(unreachable)?;
                 tokio::spawn(drive(connection, sender));
                 client
             }
             None => {
-                let (client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+                let (client, connection) = first_answering(&hosts, &NoTls, limit)
+                    .await
+                    .map_err(unreachable)?;
                 tokio::spawn(drive(connection, sender));
                 client
             }

@@ -20,11 +20,14 @@
 //!
 //! With several hosts in the URL (a primary and its standbys), every new
 //! connection goes to whichever is the writable primary (`url.rs`); one
-//! that fails, or finds its host read-only, is closed rather than reused,
+//! that fails, or finds its host read-only, is closed rather than reused
+//! (each host is tried within its share of the time to connect, so one
+//! that hangs does not hide the others: `hosts.rs`),
 //! so after a failover the pool and the listener follow the promoted
 //! standby by themselves, with the same back-off.
 
 mod connect;
+mod hosts;
 mod ledger;
 mod listen;
 mod ops;
@@ -49,6 +52,7 @@ use tokio_postgres::{Row, Statement, error::SqlState, tls::NoTls, types::ToSql};
 
 pub use connect::KEEPALIVE_IDLE;
 use connect::{CONNECT_TIMEOUT, connect, describe, tuned};
+use hosts::HostsInTurn;
 pub use ledger::PgLedger;
 pub use outage::MAX_RETRY;
 use outage::Outage;
@@ -139,9 +143,21 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        let hosts = hosts::each_host(&config);
+        let limit = CONNECT_TIMEOUT;
         let manager = match url.tls().map_err(StoreError::Database)? {
-            Some(tls) => Manager::from_config(config, tls, manager_config),
-            None => Manager::from_config(config, NoTls, manager_config),
+            Some(tls) => {
+                let connect = HostsInTurn { hosts, tls, limit };
+                Manager::from_connect(config, connect, manager_config)
+            }
+            None => {
+                let connect = HostsInTurn {
+                    hosts,
+                    tls: NoTls,
+                    limit,
+                };
+                Manager::from_connect(config, connect, manager_config)
+            }
         };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))

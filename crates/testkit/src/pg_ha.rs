@@ -96,14 +96,21 @@ impl Postgres {
         started.elapsed()
     }
 
-    /// `kill -9` of the postmaster: a crash. Its children end by themselves
-    /// as they notice (PostgreSQL watches for its postmaster's death); this
-    /// waits for them all and for the postmaster to be reaped, since a new
-    /// one refuses to start before.
-    pub fn kill_9(&self) {
+    /// `kill -9` of the postmaster, at once: a crash. Its children end by
+    /// themselves as they notice (PostgreSQL watches for its postmaster's
+    /// death).
+    pub fn crash(&self) -> Vec<i32> {
         use nix::{sys::signal, unistd::Pid};
         let pids = self.pids();
         signal::kill(Pid::from_raw(pids[0]), signal::Signal::SIGKILL).unwrap();
+        pids
+    }
+
+    /// [`Postgres::crash`], then waits for every process of the cluster
+    /// to be gone and the postmaster reaped, since a new postmaster refuses
+    /// to start before.
+    pub fn kill_9(&self) {
+        let pids = self.crash();
         let gone = crate::wait_until(Duration::from_secs(20), || {
             pids.iter().all(|pid| is_gone(*pid))
         });

@@ -192,7 +192,7 @@ fn kill_9_of_the_primary_loses_nothing_acknowledged_and_both_servers_follow_the_
     relay.freeze();
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
-    primary.kill_9();
+    primary.crash();
     relay.cut();
     let unhealthy = all_healthz(&cluster, 503, Duration::from_secs(10));
     let promotion = standby.promote();

@@ -205,6 +205,63 @@ async fn healthz_is_503_only_while_no_writable_host_answers() {
     serving.await.unwrap().unwrap();
 }
 
+#[test]
+fn db_status_says_whether_a_failover_could_lose_an_acknowledged_change() {
+    let Some(pair) = echo_testkit::pg_ha::Pair::start() else {
+        return;
+    };
+    let status = |url: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(echo_testkit::server_binary())
+            .args(["--store", url, "--data-dir"])
+            .arg(dir.path())
+            .args(["db", "status"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let synchronous = status(&pair.url());
+    assert!(
+        synchronous.contains("synchronous_standby_names = '*'")
+            && synchronous.contains(", sync\n")
+            && synchronous.contains("every acknowledged change is on a synchronous standby"),
+        "{synchronous}"
+    );
+    let Some(alone) = Postgres::start() else {
+        return;
+    };
+    let asynchronous = status(&alone.url());
+    assert!(
+        asynchronous.contains("failover: no standby streams from this database"),
+        "{asynchronous}"
+    );
+    // A server says the same once, at start, in its log.
+    let logged = |url: &str, want: &str| {
+        use echo_testkit::cluster::{Cluster, UNLIMITED};
+        let cluster = Cluster::start_at(url, 1, UNLIMITED, false);
+        let dir = cluster.servers[0].0.path().to_owned();
+        let said = echo_testkit::wait_until(Duration::from_secs(5), || {
+            echo_testkit::read_logs(&dir).contains(want)
+        });
+        assert!(said, "{}", echo_testkit::read_logs(&dir));
+    };
+    logged(&pair.url(), "a failover loses no acknowledged change");
+    logged(&alone.url(), "no standby streams from this database");
+    pair.primary
+        .psql("ALTER SYSTEM SET synchronous_standby_names = ''");
+    pair.primary.psql("SELECT pg_reload_conf()");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = status(&pair.url());
+        if now.contains("failover: synchronous_standby_names is empty") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `/healthz` once it answers `want`, or its last answer after 15 s.
 async fn status_within(addr: std::net::SocketAddr, want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -22,6 +22,7 @@ use super::{
     PgUrl,
     connect::{connect, describe},
     outage::{FIRST_RETRY, MAX_RETRY, Outage},
+    replication::warn_if_at_risk,
 };
 use crate::store::{EndCause, Revocation, StoreError};
 
@@ -36,6 +37,9 @@ pub(super) const CHANNEL: &str = "echo_ended";
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Listens, reconnecting when the connection is lost or fails its check.
+///
+/// Each time it connects, it logs whether a failover of the database it
+/// found could lose acknowledged changes (`replication.rs`).
 ///
 /// This connection also watches the database for the whole store: losing
 /// it, or its check going unanswered for `timeout`, marks the store down
@@ -62,6 +66,9 @@ pub(super) async fn run(
                     info!("revocation channel to the database is back; re-checking live sessions");
                     let _ = sender.send(Revocation::Resync);
                 }
+                // Once per primary found: after a failover, the promoted
+                // standby usually has no standby of its own yet.
+                let _ = tokio::time::timeout(timeout, warn_if_at_risk(&client)).await;
                 wait = FIRST_RETRY;
                 let why = hear(&client, &mut notes, &sender, timeout).await;
                 // Closes the connection, even one whose server hung.

@@ -32,6 +32,7 @@ mod ledger;
 mod listen;
 mod ops;
 mod outage;
+pub mod replication;
 mod rows;
 pub mod schema;
 mod url;

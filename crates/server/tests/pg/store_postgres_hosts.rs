@@ -140,6 +140,7 @@ async fn the_listener_follows_the_primary_and_resyncs() {
     let mut heard = store.revocations();
     store.listening().await;
     set_read_only(&first, true).await;
+    let demoted = Instant::now();
     write_until_on(&store, &second, "w").await;
     // A chain ended on the new primary is heard, once the listener has
     // found it (its check every 2 s sees the old one read-only); what
@@ -168,6 +169,10 @@ async fn the_listener_follows_the_primary_and_resyncs() {
             resynced |= note == Revocation::Resync;
             if note == wanted {
                 assert!(resynced, "heard again without a resync for the gap");
+                eprintln!(
+                    "the listener heard the new primary {:?} after the old one turned read-only",
+                    demoted.elapsed()
+                );
                 return;
             }
         }
@@ -192,14 +197,21 @@ async fn healthz_is_503_only_while_no_writable_host_answers() {
     // Only a read-only host left: no primary, so not healthy.
     set_read_only(&first, true).await;
     second.stop();
+    let cut = Instant::now();
     let down = status_within(http_addr, "503").await;
+    eprintln!(
+        "/healthz 503 {:?} after the last writable host stopped",
+        cut.elapsed()
+    );
     assert!(
         down.contains("503"),
         "healthy with no writable host: {down}"
     );
     // A writable host again (the second back): healthy, on it.
     second.start_again();
+    let back = Instant::now();
     let up = status_within(http_addr, "200").await;
+    eprintln!("/healthz 200 {:?} after it was back", back.elapsed());
     assert!(up.contains("200"), "not healthy on the writable host: {up}");
     shutdown.cancel();
     serving.await.unwrap().unwrap();

@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use echo_server::store::{EndCause, PgStore, PgUrl, Revocation, StoreError, TokenHash, UserStore};
+use echo_server::store::{
+    EndCause, PgOptions, PgStore, PgUrl, Revocation, StoreError, TokenHash, UserStore,
+};
 use echo_testkit::{conformance::LIFETIMES, conformance::user, postgres::Postgres};
 
 /// Two clusters, each with the store's schema, and the store's URL naming
@@ -129,6 +131,38 @@ async fn a_first_host_that_accepts_and_never_answers_does_not_hide_the_next() {
         note,
         Revocation::Chain(session.chain, Some(EndCause::Logout))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_hangs_later_is_left_though_calls_wait_less_than_a_host_gets() {
+    let Some((first, second, _)) = two_hosts().await else {
+        return;
+    };
+    // The first host through a relay the test freezes: a primary that
+    // hangs (or is cut off) after the store has settled on it.
+    let relay = echo_testkit::relay::Relay::start(([127, 0, 0, 1], first.port).into());
+    let url = format!(
+        "postgres://echo@127.0.0.1:{},127.0.0.1:{}/echo?sslmode=disable",
+        relay.port, second.port
+    );
+    let url = PgUrl::parse(&url, None).unwrap();
+    // Calls wait 1 s: less than a host's share of the connect time (2.5 s
+    // of 5 s), so no call alone ever gets past the hung host.
+    let options = PgOptions {
+        pool_size: 4,
+        timeout: Duration::from_secs(1),
+    };
+    let store = PgStore::open_with(&url, LIFETIMES, options).await.unwrap();
+    store.listening().await;
+    write_until_on(&store, &first, "before").await;
+    relay.freeze();
+    let frozen = Instant::now();
+    write_until_on(&store, &second, "after").await;
+    eprintln!(
+        "writes reached the other host {:?} after the first hung",
+        frozen.elapsed()
+    );
+    relay.thaw();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

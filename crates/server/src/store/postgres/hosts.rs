@@ -1,13 +1,24 @@
-//! The hosts of a URL tried one at a time, each within its share of the
-//! time to connect. tokio-postgres tries several hosts itself, but bounds
-//! only each one's TCP connect: a host that accepts the connection and then
-//! never answers (a primary frozen or half cut off, a stalled relay) holds
-//! the whole attempt past any deadline, and the promoted standby after it
-//! is never reached. Here the whole handshake with one host, the
-//! `target_session_attrs=read-write` check included, has a limit of its
-//! own.
+//! The hosts of a URL tried one at a time, each within a limit of its own.
+//! tokio-postgres tries several hosts itself, but bounds only each one's
+//! TCP connect: a host that accepts the connection and then never answers
+//! (a primary frozen or half cut off, a stalled relay) holds the whole
+//! attempt past any deadline, and the promoted standby after it is never
+//! reached. Here the whole handshake with one host, the
+//! `target_session_attrs=read-write` check included, has its own limit.
+//!
+//! Each attempt starts from the host that answered last (shared by the
+//! pool and the listener): once any connection has found the new primary,
+//! the others go straight to it, even when their callers' deadlines are
+//! too short to wait out a hung host first; and a server does not go back
+//! to an old primary that comes back writable while the new one answers.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use deadpool_postgres::Connect;
 use futures_util::future::BoxFuture;
@@ -21,9 +32,76 @@ use tokio_postgres::{
 /// A host gets at least this long, however many there are.
 const MIN_PER_HOST: Duration = Duration::from_secs(1);
 
+/// The hosts of one URL, one configuration each, in the URL's order, and
+/// which answered last; clones share it.
+#[derive(Clone)]
+pub(super) struct Hosts {
+    each: Arc<[Config]>,
+    last: Arc<AtomicUsize>,
+}
+
+impl Hosts {
+    /// The hosts of `all`.
+    pub(super) fn of(all: &Config) -> Self {
+        Self {
+            each: each_host(all).into(),
+            last: Arc::default(),
+        }
+    }
+
+    /// How many.
+    pub(super) fn len(&self) -> usize {
+        self.each.len()
+    }
+
+    /// The order to try them in: from the one that answered last, round.
+    fn order(&self) -> impl Iterator<Item = usize> {
+        let count = self.each.len();
+        let first = self
+            .last
+            .load(Ordering::Relaxed)
+            .min(count.saturating_sub(1));
+        (first..count).chain(0..first)
+    }
+
+    /// A connection to the first host, from the one that answered last,
+    /// that completes its handshake (and, with read-write asked for, is
+    /// writable) within `per_host`, named `application_name` if given;
+    /// else the last host's error.
+    pub(super) async fn connect<T>(
+        &self,
+        tls: &T,
+        per_host: Duration,
+        application_name: Option<&str>,
+    ) -> Result<(Client, Connection<Socket, T::Stream>), tokio_postgres::Error>
+    where
+        T: MakeTlsConnect<Socket> + Clone,
+    {
+        let mut last = None;
+        for i in self.order() {
+            let mut config = self.each[i].clone();
+            if let Some(name) = application_name {
+                config.application_name(name);
+            }
+            match tokio::time::timeout(per_host, config.connect(tls.clone())).await {
+                Ok(Ok(connected)) => {
+                    self.last.store(i, Ordering::Relaxed);
+                    return Ok(connected);
+                }
+                Ok(Err(err)) => last = Some(err),
+                // tokio-postgres's own error for a host that did not
+                // answer in time (what its `connect_timeout` gives): the
+                // pool's `Connect` can return no other kind.
+                Err(_) => last = Some(tokio_postgres::Error::__private_api_timeout()),
+            }
+        }
+        Err(last.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
+    }
+}
+
 /// One configuration per host of `all` (the same user, database and
 /// settings), in order; one port for several hosts is each host's.
-pub(super) fn each_host(all: &Config) -> Vec<Config> {
+fn each_host(all: &Config) -> Vec<Config> {
     let count = all.get_hosts().len().max(all.get_hostaddrs().len());
     (0..count).map(|i| single_host(all, i)).collect()
 }
@@ -72,49 +150,22 @@ fn single_host(all: &Config, i: usize) -> Config {
         one.hostaddr(*addr);
     }
     let ports = all.get_ports();
-    if let Some(port) = ports.get(i).or(ports.first()).filter(|_| !ports.is_empty()) {
+    if let Some(port) = ports.get(i).or(ports.first()) {
         one.port(*port);
     }
     one
 }
 
-/// Each host's share of `limit`.
-fn per_host(hosts: usize, limit: Duration) -> Duration {
+/// Each host's share of `limit`, at least [`MIN_PER_HOST`].
+pub(super) fn share(hosts: usize, limit: Duration) -> Duration {
     (limit / u32::try_from(hosts.max(1)).unwrap_or(u32::MAX)).max(MIN_PER_HOST)
 }
 
-/// A connection to the first of `hosts` that completes its handshake (and,
-/// with read-write asked for, is writable) within its share of `limit`;
-/// else the last host's error.
-pub(super) async fn first_answering<T>(
-    hosts: &[Config],
-    tls: &T,
-    limit: Duration,
-) -> Result<(Client, Connection<Socket, T::Stream>), tokio_postgres::Error>
-where
-    T: MakeTlsConnect<Socket> + Clone,
-{
-    let each = per_host(hosts.len(), limit);
-    let mut last = None;
-    for host in hosts {
-        match tokio::time::timeout(each, host.connect(tls.clone())).await {
-            Ok(Ok(connected)) => return Ok(connected),
-            Ok(Err(err)) => last = Some(err),
-            // tokio-postgres's own error for a host that did not answer
-            // in time (what its `connect_timeout` gives): the pool's
-            // `Connect` can return no other kind.
-            Err(_) => last = Some(tokio_postgres::Error::__private_api_timeout()),
-        }
-    }
-    Err(last.unwrap_or_else(tokio_postgres::Error::__private_api_timeout))
-}
-
-/// The pool's way to connect: [`first_answering`] over the URL's hosts,
-/// each a share of `limit`.
+/// The pool's way to connect: [`Hosts::connect`], `per_host` each.
 pub(super) struct HostsInTurn<T> {
-    pub(super) hosts: Vec<Config>,
+    pub(super) hosts: Hosts,
     pub(super) tls: T,
-    pub(super) limit: Duration,
+    pub(super) per_host: Duration,
 }
 
 impl<T> Connect for HostsInTurn<T>
@@ -129,7 +180,8 @@ where
         _all_hosts: &Config,
     ) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
         Box::pin(async move {
-            let (client, connection) = first_answering(&self.hosts, &self.tls, self.limit).await?;
+            let connecting = self.hosts.connect(&self.tls, self.per_host, None);
+            let (client, connection) = connecting.await?;
             let driving = tokio::spawn(async move {
                 if let Err(err) = connection.await {
                     tracing::debug!(error = %err, "pooled database connection ended");
@@ -178,10 +230,18 @@ mod tests {
     #[test]
     fn every_host_gets_a_share_of_at_least_a_second() {
         assert_eq!(
-            per_host(2, Duration::from_secs(5)),
+            share(2, Duration::from_secs(5)),
             Duration::from_millis(2500)
         );
-        assert_eq!(per_host(10, Duration::from_secs(5)), MIN_PER_HOST);
-        assert_eq!(per_host(0, Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(share(10, Duration::from_secs(5)), MIN_PER_HOST);
+        assert_eq!(share(0, Duration::from_secs(5)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn hosts_are_tried_from_the_one_that_answered_last() {
+        let hosts = Hosts::of(&Config::from_str("host=a,b,c user=ann").unwrap());
+        assert_eq!(hosts.order().collect::<Vec<_>>(), [0, 1, 2]);
+        hosts.clone().last.store(1, Ordering::Relaxed);
+        assert_eq!(hosts.order().collect::<Vec<_>>(), [1, 2, 0]);
     }
 }

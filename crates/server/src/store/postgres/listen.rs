@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::{
     PgUrl,
-    connect::{connect, describe},
+    connect::{connect_via, describe},
+    hosts::Hosts,
     outage::{FIRST_RETRY, MAX_RETRY, Outage},
     replication::warn_if_at_risk,
 };
@@ -48,6 +49,7 @@ pub(super) const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// finds the database gone and back.
 pub(super) async fn run(
     url: PgUrl,
+    hosts: Hosts,
     timeout: Duration,
     sender: broadcast::Sender<Revocation>,
     outage: Arc<Outage>,
@@ -58,7 +60,7 @@ pub(super) async fn run(
     // For the life of the runtime: a store that started listening keeps
     // listening, whether or not anyone has subscribed yet.
     loop {
-        match listen(&url, timeout).await {
+        match listen(&url, &hosts, timeout).await {
             Ok((client, mut notes)) => {
                 outage.up();
                 listening.send_replace(true);
@@ -151,12 +153,16 @@ fn parse(payload: &str) -> Option<Revocation> {
 /// How the listening connection shows in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "echo-server revocations";
 
+/// A connection to the primary with `LISTEN` in force. Each host gets the
+/// whole `timeout` (nobody waits on this in a request), so the listener
+/// finds the new primary past a hung one, and the pool then starts there.
 async fn listen(
     url: &PgUrl,
+    hosts: &Hosts,
     timeout: Duration,
 ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
+    let (client, notes) = connect_via(url, hosts, timeout, Some(APPLICATION_NAME)).await?;
     let deadline = Instant::now() + timeout;
-    let (client, notes) = connect(url, timeout, Some(APPLICATION_NAME)).await?;
     let sql = format!("LISTEN {CHANNEL}");
     let listening = client.batch_execute(&sql);
     match tokio::time::timeout_at(deadline, listening).await {

@@ -21,8 +21,8 @@
 //! With several hosts in the URL (a primary and its standbys), every new
 //! connection goes to whichever is the writable primary (`url.rs`); one
 //! that fails, or finds its host read-only, is closed rather than reused
-//! (each host is tried within its share of the time to connect, so one
-//! that hangs does not hide the others: `hosts.rs`),
+//! (each host is tried within a limit of its own, from the one that
+//! answered last, so one that hangs does not hide the others: `hosts.rs`),
 //! so after a failover the pool and the listener follow the promoted
 //! standby by themselves, with the same back-off.
 
@@ -52,8 +52,8 @@ use tokio::{
 use tokio_postgres::{Row, Statement, error::SqlState, tls::NoTls, types::ToSql};
 
 pub use connect::KEEPALIVE_IDLE;
-use connect::{CONNECT_TIMEOUT, connect, describe, tuned};
-use hosts::HostsInTurn;
+use connect::{CONNECT_TIMEOUT, connect_via, describe, tuned};
+use hosts::{Hosts, HostsInTurn};
 pub use ledger::PgLedger;
 pub use outage::MAX_RETRY;
 use outage::Outage;
@@ -97,6 +97,8 @@ pub struct PgStore {
 
 struct Inner {
     url: PgUrl,
+    /// Its hosts, and which answered last (the pool's and the listener's).
+    hosts: Hosts,
     pool: Pool,
     lifetimes: Lifetimes,
     timeout: Duration,
@@ -137,25 +139,33 @@ impl PgStore {
         lifetimes: Lifetimes,
         options: PgOptions,
     ) -> Result<Self, StoreError> {
-        let (mut client, _notes) = connect(url, CONNECT_TIMEOUT, None).await?;
+        let config = tuned(url);
+        let hosts = Hosts::of(&config);
+        let (mut client, _notes) = connect_via(url, &hosts, CONNECT_TIMEOUT, None).await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        let config = tuned(url);
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let hosts = hosts::each_host(&config);
-        let limit = CONNECT_TIMEOUT;
+        // Within one call's connect time, every host has a turn.
+        let per_host = hosts::share(hosts.len(), CONNECT_TIMEOUT);
         let manager = match url.tls().map_err(StoreError::Database)? {
             Some(tls) => {
-                let connect = HostsInTurn { hosts, tls, limit };
+                let hosts = hosts.clone();
+                let connect = HostsInTurn {
+                    hosts,
+                    tls,
+                    per_host,
+                };
                 Manager::from_connect(config, connect, manager_config)
             }
             None => {
+                let hosts = hosts.clone();
+                let tls = NoTls;
                 let connect = HostsInTurn {
                     hosts,
-                    tls: NoTls,
-                    limit,
+                    tls,
+                    per_host,
                 };
                 Manager::from_connect(config, connect, manager_config)
             }
@@ -172,6 +182,7 @@ impl PgStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.clone(),
+                hosts,
                 pool,
                 lifetimes,
                 timeout: options.timeout,
@@ -207,6 +218,7 @@ impl PgStore {
                 let (sender, _) = broadcast::channel(1024);
                 tokio::spawn(listen::run(
                     self.inner.url.clone(),
+                    self.inner.hosts.clone(),
                     self.inner.timeout,
                     sender.clone(),
                     Arc::clone(&self.inner.outage),

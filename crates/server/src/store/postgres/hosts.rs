@@ -100,10 +100,14 @@ impl Hosts {
 }
 
 /// One configuration per host of `all` (the same user, database and
-/// settings), in order; one port for several hosts is each host's.
+/// settings), in order; one port for several hosts is each host's. With
+/// no host at all, `all` itself, for tokio-postgres to say what is missing.
 fn each_host(all: &Config) -> Vec<Config> {
     let count = all.get_hosts().len().max(all.get_hostaddrs().len());
-    (0..count).map(|i| single_host(all, i)).collect()
+    match count {
+        0 => vec![all.clone()],
+        _ => (0..count).map(|i| single_host(all, i)).collect(),
+    }
 }
 
 fn single_host(all: &Config, i: usize) -> Config {
@@ -225,6 +229,12 @@ mod tests {
             .map(|one| one.get_ports().to_vec())
             .collect();
         assert_eq!(ports, [[6000], [6000]]);
+        let none = Config::from_str("user=ann").unwrap();
+        assert_eq!(
+            each_host(&none).len(),
+            1,
+            "tokio-postgres says what is missing"
+        );
     }
 
     #[test]

@@ -144,41 +144,7 @@ impl PgStore {
         let (mut client, _notes) = connect_via(url, &hosts, CONNECT_TIMEOUT, None).await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        // Within one call's connect time, every host has a turn.
-        let per_host = hosts::share(hosts.len(), CONNECT_TIMEOUT);
-        let manager = match url.tls().map_err(StoreError::Database)? {
-            Some(tls) => {
-                let hosts = hosts.clone();
-                let connect = HostsInTurn {
-                    hosts,
-                    tls,
-                    per_host,
-                };
-                Manager::from_connect(config, connect, manager_config)
-            }
-            None => {
-                let hosts = hosts.clone();
-                let tls = NoTls;
-                let connect = HostsInTurn {
-                    hosts,
-                    tls,
-                    per_host,
-                };
-                Manager::from_connect(config, connect, manager_config)
-            }
-        };
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|err| {
-                StoreError::Database(format!("cannot make the connection pool: {err}"))
-            })?;
+        let pool = pool(url, config, &hosts, options.pool_size)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.clone(),
@@ -352,6 +318,48 @@ impl PgStore {
             err
         })
     }
+}
+
+/// A pool of at most `size` connections to `hosts` (`url`'s, `config`
+/// their settings), opened when first needed.
+fn pool(
+    url: &PgUrl,
+    config: tokio_postgres::Config,
+    hosts: &Hosts,
+    size: usize,
+) -> Result<Pool, StoreError> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    // Within one call's connect time, every host has a turn.
+    let per_host = hosts::share(hosts.len(), CONNECT_TIMEOUT);
+    let hosts = hosts.clone();
+    let manager = match url.tls().map_err(StoreError::Database)? {
+        Some(tls) => {
+            let connect = HostsInTurn {
+                hosts,
+                tls,
+                per_host,
+            };
+            Manager::from_connect(config, connect, manager_config)
+        }
+        None => {
+            let tls = NoTls;
+            let connect = HostsInTurn {
+                hosts,
+                tls,
+                per_host,
+            };
+            Manager::from_connect(config, connect, manager_config)
+        }
+    };
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|err| StoreError::Database(format!("cannot make the connection pool: {err}")))
 }
 
 /// A tokio-postgres error in the store's kinds: the database being down,

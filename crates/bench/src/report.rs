@@ -22,6 +22,7 @@ pub struct Report {
     pub login_rate: Option<scenarios::RateResult>,
     pub resume: Option<ResumeResult>,
     pub idle: Option<IdleResult>,
+    pub upgrade: Option<scenarios::UpgradeResult>,
     /// The store comparison (`--store URL`).
     pub stores: Option<StoreTable>,
 }
@@ -154,6 +155,9 @@ fn print_auth(report: &Report) {
             spread(&resume.resumes_per_sec, 0)
         );
     }
+    if let Some(upgrade) = &report.upgrade {
+        println!("\n{}", upgrade_line(upgrade));
+    }
     if let Some(idle) = &report.idle {
         println!(
             "\nIdle memory: {} authenticated idle connections: server RSS {} KiB -> {} KiB (peak {} KiB), {:.1} KiB per connection",
@@ -164,6 +168,29 @@ fn print_auth(report: &Report) {
             idle.kib_per_connection
         );
     }
+}
+
+/// Scenario 6 in one paragraph: the figures that must be 0 first.
+fn upgrade_line(u: &scenarios::UpgradeResult) -> String {
+    format!(
+        "Upgrade: {} sessions, {} upgrades in {:.1} s: messages sent {}, answered {}, lost {}, doubled {}; \
+         connections refused {}; password prompts {}; sessions failed {}; resumed {} times; \
+         longest gap per session p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        u.sessions,
+        u.upgrades,
+        u.seconds,
+        u.sent,
+        u.answered,
+        u.lost,
+        u.doubled,
+        u.refused,
+        u.passwords_asked,
+        u.sessions_failed,
+        u.restarts,
+        u.gap_p50_ms,
+        u.gap_p99_ms,
+        u.gap_max_ms,
+    )
 }
 
 /// The established sessions of scenarios 2 and 2b, and how they talk.

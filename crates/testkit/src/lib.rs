@@ -40,7 +40,7 @@ mod wait;
 pub use client::*;
 use echo_proto::{ClientMsg, Secret};
 pub use echo_server::test_util::{ManualClock, PASSWORD};
-pub use process::{ServerProcess, server_binary};
+pub use process::{KillOnDrop, ServerProcess, binary_copy, replace_with_script, server_binary};
 pub use server::{TestServer, auth_config, test_config};
 pub use wait::{wait_until, wait_until_async};
 

@@ -1,13 +1,17 @@
 //! The scenarios of docs/BENCHMARKS.md: the plan they are given
 //! (`plan.rs`), their results (`results.rs`), scenario 1 (`echo.rs`), the
 //! scenarios that log in (`auth.rs`: login storm, resume, idle sessions)
-//! and the login rate (`rate.rs`). This file only names them.
+//! the login rate (`rate.rs`) and sessions across server upgrades
+//! (`upgrade.rs`, one session in `upgrade_session.rs`). This file only
+//! names them.
 
 mod auth;
 mod echo;
 mod plan;
 mod rate;
 mod results;
+mod upgrade;
+mod upgrade_session;
 
 pub use auth::{idle, login_storm, resume};
 pub(crate) use auth::{login_workers, populate_store, resume_round, token_of};
@@ -15,4 +19,5 @@ pub use echo::echo;
 pub(crate) use plan::PASSWORD;
 pub use plan::Plan;
 pub use rate::{RateResult, login_rate};
-pub use results::{EchoRow, IdleResult, ResumeResult, StormResult};
+pub use results::{EchoRow, IdleResult, ResumeResult, StormResult, UpgradeResult};
+pub use upgrade::{UpgradeRun, upgrade};

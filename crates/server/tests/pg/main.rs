@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod balancer;
+mod cluster_rolling;
 mod cluster_script;
 mod cluster_script_ha;
 mod cluster_script_supervision;
@@ -18,3 +19,4 @@ mod store_postgres;
 mod store_postgres_hangs;
 mod store_postgres_hosts;
 mod store_postgres_text;
+mod upgrade_postgres;

@@ -19,7 +19,7 @@ mod identify;
 mod tally;
 mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use echo_proto::{Mode, PROTOCOL_VERSION, ServerMsg};
 use tokio::{
@@ -43,6 +43,11 @@ use crate::{
 };
 pub(crate) use ending::Ending;
 use wire::{OutputLimits, Wire};
+
+/// `retry_after_ms` of `bye {restart}`: none, as the new process is
+/// already accepting on the same socket when the old one says it. Clients
+/// leave at different moments anyway: each when it is between messages.
+const RESTART_RETRY_AFTER_MS: u64 = 0;
 
 /// A client's session: its frames, who it is, and what the server shares.
 pub(crate) struct Session<S, T> {
@@ -101,17 +106,16 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         shutdown: CancellationToken,
         slot: SourceSlot,
     ) -> Self {
-        let config = &ctx.config;
-        let limits = OutputLimits {
-            write_timeout: config.timeouts.write,
-            max_output: config.limits.max_output_buffer,
-        };
+        let config = ctx.settings.now();
+        let limits = OutputLimits::of(&config);
         let metrics = Arc::clone(&ctx.metrics);
         let max_frame = config.limits.max_frame_handshake;
+        drop(config);
         let now = ctx.auth.clock().now();
         let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
         wire.listed_in(Arc::clone(listed.entry()));
+        wire.finish_writes_when(Arc::clone(&ctx.restarting));
         Self {
             wire,
             peer,
@@ -138,6 +142,12 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         // Lab task 1: the log shows each client coming and going.
         info!("connected");
         let ending = self.drive(deadline).await;
+        let ending = match ending {
+            Ending::Shutdown if self.ctx.restarting.load(Ordering::Acquire) => Ending::Restart {
+                retry_after_ms: RESTART_RETRY_AFTER_MS,
+            },
+            other => other,
+        };
         let last = ending.farewell();
         let said_goodbye = ending.lets_go_gracefully();
         let (stream, totals) = self.wire.finish(last, said_goodbye).await;
@@ -153,10 +163,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     }
 
     async fn drive(&mut self, deadline: Instant) -> Ending {
-        if let Err(ending) = self.wire.send(hello(self.ctx.config.mode)).await {
+        if let Err(ending) = self.wire.send(hello(self.ctx.settings.now().mode)).await {
             return ending;
         }
-        let mut state = match self.ctx.config.mode {
+        let mut state = match self.ctx.settings.now().mode {
             Mode::Ident => State::Identify { deadline },
             Mode::Auth => State::Authenticate { deadline },
         };

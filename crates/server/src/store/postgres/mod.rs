@@ -170,10 +170,9 @@ impl PgStore {
         &self.inner.url
     }
 
-    /// The attempt ledger in this database, `per_minute` password attempts
-    /// a minute per address.
-    pub fn ledger(&self, per_minute: u32) -> PgLedger {
-        PgLedger::new(self.clone(), per_minute)
+    /// The attempt ledger in this database.
+    pub fn ledger(&self) -> PgLedger {
+        PgLedger::new(self.clone())
     }
 
     /// Chains ended on any server; the first call starts listening.

@@ -8,9 +8,10 @@
 //! - `writer.rs`: every change goes through one writer thread, which
 //!   commits the changes waiting at once in one transaction (group commit)
 //!   and answers each only after the commit.
-//! - `ops.rs`: [`UserStore`](crate::store::UserStore) in SQL; reads go to a
-//!   pool of reading connections (deadpool-sqlite), which WAL lets run
-//!   beside the writer and other processes.
+//! - `ops.rs`: [`UserStore`](crate::store::UserStore) in SQL; reads go to
+//!   the reading connections (`readers.rs`: a few threads, each with its
+//!   own connection), which WAL lets run beside the writer and other
+//!   processes.
 //! - `ledger.rs`: the attempt ledger in SQL, shared like the rest.
 //! - `import.rs`, `journal/`: the previous release's journal store, read
 //!   and imported.
@@ -19,10 +20,12 @@
 //!   and the sweep of what has expired.
 
 mod follow;
+mod identities;
 mod import;
 mod journal;
 mod ledger;
 mod ops;
+mod readers;
 mod rows;
 mod schema;
 mod writer;
@@ -33,12 +36,12 @@ use std::{
     time::Duration,
 };
 
-use deadpool_sqlite::{Pool, rusqlite};
 use tokio::sync::broadcast;
 
 pub use import::{Imported, imported_name};
 pub use journal::{JOURNAL_FILE, LOCK_FILE};
 pub use ledger::SqliteLedger;
+use readers::Readers;
 pub use schema::DB_FILE;
 pub use schema::status;
 use writer::Writer;
@@ -61,6 +64,8 @@ struct Inner {
     path: PathBuf,
     readers: Readers,
     writer: Writer,
+    /// Names read by address, kept while the follower runs.
+    identities: identities::IdentityCache,
     lifetimes: Lifetimes,
     /// Chains ended in any process on this file.
     revocations: broadcast::Sender<Revocation>,
@@ -89,9 +94,7 @@ impl SqliteStore {
     pub async fn open(path: &Path, lifetimes: Lifetimes) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let writer = Writer::start(&path).await?;
-        let pool = schema::readers(&path, READERS)?;
-        schema::warm(&pool, READERS).await?;
-        let readers = Readers(Some(pool), path.clone());
+        let readers = Readers::open(&path, READERS).await?;
         let (revocations, _) = broadcast::channel(1024);
         let opened_at = follow::newest_on(&readers).await?;
         let store = Self {
@@ -99,6 +102,7 @@ impl SqliteStore {
                 path,
                 readers,
                 writer,
+                identities: identities::IdentityCache::default(),
                 lifetimes,
                 revocations,
                 opened_at,
@@ -126,10 +130,9 @@ impl SqliteStore {
         self.inner.writer.committed()
     }
 
-    /// The attempt ledger in this database, allowing `per_minute` password
-    /// attempts a minute per source.
-    pub fn ledger(&self, per_minute: u32) -> SqliteLedger {
-        SqliteLedger::new(self.clone(), per_minute)
+    /// The attempt ledger in this database.
+    pub fn ledger(&self) -> SqliteLedger {
+        SqliteLedger::new(self.clone())
     }
 
     /// Chains ended in any process on this file (this one included) since
@@ -156,52 +159,6 @@ impl SqliteStore {
         change: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.inner.writer.write(change).await
-    }
-}
-
-/// The reading pool. deadpool closes each connection with `spawn_blocking`,
-/// which needs a Tokio runtime: when the last handle of the store goes away
-/// outside one (an admin command, after its runtime), the pool is dropped
-/// inside a small runtime made for it, rather than panicking.
-struct Readers(Option<Pool>, PathBuf);
-
-impl Readers {
-    /// Runs `read` on a reading connection.
-    async fn read<R: Send + 'static>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> Result<R, Failure> + Send + 'static,
-    ) -> Result<R, StoreError> {
-        let path = self.1.clone();
-        // Only `Drop` takes the pool out.
-        let Some(pool) = &self.0 else {
-            return Err(StoreError::Poisoned);
-        };
-        let connection = pool.get().await.map_err(|err| {
-            StoreError::Unavailable(format!("no connection to {}: {err}", path.display()))
-        })?;
-        connection
-            .interact(move |connection| read(connection))
-            .await
-            .map_err(|err| StoreError::Database(format!("a read stopped: {err}")))?
-            .map_err(|err| err.into_store_error(&path))
-    }
-}
-
-impl Drop for Readers {
-    fn drop(&mut self) {
-        let Some(pool) = self.0.take() else { return };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return drop(pool);
-        }
-        match tokio::runtime::Builder::new_current_thread().build() {
-            Ok(runtime) => {
-                let _inside = runtime.enter();
-                drop(pool);
-            }
-            // The process is in trouble anyway: leave the connections to
-            // its exit rather than panic.
-            Err(_) => std::mem::forget(pool),
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! adding a user or a chain, resolving a name in any spelling, rotating a
 //! token.
 
-use deadpool_sqlite::rusqlite::{self, Connection, OptionalExtension, params};
+use rusqlite::{self, Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{Failure, SqliteStore};

@@ -2,9 +2,7 @@
 //! migrations (`crates/server/migrations/sqlite/`, recorded in
 //! `PRAGMA user_version`).
 
-use std::path::Path;
-
-use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime, rusqlite};
+use std::{ops::Neg, path::Path};
 
 use super::{BUSY_TIMEOUT, failure};
 use crate::{store::StoreError, sys::files};
@@ -13,12 +11,22 @@ use crate::{store::StoreError, sys::files};
 pub const DB_FILE: &str = "echo.db";
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../../migrations/sqlite/0002_identity_changes.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> i32 {
     i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX)
 }
+
+/// Each connection's page cache, in KiB (SQLite's default is 2,000). The
+/// operating system caches the file too, so a page not held here costs a
+/// `pread`, not a disk read; held here, it is server memory that grows with
+/// the number of users until the cap (five connections: the writer and the
+/// readers).
+const CACHE_KIB: i64 = 256;
 
 /// Every connection: wait for another process's lock up to
 /// [`BUSY_TIMEOUT`], check foreign keys. (WAL and `synchronous` are set by
@@ -26,6 +34,7 @@ pub fn latest() -> i32 {
 /// writer's, the only connection that commits.)
 fn configure(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "cache_size", CACHE_KIB.neg())?;
     connection.pragma_update(None, "foreign_keys", "ON")
 }
 
@@ -126,41 +135,14 @@ fn migrate(connection: &rusqlite::Connection) -> Result<(), Migration> {
     }
 }
 
-/// Opens `count` reading connections of `pool` now, so that serving never
-/// waits to open one (nor fails to, when clients have taken every file
-/// descriptor).
-pub async fn warm(pool: &Pool, count: usize) -> Result<(), StoreError> {
-    let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
-        held.push(pool.get().await.map_err(|err| {
-            StoreError::Unavailable(format!("cannot open a reading connection: {err}"))
-        })?);
-    }
-    Ok(())
-}
-
-/// A pool of at most `size` reading connections to `path`, each read-only.
-pub fn readers(path: &Path, size: usize) -> Result<Pool, StoreError> {
-    let config = Config::new(path);
-    let setup = Hook::async_fn(|connection, _| {
-        Box::pin(async move {
-            connection
-                .interact(|connection| {
-                    configure(connection)?;
-                    connection.pragma_update(None, "query_only", "ON")
-                })
-                .await
-                .map_err(|err| HookError::message(err.to_string()))?
-                .map_err(HookError::Backend)
-        })
-    });
-    config
-        .builder(Runtime::Tokio1)
-        .map_err(|err| StoreError::Database(err.to_string()))?
-        .max_size(size)
-        .post_create(setup)
-        .build()
-        .map_err(|err| StoreError::Database(format!("cannot make the pool: {err}")))
+/// A reading connection to `path` (the writer has made the file): it may
+/// not change anything (`query_only`).
+pub fn open_reader(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let connection = rusqlite::Connection::open(path).map_err(|err| failure(path, err))?;
+    configure(&connection)
+        .and_then(|()| connection.pragma_update(None, "query_only", "ON"))
+        .map_err(|err| failure(path, err))?;
+    Ok(connection)
 }
 
 /// `db status` for the file at `path`, read without changing it: its
@@ -194,4 +176,25 @@ pub fn status(path: &Path) -> Result<String, StoreError> {
     Ok(format!(
         "sqlite:{shown}: schema version {version}; {next}\n"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page cache is what SQLite holds per connection as users grow:
+    /// capped for the writer and the readers alike.
+    #[test]
+    fn every_connection_caps_its_page_cache() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let path = dir.path().join(DB_FILE);
+        let writer = open_writer(&path).expect("the writer opens");
+        let reader = open_reader(&path).expect("a reader opens");
+        for connection in [&writer, &reader] {
+            let cache: i64 = connection
+                .query_row("PRAGMA cache_size", [], |row| row.get(0))
+                .expect("cache_size reads");
+            assert_eq!(cache, -CACHE_KIB);
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::{
     },
 };
 
-use deadpool_sqlite::rusqlite::Connection;
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{Failure, failure, schema};

@@ -41,6 +41,12 @@
 #                                (scripts/bench-balancer.sh uses it; servers
 #                                are still restarted meanwhile, HAProxy and
 #                                PostgreSQL not watched)
+#   ECHO_PG_HA=                  1: PostgreSQL as a primary and a synchronous
+#                                standby (throwaway-postgres.sh standby); the
+#                                servers' --store names both, and the primary
+#                                ending does not stop the cluster: promote the
+#                                standby (the command is printed) and the
+#                                servers follow it
 #   TMPDIR=/tmp                  where the cluster's directory is made
 # Needs Debian's postgresql and haproxy packages, and python3.
 set -euo pipefail
@@ -150,6 +156,15 @@ start_postgres() {
         exit 1
     fi
     pg_pid=$(head -n 1 "$work/pg/data/postmaster.pid")
+    standby_pid=
+    if [ "${ECHO_PG_HA:-}" = 1 ]; then
+        if ! url=$(scripts/throwaway-postgres.sh standby "$work/pg" "$work/pg2"); then
+            say "the PostgreSQL standby did not start"
+            show_log "the standby" "$work/pg2/postgres.log"
+            exit 1
+        fi
+        standby_pid=$(head -n 1 "$work/pg2/data/postmaster.pid")
+    fi
 }
 
 # start_server I PORT: server I on PORT (0: any free port), in the
@@ -347,6 +362,10 @@ announce() {
     done
     echo "  haproxy:   pid $haproxy_pid, http://127.0.0.1:$ECHO_LB_STATS_PORT/stats, log $work/haproxy.log"
     echo "  database:  $url (pid $pg_pid, log $work/pg/postgres.log)"
+    if [ -n "$standby_pid" ]; then
+        echo "  standby:   synchronous, pid $standby_pid, log $work/pg2/postgres.log;" \
+            "after the primary dies: scripts/throwaway-postgres.sh promote $work/pg2"
+    fi
     echo "  admin:     $bin --store '$url' user list"
     echo "A server that dies is restarted (its pid then in $work/sN/pid); HAProxy or PostgreSQL ending stops the cluster."
     echo "Ctrl-C stops everything and removes $work"
@@ -356,9 +375,28 @@ announce() {
 watch() {
     while true; do
         kill -0 "$haproxy_pid" 2>/dev/null || ended HAProxy "$haproxy_pid" "$work/haproxy.log"
-        kill -0 "$pg_pid" 2>/dev/null || ended PostgreSQL "$pg_pid" "$work/pg/postgres.log"
+        if [ -z "$standby_pid" ]; then
+            kill -0 "$pg_pid" 2>/dev/null || ended PostgreSQL "$pg_pid" "$work/pg/postgres.log"
+        else
+            watch_pair
+        fi
         nap 0.5
     done
+}
+
+# watch_pair: with ECHO_PG_HA=1, the primary ending is said once (the
+# servers answer `unavailable` until the standby is promoted); the standby
+# ending stops the cluster (writes would wait for it).
+watch_pair() {
+    if [ -n "$pg_pid" ] && ! kill -0 "$pg_pid" 2>/dev/null; then
+        say "the PostgreSQL primary (pid $pg_pid) ended; promote the standby:" \
+            "scripts/throwaway-postgres.sh promote $work/pg2"
+        show_log "the primary" "$work/pg/postgres.log"
+        pg_pid=
+    fi
+    if ! kill -0 "$standby_pid" 2>/dev/null; then
+        ended "the PostgreSQL standby" "$standby_pid" "$work/pg2/postgres.log"
+    fi
 }
 
 cleanup() {
@@ -369,6 +407,7 @@ cleanup() {
     for pid in "${supervisors[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${supervisors[@]}"; do wait "$pid" 2>/dev/null || true; done
     scripts/throwaway-postgres.sh stop "$work/pg" || true
+    if [ -d "$work/pg2" ]; then scripts/throwaway-postgres.sh stop "$work/pg2" || true; fi
     rm -rf "$work"
     echo "cluster.sh: stopped; removed $work"
 }

@@ -13,7 +13,10 @@ use echo_server::{
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
-    store::{SqliteStore, StoreLocation, postgres::schema},
+    store::{
+        SqliteStore, StoreLocation,
+        postgres::{replication, schema},
+    },
 };
 
 /// Administration: on the store directly, or through a running server.
@@ -80,7 +83,8 @@ pub(crate) enum StoreCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum DbCommand {
     /// Show the schema versions applied to the database, and any this
-    /// binary would apply at its next start
+    /// binary would apply at its next start; for PostgreSQL, also its
+    /// replication (whether a failover could lose an acknowledged change)
     Status,
 }
 
@@ -197,13 +201,18 @@ fn carry_out(
     .map_err(anyhow::Error::msg)
 }
 
-/// `db status`: the schema of SQLite's file or of PostgreSQL's database.
+/// `db status`: the schema of SQLite's file or of PostgreSQL's database
+/// (and, for PostgreSQL, its replication: could a failover lose an
+/// acknowledged change?).
 fn database_status(config: &ServerConfig) -> anyhow::Result<()> {
     match config.store_location() {
         StoreLocation::Sqlite(path) => print!("{}", echo_server::store::sqlite::status(&path)?),
         StoreLocation::Postgres { url, .. } => {
-            let applied = crate::setup::small_runtime()?.block_on(schema::applied(&url))?;
+            let runtime = crate::setup::small_runtime()?;
+            let applied = runtime.block_on(schema::applied(&url))?;
             print!("{}", schema::report(&url, &applied));
+            let replication = runtime.block_on(replication::status(&url))?;
+            print!("{}", replication.report());
         }
     }
     Ok(())

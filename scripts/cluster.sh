@@ -15,7 +15,10 @@
 # It supervises the servers: one that dies is logged (with its exit status),
 # HAProxy's health checks take it out, its clients resume on another server,
 # and it is started again on the same ports after a back-off (1 s, doubling
-# to 30 s; back to 1 s once it has stayed up 60 s). Only HAProxy or
+# to 30 s; back to 1 s once it has stayed up 60 s). A server upgraded in
+# place (`echo-server upgrade`; scripts/rolling-upgrade.sh does each in
+# turn) is not restarted: its new process, named by its pid file, is
+# watched instead. Only HAProxy or
 # PostgreSQL ending stops the cluster (with its last log lines). Ctrl-C stops
 # everything it started and removes everything it created.
 #
@@ -32,11 +35,18 @@
 #   ECHO_SERVER_CONFIG=          a config file for the servers (none)
 #   ECHO_CLUSTER_THEN=           a command to run once the cluster is up,
 #                                instead of waiting for Ctrl-C; it sees
-#                                ECHO_STORE_URL, ECHO_SERVER_BIN and the ports
-#                                above; the cluster stops when it ends
+#                                ECHO_STORE_URL, ECHO_SERVER_BIN, the ports
+#                                above and ECHO_CLUSTER_DIR (the cluster's
+#                                directory); the cluster stops when it ends
 #                                (scripts/bench-balancer.sh uses it; servers
 #                                are still restarted meanwhile, HAProxy and
 #                                PostgreSQL not watched)
+#   ECHO_PG_HA=                  1: PostgreSQL as a primary and a synchronous
+#                                standby (throwaway-postgres.sh standby); the
+#                                servers' --store names both, and the primary
+#                                ending does not stop the cluster: promote the
+#                                standby (the command is printed) and the
+#                                servers follow it
 #   TMPDIR=/tmp                  where the cluster's directory is made
 # Needs Debian's postgresql and haproxy packages, and python3.
 set -euo pipefail
@@ -146,6 +156,15 @@ start_postgres() {
         exit 1
     fi
     pg_pid=$(head -n 1 "$work/pg/data/postmaster.pid")
+    standby_pid=
+    if [ "${ECHO_PG_HA:-}" = 1 ]; then
+        if ! url=$(scripts/throwaway-postgres.sh standby "$work/pg" "$work/pg2"); then
+            say "the PostgreSQL standby did not start"
+            show_log "the standby" "$work/pg2/postgres.log"
+            exit 1
+        fi
+        standby_pid=$(head -n 1 "$work/pg2/data/postmaster.pid")
+    fi
 }
 
 # start_server I PORT: server I on PORT (0: any free port), in the
@@ -158,15 +177,41 @@ start_server() {
         ${ECHO_SERVER_CONFIG:+--config "$ECHO_SERVER_CONFIG"} \
         --proxy-protocol-from 127.0.0.1/32 --metrics-addr "127.0.0.1:${!health_var}" \
         --data-dir "$work/s$i/data" --log-dir "$work/s$i/logs" \
+        --pid-file "$work/s$i/server.pid" \
         </dev/null >"$work/s$i/stdout" 2>&1 &
     server_pid=$!
+    adopted=
     echo "$server_pid" >"$work/s$i/pid"
+}
+
+# successor I: the pid in server I's pid file when it is a live process
+# other than server_pid: the new process of an upgrade (`echo-server
+# upgrade`, scripts/rolling-upgrade.sh), which writes it there once ready.
+successor() {
+    local pid
+    pid=$(cat "$work/s$1/server.pid" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ "$pid" != "$server_pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# wait_server: until server_pid ends; its exit status when it is this
+# supervisor's child, 0 for an upgrade's new process (no child of ours).
+wait_server() {
+    if [ -z "$adopted" ]; then
+        wait "$server_pid" 2>/dev/null
+        return
+    fi
+    while kill -0 "$server_pid" 2>/dev/null; do nap 0.5; done
 }
 
 # stop_server: the server this supervisor runs (and its back-off sleep).
 stop_server() {
     kill "${pause_pid:-}" "${server_pid:-}" 2>/dev/null || true
     wait "${server_pid:-}" 2>/dev/null || true
+    # An upgrade's new process is no child: polled until it is gone (10 s).
+    for _ in $(seq 1 100); do
+        kill -0 "${server_pid:-}" 2>/dev/null || break
+        nap 0.1
+    done
 }
 
 # launch I PORT: starts server I on PORT and waits (10 s at most) for its
@@ -225,8 +270,15 @@ supervise() {
     while true; do
         since=$SECONDS
         status=0
-        wait "$server_pid" 2>/dev/null || status=$?
+        wait_server || status=$?
         kill -0 "$$" 2>/dev/null || exit 0 # the script itself is gone
+        if next=$(successor "$i"); then
+            # An upgrade: the old process drained and left; watch the new.
+            say "server $i (pid $server_pid) handed over to pid $next (upgraded)"
+            server_pid=$next adopted=1
+            echo "$server_pid" >"$work/s$i/pid"
+            continue
+        fi
         [ $((SECONDS - since)) -lt "$STABLE_AFTER" ] || delay=$RESTART_FIRST
         say "server $i (pid $server_pid) exited with $(describe_status "$status"); restarting it in $delay s"
         pause "$delay"
@@ -310,6 +362,10 @@ announce() {
     done
     echo "  haproxy:   pid $haproxy_pid, http://127.0.0.1:$ECHO_LB_STATS_PORT/stats, log $work/haproxy.log"
     echo "  database:  $url (pid $pg_pid, log $work/pg/postgres.log)"
+    if [ -n "$standby_pid" ]; then
+        echo "  standby:   synchronous, pid $standby_pid, log $work/pg2/postgres.log;" \
+            "after the primary dies: scripts/throwaway-postgres.sh promote $work/pg2"
+    fi
     echo "  admin:     $bin --store '$url' user list"
     echo "A server that dies is restarted (its pid then in $work/sN/pid); HAProxy or PostgreSQL ending stops the cluster."
     echo "Ctrl-C stops everything and removes $work"
@@ -319,9 +375,28 @@ announce() {
 watch() {
     while true; do
         kill -0 "$haproxy_pid" 2>/dev/null || ended HAProxy "$haproxy_pid" "$work/haproxy.log"
-        kill -0 "$pg_pid" 2>/dev/null || ended PostgreSQL "$pg_pid" "$work/pg/postgres.log"
+        if [ -z "$standby_pid" ]; then
+            kill -0 "$pg_pid" 2>/dev/null || ended PostgreSQL "$pg_pid" "$work/pg/postgres.log"
+        else
+            watch_pair
+        fi
         nap 0.5
     done
+}
+
+# watch_pair: with ECHO_PG_HA=1, the primary ending is said once (the
+# servers answer `unavailable` until the standby is promoted); the standby
+# ending stops the cluster (writes would wait for it).
+watch_pair() {
+    if [ -n "$pg_pid" ] && ! kill -0 "$pg_pid" 2>/dev/null; then
+        say "the PostgreSQL primary (pid $pg_pid) ended; promote the standby:" \
+            "scripts/throwaway-postgres.sh promote $work/pg2"
+        show_log "the primary" "$work/pg/postgres.log"
+        pg_pid=
+    fi
+    if ! kill -0 "$standby_pid" 2>/dev/null; then
+        ended "the PostgreSQL standby" "$standby_pid" "$work/pg2/postgres.log"
+    fi
 }
 
 cleanup() {
@@ -332,6 +407,7 @@ cleanup() {
     for pid in "${supervisors[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${supervisors[@]}"; do wait "$pid" 2>/dev/null || true; done
     scripts/throwaway-postgres.sh stop "$work/pg" || true
+    if [ -d "$work/pg2" ]; then scripts/throwaway-postgres.sh stop "$work/pg2" || true; fi
     rm -rf "$work"
     echo "cluster.sh: stopped; removed $work"
 }
@@ -350,7 +426,7 @@ main() {
     start_haproxy
     announce
     if [ -n "${ECHO_CLUSTER_THEN:-}" ]; then
-        export ECHO_STORE_URL=$url ECHO_SERVER_BIN=$bin
+        export ECHO_STORE_URL=$url ECHO_SERVER_BIN=$bin ECHO_CLUSTER_DIR=$work
         bash -c "$ECHO_CLUSTER_THEN"
         exit
     fi

@@ -4,14 +4,24 @@
 # superuser `echo`, durable settings (fsync and synchronous_commit on).
 #
 #   scripts/throwaway-postgres.sh start DIR   # prints postgres://echo@127.0.0.1:PORT/echo?sslmode=disable
+#   scripts/throwaway-postgres.sh standby PRIMARY_DIR DIR
+#       # a streaming standby of the cluster in PRIMARY_DIR, in DIR: copied
+#       # by pg_basebackup -R (which writes its primary_conninfo) with the
+#       # replication slot echo_standby, and made synchronous on the primary
+#       # (synchronous_standby_names = 'echo_standby', synchronous_commit on:
+#       # a commit is answered once the standby has flushed it); prints
+#       # postgres://echo@127.0.0.1:P,127.0.0.1:S/echo?sslmode=disable&target_session_attrs=read-write
+#   scripts/throwaway-postgres.sh promote DIR # the standby in DIR becomes the primary (pg_ctl promote)
 #   scripts/throwaway-postgres.sh stop DIR    # stops it and removes DIR
 #
 # As root it runs as the `postgres` user (initdb refuses root).
 # Needs Debian's postgresql package (apt-get install postgresql).
 set -euo pipefail
 
-action=${1:?usage: $0 start|stop DIR}
-dir=${2:?usage: $0 start|stop DIR}
+usage="usage: $0 start|stop|promote DIR, or $0 standby PRIMARY_DIR DIR"
+action=${1:?$usage}
+dir=${2:?$usage}
+readonly slot=echo_standby
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bin" ]; then
@@ -30,17 +40,59 @@ as_owner() {
     fi
 }
 
-case $action in
-start)
-    mkdir -p "$dir"
+# owned_dir DIR: DIR made, and reachable by the cluster's owner.
+owned_dir() {
+    mkdir -p "$1"
     if [ "$(id -u)" -eq 0 ]; then
-        chown postgres: "$dir"
-        runuser -u postgres -- test -x "$dir" || {
-            echo "throwaway-postgres.sh: the postgres user cannot reach $dir (a parent directory is private)" >&2
+        chown postgres: "$1"
+        runuser -u postgres -- test -x "$1" || {
+            echo "throwaway-postgres.sh: the postgres user cannot reach $1 (a parent directory is private)" >&2
             exit 1
         }
     fi
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# psql_on DIR SQL: SQL run on the cluster in DIR, unaligned.
+psql_on() {
+    "$bin/psql" -X -A -t -h 127.0.0.1 -p "$(cat "$1/port")" -U echo -d echo -c "$2"
+}
+
+case $action in
+standby)
+    primary=$dir
+    dir=${3:?$usage}
+    owned_dir "$dir"
+    port=$(free_port)
+    as_owner "$bin/pg_basebackup" -h 127.0.0.1 -p "$(cat "$primary/port")" -U echo \
+        -D "$dir/data" -R -C -S "$slot" -X stream -c fast -N
+    # -N: the copy is not fsynced (throwaway; the standby's own writes are).
+    # cluster_name is the standby's application_name on the primary.
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c cluster_name=$slot" \
+        start >/dev/null
+    echo "$port" >"$dir/port"
+    psql_on "$primary" "ALTER SYSTEM SET synchronous_standby_names = '$slot'" >/dev/null
+    psql_on "$primary" "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 100); do
+        [ "$(psql_on "$primary" "SELECT sync_state FROM pg_stat_replication WHERE application_name = '$slot'")" = sync ] && break
+        sleep 0.1
+    done
+    if [ "$(psql_on "$primary" "SELECT sync_state FROM pg_stat_replication WHERE application_name = '$slot'")" != sync ]; then
+        echo "throwaway-postgres.sh: the standby in $dir did not become synchronous" >&2
+        exit 1
+    fi
+    echo "postgres://echo@127.0.0.1:$(cat "$primary/port"),127.0.0.1:$port/echo?sslmode=disable&target_session_attrs=read-write"
+    ;;
+promote)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -w promote >/dev/null
+    ;;
+start)
+    owned_dir "$dir"
+    port=$(free_port)
     as_owner "$bin/initdb" -D "$dir/data" -U echo --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
@@ -55,7 +107,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "$usage" >&2
     exit 2
     ;;
 esac

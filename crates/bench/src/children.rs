@@ -63,7 +63,7 @@ pub fn serve(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let store = store::open(&config.store_location(), config.lifetimes()).await?;
-        let ledger = store.shared_ledger(config.auth.attempts_per_minute);
+        let ledger = store.shared_ledger();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         announce(&listener)?;
         let shutdown = stop_on_stdin_close();

@@ -69,6 +69,12 @@ struct Cli {
     /// Concurrent workers in the resume scenario
     #[arg(long, default_value_t = 32)]
     resume_workers: usize,
+    /// Established sessions in the upgrade scenario
+    #[arg(long, default_value_t = 200)]
+    sessions: usize,
+    /// Upgrades of the server in the upgrade scenario
+    #[arg(long, default_value_t = 3)]
+    upgrades: usize,
     /// Idle authenticated connections in the memory scenario
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
@@ -158,6 +164,9 @@ enum Scenario {
     LoginRate,
     Resume,
     Idle,
+    /// Sessions carried across `echo-server upgrade` (not in the default
+    /// list: it needs the echo-server binary beside this one)
+    Upgrade,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,6 +302,22 @@ async fn run(
             }
             Scenario::Resume => report.resume = Some(scenarios::resume(plan, dir.path()).await?),
             Scenario::Idle => report.idle = Some(scenarios::idle(plan, dir.path()).await?),
+            Scenario::Upgrade => {
+                let run = match cli.quick {
+                    true => scenarios::UpgradeRun {
+                        sessions: 20,
+                        upgrades: 1,
+                        quick: true,
+                    },
+                    false => scenarios::UpgradeRun {
+                        sessions: cli.sessions,
+                        upgrades: cli.upgrades,
+                        quick: false,
+                    },
+                };
+                let result = scenarios::upgrade(plan, run, dir.path());
+                report.upgrade = Some(result.await?);
+            }
         }
     }
     if let Some(url) = cli.store.as_ref().filter(|_| cli.target.is_none()) {

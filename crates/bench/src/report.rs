@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::{
     scenarios::{self, EchoRow, IdleResult, ResumeResult, StormResult},
-    spread::{NOT_MEASURED, spread},
+    spread::{figure, spread},
     stores::StoreTable,
     tls,
 };
@@ -22,6 +22,7 @@ pub struct Report {
     pub login_rate: Option<scenarios::RateResult>,
     pub resume: Option<ResumeResult>,
     pub idle: Option<IdleResult>,
+    pub upgrade: Option<scenarios::UpgradeResult>,
     /// The store comparison (`--store URL`).
     pub stores: Option<StoreTable>,
 }
@@ -154,6 +155,9 @@ fn print_auth(report: &Report) {
             spread(&resume.resumes_per_sec, 0)
         );
     }
+    if let Some(upgrade) = &report.upgrade {
+        println!("\n{}", upgrade_line(upgrade));
+    }
     if let Some(idle) = &report.idle {
         println!("{}", idle_lines(idle));
     }
@@ -171,18 +175,12 @@ fn idle_lines(idle: &IdleResult) -> String {
         Some(bytes) => format!("{:.1} KiB", bytes / 1024.0),
         None => "not readable (root only)".to_owned(),
     };
-    let p99 = |us: f64| {
-        if us.is_finite() {
-            format!("{us:.0} us")
-        } else {
-            NOT_MEASURED.into()
-        }
-    };
     format!(
         "\nIdle memory: {} {how} idle connections over {over} from {} source address(es): \
          server RSS {} KiB -> {} KiB (peak {} KiB), {:.1} KiB per connection\n\
          Kernel, per session (client and server ends): TCP buffers {:.1} KiB, socket slabs {slabs}\n\
-         Active among idle: {} sessions ping-ponging 64 B: p99 {} alone, {} among the idle: {:.2}x",
+         Active among idle: {} sessions ping-ponging 64 B: p99 {} alone, {} among the idle: {:.2}x\n\
+         Opening the idle sessions: {} per second over the first tenth, {} over the last",
         idle.connections,
         idle.sources,
         idle.rss_before_kib,
@@ -191,9 +189,34 @@ fn idle_lines(idle: &IdleResult) -> String {
         idle.kib_per_connection,
         idle.kernel_tcp_bytes_per_session / 1024.0,
         idle.active,
-        p99(idle.p99_alone_us),
-        p99(idle.p99_among_idle_us),
+        figure(idle.p99_alone_us, " us"),
+        figure(idle.p99_among_idle_us, " us"),
         idle.p99_ratio,
+        figure(idle.open_rates[0], ""),
+        figure(idle.open_rates[1], ""),
+    )
+}
+
+/// Scenario 6 in one paragraph: the figures that must be 0 first.
+fn upgrade_line(u: &scenarios::UpgradeResult) -> String {
+    format!(
+        "Upgrade: {} sessions, {} upgrades in {:.1} s: messages sent {}, answered {}, lost {}, doubled {}; \
+         connections refused {}; password prompts {}; sessions failed {}; resumed {} times; \
+         longest gap per session p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        u.sessions,
+        u.upgrades,
+        u.seconds,
+        u.sent,
+        u.answered,
+        u.lost,
+        u.doubled,
+        u.refused,
+        u.passwords_asked,
+        u.sessions_failed,
+        u.restarts,
+        u.gap_p50_ms,
+        u.gap_p99_ms,
+        u.gap_max_ms,
     )
 }
 

@@ -69,3 +69,26 @@ fn the_resume_scenario_runs_on_postgres() {
     assert!(report.contains("Resume:"), "{report}");
     assert!(report.to_lowercase().contains("postgres"), "{report}");
 }
+
+#[test]
+fn the_upgrade_scenario_carries_every_session_across_a_real_upgrade() {
+    // The scenario runs the echo-server binary beside echo-bench.
+    echo_testkit::server_binary();
+    let report = quick(&["--scenario", "upgrade", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&report).expect("JSON");
+    let upgrade = &json["upgrade"];
+    assert_eq!(upgrade["sessions"], 20, "{upgrade}");
+    assert!(upgrade["answered"].as_u64() > Some(20), "{upgrade}");
+    assert_eq!(upgrade["sent"], upgrade["answered"], "{upgrade}");
+    for zero in [
+        "lost",
+        "doubled",
+        "refused",
+        "passwords_asked",
+        "sessions_failed",
+    ] {
+        assert_eq!(upgrade[zero], 0, "{zero}: {upgrade}");
+    }
+    assert_eq!(upgrade["restarts"], 20, "each session once: {upgrade}");
+    assert!(upgrade["gap_max_ms"].as_f64().is_some(), "{upgrade}");
+}

@@ -7,7 +7,7 @@ use echo_proto::{
     ext::{AsyncFrameRead, AsyncFrameWrite},
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite, BufReader},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::TcpStream,
     sync::mpsc,
     task::JoinHandle,
@@ -25,6 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// arrive, so the REPL can print them while the user types.
 pub struct Connection {
     server: String,
+    target: Target,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     writer: Writer,
     reader: JoinHandle<()>,
@@ -38,6 +39,15 @@ impl std::fmt::Debug for Connection {
             .field("next_id", &self.next_id)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a connection went, kept so that it can connect again to the same
+/// place with the same TLS settings ([`Connection::target`]).
+#[derive(Debug, Clone)]
+pub struct Target {
+    host: String,
+    port: u16,
+    tls: Option<TlsSettings>,
 }
 
 /// What the reader task hands over.
@@ -106,13 +116,26 @@ impl Connection {
                 )
             }
         };
+        let target = Target {
+            host: host.to_owned(),
+            port,
+            tls: tls.cloned(),
+        };
         Ok(Self {
             server,
+            target,
             incoming,
             writer,
             reader,
             next_id: 1,
         })
+    }
+
+    /// Where this connection went: [`Target::connect`] makes a new one to
+    /// the same host and port, with the same TLS settings (and so the same
+    /// trust in the server's key).
+    pub fn target(&self) -> Target {
+        self.target.clone()
     }
 
     /// `host:port` as connected to: the key of this server's token.
@@ -123,6 +146,13 @@ impl Connection {
     /// Sends one message.
     pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
         self.writer.send_msg(msg).await.map_err(ClientError::Broken)
+    }
+
+    /// Ends the connection from this side (a TCP FIN, or TLS's
+    /// `close_notify` then FIN): a server draining it sees the end at once.
+    pub async fn close(&mut self) {
+        // Already broken or closed: nothing more to end.
+        let _ = self.writer.shutdown().await;
     }
 
     /// Sends `text` as a `say` and returns its id.
@@ -151,6 +181,22 @@ impl Connection {
                 Incoming::SpeaksTls => return Err(ClientError::speaks_tls()),
             }
         }
+    }
+}
+
+impl Target {
+    /// `host:port`, over TLS when `tls` says how.
+    pub fn new(host: &str, port: u16, tls: Option<TlsSettings>) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            tls,
+        }
+    }
+
+    /// A new connection to this host and port, over TLS as before.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        Connection::connect(&self.host, self.port, self.tls.as_ref()).await
     }
 }
 

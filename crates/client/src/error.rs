@@ -48,6 +48,17 @@ pub enum ClientError {
     /// session, the cause).
     #[error("{}", bye_text(*.0, *.1))]
     Bye(ByeReason, Option<ByeCause>),
+    /// The server restarted (`bye restart`) and connecting to it again
+    /// failed `attempts` times; `source` is the last failure. The exit
+    /// code is that failure's.
+    #[error("the server restarted and connecting again failed ({attempts} attempts): {source}")]
+    Restart {
+        /// How many times the client tried.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<ClientError>,
+    },
     /// The connection broke or the server went away without a word.
     #[error("connection lost: {0}")]
     Lost(String),
@@ -156,6 +167,7 @@ impl ClientError {
             ClientError::Identity(_) | ClientError::Handshake { .. } => 6,
             ClientError::LinesRefused(_) => 7,
             ClientError::WrongTransport(_) => 8,
+            ClientError::Restart { source, .. } => source.exit_code(),
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   only its owner can read.
 //! - [`tls`]: TLS, and who is trusted: a CA, the system's roots, or the
 //!   key recorded in [`known_hosts`] on first use.
+//! - [`Conversation`]: a connection and its lines not answered yet, which
+//!   carries on across `bye restart` ([`restart`]).
 //! - [`ClientError`]: every failure as one sentence, with the exit code the
 //!   binary returns for it.
 
@@ -19,9 +21,11 @@ mod error;
 pub mod handshake;
 mod jar;
 pub mod known_hosts;
+pub mod restart;
 pub mod tls;
 
-pub use connection::{Connection, Incoming};
+pub use connection::{Connection, Incoming, Target};
 pub use error::{ClientError, Source};
 pub use handshake::{AuthRequest, Credentials, Established, handshake};
 pub use jar::TokenJar;
+pub use restart::{Conversation, Resumed};

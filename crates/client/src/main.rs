@@ -3,6 +3,7 @@
 mod history;
 mod pipe;
 mod repl;
+mod terminal;
 
 use std::{
     io::{self, IsTerminal},

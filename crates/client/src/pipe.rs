@@ -3,17 +3,17 @@
 //! line the server refused is reported at once, and fails the run at the
 //! end: [`ClientError::LinesRefused`]).
 //! One-shot mode (`echo-client [OPTIONS] TEXT...`) is the same with one line.
+//! Both carry on across `bye restart` without a word: the session resumes
+//! on the new server process and the lines it never read are sent again
+//! ([`echo_client::restart`]).
 
-use std::{
-    collections::VecDeque,
-    io::{self, Write},
-};
+use std::io::{self, Write};
 
 use echo_client::{
-    AuthRequest, ClientError, Connection, Credentials, Incoming, TokenJar, config::ClientArgs,
-    handshake,
+    AuthRequest, ClientError, Conversation, Credentials, Incoming, Target, TokenJar,
+    config::ClientArgs,
 };
-use echo_proto::{ErrorCode, Secret, ServerMsg};
+use echo_proto::{ByeReason, ErrorCode, Secret, ServerMsg};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Credentials from flags and the environment, never from a prompt.
@@ -95,17 +95,13 @@ fn say_len(text: &str) -> usize {
 }
 
 pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
-    let mut conn = connect(args).await?;
+    let mut pipe = connect(args).await?;
     let mut lines = match input {
         Input::Stdin => Lines::Stdin(BufReader::new(tokio::io::stdin()).lines()),
         Input::Once(line) => Lines::Once(Some(line)),
     };
-    let mut pending: VecDeque<u64> = VecDeque::new();
-    let mut refused = 0;
     let mut input_done = false;
-    let mut stdout = io::stdout();
-    let printed = |err: io::Error| ClientError::local_from("cannot write the output", err);
-    while !(input_done && pending.is_empty()) {
+    while !(input_done && pipe.conv.unanswered() == 0) {
         tokio::select! {
             line = lines.next(), if !input_done => match line {
                 Ok(Some(line)) if say_len(&line) > MAX_SAY => {
@@ -114,48 +110,82 @@ pub async fn run(args: &ClientArgs, input: Input) -> Result<(), ClientError> {
                         line.len()
                     );
                 }
-                Ok(Some(line)) => pending.push_back(conn.say(line).await?),
+                Ok(Some(line)) => {
+                    pipe.conv.say(line).await?;
+                }
                 Ok(None) => input_done = true,
                 Err(err) => return Err(ClientError::local_from("cannot read the input", err)),
             },
-            incoming = conn.recv() => match incoming {
-                Incoming::Msg(ServerMsg::Reply { re, text, last }) => {
-                    writeln!(stdout, "{text}").and_then(|()| stdout.flush()).map_err(printed)?;
-                    if last && pending.front() == Some(&re) {
-                        pending.pop_front();
-                    } else if last {
-                        return Err(ClientError::Protocol(format!("a final reply to {re}, which is not the oldest question")));
-                    }
-                }
-                // Answers come in order: an error takes the place of the
-                // oldest question's replies.
-                Incoming::Msg(ServerMsg::Error { message, fatal: false, .. }) => {
-                    eprintln!("echo-client: error: {message}");
-                    pending.pop_front();
-                    refused += 1;
-                }
-                Incoming::Msg(ServerMsg::Error { message, .. }) => {
-                    return Err(ClientError::Lost(message));
-                }
-                Incoming::Msg(ServerMsg::Bye { reason, cause, .. }) => return Err(ClientError::Bye(reason, cause)),
-                Incoming::Msg(_) => {}
-                Incoming::Unreadable(err) => eprintln!("echo-client: skipped a frame: {err}"),
-                Incoming::Closed(reason) => {
-                    return Err(ClientError::Lost(reason.unwrap_or_else(|| "the server closed the connection".into())));
-                }
-                Incoming::SpeaksTls => return Err(ClientError::speaks_tls()),
-            },
+            incoming = pipe.conv.recv() => pipe.take(incoming?).await?,
         }
     }
-    match refused {
+    match pipe.refused {
         0 => Ok(()),
         refused => Err(ClientError::LinesRefused(refused)),
     }
 }
 
+/// A running pipe: the conversation and what it takes to resume it.
+struct Pipe {
+    conv: Conversation,
+    jar: TokenJar,
+    creds: ScriptCredentials,
+    /// Lines the server answered with an `error`.
+    refused: usize,
+}
+
+impl Pipe {
+    /// Prints what came in; an end of the connection ends the run, except
+    /// `bye restart`, after which the conversation carries on on the new
+    /// process (the lines it never read sent again).
+    async fn take(&mut self, incoming: Incoming) -> Result<(), ClientError> {
+        let printed = |err: io::Error| ClientError::local_from("cannot write the output", err);
+        match incoming {
+            Incoming::Msg(ServerMsg::Reply { text, .. }) => {
+                let mut stdout = io::stdout();
+                writeln!(stdout, "{text}")
+                    .and_then(|()| stdout.flush())
+                    .map_err(printed)?;
+            }
+            Incoming::Msg(ServerMsg::Error {
+                message,
+                fatal: false,
+                ..
+            }) => {
+                eprintln!("echo-client: error: {message}");
+                self.refused += 1;
+            }
+            Incoming::Msg(ServerMsg::Error { message, .. }) => {
+                return Err(ClientError::Lost(message));
+            }
+            Incoming::Msg(ServerMsg::Bye {
+                reason: ByeReason::Restart,
+                retry_after_ms,
+                ..
+            }) => {
+                let jar = Some(&self.jar);
+                self.conv
+                    .restart(retry_after_ms, jar, &mut self.creds)
+                    .await?;
+            }
+            Incoming::Msg(ServerMsg::Bye { reason, cause, .. }) => {
+                return Err(ClientError::Bye(reason, cause));
+            }
+            Incoming::Msg(_) => {}
+            Incoming::Unreadable(err) => eprintln!("echo-client: skipped a frame: {err}"),
+            Incoming::Closed(reason) => {
+                let why = reason.unwrap_or_else(|| "the server closed the connection".into());
+                return Err(ClientError::Lost(why));
+            }
+            Incoming::SpeaksTls => return Err(ClientError::speaks_tls()),
+        }
+        Ok(())
+    }
+}
+
 /// Connects and authenticates (or identifies) from the flags and the
 /// environment.
-async fn connect(args: &ClientArgs) -> Result<Connection, ClientError> {
+async fn connect(args: &ClientArgs) -> Result<Pipe, ClientError> {
     let config = crate::resolve_config(args, false)?;
     let jar = TokenJar::new(&config.token_file);
     let mut creds = ScriptCredentials {
@@ -166,7 +196,15 @@ async fn connect(args: &ClientArgs) -> Result<Connection, ClientError> {
             .map(Secret::new),
         register: args.register,
     };
-    let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
-    handshake(&mut conn, Some(&jar), &mut creds).await?;
-    Ok(conn)
+    let target = Target::new(&config.host, config.port, config.tls.clone());
+    let (conn, _) = echo_client::restart::connect(&target, Some(&jar), &mut creds).await?;
+    // The user exists now: should a resume after a restart be refused, the
+    // password logs in rather than registering again.
+    creds.register = false;
+    Ok(Pipe {
+        conv: Conversation::new(conn),
+        jar,
+        creds,
+        refused: 0,
+    })
 }

@@ -2,16 +2,19 @@
 //! with history that prints every server frame the moment it arrives, also
 //! while the user is typing.
 
-use std::io::{self, Write};
+use std::io::Write;
 
-use crate::history::{HISTORY_LINES, History};
+use crate::{
+    history::{HISTORY_LINES, History},
+    terminal::TerminalCredentials,
+};
 
 use echo_client::{
-    AuthRequest, ClientError, Connection, Credentials, Established, Incoming, TokenJar,
+    ClientError, Connection, Conversation, Established, Incoming, Target, TokenJar,
     config::{ClientArgs, ClientConfig},
-    handshake,
+    restart,
 };
-use echo_proto::{ClientMsg, ErrorCode, Mode, Secret, ServerMsg};
+use echo_proto::{ByeReason, ClientMsg, Mode, ServerMsg};
 use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
 
 /// Commands the client handles itself.
@@ -50,13 +53,12 @@ fn classify(line: &str) -> Typed {
     }
 }
 
-/// Asks the person at the terminal.
-struct TerminalCredentials;
-
 /// What ends one run of the line editor.
 enum Action {
     Quit,
     Reconnect,
+    /// `bye restart`: connect again after `retry_after_ms` and resume.
+    Restart(Option<u64>),
     /// Not connected: connect again, then send this line.
     ReconnectAndSay(String),
 }
@@ -76,74 +78,11 @@ enum Typed {
 /// middle of the handshake (a person typing a password past the timeout).
 const HANDSHAKE_RETRIES: u32 = 3;
 
-impl Credentials for TerminalCredentials {
-    fn name(&mut self) -> Result<String, ClientError> {
-        echo_prompt::ask_required(
-            &mut io::stdin().lock(),
-            &mut io::stdout(),
-            "Your name",
-            |s| Ok(s.to_owned()),
-        )
-        .map_err(ClientError::from_question)
-    }
-
-    fn choose(&mut self, suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
-        let (mut input, mut output) = (io::stdin().lock(), io::stdout());
-        let register = echo_prompt::ask(
-            &mut input,
-            &mut output,
-            "Log in or register? (l/r)",
-            &"l".to_owned(),
-            |answer| match answer.to_lowercase().as_str() {
-                "l" | "login" | "log in" => Ok("l".to_owned()),
-                "r" | "register" => Ok("r".to_owned()),
-                _ => Err("Answer l to log in or r to register.".to_owned()),
-            },
-        )
-        .map_err(ClientError::from_question)?
-            == "r";
-        let not_empty = |s: &str| Ok(s.to_owned());
-        let user = match suggested {
-            Some(user) if !register => {
-                echo_prompt::ask(&mut input, &mut output, "User", &user.to_owned(), not_empty)
-            }
-            _ => echo_prompt::ask_required(&mut input, &mut output, "User", not_empty),
-        }
-        .map_err(ClientError::from_question)?;
-        drop(input);
-        let password = Secret::new(
-            echo_prompt::hidden("Password", register).map_err(ClientError::from_question)?,
-        );
-        Ok(AuthRequest {
-            register,
-            user,
-            password,
-        })
-    }
-
-    fn refused(
-        &mut self,
-        code: ErrorCode,
-        message: &str,
-        attempts_left: Option<u32>,
-    ) -> Result<(), ClientError> {
-        match (code, attempts_left) {
-            (_, Some(left)) => println!("{message} ({left} attempt(s) left)"),
-            _ => println!("{message}"),
-        }
-        Ok(())
-    }
-
-    fn token_rejected(&mut self, server: &str) {
-        println!("{}.", echo_client::handshake::token_rejected_text(server));
-    }
-}
-
 pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
     let config = crate::resolve_config(args, true)?;
     let jar = TokenJar::new(&config.token_file);
     let history = History::new(&config.history_file);
-    let mut session = Some(connect(&config, &jar).await?);
+    let mut session = Some(Conversation::new(connect(&config, &jar).await?));
     let mut entries = history.load();
     loop {
         let (mut editor, mut out) = Readline::new("> ".to_owned()).map_err(terminal_error)?;
@@ -153,28 +92,55 @@ pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
         let action = chat(&mut editor, &mut out, &mut session, &jar, &history).await;
         entries = editor.get_history_entries().iter().cloned().collect();
         let _ = editor.flush();
+        // The terminal is itself again: a resume refused may ask questions.
         drop(editor);
-        let (reconnect, then_say) = match action? {
+        let then_say = match action? {
             Action::Quit => return Ok(()),
-            Action::Reconnect => (true, None),
-            Action::ReconnectAndSay(line) => (true, Some(line)),
-        };
-        if reconnect {
-            session = None;
-            match connect(&config, &jar).await {
-                Ok(mut conn) => {
-                    if let Some(line) = then_say {
-                        if let Err(err) = conn.say(line).await {
-                            println!("{err}. The next line you type connects again.");
-                        } else {
-                            session = Some(conn);
-                        }
-                    } else {
-                        session = Some(conn);
-                    }
-                }
-                Err(err) => println!("{err}. The next line you type tries again; /quit leaves."),
+            Action::Restart(retry_after_ms) => {
+                session = restart(session.take(), retry_after_ms, &jar).await;
+                continue;
             }
+            Action::Reconnect => None,
+            Action::ReconnectAndSay(line) => Some(line),
+        };
+        session = None;
+        match connect(&config, &jar).await {
+            Ok(conn) => {
+                let mut conv = Conversation::new(conn);
+                match then_say {
+                    Some(line) => match conv.say(line).await {
+                        Ok(_) => session = Some(conv),
+                        Err(err) => println!("{err}. The next line you type connects again."),
+                    },
+                    None => session = Some(conv),
+                }
+            }
+            Err(err) => println!("{err}. The next line you type tries again; /quit leaves."),
+        }
+    }
+}
+
+/// After `bye restart`: carries the conversation over to the new server
+/// process (the lines it never read sent again) and says so in one line.
+async fn restart(
+    session: Option<Conversation>,
+    retry_after_ms: Option<u64>,
+    jar: &TokenJar,
+) -> Option<Conversation> {
+    let mut conv = session?;
+    match conv
+        .restart(retry_after_ms, Some(jar), &mut TerminalCredentials)
+        .await
+    {
+        Ok(_) => {
+            println!("reconnected: the server restarted");
+            Some(conv)
+        }
+        Err(err) => {
+            println!(
+                "* {err}. The next line you type connects again (or /reconnect; /quit leaves)."
+            );
+            None
         }
     }
 }
@@ -185,11 +151,11 @@ pub async fn run(args: &ClientArgs) -> Result<(), ClientError> {
 async fn connect(config: &ClientConfig, jar: &TokenJar) -> Result<Connection, ClientError> {
     let mut retries = 0;
     let (conn, established) = loop {
-        let mut conn = Connection::connect(&config.host, config.port, config.tls.as_ref()).await?;
-        match handshake(&mut conn, Some(jar), &mut TerminalCredentials).await {
-            Ok(established) => break (conn, established),
+        let target = Target::new(&config.host, config.port, config.tls.clone());
+        match restart::connect(&target, Some(jar), &mut TerminalCredentials).await {
+            Ok(done) => break done,
             Err(
-                ClientError::Bye(echo_proto::ByeReason::Timeout, _)
+                ClientError::Bye(ByeReason::Timeout, _)
                 | ClientError::Lost(_)
                 | ClientError::Broken(_),
             ) if retries < HANDSHAKE_RETRIES => {
@@ -220,7 +186,7 @@ fn greeting(established: &Established) -> String {
 async fn chat(
     editor: &mut Readline,
     out: &mut SharedWriter,
-    session: &mut Option<Connection>,
+    session: &mut Option<Conversation>,
     jar: &TokenJar,
     history: &History,
 ) -> Result<Action, ClientError> {
@@ -259,17 +225,17 @@ async fn chat(
                     Typed::Say(text) => send_line(out, session, text).await,
                 }
             }
-            incoming = next_incoming(session) => {
-                if !show(out, incoming) {
-                    *session = None;
-                }
+            incoming = next_incoming(session) => match show(out, incoming) {
+                Shown::Going => {}
+                Shown::Over => *session = None,
+                Shown::Restart(retry_after_ms) => return Ok(Action::Restart(retry_after_ms)),
             }
         }
     }
 }
 
 /// `/help`: the client's commands, then the server's.
-async fn help(out: &mut SharedWriter, session: &mut Option<Connection>) {
+async fn help(out: &mut SharedWriter, session: &mut Option<Conversation>) {
     let _ = writeln!(out, "Client commands:");
     for (command, what) in CLIENT_COMMANDS {
         let _ = writeln!(out, "  {command}: {what}");
@@ -279,11 +245,12 @@ async fn help(out: &mut SharedWriter, session: &mut Option<Connection>) {
 }
 
 /// `/logout`: forgets the token and tells the server.
-async fn logout(out: &mut SharedWriter, session: &mut Option<Connection>, jar: &TokenJar) {
-    let Some(conn) = session else {
+async fn logout(out: &mut SharedWriter, session: &mut Option<Conversation>, jar: &TokenJar) {
+    let Some(conv) = session else {
         let _ = writeln!(out, "Not connected.");
         return;
     };
+    let conn = conv.connection();
     let server = conn.server().to_owned();
     if let Err(err) = jar.remove(&server) {
         let _ = writeln!(out, "{err}");
@@ -293,10 +260,10 @@ async fn logout(out: &mut SharedWriter, session: &mut Option<Connection>, jar: &
     }
 }
 
-async fn send_line(out: &mut SharedWriter, session: &mut Option<Connection>, line: String) {
+async fn send_line(out: &mut SharedWriter, session: &mut Option<Conversation>, line: String) {
     match session {
-        Some(conn) => {
-            if let Err(err) = conn.say(line).await {
+        Some(conv) => {
+            if let Err(err) = conv.say(line).await {
                 let _ = writeln!(out, "{err}. The next line you type connects again.");
                 *session = None;
             }
@@ -310,28 +277,48 @@ async fn send_line(out: &mut SharedWriter, session: &mut Option<Connection>, lin
     }
 }
 
-async fn next_incoming(session: &mut Option<Connection>) -> Incoming {
+async fn next_incoming(session: &mut Option<Conversation>) -> Result<Incoming, ClientError> {
     match session {
-        Some(conn) => conn.recv().await,
+        Some(conv) => conv.recv().await,
         None => std::future::pending().await,
     }
 }
 
-/// Prints what came in; false when the connection is over.
-fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
+/// What became of the connection once something came in.
+enum Shown {
+    Going,
+    Over,
+    /// `bye restart`, with its `retry_after_ms`.
+    Restart(Option<u64>),
+}
+
+/// Prints what came in.
+fn show(out: &mut SharedWriter, incoming: Result<Incoming, ClientError>) -> Shown {
+    let incoming = match incoming {
+        Ok(incoming) => incoming,
+        Err(err) => {
+            let _ = writeln!(out, "* {err}. The next line you type connects again.");
+            return Shown::Over;
+        }
+    };
     let line = match incoming {
         Incoming::Msg(ServerMsg::Reply { text, .. }) => text,
         Incoming::Msg(ServerMsg::Error { message, fatal, .. }) => {
             let _ = writeln!(out, "error: {message}");
-            return !fatal;
+            return if fatal { Shown::Over } else { Shown::Going };
         }
+        Incoming::Msg(ServerMsg::Bye {
+            reason: ByeReason::Restart,
+            retry_after_ms,
+            ..
+        }) => return Shown::Restart(retry_after_ms),
         Incoming::Msg(ServerMsg::Bye { reason, cause, .. }) => {
             let _ = writeln!(
                 out,
                 "* {}. The next line you type connects again (or /reconnect; /quit leaves).",
                 ClientError::Bye(reason, cause)
             );
-            return false;
+            return Shown::Over;
         }
         Incoming::Msg(other) => format!("(unexpected {other:?})"),
         Incoming::Unreadable(err) => format!("(skipped a frame this client cannot read: {err})"),
@@ -345,11 +332,11 @@ fn show(out: &mut SharedWriter, incoming: Incoming) -> bool {
                 out,
                 "* Disconnected: {why}. The next line you type connects again (or /reconnect; /quit leaves)."
             );
-            return false;
+            return Shown::Over;
         }
     };
     let _ = writeln!(out, "{line}");
-    true
+    Shown::Going
 }
 
 fn terminal_error(err: impl Into<echo_client::Source>) -> ClientError {

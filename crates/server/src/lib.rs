@@ -4,7 +4,10 @@
 //!
 //! This file is the facade: [`Server`] and [`ServerConfig`], [`store::open`]
 //! and the store types, [`control`] (the control socket's client),
-//! [`ServerTls`], [`daemon`], [`logging`], [`clock`] and [`bind_with_fallback`].
+//! [`reload`] (re-reading the settings), [`ServerTls`], [`daemon`],
+//! [`upgrade`] (replacing the running process without closing the port),
+//! [`inherit`] (sockets handed over, or from systemd), [`logging`], [`clock`]
+//! and [`bind_with_fallback`].
 //! What only the tests and the bench need is in `test_util`, behind the
 //! `test-util` feature. Inside, the folders are layers, each importing only
 //! the ones below it (`docs/ARCHITECTURE.md` has the map and the path of one
@@ -39,13 +42,13 @@ mod sys;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use admin::{AdminError, control};
+pub use admin::{AdminError, control, reload};
 pub use config::ServerConfig;
 pub use conn::certs::ServerTls;
-pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging};
+pub use ops::{daemon, http::MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS, logging, upgrade};
 pub use server::{ServeError, Server};
 pub use sys::{
-    clock,
+    clock, inherit,
     net::{Bound, bind_with_fallback},
 };
 

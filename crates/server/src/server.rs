@@ -1,15 +1,16 @@
 //! [`Server`]: a configured server, assembled into a shared context and
 //! handed to the listener.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::control::{self, ControlSocket},
-    auth::{AttemptLedger, Authenticator, HashError, MemoryLedger, Passwords},
-    config::ServerConfig,
+    admin::control::{self, ControlSocket, Live, UpgradeRequests},
+    admin::reload::Reloader,
+    auth::{AttemptLedger, AttemptRate, Authenticator, HashError, MemoryLedger, Passwords},
+    config::{ServerConfig, Settings},
     conn::admission::Sources,
     conn::certs::ServerTls,
     conn::context::Context,
@@ -49,6 +50,9 @@ pub struct Server<S> {
     metrics_listener: Option<TcpListener>,
     control: Option<ControlSocket>,
     tls: Option<Arc<ServerTls>>,
+    upgrades: Option<UpgradeRequests>,
+    handover: Option<CancellationToken>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl<S: UserStore> Server<S> {
@@ -63,6 +67,9 @@ impl<S: UserStore> Server<S> {
             metrics_listener: None,
             control: None,
             tls: None,
+            upgrades: None,
+            handover: None,
+            reloader: None,
         }
     }
 
@@ -98,6 +105,24 @@ impl<S: UserStore> Server<S> {
         self
     }
 
+    /// Passes `echo-server upgrade` requests of the control socket to
+    /// `upgrades`; when `handover` is cancelled (a new process serves the
+    /// port), stops accepting on the port and the metrics port and drains
+    /// as at shutdown, each client told `bye {restart}`.
+    pub fn with_upgrades(mut self, upgrades: UpgradeRequests, handover: CancellationToken) -> Self {
+        self.upgrades = Some(upgrades);
+        self.handover = Some(handover);
+        self
+    }
+
+    /// Serves the settings `reloader` holds (made of the same config), and
+    /// lets `echo-server reload` replace them; the caller keeps a handle for
+    /// SIGHUP.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
     /// Serves clients on `listener` until `shutdown` is cancelled, then
     /// tells every client `bye`, waits up to the configured drain time for
     /// their handlers to finish, stops the side tasks, and returns.
@@ -107,22 +132,19 @@ impl<S: UserStore> Server<S> {
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
         let passwords = Passwords::start(self.config.auth.password_workers).await?;
-        let metrics = Arc::new(Metrics::new());
-        let cap = self.config.limits.max_connections;
-        metrics
-            .connections_max
-            .set(i64::try_from(cap).unwrap_or(i64::MAX));
+        let metrics = new_metrics(self.config.limits.max_connections);
         let store = Timed::new(self.store, Arc::clone(&metrics));
-        let ledger = self.ledger.unwrap_or_else(|| {
-            Arc::new(MemoryLedger::new(
-                ATTEMPT_TRACKING_CAP,
-                self.config.auth.attempts_per_minute,
-            ))
-        });
+        let settings = match &self.reloader {
+            Some(reloader) => reloader.settings().clone(),
+            None => Settings::new(self.config.clone()),
+        };
+        let ledger = self
+            .ledger
+            .unwrap_or_else(|| Arc::new(MemoryLedger::new(ATTEMPT_TRACKING_CAP)));
         let auth = Authenticator::new(
             store.clone(),
             passwords,
-            ledger,
+            (ledger, attempt_rate(&settings)),
             Arc::clone(&self.clock),
             self.config.auth.min_password_length,
             Arc::clone(&metrics),
@@ -130,33 +152,66 @@ impl<S: UserStore> Server<S> {
         let mut side = SideTasks::new();
         let clients = Arc::<Clients>::default();
         if let Some(socket) = self.control {
-            side.serve_control(socket, &store, &auth, &clients, self.clock, &self.config);
+            let live = live(&auth, &clients, self.upgrades, self.reloader);
+            side.serve_control(socket, &store, live, self.clock, &self.config);
         }
         side.follow_revocations(&store, &auth);
         wait_for_revocations(&store).await;
-        let acceptor = Acceptor::new(
-            self.config.listen.proxy_protocol_from.clone(),
-            self.tls,
-            self.config.timeouts.tls_handshake,
-        );
-        let limits = &self.config.limits;
+        let acceptor = Acceptor::new(settings.clone(), self.tls);
         let context = Arc::new(Context {
-            sources: Sources::new(limits.max_connections_per_ip, limits.max_handshakes_per_ip),
-            config: self.config,
+            sources: Sources::default(),
+            settings,
             auth,
             metrics: Arc::clone(&metrics),
             acceptor,
             clients,
+            restarting: Arc::default(),
         });
+        let (draining, metrics_accepting) =
+            side.hand_over(self.handover, &shutdown, &context.restarting);
         if let Some(http_listener) = self.metrics_listener {
-            side.serve_http(http_listener, &store, metrics, &context.config, &shutdown);
+            let health = (&shutdown, metrics_accepting);
+            side.serve_http(http_listener, &store, metrics, &self.config, health);
         }
-        let accepting = Listener::new(listener, context, shutdown);
+        let accepting = Listener::new(listener, context, draining);
         side.tasks.spawn(accepting.trimmer());
         accepting.serve().await;
         side.stop().await;
         Ok(())
     }
+}
+
+/// The metrics, knowing the connection limit.
+fn new_metrics(max_connections: usize) -> Arc<Metrics> {
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .connections_max
+        .set(i64::try_from(max_connections).unwrap_or(i64::MAX));
+    metrics
+}
+
+/// What the control socket adds to a request: the live registries, where
+/// `upgrade` goes and what `reload` asks.
+fn live<S: UserStore>(
+    auth: &Authenticator<Timed<S>>,
+    clients: &Arc<Clients>,
+    upgrades: Option<UpgradeRequests>,
+    reloader: Option<Arc<Reloader>>,
+) -> Live {
+    Live {
+        sessions: Arc::clone(auth.live()),
+        clients: Arc::clone(clients),
+        port: None,
+        upgrades,
+        reloader,
+    }
+}
+
+/// The password attempts a source may make a minute, as the settings in
+/// force say at each attempt.
+fn attempt_rate(settings: &Settings) -> AttemptRate {
+    let settings = settings.clone();
+    Arc::new(move || settings.now().auth.attempts_per_minute)
 }
 
 /// Serve only once a revocation anywhere would reach this server's
@@ -192,15 +247,14 @@ impl SideTasks {
         &mut self,
         socket: ControlSocket,
         store: &Timed<S>,
-        auth: &Authenticator<Timed<S>>,
-        clients: &Arc<Clients>,
+        live: Live,
         clock: Arc<dyn Clock>,
         config: &ServerConfig,
     ) {
         self.tasks.spawn(control::serve(
             socket,
             store.clone(),
-            (Arc::clone(auth.live()), Arc::clone(clients)),
+            live,
             config.auth.min_password_length,
             clock,
             self.stop.clone(),
@@ -223,15 +277,15 @@ impl SideTasks {
         }
     }
 
-    /// `/metrics` and `/healthz` on `listener`; unhealthy while `draining`
-    /// is cancelled or the store is unreachable.
+    /// `/metrics` and `/healthz` on `listener` until `stop`; unhealthy
+    /// while `draining` is cancelled or the store is unreachable.
     fn serve_http<S: UserStore>(
         &mut self,
         listener: TcpListener,
         store: &Timed<S>,
         metrics: Arc<Metrics>,
         config: &ServerConfig,
-        draining: &CancellationToken,
+        (draining, stop): (&CancellationToken, CancellationToken),
     ) {
         let probe = store.clone();
         let health = Health {
@@ -243,8 +297,40 @@ impl SideTasks {
             metrics,
             health,
             config.metrics.idle_timeout,
-            self.stop.clone(),
+            stop,
         ));
+    }
+
+    /// The tokens that stop the port's accepting (and its connections:
+    /// cancelled at `shutdown` too) and the metrics port's (cancelled when
+    /// the side tasks stop too). Once `handover` (if any) is cancelled, the
+    /// connections are to say `bye {restart}` (`restarting`), and both are
+    /// cancelled.
+    fn hand_over(
+        &mut self,
+        handover: Option<CancellationToken>,
+        shutdown: &CancellationToken,
+        restarting: &Arc<AtomicBool>,
+    ) -> (CancellationToken, CancellationToken) {
+        let draining = shutdown.child_token();
+        let metrics_accepting = self.stop.child_token();
+        let Some(handover) = handover else {
+            return (draining, metrics_accepting);
+        };
+        let stops = [draining.clone(), metrics_accepting.clone()];
+        let restarting = Arc::clone(restarting);
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = handover.cancelled() => {
+                    // Before the connections see their token cancelled.
+                    restarting.store(true, std::sync::atomic::Ordering::Release);
+                    stops.iter().for_each(CancellationToken::cancel);
+                }
+            }
+        });
+        (draining, metrics_accepting)
     }
 
     /// Tells every side task to stop and waits until all have.

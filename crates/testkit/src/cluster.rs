@@ -23,29 +23,44 @@ pub const UNLIMITED: &str = "auth_attempts_per_minute = 100000\n";
 pub struct Cluster {
     pub servers: Vec<(tempfile::TempDir, ServerProcess)>,
     pub url: String,
+    /// The `/healthz` ports, with [`Cluster::start_at`] `watched`.
+    pub health: Vec<u16>,
     _config: tempfile::TempDir,
 }
 
 impl Cluster {
     pub fn start(pg: &Postgres, n: usize, config: &str) -> Self {
-        let url = pg.url();
+        Self::start_at(&pg.url(), n, config, false)
+    }
+
+    /// `n` servers on the store `url` (several hosts, a relay...), each
+    /// also serving `/healthz` (on [`Cluster::health`]) when `watched`.
+    pub fn start_at(url: &str, n: usize, config: &str, watched: bool) -> Self {
+        let url = url.to_owned();
         let config_dir = tempfile::tempdir().unwrap();
         let config_file = config_dir.path().join("server.toml");
         std::fs::write(&config_file, config).unwrap();
         let config_file = config_file.display().to_string();
+        let mut health = Vec::new();
         let servers = (0..n)
             .map(|_| {
                 let dir = tempfile::tempdir().unwrap();
-                let args = [
-                    "--port",
-                    "0",
-                    "--mode",
-                    "auth",
-                    "--store",
-                    &url,
-                    "--config",
-                    &config_file,
+                let mut args = vec![
+                    "--port".to_owned(),
+                    "0".into(),
+                    "--mode".into(),
+                    "auth".into(),
+                    "--store".into(),
+                    url.clone(),
+                    "--config".into(),
+                    config_file.clone(),
                 ];
+                if watched {
+                    let port = crate::free_port();
+                    health.push(port);
+                    args.extend(["--metrics-addr".into(), format!("127.0.0.1:{port}")]);
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let server = ServerProcess::start(dir.path(), &args, &[]);
                 assert!(
                     server.first_line.starts_with("listening on"),
@@ -58,8 +73,15 @@ impl Cluster {
         Self {
             servers,
             url,
+            health,
             _config: config_dir,
         }
+    }
+
+    /// What server `i`'s `/healthz` answers now: its status code (`None`
+    /// when it does not answer at all).
+    pub fn healthz(&self, i: usize) -> Option<u16> {
+        crate::cluster_script::http_get(self.health[i], "/healthz").map(|(code, _)| code)
     }
 
     pub fn addr(&self, i: usize) -> SocketAddr {
@@ -89,6 +111,24 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// A new connection to `addr` asking `msg`: its answer, or `None`
+    /// where the connection failed or broke (for load that runs through
+    /// faults; nothing here panics).
+    pub fn try_at(addr: SocketAddr, msg: &ClientMsg) -> Option<Self> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        stream.recv_msg::<ServerMsg>().ok()??;
+        stream.recv_msg::<ServerMsg>().ok()??;
+        stream.send_msg(msg).ok()?;
+        match stream.recv_msg::<ServerMsg>().ok()?? {
+            ServerMsg::Welcome { token, .. } => Some(Answer::Welcome(token)),
+            ServerMsg::Error { code, fatal, .. } => Some(Answer::Refused { code, fatal }),
+            _ => None,
+        }
+    }
+
     /// Fails the test unless this is a refusal with `code`.
     #[track_caller]
     pub fn assert_refused(&self, code: ErrorCode) {

@@ -7,8 +7,10 @@
 //!   (located as [`server_binary`] says);
 //! - [`TestClient`] and blocking helpers; message builders ([`register`],
 //!   [`login`], [`resume`]) and one [`PASSWORD`];
-//! - [`postgres`]: a throwaway PostgreSQL cluster per test, [`haproxy`],
-//!   and [`cluster`]: several real servers on one PostgreSQL;
+//! - [`postgres`]: a throwaway PostgreSQL cluster per test, [`pg_ha`]: a
+//!   primary with a synchronous standby (promote, `kill -9`), [`relay`]: a
+//!   TCP relay a test can freeze (a partition), [`haproxy`], and
+//!   [`cluster`]: several real servers on one PostgreSQL;
 //!   [`cluster_script`]: `scripts/cluster.sh` run by a test;
 //! - [`certs`], [`ManualClock`], [`wait_until`], and the store
 //!   [`conformance`] suite.
@@ -27,8 +29,10 @@ pub mod conformance;
 pub mod docs;
 pub mod generated;
 pub mod haproxy;
+pub mod pg_ha;
 pub mod postgres;
 mod process;
+pub mod relay;
 mod server;
 pub mod tools;
 mod wait;
@@ -36,7 +40,7 @@ mod wait;
 pub use client::*;
 use echo_proto::{ClientMsg, Secret};
 pub use echo_server::test_util::{ManualClock, PASSWORD};
-pub use process::{ServerProcess, server_binary};
+pub use process::{KillOnDrop, ServerProcess, binary_copy, replace_with_script, server_binary};
 pub use server::{TestServer, auth_config, test_config};
 pub use wait::{wait_until, wait_until_async};
 

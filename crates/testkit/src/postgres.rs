@@ -16,16 +16,16 @@ use std::{
 /// A running throwaway cluster with one database, `echo`, and a superuser,
 /// `echo`, who connects without a password.
 pub struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) bin: PathBuf,
     pub port: u16,
     /// More server settings (`-c name=value ...`).
-    settings: String,
+    pub(crate) settings: String,
 }
 
 const UNPRIVILEGED: &str = "postgres";
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -53,7 +53,7 @@ fn find_bin() -> Option<PathBuf> {
 }
 
 /// A command running `program` as the cluster's owner.
-fn as_owner(program: &Path) -> Command {
+pub(crate) fn as_owner(program: &Path) -> Command {
     if is_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", UNPRIVILEGED, "--"]).arg(program);
@@ -63,7 +63,7 @@ fn as_owner(program: &Path) -> Command {
     }
 }
 
-fn run(mut command: Command, what: &str) {
+pub(crate) fn run(mut command: Command, what: &str) {
     let output = command.stdin(Stdio::null()).output().unwrap();
     assert!(
         output.status.success(),
@@ -204,7 +204,7 @@ impl Postgres {
         self.pg_ctl("start");
     }
 
-    fn pg_ctl(&self, action: &str) {
+    pub(crate) fn pg_ctl(&self, action: &str) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 {}",
             self.port,
@@ -223,7 +223,7 @@ impl Postgres {
 
     /// Stops and removes the cluster if this process dies without dropping
     /// it (a panic in another thread, a signal).
-    fn watch_for_the_test_dying(&self) {
+    pub(crate) fn watch_for_the_test_dying(&self) {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
              {runas}{pg_ctl} -D '{data}' -m immediate stop; rm -rf '{dir}'",
@@ -284,7 +284,7 @@ impl Drop for Frozen {
 
 /// PostgreSQL's programs, or `None` (said once) where it is not installed;
 /// with `ECHO_TEST_POSTGRES=require` a missing PostgreSQL is a failure.
-fn installed_bin() -> Option<PathBuf> {
+pub(crate) fn installed_bin() -> Option<PathBuf> {
     let bin = find_bin();
     if bin.is_none() {
         let why = "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH; apt-get install postgresql)";
@@ -300,16 +300,7 @@ fn installed_bin() -> Option<PathBuf> {
 /// A new cluster in a temporary directory (owned by the unprivileged user
 /// when the tests run as root), made by `initdb`.
 fn fresh_cluster(bin: &Path) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("echo-pg-")
-        .tempdir()
-        .unwrap();
-    if is_root() {
-        let user = nix::unistd::User::from_name(UNPRIVILEGED)
-            .unwrap()
-            .expect("as root, the tests run PostgreSQL as the postgres user");
-        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
-    }
+    let dir = owned_dir();
     let mut initdb = as_owner(&bin.join("initdb"));
     initdb.arg("-D").arg(dir.path().join("data")).args([
         "-U",
@@ -321,6 +312,22 @@ fn fresh_cluster(bin: &Path) -> tempfile::TempDir {
         "-N",
     ]);
     run(initdb, "initdb");
+    dir
+}
+
+/// An empty temporary directory, owned by the unprivileged user when the
+/// tests run as root.
+pub(crate) fn owned_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("echo-pg-")
+        .tempdir()
+        .unwrap();
+    if is_root() {
+        let user = nix::unistd::User::from_name(UNPRIVILEGED)
+            .unwrap()
+            .expect("as root, the tests run PostgreSQL as the postgres user");
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    }
     dir
 }
 

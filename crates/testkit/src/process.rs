@@ -136,6 +136,21 @@ impl ServerProcess {
             .map(|rest| rest.trim_end().trim_end_matches(')').to_owned())
     }
 
+    /// `echo-server ARGS --data-dir DIR/data` (an admin command of this
+    /// server's data directory), with no store or port from the
+    /// environment; its output.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(server_binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .env_remove("ECHO_SERVER_STORE")
+            .env_remove("ECHO_SERVER_PORT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// The server's current log file.
     pub fn log(&self) -> PathBuf {
         self.dir.join("logs/log_serv.txt")
@@ -160,6 +175,16 @@ impl ServerProcess {
         self.signal(nix::sys::signal::Signal::SIGHUP);
         let found = wait_until(Duration::from_secs(10), || self.count_in_log(text) > before);
         assert!(found, "SIGHUP: the log never said {text:?}");
+    }
+
+    /// `echo-server reload` of this server (through its control socket).
+    pub fn reload(&self) -> std::process::Output {
+        Command::new(server_binary())
+            .args(["reload", "--port", &self.port().to_string(), "--data-dir"])
+            .arg(self.dir.join("data"))
+            .env_remove("ECHO_SERVER_PORT")
+            .output()
+            .unwrap()
     }
 
     /// What `echo-server tls fingerprint` prints for these files.
@@ -200,6 +225,42 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "server did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A copy of the binary in `dir`, to start a server from and replace.
+pub fn binary_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("echo-server");
+    std::fs::copy(server_binary(), &copy).unwrap();
+    copy
+}
+
+/// Puts a shell script with `body` in the place of `binary`, as a package
+/// manager replaces a file: a new file renamed over the old.
+pub fn replace_with_script(binary: &Path, body: &str) {
+    let next = binary.with_extension("next");
+    std::fs::write(&next, format!("#!/bin/sh\n{body}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&next, binary).unwrap();
+}
+
+/// A process the test did not start itself (the new server an upgrade
+/// started is no child of the test), killed when dropped.
+pub struct KillOnDrop(pub u32);
+
+impl KillOnDrop {
+    /// Whether the process is still there (not yet reaped counts as gone
+    /// only once it has exited: a zombie has no `/proc/PID/exe` link).
+    pub fn is_running(&self) -> bool {
+        std::fs::read_link(format!("/proc/{}/exe", self.0)).is_ok()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 

@@ -8,7 +8,7 @@
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -83,17 +83,8 @@ pub async fn idle(plan: &Plan, dir: &Path) -> anyhow::Result<IdleResult> {
     let before = server.stats()?;
     let kernel_before = KernelMemory::read();
     progress(&format!("idle: opening {n} idle sessions"));
-    let mut opened =
-        futures_util::stream::iter((0..n).map(|i| (i, user("i", i))).map(|(i, name)| {
-            let opener = &opener;
-            async move { opener.open(i, &name).await }
-        }))
-        .buffer_unordered(if plan.tls { PARALLEL_TLS } else { PARALLEL });
-    let mut streams = Vec::with_capacity(n);
-    while let Some(stream) = opened.next().await {
-        streams.push(stream.with_context(|| format!("idle session {} of {n}", streams.len()))?);
-    }
-    drop(opened);
+    let parallel = if plan.tls { PARALLEL_TLS } else { PARALLEL };
+    let (streams, open_rates) = opener.open_all(n, parallel).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.stats()?;
     let kernel_after = KernelMemory::read();
@@ -103,7 +94,11 @@ pub async fn idle(plan: &Plan, dir: &Path) -> anyhow::Result<IdleResult> {
     let among = opener.active(plan, "b").await?;
     drop(streams);
     let kernel = (kernel_before, kernel_after);
-    Ok(result(n, plan, (before, after), kernel, (alone, among)))
+    let p99 = (alone, among);
+    Ok(IdleResult {
+        open_rates,
+        ..result(n, plan, (before, after), kernel, p99)
+    })
 }
 
 /// The figures, per session.
@@ -134,10 +129,31 @@ fn result(
         p99_alone_us: alone,
         p99_among_idle_us: among,
         p99_ratio: among / alone,
+        open_rates: [f64::NAN; 2],
     }
 }
 
 impl Opener {
+    /// Opens `n` idle sessions (users `i0`..), `parallel` at a time; with
+    /// the sessions opened per second over the first and the last tenth
+    /// of them: a server whose per-connection work grew with the count
+    /// (its registries, its timers, its accept loop) would open the last
+    /// ones more slowly.
+    async fn open_all(&self, n: usize, parallel: usize) -> anyhow::Result<(Vec<Conn>, [f64; 2])> {
+        let started = Instant::now();
+        let mut opened = futures_util::stream::iter(
+            (0..n).map(|i| async move { self.open(i, &format!("i{i}")).await }),
+        )
+        .buffer_unordered(parallel);
+        let mut streams = Vec::with_capacity(n);
+        let mut at = Vec::with_capacity(n);
+        while let Some(stream) = opened.next().await {
+            streams.push(stream.with_context(|| format!("idle session {} of {n}", streams.len()))?);
+            at.push(started.elapsed().as_secs_f64());
+        }
+        Ok((streams, open_rates(&at)))
+    }
+
     /// Opens session `i` as `user`, from source address 127.0.0.(1 + i
     /// mod sources), through its handshake: a resume in authentication
     /// mode, a name if asked in identification mode.
@@ -179,6 +195,18 @@ impl Opener {
         let measured = ping_pong(streams, Target::Real, load).await?;
         Ok(measured.quantile_us(0.99))
     }
+}
+
+/// Sessions opened per second over the first and the last tenth, from
+/// the moments (seconds from the start) each was opened.
+fn open_rates(at: &[f64]) -> [f64; 2] {
+    let tenth = at.len() / 10;
+    if tenth < 2 {
+        return [f64::NAN; 2];
+    }
+    let rate = |from: f64, to: f64| (tenth - 1) as f64 / (to - from);
+    let last = at.len() - tenth;
+    [rate(at[0], at[tenth - 1]), rate(at[last], at[at.len() - 1])]
 }
 
 /// Resumes `user`'s pre-made session on a fresh connection.

@@ -27,7 +27,8 @@ use super::{
     plan::{PASSWORD, Plan},
 };
 use crate::{
-    load::{Handshake, Target, handshake_on, ping_pong},
+    load::{Handshake, Load, Target, handshake_on, ping_pong},
+    procs::Proc,
     progress::progress,
     spread::Spread,
 };
@@ -96,24 +97,10 @@ pub async fn login_rate(
             rep + 1,
             plan.reps
         ));
-        let streams = Beside::connect(&server, load).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let counts = Arc::new(Counts::default());
-        let generator = tokio::spawn(open_loop(
-            server.addr,
-            plan.storm.max(1),
-            rate,
-            Arc::clone(&stop),
-            Arc::clone(&counts),
-        ));
-        let started = Instant::now();
-        let measured = ping_pong(streams, Target::Real, load).await?;
-        let elapsed = started.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
-        generator.await?;
-        during.push(measured.quantile_us(0.99));
-        answered.push(counts.ok.load(Ordering::Relaxed) as f64 / elapsed);
-        failed += counts.failed.load(Ordering::Relaxed);
+        let (p99, logins, failures) = under_storm(&server, load, plan, rate).await?;
+        during.push(p99);
+        answered.push(logins);
+        failed += failures;
     }
     Ok(RateResult {
         established,
@@ -126,6 +113,34 @@ pub async fn login_rate(
         answered_per_sec: Spread::of(answered),
         failed,
     })
+}
+
+/// One rep under the open loop of logins at `rate`: the sessions' p99
+/// (µs), the logins answered a second, and the attempts that failed.
+async fn under_storm(
+    server: &Proc,
+    load: Load,
+    plan: &Plan,
+    rate: f64,
+) -> anyhow::Result<(f64, f64, u64)> {
+    let streams = Beside::connect(server, load).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let generator = tokio::spawn(open_loop(
+        server.addr,
+        plan.storm.max(1),
+        rate,
+        Arc::clone(&stop),
+        Arc::clone(&counts),
+    ));
+    let started = Instant::now();
+    let measured = ping_pong(streams, Target::Real, load).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    generator.await?;
+    let answered = counts.ok.load(Ordering::Relaxed) as f64 / elapsed;
+    let failed = counts.failed.load(Ordering::Relaxed);
+    Ok((measured.quantile_us(0.99), answered, failed))
 }
 
 impl RateResult {

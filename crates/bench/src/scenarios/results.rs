@@ -76,4 +76,39 @@ pub struct IdleResult {
     pub p99_alone_us: f64,
     pub p99_among_idle_us: f64,
     pub p99_ratio: f64,
+    /// Idle sessions opened per second over the first and the last tenth
+    /// of them (`NaN`, `null` in JSON, with fewer than 20).
+    pub open_rates: [f64; 2],
+}
+
+/// Scenario 6: sessions carried across upgrades of the real server.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeResult {
+    pub sessions: usize,
+    pub upgrades: usize,
+    /// How long the sessions sent, upgrades included.
+    pub seconds: f64,
+    /// Lines the sessions sent (each once, however often it went out).
+    pub sent: u64,
+    /// Lines answered once, with their own text, in order.
+    pub answered: u64,
+    /// Lines never answered (must be 0).
+    pub lost: u64,
+    /// Lines answered twice (must be 0).
+    pub doubled: u64,
+    /// Connections to a new process that failed before one let the
+    /// session in (must be 0).
+    pub refused: u64,
+    /// Times a session was asked for a password or a name (must be 0:
+    /// every session resumes with its token).
+    pub passwords_asked: u64,
+    /// Sessions that ended with an error (must be 0).
+    pub sessions_failed: usize,
+    /// `bye restart`s the sessions carried on across.
+    pub restarts: u64,
+    /// The longest gap between two answers each session saw, over the
+    /// sessions: median, 99th percentile, largest (milliseconds).
+    pub gap_p50_ms: f64,
+    pub gap_p99_ms: f64,
+    pub gap_max_ms: f64,
 }

@@ -4,10 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod e2e;
+mod fake;
 mod farewell;
 mod oneshot;
 mod parallel;
 mod pipe;
+mod restart;
 mod terminal;
 mod tls;
+mod upgrade;
 mod usage;

@@ -19,14 +19,20 @@ pub fn pipe(
     env: &[(&str, &str)],
     input: &str,
 ) -> Output {
+    pipe_to(server.addr.port(), tokens, args, env, input)
+}
+
+/// [`pipe`] to whatever listens on `port` of 127.0.0.1.
+pub fn pipe_to(
+    port: u16,
+    tokens: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+) -> Output {
     let mut command = Command::new(CLIENT);
     command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &server.addr.port().to_string(),
-        ])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--token-file")
         .arg(tokens)
         .args(args)

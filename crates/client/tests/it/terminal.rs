@@ -13,7 +13,7 @@ use crate::pipe::{CLIENT, pipe, stderr};
 /// Types `text` and Enter. A terminal sends a carriage return for Enter;
 /// in cooked mode the tty turns it into a newline, in raw mode (the line
 /// editor) it is the Enter key itself.
-fn enter(client: &mut PtySession, text: &str) -> Result<(), rexpect::error::Error> {
+pub fn enter(client: &mut PtySession, text: &str) -> Result<(), rexpect::error::Error> {
     client.send(&format!("{text}\r"))?;
     client.flush()
 }
@@ -27,7 +27,7 @@ fn secret(client: &mut PtySession, prompt: &str, text: &str) {
     enter(client, text).unwrap();
 }
 
-fn spawn(args: &[&str], dir: &Path) -> PtySession {
+pub fn spawn(args: &[&str], dir: &Path) -> PtySession {
     let mut command = Command::new(CLIENT);
     command
         .args(args)

@@ -2,9 +2,9 @@
 //! socket of its own in the data directory, `control.PORT.sock` (its port
 //! in the name, so several servers of one directory are each reachable;
 //! mode 0600, served only to the server's own user id, checked with
-//! `SO_PEERCRED`). `echo-server user …`, `session …`, `ident …`, `clients`
-//! and `kick` send one [`ControlRequest`] and print the reply; with no
-//! server running, the same [`run`] works on the store directly.
+//! `SO_PEERCRED`). `echo-server user …`, `session …`, `ident …`, `clients`,
+//! `kick` and `reload` send one [`ControlRequest`] and print the reply;
+//! with no server running, the same [`run`] works on the store directly.
 //!
 //! The socket speaks the main port's framing (a 4-byte length, then JSON):
 //! one request, one [`ControlReply`], then the server closes. `socket`
@@ -23,10 +23,11 @@ use serde::{Deserialize, Serialize};
 
 pub use reach::request;
 pub(crate) use socket::serve;
-pub use socket::{ControlSocket, bind};
+pub use socket::{ControlSocket, bind, bind_successor};
 
 use crate::{
     admin::ops,
+    admin::reload::{ReloadError, Reloader},
     live::clients::{Clients, format_table},
     live::sessions::LiveSessions,
     store::{EndCause, UserStore},
@@ -96,6 +97,11 @@ pub enum ControlRequest {
         /// Every connection of this user.
         user: Option<String>,
     },
+    /// `upgrade`: replace the server's process by a new one of the binary
+    /// at its path, without closing the port.
+    Upgrade,
+    /// `reload`: read the config file again and apply it.
+    Reload,
 }
 
 /// The answer to one request.
@@ -123,7 +129,16 @@ pub struct Live {
     pub clients: Arc<Clients>,
     /// The server's port, shown with each connection `clients` lists.
     pub port: Option<u16>,
+    /// Where `upgrade` is carried out (the binary's upgrader), if anywhere.
+    pub upgrades: Option<UpgradeRequests>,
+    /// What `reload` asks (none: the server cannot reload).
+    pub reloader: Option<Arc<Reloader>>,
 }
+
+/// `upgrade` requests, each with where to send its answer: what
+/// `echo-server upgrade` prints, or why the new process did not take over.
+pub type UpgradeRequests =
+    tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>;
 
 impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
     fn from((sessions, clients): (Arc<LiveSessions>, Arc<Clients>)) -> Self {
@@ -131,6 +146,8 @@ impl From<(Arc<LiveSessions>, Arc<Clients>)> for Live {
             sessions,
             clients,
             port: None,
+            upgrades: None,
+            reloader: None,
         }
     }
 }
@@ -150,6 +167,13 @@ pub enum ControlError {
     /// `kick` with both an id and a user, or neither.
     #[error("give a connection id or --user NAME, not both")]
     KickWhom,
+    /// `reload` was refused: nothing changed.
+    #[error("reload refused, nothing changed: {0}")]
+    Reload(#[from] ReloadError),
+    /// `reload` of a server that was not started with its settings at
+    /// hand (a library user's).
+    #[error("this server cannot reload its settings")]
+    CannotReload,
     /// The client list could not be written as JSON.
     #[error(transparent)]
     Json(serde_json::Error),
@@ -251,7 +275,34 @@ pub async fn run<S: UserStore>(
         ControlRequest::Kick { id, user } => {
             kick(store, live.ok_or(ControlError::NotRunning)?, id, user).await?
         }
+        ControlRequest::Upgrade => upgrade(live.ok_or(ControlError::NotRunning)?).await?,
+        ControlRequest::Reload => reload(live.ok_or(ControlError::NotRunning)?).await?,
     })
+}
+
+/// `upgrade`: asks the upgrader and waits for its answer.
+async fn upgrade(live: &Live) -> Result<String, ControlError> {
+    let failed = |message: &str| ControlError::Failed(message.to_owned());
+    let upgrades = live
+        .upgrades
+        .as_ref()
+        .ok_or_else(|| failed("this server cannot be upgraded (not the echo-server binary)"))?;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let gone = "this server is handing the port over to a new process already";
+    upgrades.send(answer).await.map_err(|_| failed(gone))?;
+    answered
+        .await
+        .map_err(|_| failed(gone))?
+        .map_err(ControlError::Failed)
+}
+
+/// `reload`: this server's settings read again and applied; what changed.
+async fn reload(live: &Live) -> Result<String, ControlError> {
+    let reloader = live.reloader.clone().ok_or(ControlError::CannotReload)?;
+    // A file read and a PEM parse: off the async workers.
+    let reloading = tokio::task::spawn_blocking(move || reloader.reload("control"));
+    let reloaded = reloading.await.map_err(|_| ControlError::CannotReload)?;
+    Ok(reloaded?.to_string())
 }
 
 /// `kick ID` or `kick --user NAME` on this server's connections.
@@ -310,11 +361,12 @@ fn clients(live: &Live, json: bool) -> Result<String, ControlError> {
 
 impl ControlRequest {
     /// Whether every live server of the data directory is asked (`clients`,
-    /// `kick`: each has its own connections), not just the store's holder.
+    /// `kick`: each has its own connections; `reload`: each its own
+    /// settings), not just the store's holder.
     pub fn reaches_every_server(&self) -> bool {
         matches!(
             self,
-            ControlRequest::Clients { .. } | ControlRequest::Kick { .. }
+            ControlRequest::Clients { .. } | ControlRequest::Kick { .. } | ControlRequest::Reload
         )
     }
 
@@ -331,6 +383,8 @@ impl ControlRequest {
             ControlRequest::IdentForget { .. } => "ident_forget",
             ControlRequest::Clients { .. } => "clients",
             ControlRequest::Kick { .. } => "kick",
+            ControlRequest::Upgrade => "upgrade",
+            ControlRequest::Reload => "reload",
         }
     }
 }

@@ -33,7 +33,7 @@ impl<S: UserStore> Authenticator<S> {
         user: &str,
     ) -> Result<Cleared, Refusal> {
         self.ledger
-            .charge_address(ip, now)
+            .charge_address(ip, (self.attempt_rate)(), now)
             .await
             .map_err(refused_by_store)?
             .map_err(rate_limited)?;

@@ -43,15 +43,21 @@ use crate::{
     sys::clock::{Clock, UnixTime},
 };
 
+/// Password attempts a minute one source may make, as the settings in
+/// force say (`auth_attempts_per_minute`); asked at each attempt, so a
+/// reload applies to the next one.
+pub type AttemptRate = Arc<dyn Fn() -> u32 + Send + Sync>;
+
 /// Failed attempts one connection may make before `bye`.
 pub const ATTEMPTS_PER_CONNECTION: u32 = 5;
 
 /// Identifies and authenticates clients over a store: a cheap `Clone`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticator<S> {
     store: S,
     passwords: Passwords,
     ledger: Arc<dyn AttemptLedger>,
+    attempt_rate: AttemptRate,
     clock: Arc<dyn Clock>,
     min_password_length: usize,
     live: Arc<LiveSessions>,
@@ -69,11 +75,12 @@ pub struct Grant {
 }
 
 impl<S: UserStore> Authenticator<S> {
-    /// An authenticator over `store`, counting attempts in `ledger`.
+    /// An authenticator over `store`, counting attempts in `ledger`,
+    /// `attempt_rate` a minute from one source.
     pub fn new(
         store: S,
         passwords: Passwords,
-        ledger: Arc<dyn AttemptLedger>,
+        (ledger, attempt_rate): (Arc<dyn AttemptLedger>, AttemptRate),
         clock: Arc<dyn Clock>,
         min_password_length: usize,
         metrics: Arc<Metrics>,
@@ -82,6 +89,7 @@ impl<S: UserStore> Authenticator<S> {
             store,
             passwords,
             ledger,
+            attempt_rate,
             clock,
             min_password_length,
             live: Arc::default(),
@@ -292,7 +300,7 @@ impl<S: UserStore> Authenticator<S> {
             return Err(name_taken(&name));
         }
         self.ledger
-            .charge_address(ip, now)
+            .charge_address(ip, (self.attempt_rate)(), now)
             .await
             .map_err(refused_by_store)?
             .map_err(rate_limited)?;
@@ -317,6 +325,17 @@ impl<S: UserStore> Authenticator<S> {
             }
             Err(err) => error!(error = %err, "logout: cannot revoke the session"),
         }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Authenticator<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("store", &self.store)
+            .field("ledger", &self.ledger)
+            .field("attempts_per_minute", &(self.attempt_rate)())
+            .field("min_password_length", &self.min_password_length)
+            .finish_non_exhaustive()
     }
 }
 

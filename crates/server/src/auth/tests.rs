@@ -36,11 +36,11 @@ async fn fixture(attempts_per_minute: u32) -> Fixture {
         .await
         .unwrap();
     let clock = ManualClock::at(1_000_000);
-    let ledger = Arc::new(MemoryLedger::new(100, attempts_per_minute));
+    let ledger = Arc::new(MemoryLedger::new(100));
     let auth = Authenticator::new(
         store,
         Passwords::start(2).await.unwrap(),
-        ledger.clone(),
+        (ledger.clone(), Arc::new(move || attempts_per_minute)),
         clock.clone(),
         8,
         Arc::default(),

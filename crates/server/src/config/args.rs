@@ -27,7 +27,7 @@ pub struct RunArgs {
     /// Directory of the file store, the TLS pair and the control socket [default: data]
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// Where users and sessions live: `file` (the journal in --data-dir) or postgres://USER@HOST:PORT/DB?sslmode=disable|prefer|require (password in the URL or PGPASSWORD) [default: file]
+    /// Where users and sessions live: `file` (the journal in --data-dir) or postgres://USER@HOST:PORT/DB?sslmode=disable|prefer|require (password in the URL or PGPASSWORD; several hosts HOST:PORT,HOST:PORT or libpq's host=H1,H2 port=P1,P2 ...: the writable primary among them) [default: file]
     #[arg(
         long,
         value_name = "URL",

@@ -13,6 +13,8 @@ mod file;
 mod limits;
 mod listen;
 mod ops;
+pub mod reload;
+mod settings;
 mod store;
 
 pub use args::RunArgs;
@@ -22,6 +24,7 @@ pub use file::FileConfig;
 pub use limits::{Limits, MIN_OUTPUT_BUFFER, Timeouts};
 pub use listen::{Listen, Tls};
 pub use ops::{Logging, MetricsPort, Process};
+pub use settings::Settings;
 pub use store::{Storage, StoreChoice, parse_store};
 
 use crate::store::{Lifetimes, StoreLocation};

@@ -14,14 +14,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::sys::{peer::Source, sync::lock};
+use crate::{
+    config::Limits,
+    sys::{peer::Source, sync::lock},
+};
 
 /// The counts of every source with at least one connection.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Sources {
     counts: Arc<Mutex<HashMap<Source, Counts>>>,
-    max_connections: usize,
-    max_handshakes: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,20 +50,11 @@ pub struct SourceSlot {
 }
 
 impl Sources {
-    /// Limits of `max_connections` connections and `max_handshakes`
-    /// handshakes per source.
-    pub fn new(max_connections: usize, max_handshakes: usize) -> Self {
-        Self {
-            counts: Arc::default(),
-            max_connections,
-            max_handshakes,
-        }
-    }
-
     /// Takes a connection and a handshake place for `ip`, or says which
-    /// limit is reached (then nothing is taken).
-    pub fn admit(&self, ip: IpAddr) -> Result<SourceSlot, OverLimit> {
-        self.take(ip, true)
+    /// of `limits` (the settings in force) is reached (then nothing is
+    /// taken).
+    pub fn admit(&self, ip: IpAddr, limits: &Limits) -> Result<SourceSlot, OverLimit> {
+        self.take(ip, limits, true)
     }
 
     /// Takes a connection place (no handshake place) for a trusted
@@ -70,17 +62,17 @@ impl Sources {
     /// connections for many clients at once, each charged to its client
     /// once the header names it, so only the balancer's connection cap
     /// bounds the connections still waiting for their header.
-    pub fn admit_balancer(&self, ip: IpAddr) -> Result<SourceSlot, OverLimit> {
-        self.take(ip, false)
+    pub fn admit_balancer(&self, ip: IpAddr, limits: &Limits) -> Result<SourceSlot, OverLimit> {
+        self.take(ip, limits, false)
     }
 
-    fn take(&self, ip: IpAddr, handshake: bool) -> Result<SourceSlot, OverLimit> {
+    fn take(&self, ip: IpAddr, limits: &Limits, handshake: bool) -> Result<SourceSlot, OverLimit> {
         let source = Source::of(ip);
         let mut counts = lock(&self.counts);
         let entry = counts.entry(source).or_default();
-        let over = if entry.connections >= self.max_connections {
+        let over = if entry.connections >= limits.max_connections_per_ip {
             Some(OverLimit::Connections)
-        } else if handshake && entry.handshakes >= self.max_handshakes {
+        } else if handshake && entry.handshakes >= limits.max_handshakes_per_ip {
             Some(OverLimit::Handshakes)
         } else {
             None
@@ -140,6 +132,14 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn per_source(connections: usize, handshakes: usize) -> Limits {
+        Limits {
+            max_connections_per_ip: connections,
+            max_handshakes_per_ip: handshakes,
+            ..Limits::default()
+        }
+    }
+
     #[test]
     fn ipv6_addresses_count_by_their_64_bit_prefix() {
         assert_eq!(
@@ -167,39 +167,47 @@ mod tests {
 
     #[test]
     fn handshakes_and_connections_are_limited_per_source_and_given_back() {
-        let sources = Sources::new(3, 2);
+        let sources = Sources::default();
+        let limits = &per_source(3, 2);
         let a = ip("192.0.2.1");
-        let mut first = sources.admit(a).unwrap();
-        let _second = sources.admit(a).unwrap();
-        assert_eq!(sources.admit(a).unwrap_err(), OverLimit::Handshakes);
+        let mut first = sources.admit(a, limits).unwrap();
+        let _second = sources.admit(a, limits).unwrap();
+        assert_eq!(sources.admit(a, limits).unwrap_err(), OverLimit::Handshakes);
         assert!(
-            sources.admit(ip("192.0.2.2")).is_ok(),
+            sources.admit(ip("192.0.2.2"), limits).is_ok(),
             "other sources are not affected"
         );
         first.handshake_done();
-        let mut third = sources.admit(a).unwrap();
+        let mut third = sources.admit(a, limits).unwrap();
         third.handshake_done();
-        assert_eq!(sources.admit(a).unwrap_err(), OverLimit::Connections);
+        assert_eq!(
+            sources.admit(a, limits).unwrap_err(),
+            OverLimit::Connections
+        );
         drop(third);
-        let fourth = sources.admit(a).unwrap();
+        let fourth = sources.admit(a, limits).unwrap();
         drop((first, fourth, _second));
         assert_eq!(sources.tracked(), 0, "an empty source is forgotten");
     }
 
     #[test]
     fn a_balancer_waiting_for_headers_counts_connections_not_handshakes() {
-        let sources = Sources::new(3, 1);
+        let sources = Sources::default();
+        let limits = &per_source(3, 1);
         let balancer = ip("192.0.2.9");
         let waiting: Vec<_> = (0..3)
-            .map(|_| sources.admit_balancer(balancer).unwrap())
+            .map(|_| sources.admit_balancer(balancer, limits).unwrap())
             .collect();
         assert_eq!(
-            sources.admit_balancer(balancer).unwrap_err(),
+            sources.admit_balancer(balancer, limits).unwrap_err(),
             OverLimit::Connections
         );
         drop(waiting);
         assert_eq!(sources.tracked(), 0);
-        let _client = sources.admit(balancer).unwrap();
-        assert_eq!(sources.admit(balancer).unwrap_err(), OverLimit::Handshakes);
+        let _client = sources.admit(balancer, limits).unwrap();
+        assert_eq!(
+            sources.admit(balancer, limits).unwrap_err(),
+            OverLimit::Handshakes
+        );
     }
 }

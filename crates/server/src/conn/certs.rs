@@ -1,6 +1,7 @@
 //! The server's TLS identity: its certificate and key files (given, or
 //! generated self-signed in `DATA_DIR/tls/` on the first start), the
-//! rustls configuration new connections get, and its reload on SIGHUP.
+//! rustls configuration new connections get, and its reload (SIGHUP,
+//! `echo-server reload`).
 
 use std::{
     fs,
@@ -15,16 +16,17 @@ use tracing::info;
 use crate::{config::ServerConfig, sys::sync::lock};
 
 /// The certificate and key a TLS server uses, and the configuration made
-/// of them; [`ServerTls::reload`] replaces both at once.
+/// of them; [`ServerTls::install`] replaces all at once.
 #[derive(Debug)]
 pub struct ServerTls {
-    cert: PathBuf,
-    key: PathBuf,
     current: Mutex<Loaded>,
 }
 
+/// A certificate and key read and checked: what new connections get once
+/// installed.
 #[derive(Debug)]
-struct Loaded {
+pub struct Loaded {
+    cert: PathBuf,
     config: Arc<rustls::ServerConfig>,
     fingerprint: Fingerprint,
 }
@@ -43,9 +45,8 @@ impl ServerTls {
 
     /// The TLS identity `config` names, as it is (nothing generated).
     pub fn open(config: &ServerConfig) -> Result<Self, TlsError> {
-        let (cert, key) = files(config);
-        let current = Mutex::new(load(&cert, &key)?);
-        Ok(Self { cert, key, current })
+        let current = Mutex::new(Self::load(config)?);
+        Ok(Self { current })
     }
 
     /// The configuration for a new connection.
@@ -58,18 +59,24 @@ impl ServerTls {
         lock(&self.current).fingerprint.clone()
     }
 
-    /// Reads the files again; on success new connections get the new
-    /// pair, on failure the old one stays and the error says why.
-    pub fn reload(&self) -> Result<Fingerprint, TlsError> {
-        let loaded = load(&self.cert, &self.key)?;
-        let fingerprint = loaded.fingerprint.clone();
-        *lock(&self.current) = loaded;
-        Ok(fingerprint)
+    /// Reads the files `config` names (again, on a reload), without using
+    /// them yet: a reload checks everything before it changes anything.
+    pub fn load(config: &ServerConfig) -> Result<Loaded, TlsError> {
+        let (cert, key) = files(config);
+        load(cert, key)
+    }
+
+    /// Puts `loaded` in force: new connections get it, established ones
+    /// keep theirs. The fingerprints before and after.
+    pub fn install(&self, loaded: Loaded) -> (Fingerprint, Fingerprint) {
+        let new = loaded.fingerprint.clone();
+        let old = std::mem::replace(&mut *lock(&self.current), loaded);
+        (old.fingerprint, new)
     }
 
     /// The certificate file.
-    pub fn cert_path(&self) -> &Path {
-        &self.cert
+    pub fn cert_path(&self) -> PathBuf {
+        lock(&self.current).cert.clone()
     }
 }
 
@@ -84,11 +91,12 @@ fn files(config: &ServerConfig) -> (PathBuf, PathBuf) {
     }
 }
 
-fn load(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
-    let pair = echo_tls::load_pair(cert, key)?;
+fn load(cert: PathBuf, key: PathBuf) -> Result<Loaded, TlsError> {
+    let pair = echo_tls::load_pair(&cert, &key)?;
     let fingerprint = Fingerprint::of(&pair.chain[0])?;
     let config = Arc::new(echo_tls::server_config(&pair)?);
     Ok(Loaded {
+        cert,
         config,
         fingerprint,
     })
@@ -163,9 +171,9 @@ mod tests {
         let key = dir.path().join("tls/key.pem");
         let mode = fs::metadata(key).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        // A bad pair on reload keeps the old one.
+        // A bad pair is refused before anything changes.
         fs::write(first.cert_path(), "garbage").expect("write");
-        assert!(first.reload().is_err());
+        assert!(ServerTls::load(&config).is_err());
         assert_eq!(first.fingerprint(), second.fingerprint());
     }
 }

@@ -4,18 +4,19 @@
 //! One `Arc<Context>` per server, cloned into each connection's task. It
 //! imports only the parts below it, never the listener or the sessions.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use crate::{
-    auth::Authenticator, config::ServerConfig, conn::admission::Sources, conn::transport::Acceptor,
+    auth::Authenticator, config::Settings, conn::admission::Sources, conn::transport::Acceptor,
     live::clients::Clients, ops::metrics::Metrics,
 };
 
 /// The shared state of one running server.
 #[derive(Debug)]
 pub(crate) struct Context<S> {
-    /// Resolved settings.
-    pub config: ServerConfig,
+    /// The settings in force (a reload replaces them): read where each
+    /// limit applies, never kept.
+    pub settings: Settings,
     /// Identification and authentication decisions.
     pub auth: Authenticator<S>,
     /// The metrics, behind `/stats` and `--metrics-addr`.
@@ -26,4 +27,8 @@ pub(crate) struct Context<S> {
     pub sources: Sources,
     /// The live connections, for `echo-server clients` and `kick`.
     pub clients: Arc<Clients>,
+    /// Set before the connections are stopped when a new process has taken
+    /// over the port (`echo-server upgrade`): they say `bye {restart}`
+    /// instead of `bye {shutdown}`.
+    pub restarting: Arc<AtomicBool>,
 }

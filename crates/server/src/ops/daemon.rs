@@ -43,10 +43,19 @@ pub fn connections_that_fit() -> io::Result<usize> {
 /// Sends `READY=1` to systemd when it started us with `Type=notify`
 /// (`NOTIFY_SOCKET` is set); does nothing otherwise.
 pub fn notify_ready() -> io::Result<()> {
+    notify("READY=1")
+}
+
+/// Sends `state` (`READY=1`, `MAINPID=N`, several lines of them) to
+/// systemd when it started us with `Type=notify` (`NOTIFY_SOCKET` is set);
+/// does nothing otherwise. A process started by `echo-server upgrade`
+/// inherits the variable: it reports `MAINPID=` of its own, which systemd
+/// takes with `NotifyAccess=all` (`config/echo-server.service`).
+pub fn notify(state: &str) -> io::Result<()> {
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
     };
-    let message = b"READY=1";
+    let message = state.as_bytes();
     let datagram = std::os::unix::net::UnixDatagram::unbound()?;
     let bytes = socket.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {

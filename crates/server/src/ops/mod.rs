@@ -5,3 +5,4 @@ pub mod daemon;
 pub(crate) mod http;
 pub mod logging;
 pub mod metrics;
+pub mod upgrade;

@@ -99,13 +99,12 @@ pub fn log_import((imported, renamed): &(Imported, PathBuf)) {
 }
 
 impl Store {
-    /// The attempt ledger this store shares with other servers, allowing
-    /// `per_minute` password attempts a minute per address; `None` for a
-    /// store only this process uses (its limits stay in memory).
-    pub fn shared_ledger(&self, per_minute: u32) -> Option<Arc<dyn AttemptLedger>> {
+    /// The attempt ledger this store shares with other servers; `None` for
+    /// a store only this process uses (its limits stay in memory).
+    pub fn shared_ledger(&self) -> Option<Arc<dyn AttemptLedger>> {
         match self {
-            Store::Sqlite(store) => Some(Arc::new(store.ledger(per_minute))),
-            Store::Postgres(store) => Some(Arc::new(store.ledger(per_minute))),
+            Store::Sqlite(store) => Some(Arc::new(store.ledger())),
+            Store::Postgres(store) => Some(Arc::new(store.ledger())),
         }
     }
 }

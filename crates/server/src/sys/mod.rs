@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod files;
+pub mod inherit;
 pub mod names;
 pub mod net;
 pub mod peer;

@@ -21,8 +21,8 @@ impl Backend for SqliteBackend {
             .unwrap()
     }
 
-    fn ledger(&self, store: &SqliteStore, per_minute: u32) -> Arc<dyn AttemptLedger> {
-        Arc::new(store.ledger(per_minute))
+    fn ledger(&self, store: &SqliteStore) -> Arc<dyn AttemptLedger> {
+        Arc::new(store.ledger())
     }
 }
 

@@ -6,11 +6,17 @@
 #![allow(clippy::unwrap_used)]
 
 mod balancer;
+mod cluster_rolling;
 mod cluster_script;
+mod cluster_script_ha;
 mod cluster_script_supervision;
 mod end_causes;
+mod failover;
+mod failover_faults;
 mod several_servers;
 mod several_servers_faults;
 mod store_postgres;
 mod store_postgres_hangs;
+mod store_postgres_hosts;
 mod store_postgres_text;
+mod upgrade_postgres;

@@ -38,8 +38,8 @@ impl Backend for PgBackend {
         PgStore::open(&self.url(), LIFETIMES, 4).await.unwrap()
     }
 
-    fn ledger(&self, store: &PgStore, per_minute: u32) -> std::sync::Arc<dyn AttemptLedger> {
-        std::sync::Arc::new(store.ledger(per_minute))
+    fn ledger(&self, store: &PgStore) -> std::sync::Arc<dyn AttemptLedger> {
+        std::sync::Arc::new(store.ledger())
     }
 }
 
@@ -214,13 +214,13 @@ async fn attempt_limits_are_shared_by_every_server() {
     };
     let (a, b) = (backend.open().await, backend.open().await);
     a.create_user(user("ann")).await.unwrap();
-    let (la, lb) = (a.ledger(3), b.ledger(3));
+    let (la, lb) = (a.ledger(), b.ledger());
     let ip: IpAddr = "192.0.2.7".parse().unwrap();
     for ledger in [&la, &lb, &la] {
-        assert_eq!(ledger.charge_address(ip, 1000).await.unwrap(), Ok(()));
+        assert_eq!(ledger.charge_address(ip, 3, 1000).await.unwrap(), Ok(()));
     }
     assert_eq!(
-        lb.charge_address(ip, 1000).await.unwrap(),
+        lb.charge_address(ip, 3, 1000).await.unwrap(),
         Err(Limited { retry_after: 20 })
     );
     let ann = Attempt::new("ann", ip, false);
@@ -239,9 +239,9 @@ async fn attempt_limits_are_shared_by_every_server() {
         "2001:db8::2".parse().unwrap(),
     );
     for (ledger, ip) in [(&la, one), (&lb, two), (&la, two)] {
-        assert_eq!(ledger.charge_address(ip, 3000).await.unwrap(), Ok(()));
+        assert_eq!(ledger.charge_address(ip, 3, 3000).await.unwrap(), Ok(()));
     }
-    assert!(lb.charge_address(one, 3000).await.unwrap().is_err());
+    assert!(lb.charge_address(one, 3, 3000).await.unwrap().is_err());
     // Failures from one source on A back that source off on B; the source
     // ann logged in from (noted through B) is not slowed down on A.
     for ledger in [&la, &lb, &la, &lb, &la] {

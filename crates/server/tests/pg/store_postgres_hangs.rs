@@ -16,11 +16,12 @@ use echo_testkit::{
     postgres::{Frozen, Postgres},
 };
 
-/// The process id of the backend that `LISTEN`s for revocations: its last
-/// query is the `LISTEN` or (since the listener is checked) its check.
+/// The process id of the backend that `LISTEN`s for revocations: the one
+/// named `echo-server revocations` (its last query is the `LISTEN` or,
+/// since the listener is checked, its check).
 fn listening_backend(pg: &Postgres) -> i32 {
     let sql = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' \
-               AND query IN ('LISTEN echo_ended', 'SELECT 1')";
+               AND application_name = 'echo-server revocations'";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pids: Vec<i32> = pg

@@ -26,7 +26,7 @@ async fn a_nul_in_any_text_is_nothing_found_or_refused_never_a_database_error() 
     let Some(pg) = Postgres::start() else { return };
     let url = PgUrl::parse(&pg.url(), None).unwrap();
     let store = PgStore::open(&url, Lifetimes::default(), 2).await.unwrap();
-    let ledger = store.ledger(30);
+    let ledger = store.ledger();
     // Lookups: nobody has such a name.
     assert!(store.user(NUL_NAME).await.unwrap().is_none());
     assert!(store.sessions(NUL_NAME, 10).await.unwrap().is_empty());

@@ -30,11 +30,19 @@ fn v4(i: u32) -> IpAddr {
     IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])
 }
 
+/// Password attempts a minute from one source, in these cases.
+const PER_MINUTE: u32 = 3;
+
 /// Attempts allowed out of `tries` from `ip` at `now`.
 async fn allowed(ledger: &dyn AttemptLedger, ip: IpAddr, now: u64, tries: u32) -> u32 {
     let mut allowed = 0;
     for _ in 0..tries {
-        if ledger.charge_address(ip, now).await.unwrap().is_ok() {
+        if ledger
+            .charge_address(ip, PER_MINUTE, now)
+            .await
+            .unwrap()
+            .is_ok()
+        {
             allowed += 1;
         }
     }
@@ -46,14 +54,17 @@ async fn allowed(ledger: &dyn AttemptLedger, ip: IpAddr, now: u64, tries: u32) -
 /// share the connection caps. Before: 30.
 pub async fn the_password_allowance_is_per_source_and_an_ipv6_64_is_one(backend: &impl Backend) {
     let store = backend.open().await;
-    let ledger = backend.ledger(&store, 3);
+    let ledger = backend.ledger(&store);
     let mut total = 0;
     for i in 1..=10 {
         total += allowed(ledger.as_ref(), in_one_64(i), NOON, 3).await;
     }
     assert_eq!(total, 3, "ten addresses of one /64 got {total} attempts");
     assert_eq!(
-        ledger.charge_address(in_one_64(77), NOON).await.unwrap(),
+        ledger
+            .charge_address(in_one_64(77), PER_MINUTE, NOON)
+            .await
+            .unwrap(),
         Err(Limited { retry_after: 20 })
     );
     // Another /64, and IPv4 addresses, each have their own.
@@ -71,7 +82,7 @@ pub async fn the_password_allowance_is_per_source_and_an_ipv6_64_is_one(backend:
 /// a new address, does not. Before: every source `rate_limited`.
 pub async fn failures_from_other_sources_never_slow_the_owner_down(backend: &impl Backend) {
     let store = backend.open().await;
-    let ledger = backend.ledger(&store, 10_000);
+    let ledger = backend.ledger(&store);
     store.create_user(user("ann")).await.unwrap();
     let home = ip("192.0.2.10");
     store
@@ -121,7 +132,7 @@ pub async fn failures_from_other_sources_never_slow_the_owner_down(backend: &imp
 /// logged in from still get a password checked, until UTC midnight.
 pub async fn a_spray_from_unfamiliar_sources_stops_at_the_daily_ceiling(backend: &impl Backend) {
     let store = backend.open().await;
-    let ledger = backend.ledger(&store, 10_000);
+    let ledger = backend.ledger(&store);
     store.create_user(user("ann")).await.unwrap();
     let first = Attempt::new("ann", v4(0), false);
     for _ in 0..100 {

@@ -32,9 +32,8 @@ pub trait Backend {
     /// of the previous one is dropped, it opens the same data (a restart).
     fn open(&self) -> impl Future<Output = Self::Store>;
 
-    /// The attempt ledger that goes with `store`, allowing `per_minute`
-    /// password attempts a minute per source.
-    fn ledger(&self, store: &Self::Store, per_minute: u32) -> Arc<dyn AttemptLedger>;
+    /// The attempt ledger that goes with `store`.
+    fn ledger(&self, store: &Self::Store) -> Arc<dyn AttemptLedger>;
 }
 
 /// Generates one `#[tokio::test]` per case, each on a fresh backend.

@@ -1,9 +1,9 @@
 //! The admin commands' side of the control sockets: the live servers of a
 //! data directory are the `control.PORT.sock` files something answers on.
 //! A file nothing answers on (a server killed with `kill -9` leaves one) is
-//! removed on the way. `clients` and `kick` go to every live server, or the
-//! one named with `--port`, and their answers are put together; the store's
-//! commands go to the one server holding the store.
+//! removed on the way. `clients`, `kick` and `reload` go to every live
+//! server, or the one named with `--port`, and their answers are put
+//! together; the store's commands go to the one server holding the store.
 
 use std::{
     io,
@@ -49,6 +49,7 @@ pub fn request(
         .collect();
     match request {
         ControlRequest::Clients { json } => merge_clients(answers, *json),
+        ControlRequest::Reload => merge_reloads(answers),
         _ => merge_texts(answers),
     }
 }
@@ -170,6 +171,27 @@ fn merge_texts(answers: Vec<Answer>) -> Result<String, ControlError> {
         ),
     };
     Err(ControlError::Failed(message.unwrap_or_default()))
+}
+
+/// `reload` of every server: done only if every server took it; each
+/// answer labelled with its server's port when there were several.
+fn merge_reloads(answers: Vec<Answer>) -> Result<String, ControlError> {
+    let several = answers.len() > 1;
+    let failed = answers.iter().any(|(_, answer)| answer.is_err());
+    let texts: Vec<String> = answers
+        .into_iter()
+        .map(|(port, answer)| {
+            let text = answer.unwrap_or_else(|err| err.to_string());
+            match several {
+                true => format!("port {port}: {}", text.trim_end()),
+                false => text.trim_end().to_owned(),
+            }
+        })
+        .collect();
+    match failed {
+        true => Err(ControlError::Failed(texts.join("\n"))),
+        false => Ok(texts.join("\n")),
+    }
 }
 
 /// An error of the server on `port`, saying which.

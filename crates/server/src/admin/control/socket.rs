@@ -32,6 +32,9 @@ pub struct ControlSocket {
     listener: StdUnixListener,
     path: PathBuf,
     port: u16,
+    /// The socket file's inode: the file is removed at the end only if it
+    /// is still this one (after an upgrade it is the new process's).
+    inode: u64,
 }
 
 impl ControlSocket {
@@ -44,6 +47,18 @@ impl ControlSocket {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Moves a socket bound by [`bind_successor`] to `control.PORT.sock`,
+    /// in the place of the old process's: one rename, so that an admin
+    /// command reaches the old process or this one, never neither.
+    pub fn take_over(&mut self) -> io::Result<()> {
+        let target = self
+            .path
+            .with_file_name(format!("control.{}.sock", self.port));
+        std::fs::rename(&self.path, &target)?;
+        self.path = target;
+        Ok(())
+    }
 }
 
 /// Binds `DATA_DIR/control.PORT.sock` for the server listening on `port`
@@ -55,14 +70,27 @@ impl ControlSocket {
 /// server says it is listening, so an admin command right after start
 /// reaches it.
 pub fn bind(dir: &Path, port: u16) -> io::Result<ControlSocket> {
-    use std::os::unix::fs::PermissionsExt;
+    let taken = "another echo-server of this data directory answers on it";
+    bind_at(dir, socket_path(dir, port), port, taken)
+}
+
+/// The control socket of a process started by `echo-server upgrade`,
+/// bound while the old process still serves the port and its control
+/// socket: `DATA_DIR/control.PORT.next.sock` (a name the admin commands
+/// do not list), until [`ControlSocket::take_over`]. A live one means
+/// another upgrade of this server is under way: refused.
+pub fn bind_successor(dir: &Path, port: u16) -> io::Result<ControlSocket> {
+    let path = dir.join(format!("control.{port}.next.sock"));
+    let taken = "another upgrade of this server is under way";
+    bind_at(dir, path, port, taken)
+}
+
+/// Binds `path` as in [`bind`]; `taken` says what a live socket there is.
+fn bind_at(dir: &Path, path: PathBuf, port: u16, taken: &str) -> io::Result<ControlSocket> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     crate::sys::files::create_private_dir(dir)?;
-    let path = socket_path(dir, port);
     if StdUnixStream::connect(&path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another echo-server of this data directory answers on it",
-        ));
+        return Err(io::Error::new(io::ErrorKind::AddrInUse, taken.to_owned()));
     }
     match std::fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
@@ -71,10 +99,12 @@ pub fn bind(dir: &Path, port: u16) -> io::Result<ControlSocket> {
     let listener = StdUnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
+    let inode = std::fs::symlink_metadata(&path)?.ino();
     Ok(ControlSocket {
         listener,
         path,
         port,
+        inode,
     })
 }
 
@@ -93,6 +123,7 @@ pub(crate) async fn serve<S: UserStore>(
         listener,
         path,
         port,
+        inode,
     } = socket;
     live.port = Some(port);
     let listener = match UnixListener::from_std(listener) {
@@ -102,7 +133,7 @@ pub(crate) async fn serve<S: UserStore>(
             return;
         }
     };
-    let _removed = RemoveOnDrop(path);
+    let _removed = RemoveOnDrop(path, inode);
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -155,11 +186,16 @@ async fn answer<S: UserStore>(
     let _ = stream.send_msg(&reply).await;
 }
 
-/// Removes the socket file when the serving task ends.
-struct RemoveOnDrop(PathBuf);
+/// Removes the socket file when the serving task ends, if it is still
+/// this server's (not the one of the process that took the port over).
+struct RemoveOnDrop(PathBuf, u64);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        use std::os::unix::fs::MetadataExt;
+        let ours = std::fs::symlink_metadata(&self.0).is_ok_and(|meta| meta.ino() == self.1);
+        if ours {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick` (and `tls
+//! `echo-server user …`, `session …`, `ident …`, `clients`, `kick`, `reload`, `upgrade` (and `tls
 //! fingerprint`, which only reads the certificate, and `db status`): the request built
 //! from the command line, carried out on the store directly when no server
 //! holds it, or sent to the running server's control socket.
@@ -13,7 +13,10 @@ use echo_server::{
     clock::{Clock, SystemClock},
     config::RunArgs,
     control::{self, ControlRequest},
-    store::{SqliteStore, StoreLocation, postgres::schema},
+    store::{
+        SqliteStore, StoreLocation,
+        postgres::{replication, schema},
+    },
 };
 
 /// Administration: on the store directly, or through a running server.
@@ -46,6 +49,16 @@ pub(crate) enum Admin {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
+    /// Replace the running server (the one --port names, when several run)
+    /// by a new process of the binary at its path, without closing the
+    /// port: its clients are told `bye {restart}` and resume on the new one
+    Upgrade,
+    /// Make the running server read its config file again and apply it
+    /// without dropping anyone (as SIGHUP does): limits, timeouts, the log
+    /// level, the PROXY balancers, the TLS pair. Prints what changed and
+    /// what needs a restart; a file with an error changes nothing and the
+    /// command fails
+    Reload,
     /// The server's TLS key
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -70,7 +83,8 @@ pub(crate) enum StoreCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum DbCommand {
     /// Show the schema versions applied to the database, and any this
-    /// binary would apply at its next start
+    /// binary would apply at its next start; for PostgreSQL, also its
+    /// replication (whether a failover could lose an acknowledged change)
     Status,
 }
 
@@ -146,6 +160,8 @@ pub(crate) fn administer(args: &RunArgs, command: Admin) -> anyhow::Result<()> {
         Admin::Ident(IdentCommand::Forget { address }) => ControlRequest::IdentForget { address },
         Admin::Clients { json } => ControlRequest::Clients { json },
         Admin::Kick { id, user } => ControlRequest::Kick { id, user },
+        Admin::Upgrade => ControlRequest::Upgrade,
+        Admin::Reload => ControlRequest::Reload,
     };
     let output = carry_out(&config, args.port, request)?;
     print!("{output}");
@@ -166,7 +182,8 @@ fn carry_out(
     request: ControlRequest,
 ) -> anyhow::Result<String> {
     let dir = &config.store.data_dir;
-    if request.reaches_every_server() {
+    // `upgrade` is a running server's business only.
+    if request.reaches_every_server() || matches!(request, ControlRequest::Upgrade) {
         return control::request(dir, port, &request).map_err(anyhow::Error::msg);
     }
     let runtime = crate::setup::small_runtime()?;
@@ -184,13 +201,18 @@ fn carry_out(
     .map_err(anyhow::Error::msg)
 }
 
-/// `db status`: the schema of SQLite's file or of PostgreSQL's database.
+/// `db status`: the schema of SQLite's file or of PostgreSQL's database
+/// (and, for PostgreSQL, its replication: could a failover lose an
+/// acknowledged change?).
 fn database_status(config: &ServerConfig) -> anyhow::Result<()> {
     match config.store_location() {
         StoreLocation::Sqlite(path) => print!("{}", echo_server::store::sqlite::status(&path)?),
         StoreLocation::Postgres { url, .. } => {
-            let applied = crate::setup::small_runtime()?.block_on(schema::applied(&url))?;
+            let runtime = crate::setup::small_runtime()?;
+            let applied = runtime.block_on(schema::applied(&url))?;
             print!("{}", schema::report(&url, &applied));
+            let replication = runtime.block_on(replication::status(&url))?;
+            print!("{}", replication.report());
         }
     }
     Ok(())

@@ -3,8 +3,10 @@
 //! See the README for usage.
 
 mod admin;
+mod listeners;
 mod setup;
 mod start;
+mod upgrade;
 
 use std::process::ExitCode;
 

@@ -3,24 +3,56 @@
 
 use std::{
     io::{self, IsTerminal, Write},
+    path::PathBuf,
     sync::Arc,
 };
 
 use anyhow::Context;
 use echo_server::{
-    MAX_METRICS_CONNECTIONS, ServeError, Server, ServerConfig, ServerTls, bind_with_fallback,
-    config::RunArgs, control, daemon, logging::LogSetup, store::Store,
+    MAX_METRICS_CONNECTIONS, ServeError, Server, ServerConfig, ServerTls,
+    config::RunArgs,
+    daemon,
+    logging::LogSetup,
+    reload::Reloader,
+    store::{self, Store},
+    upgrade::{Handoff, Readiness},
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::setup::{describe, load_config, open_store, small_runtime};
+use crate::{
+    listeners::{Listeners, tokio_listener},
+    setup::{describe, load_config, open_store, small_runtime},
+};
 
+/// Serves; a process started by `echo-server upgrade` takes the sockets
+/// handed to it first, and tells the old process why it failed, if it does.
 pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
-    // A daemon never asks anything, even when started from a terminal.
+    let (handoff, mut readiness) = match Handoff::from_env()
+        .context("cannot take the sockets handed over by the previous process")?
+    {
+        Some((handoff, readiness)) => (Some(handoff), Some(readiness)),
+        None => (None, None),
+    };
+    let result = start_with(args, handoff, &mut readiness);
+    if let (Err(err), Some(readiness)) = (&result, readiness) {
+        readiness.failed(&describe(err));
+    }
+    result
+}
+
+fn start_with(
+    args: &RunArgs,
+    handoff: Option<Handoff>,
+    readiness: &mut Option<Readiness>,
+) -> anyhow::Result<()> {
+    // A new process of an upgrade is detached already if the old one was.
+    let detach = args.daemon && handoff.is_none();
+    // A daemon never asks anything, even when started from a terminal; nor
+    // does an upgrade (the port is handed over).
     let ask = |default| {
-        if args.daemon {
+        if args.daemon || handoff.is_some() {
             Ok(None)
         } else {
             ask_port_on_terminal(default)
@@ -30,51 +62,88 @@ pub(crate) fn start(args: &RunArgs) -> anyhow::Result<()> {
     let (lowered, fit) = fit_connections(&mut config)?;
     let logs = LogSetup::prepare(&config.log.dir, config.log.keep, &config.log.level)?
         .with_format(config.log.format);
-    // On a runtime of its own: a daemon forks after this, and a runtime's
-    // threads would not survive it. The PostgreSQL store's pool opens its
-    // connections later, on the serving runtime. SQLite's connections and
-    // writer thread must not cross a fork either: a daemon checks that its
-    // store opens, closes it, and opens it again once detached.
-    let runtime = small_runtime()?;
-    let store = runtime.block_on(open_store(&config))?;
-    let imported = store.imported();
-    let store = match config.process.daemon {
-        true => {
-            runtime.block_on(async move { drop(store) });
-            drop(runtime);
-            None
-        }
-        false => Some(store),
-    };
-    let listeners = Listeners::bind(&config)?;
+    let (store, imported) = open_before_detaching(&config, detach)?;
+    let listeners = Listeners::bind(&config, handoff)?;
     let announcement = listeners.announcement.clone();
 
     // Everything that can fail has been checked while the console is still
     // ours; from here on errors go to the log.
-    if config.process.daemon {
+    if detach {
         announce(&announcement)?;
         daemon::detach().context("cannot detach")?;
     }
-    let _log_guard = logs.install();
+    let (_log_guard, log_level) = logs.install_reloadable();
     let store = match store {
         Some(store) => store,
         None => small_runtime()?.block_on(open_store(&config))?,
     };
     log_start(&config, args, listeners.tls.as_deref());
     if let Some(imported) = &imported {
-        echo_server::store::log_import(imported);
+        store::log_import(imported);
     }
     log_listening(&config, &announcement, lowered, fit);
+    // SIGHUP and `echo-server reload` read the file again with these flags.
+    let reloader = Reloader::new(args.clone(), config.clone()).with_log_level(log_level);
+    let reloader = reloader.with_max_connections_fit(fit);
+    serve_until_stopped(
+        &config,
+        store,
+        (listeners, reloader),
+        &announcement,
+        readiness,
+    )
+}
+
+/// What a start imported from a journal, and where the journal went.
+type JournalImport = (store::sqlite::Imported, PathBuf);
+
+/// Opens the store, to check that it opens while errors still reach the
+/// console: on a runtime of its own, since a daemon forks after this and a
+/// runtime's threads would not survive it. The PostgreSQL store's pool opens
+/// its connections later, on the serving runtime. SQLite's connections and
+/// writer thread must not cross a fork either: a process about to detach
+/// closes the store again (none), to open it once detached. What was
+/// imported from a journal, if anything.
+fn open_before_detaching(
+    config: &ServerConfig,
+    detach: bool,
+) -> anyhow::Result<(Option<Store>, Option<JournalImport>)> {
+    let runtime = small_runtime()?;
+    let store = runtime.block_on(open_store(config))?;
+    let imported = store.imported();
+    if detach {
+        runtime.block_on(async move { drop(store) });
+        return Ok((None, imported));
+    }
+    Ok((Some(store), imported))
+}
+
+/// Serves on a runtime of its own until a signal (or a handover), then
+/// logs why it stopped and removes the pid file if it is still ours.
+fn serve_until_stopped(
+    config: &ServerConfig,
+    store: Store,
+    (listeners, reloader): (Listeners, Reloader),
+    announcement: &str,
+    readiness: &mut Option<Readiness>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(&config, store, listeners, &announcement));
+    let result = runtime.block_on(serve(
+        config,
+        store,
+        listeners,
+        announcement,
+        readiness,
+        reloader,
+    ));
     if let Err(err) = &result {
         error!("{}", describe(err));
     }
     if let Some(path) = &config.process.pid_file {
-        let _ = std::fs::remove_file(path);
+        remove_pid_file_if_ours(path);
     }
     info!("stopped");
     result
@@ -136,71 +205,22 @@ fn log_start(config: &ServerConfig, args: &RunArgs, tls: Option<&ServerTls>) {
     );
 }
 
+/// Removes the pid file at exit, unless the process that took over after
+/// an upgrade has written its own pid there.
+fn remove_pid_file_if_ours(path: &std::path::Path) {
+    let ours = format!("{}", std::process::id());
+    let holds_ours = std::fs::read_to_string(path).is_ok_and(|pid| pid.trim() == ours);
+    if holds_ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Prints the one line a healthy server prints.
 fn announce(line: &str) -> anyhow::Result<()> {
     let mut stdout = io::stdout();
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")
-}
-
-/// The sockets bound before the runtime starts, and the TLS setup.
-struct Listeners {
-    main: std::net::TcpListener,
-    metrics: Option<std::net::TcpListener>,
-    control: control::ControlSocket,
-    tls: Option<Arc<ServerTls>>,
-    /// The one line a healthy server prints: where it listens (and its
-    /// TLS key).
-    announcement: String,
-}
-
-impl Listeners {
-    /// The TLS pair, the port (or the next free one), its control socket
-    /// and the metrics port, in that order.
-    fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
-        let tls = match config.tls.enabled {
-            true => Some(Arc::new(
-                ServerTls::prepare(config).context("cannot set up TLS")?,
-            )),
-            false => None,
-        };
-        let listen = &config.listen;
-        let bound = bind_with_fallback(&listen.host, listen.port, listen.port_search)?;
-        // Bound now, before the server says it is listening, and named after
-        // the port it got; without it `clients` and `kick` could not reach
-        // this server, so it is no start.
-        let data_dir = &config.store.data_dir;
-        let port = bound.addr.port();
-        let control = control::bind(data_dir, port).with_context(|| {
-            let path = control::socket_path(data_dir, port);
-            format!("cannot make the control socket {}", path.display())
-        })?;
-        let metrics = match &config.metrics.addr {
-            Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
-                    .with_context(|| format!("cannot listen on the metrics address {addr}"))?,
-            ),
-            None => None,
-        };
-        let mut announcement = bound.announcement();
-        if let Some(tls) = &tls {
-            announcement.push_str(&format!(" (TLS key {})", tls.fingerprint()));
-        }
-        Ok(Self {
-            main: bound.listener,
-            metrics,
-            control,
-            tls,
-            announcement,
-        })
-    }
-}
-
-/// A bound std listener, handed to the runtime.
-fn tokio_listener(listener: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
-    listener.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(listener)
 }
 
 /// Serves until SIGTERM or SIGINT, once the signals are handled and the
@@ -210,41 +230,52 @@ async fn serve(
     store: Store,
     listeners: Listeners,
     announcement: &str,
+    readiness: &mut Option<Readiness>,
+    mut reloader: Reloader,
 ) -> anyhow::Result<()> {
     let listener = tokio_listener(listeners.main)?;
-    let ledger = store.shared_ledger(config.auth.attempts_per_minute);
+    let ledger = store.shared_ledger();
     let mut server = Server::new(config.clone(), store);
     if let Some(ledger) = ledger {
         // Limits hold across every server on the database.
         server = server.with_ledger(ledger);
     }
-    server = server.with_control_socket(listeners.control);
+    let mut control = listeners.control;
+    if readiness.is_some() {
+        control
+            .take_over()
+            .context("cannot move the control socket into place")?;
+    }
+    let port = control.port();
+    server = server.with_control_socket(control);
     if let Some(metrics) = listeners.metrics {
         server = server.with_metrics_listener(tokio_listener(metrics)?);
     }
     if let Some(tls) = listeners.tls {
         server = server.with_tls(Arc::clone(&tls));
-        reload_tls_on_hangup(tls)?;
+        reloader = reloader.with_tls(tls);
     }
+    let reloader = Arc::new(reloader);
+    server = server.with_reloader(Arc::clone(&reloader));
+    reload_on_hangup(reloader)?;
     let shutdown = watch_signals()?;
-    ready(config, announcement)?;
+    let (upgrades, handover) = crate::upgrade::serve_upgrades(listeners.successor, port)?;
+    server = server.with_upgrades(upgrades, handover);
+    ready(config, announcement, readiness.take())?;
     let served: Result<(), ServeError> = server.serve(listener, shutdown).await;
     Ok(served?)
 }
 
-/// Reads the certificate and key again on every SIGHUP.
-fn reload_tls_on_hangup(tls: Arc<ServerTls>) -> anyhow::Result<()> {
+/// Reads the config file (and the TLS pair) again on every SIGHUP, as
+/// `echo-server reload` does; the reloader logs what changed, or why
+/// nothing did.
+fn reload_on_hangup(reloader: Arc<Reloader>) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(key) => info!(signal = "SIGHUP", %key, "TLS certificate reloaded"),
-                Err(err) => error!(
-                    signal = "SIGHUP",
-                    error = %err,
-                    "TLS certificate not reloaded; still serving the previous one"
-                ),
-            }
+            let reloader = Arc::clone(&reloader);
+            // A file read and a PEM parse: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
         }
     });
     Ok(())
@@ -278,17 +309,36 @@ fn watch_signals() -> anyhow::Result<CancellationToken> {
 }
 
 /// Ready: the signals are handled, so whoever reads this may stop us. The
-/// announcement (a daemon made it before detaching), the pid file, systemd.
-fn ready(config: &ServerConfig, announcement: &str) -> anyhow::Result<()> {
-    if !config.process.daemon {
+/// announcement (a daemon made it before detaching; the old process of an
+/// upgrade made it for both), the pid file, systemd (told the main process
+/// is this one, after an upgrade), and the old process of an upgrade.
+fn ready(
+    config: &ServerConfig,
+    announcement: &str,
+    readiness: Option<Readiness>,
+) -> anyhow::Result<()> {
+    if !config.process.daemon && readiness.is_none() {
         announce(announcement)?;
     }
     if let Some(path) = &config.process.pid_file {
         daemon::write_pid_file(path)
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
     }
-    if let Err(err) = daemon::notify_ready() {
+    let state = match readiness {
+        Some(_) => format!("MAINPID={}\nREADY=1", std::process::id()),
+        None => "READY=1".to_owned(),
+    };
+    if let Err(err) = daemon::notify(&state) {
         warn!(error = %err, "cannot notify systemd");
+    }
+    if let Some(readiness) = readiness {
+        // The old process may be gone (killed): this one serves anyway.
+        match readiness.ready() {
+            Ok(()) => info!("took the port over from the previous process"),
+            Err(err) => {
+                warn!(error = %err, "cannot tell the previous process that this one is ready; serving anyway")
+            }
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! the client). Over a limit it is refused at once (`refuse.rs`). Then its
 //! task prepares the transport and runs its session.
 
+mod capacity;
 mod refuse;
 
 use std::{
@@ -22,7 +23,7 @@ use std::{
 
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::OwnedSemaphorePermit,
     time::{Instant, sleep, timeout},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -37,6 +38,7 @@ use crate::{
     sys::peer::{ConnectionId, Peer},
     sys::sync::lock,
 };
+use capacity::Capacity;
 use refuse::Throttled;
 pub(crate) use refuse::{Refusal, Refuser};
 
@@ -47,7 +49,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) struct Listener<S> {
     listener: TcpListener,
     ctx: Arc<Context<S>>,
-    limit: Arc<Semaphore>,
+    limit: Capacity,
     refuser: Arc<Refuser>,
     /// Connection tasks ended, whatever became of them (the trimmer's
     /// measure of freed memory: a handshake that never finished held
@@ -73,10 +75,12 @@ impl<S: UserStore> Listener<S> {
         ctx: Arc<Context<S>>,
         shutdown: CancellationToken,
     ) -> Self {
-        let limit = Arc::new(Semaphore::new(ctx.config.limits.max_connections));
+        let settings = ctx.settings.now();
+        let limit = Capacity::new(settings.limits.max_connections);
         let tls = ctx.acceptor.is_tls();
         let metrics = Arc::clone(&ctx.metrics);
-        let refuser = Arc::new(Refuser::new(ctx.config.mode, tls, metrics));
+        let refuser = Arc::new(Refuser::new(settings.mode, tls, metrics));
+        drop(settings);
         Self {
             listener,
             ctx,
@@ -96,11 +100,11 @@ impl<S: UserStore> Listener<S> {
     }
 
     /// Accepts until shutdown, then drains.
-    pub(crate) async fn serve(self) {
+    pub(crate) async fn serve(mut self) {
         // The binary logs its own "listening on" line; this one is for
         // the library's other users.
         if let Ok(local) = self.listener.local_addr() {
-            debug!(addr = %local, mode = %self.ctx.config.mode, "accepting connections");
+            debug!(addr = %local, mode = %self.ctx.settings.now().mode, "accepting connections");
         }
         let mut failures = Throttled::default();
         loop {
@@ -126,12 +130,12 @@ impl<S: UserStore> Listener<S> {
         // Stop listening at once, so new clients are refused by the OS
         // rather than accepted and then told `bye`.
         drop(self.listener);
-        drain(&self.tasks, self.ctx.config.timeouts.drain).await;
+        drain(&self.tasks, self.ctx.settings.now().timeouts.drain).await;
     }
 
     /// Charges a new connection to the limits and starts its task, or
     /// refuses it.
-    fn admit(&self, stream: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
         let id = ConnectionId::random();
         let span = info_span!(
             "conn",
@@ -141,14 +145,17 @@ impl<S: UserStore> Listener<S> {
             user = tracing::field::Empty
         );
         let _entered = span.enter();
-        let Ok(permit) = Arc::clone(&self.limit).try_acquire_owned() else {
+        self.follow_max_connections();
+        let Ok(permit) = self.limit.try_acquire() else {
             self.refuser.refuse(stream, Refusal::Busy);
             return;
         };
         let sources = &self.ctx.sources;
-        let slot = match self.ctx.acceptor.trusts(addr.ip()) {
-            true => sources.admit_balancer(addr.ip()),
-            false => sources.admit(addr.ip()),
+        let trusted = self.ctx.acceptor.trusts(addr.ip());
+        let limits = &self.ctx.settings.now().limits;
+        let slot = match trusted {
+            true => sources.admit_balancer(addr.ip(), limits),
+            false => sources.admit(addr.ip(), limits),
         };
         let slot = match slot {
             Ok(slot) => slot,
@@ -169,8 +176,18 @@ impl<S: UserStore> Listener<S> {
             shutdown: self.shutdown.child_token(),
         };
         drop(_entered);
-        self.tasks
-            .spawn(admitted.connection(stream, addr).instrument(span));
+        let connection = admitted.connection(stream, (addr, trusted));
+        self.tasks.spawn(connection.instrument(span));
+    }
+
+    /// The connection limit as the settings say now (a reload may have
+    /// changed it).
+    fn follow_max_connections(&mut self) {
+        let max = self.ctx.settings.now().limits.max_connections;
+        if self.limit.resize(max) {
+            let gauge = &self.ctx.metrics.connections_max;
+            gauge.set(i64::try_from(max).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -188,8 +205,9 @@ struct Admitted<S> {
 
 impl<S: UserStore> Admitted<S> {
     /// One connection's task: the transport steps, then the session.
-    async fn connection(self, tcp: TcpStream, addr: SocketAddr) {
-        let deadline = Instant::now() + self.ctx.config.timeouts.handshake;
+    /// `trusted`: whether a PROXY header is expected, decided at accept.
+    async fn connection(self, tcp: TcpStream, (addr, trusted): (SocketAddr, bool)) {
+        let deadline = Instant::now() + self.ctx.settings.now().timeouts.handshake;
         let Self {
             ctx,
             refuser,
@@ -200,7 +218,13 @@ impl<S: UserStore> Admitted<S> {
             slot,
             shutdown,
         } = self;
-        let (stream, peer, slot) = match prepare(&ctx, tcp, addr, slot, deadline, &shutdown).await {
+        let accepted = (addr, trusted);
+        // The transport steps and the goodbye are boxed: a future is as
+        // large as its largest state, and this one is held for as long as
+        // the connection lives; the TLS handshake's state alone is several
+        // KiB, freed once it is over (#30).
+        let prepared = Box::pin(prepare(&ctx, tcp, accepted, slot, deadline, &shutdown)).await;
+        let (stream, peer, slot) = match prepared {
             Ok(prepared) => prepared,
             Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
             Err(Unprepared::Transport(err)) if err.is_notable() => {
@@ -217,7 +241,7 @@ impl<S: UserStore> Admitted<S> {
         let secure = stream.is_tls();
         let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
         if let Some(stream) = session.run(deadline, permit).await {
-            close_gracefully(stream).await;
+            Box::pin(close_gracefully(stream)).await;
         }
     }
 }
@@ -236,14 +260,14 @@ impl Drop for Ended {
 async fn prepare<S: UserStore>(
     ctx: &Context<S>,
     mut tcp: TcpStream,
-    addr: SocketAddr,
+    (addr, trusted): (SocketAddr, bool),
     slot: SourceSlot,
     deadline: Instant,
     shutdown: &CancellationToken,
 ) -> Result<(Stream, Peer, SourceSlot), Unprepared> {
     let acceptor = &ctx.acceptor;
     let peer = acceptor
-        .peer(&mut tcp, addr, deadline, shutdown)
+        .peer(&mut tcp, (addr, trusted), deadline, shutdown)
         .await
         .map_err(Unprepared::Transport)?;
     // The real client, once the transport step knows it.
@@ -252,11 +276,12 @@ async fn prepare<S: UserStore>(
     if let Some(via) = peer.via {
         span.record("via", tracing::field::display(via));
     }
-    let slot = match acceptor.trusts(addr.ip()) {
+    let slot = match trusted {
         false => slot,
         true => {
             drop(slot);
-            match ctx.sources.admit(peer.ip()) {
+            let limits = &ctx.settings.now().limits;
+            match ctx.sources.admit(peer.ip(), limits) {
                 Ok(slot) => slot,
                 Err(over) => return Err(Unprepared::Refused(tcp, Refusal::Source(over))),
             }

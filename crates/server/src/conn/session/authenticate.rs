@@ -24,7 +24,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Offers the ways in, naming the user last seen from this address
     /// (unless `suggest_user` is off).
     pub(super) async fn authenticate(&mut self, deadline: Instant) -> Result<State, Ending> {
-        let suggested_user = if self.ctx.config.auth.suggest_user {
+        let suggested_user = if self.ctx.settings.now().auth.suggest_user {
             let known = self.ctx.auth.address_identity(self.peer.ip()).await;
             let name = known.as_ref().map(|known| known.name.clone());
             self.known_here = Some(known);
@@ -55,7 +55,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             msg,
             ClientMsg::Resume { .. } | ClientMsg::Login { .. } | ClientMsg::Register { .. }
         ) && !self.secure
-            && !self.ctx.config.auth.allow_plaintext_auth
+            && !self.ctx.settings.now().auth.allow_plaintext_auth
             && !ip.to_canonical().is_loopback()
         {
             return Err(Ending::Violation {

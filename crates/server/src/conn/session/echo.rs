@@ -12,7 +12,7 @@ use tokio::{
 };
 use tracing::{debug, info};
 
-use super::{Ending, Established, Session, State};
+use super::{Ending, Established, Session, State, wire::OutputLimits};
 use crate::{
     conn::commands::{Caller, Command},
     ops::logging::{MAX_LOGGED_ERROR, shown_max},
@@ -22,9 +22,15 @@ use crate::{
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Answers `say` until the client leaves, logs out or goes quiet.
     pub(super) async fn echo(&mut self, established: Established) -> Result<State, Ending> {
-        self.wire.set_max_frame(self.ctx.config.limits.max_frame);
+        self.wire
+            .set_max_frame(self.ctx.settings.now().limits.max_frame);
         loop {
-            let deadline = Instant::now() + self.ctx.config.timeouts.idle;
+            // A reload's limits apply from the next message on.
+            let deadline = {
+                let settings = self.ctx.settings.now();
+                self.wire.set_output_limits(OutputLimits::of(&settings));
+                Instant::now() + settings.timeouts.idle
+            };
             let payload = self.wire.next_frame(deadline).await?;
             if let Some(say) = RawSay::parse(&payload) {
                 debug!(id = say.id, bytes = payload.len(), "echo");
@@ -49,7 +55,9 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 ClientMsg::Say { id, text } => self.answer(&established, id, &text).await?,
                 ClientMsg::Logout {} => {
                     if let Some(chain) = established.chain {
-                        self.ctx.auth.logout(chain).await;
+                        // A store call, boxed: the conversation's future
+                        // is held for as long as the connection lives.
+                        Box::pin(self.ctx.auth.logout(chain)).await;
                     }
                     return Err(Ending::Logout);
                 }
@@ -78,7 +86,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             connection: self.id,
             stats: &self.ctx.metrics,
         };
-        match Command::parse(text, self.ctx.config.limits.max_repeat) {
+        match Command::parse(text, self.ctx.settings.now().limits.max_repeat) {
             Ok(command) => {
                 // `/stats` counts what came before it, itself included.
                 self.wire.publish();

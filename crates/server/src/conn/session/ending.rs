@@ -21,6 +21,9 @@ pub(crate) enum Ending {
     Timeout,
     /// The server is shutting down: `bye {shutdown}`.
     Shutdown,
+    /// A new process took the port over (`echo-server upgrade`): `bye
+    /// {restart}`, the client to reconnect after `retry_after_ms`.
+    Restart { retry_after_ms: u64 },
     /// The client logged out: `bye {logout}`.
     Logout,
     /// Too many failed attempts: `bye {too_many_attempts}`.
@@ -63,6 +66,13 @@ impl Ending {
                     retry_after_ms: None,
                 });
             }
+            Ending::Restart { retry_after_ms } => {
+                return Some(ServerMsg::Bye {
+                    reason: ByeReason::Restart,
+                    cause: None,
+                    retry_after_ms: Some(*retry_after_ms),
+                });
+            }
             Ending::Timeout => ByeReason::Timeout,
             Ending::Shutdown => ByeReason::Shutdown,
             Ending::Logout => ByeReason::Logout,
@@ -101,6 +111,7 @@ impl Ending {
             Ending::ClientLeft
                 | Ending::Logout
                 | Ending::Shutdown
+                | Ending::Restart { .. }
                 | Ending::Revoked(_)
                 | Ending::Kicked
                 | Ending::StoreUnavailable
@@ -120,6 +131,7 @@ impl fmt::Display for Ending {
             ),
             Ending::Timeout => f.write_str("timed out"),
             Ending::Shutdown => f.write_str("server shutting down"),
+            Ending::Restart { .. } => f.write_str("server restarting (upgraded)"),
             Ending::Logout => f.write_str("logged out"),
             Ending::TooManyAttempts => f.write_str("too many failed attempts"),
             Ending::Revoked(Some(cause)) => write!(f, "session revoked ({})", cause.as_str()),

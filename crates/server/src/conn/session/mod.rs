@@ -16,10 +16,12 @@ mod codes;
 mod echo;
 mod ending;
 mod identify;
+#[cfg(test)]
+pub(crate) mod sizes;
 mod tally;
 mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use echo_proto::{Mode, PROTOCOL_VERSION, ServerMsg};
 use tokio::{
@@ -43,6 +45,11 @@ use crate::{
 };
 pub(crate) use ending::Ending;
 use wire::{OutputLimits, Wire};
+
+/// `retry_after_ms` of `bye {restart}`: none, as the new process is
+/// already accepting on the same socket when the old one says it. Clients
+/// leave at different moments anyway: each when it is between messages.
+const RESTART_RETRY_AFTER_MS: u64 = 0;
 
 /// A client's session: its frames, who it is, and what the server shares.
 pub(crate) struct Session<S, T> {
@@ -101,17 +108,16 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         shutdown: CancellationToken,
         slot: SourceSlot,
     ) -> Self {
-        let config = &ctx.config;
-        let limits = OutputLimits {
-            write_timeout: config.timeouts.write,
-            max_output: config.limits.max_output_buffer,
-        };
+        let config = ctx.settings.now();
+        let limits = OutputLimits::of(&config);
         let metrics = Arc::clone(&ctx.metrics);
         let max_frame = config.limits.max_frame_handshake;
+        drop(config);
         let now = ctx.auth.clock().now();
         let listed = ctx.clients.register(id, peer, now, &shutdown);
         let mut wire = Wire::new(stream, shutdown, max_frame, limits, metrics);
         wire.listed_in(Arc::clone(listed.entry()));
+        wire.finish_writes_when(Arc::clone(&ctx.restarting));
         Self {
             wire,
             peer,
@@ -138,9 +144,16 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         // Lab task 1: the log shows each client coming and going.
         info!("connected");
         let ending = self.drive(deadline).await;
+        let ending = match ending {
+            Ending::Shutdown if self.ctx.restarting.load(Ordering::Acquire) => Ending::Restart {
+                retry_after_ms: RESTART_RETRY_AFTER_MS,
+            },
+            other => other,
+        };
         let last = ending.farewell();
         let said_goodbye = ending.lets_go_gracefully();
-        let (stream, totals) = self.wire.finish(last, said_goodbye).await;
+        // Boxed, as the handshake steps are: only the last moments need it.
+        let (stream, totals) = Box::pin(self.wire.finish(last, said_goodbye)).await;
         // One line per connection, with what it did.
         let duration_ms = started.elapsed().as_millis() as u64;
         let (bytes_in, bytes_out, messages) = (totals.bytes_in, totals.bytes_out, totals.messages);
@@ -153,10 +166,10 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     }
 
     async fn drive(&mut self, deadline: Instant) -> Ending {
-        if let Err(ending) = self.wire.send(hello(self.ctx.config.mode)).await {
+        if let Err(ending) = self.wire.send(hello(self.ctx.settings.now().mode)).await {
             return ending;
         }
-        let mut state = match self.ctx.config.mode {
+        let mut state = match self.ctx.settings.now().mode {
             Mode::Ident => State::Identify { deadline },
             Mode::Auth => State::Authenticate { deadline },
         };
@@ -225,38 +238,5 @@ pub(crate) fn hello(mode: Mode) -> ServerMsg {
         server: concat!("echo-server ", env!("CARGO_PKG_VERSION")).to_owned(),
         proto: PROTOCOL_VERSION,
         mode,
-    }
-}
-
-#[cfg(test)]
-pub(crate) struct Tmp<S, T>(std::marker::PhantomData<(S, T)>);
-#[cfg(test)]
-impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Tmp<S, T> {
-    pub(crate) fn print() {
-        fn s2<A, B, F: Future>(_f: impl Fn(A, B) -> F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        fn s3<A, B, C, F: Future>(_f: impl Fn(A, B, C) -> F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        fn s4<A, B, C, D, F: Future>(_f: impl Fn(A, B, C, D) -> F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        println!("drive {}", s2(Session::<S, T>::drive));
-        println!("echo {}", s2(Session::<S, T>::echo));
-        println!("answer {}", s4(Session::<S, T>::answer));
-        println!("next_frame {}", s2(Wire::<T>::next_frame));
-        println!(
-            "flush_waiting {}",
-            std::mem::size_of_val(&{
-                let f = |w: &mut Wire<T>| w.flush_waiting();
-                f
-            })
-        );
-        println!("finish {}", s3(Wire::<T>::finish));
-        println!("reply {}", s2(Wire::<T>::reply));
-        println!("send {}", s2(Wire::<T>::send));
-        println!("decode {}", s2(Wire::<T>::decode));
-        println!("wire {}", std::mem::size_of::<Wire<T>>());
     }
 }

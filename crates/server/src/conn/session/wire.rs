@@ -7,7 +7,7 @@
 
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     task::{Context, Poll},
     time::Duration,
 };
@@ -71,6 +71,11 @@ pub(crate) struct Wire<T> {
     /// per wait is an insertion into the timer wheel and a removal.
     deadline: Pin<Box<Sleep>>,
     write_timeout: Duration,
+    /// Set when a new process took the port over: from then on the stop
+    /// token ends only the wait for the next frame, not a write that waits
+    /// for the client, so what the client sent is answered in full (within
+    /// `write_timeout`) before `bye {restart}`.
+    finish_writes: Option<Arc<AtomicBool>>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
@@ -93,8 +98,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             write_timeout,
             max_output,
         } = limits;
+        // No buffer to begin with: each is taken when there is something
+        // to read or write, and let go when idle (#30).
+        let mut framed = Framed::with_capacity(Counting::new(stream), codec, 0);
+        framed.set_backpressure_boundary(READ_BUFFER);
         Self {
-            framed: Framed::with_capacity(Counting::new(stream), codec, 0),
+            framed,
             tally: Tally::default(),
             metrics,
             listed: None,
@@ -103,7 +112,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             stopper: None,
             deadline: Box::pin(sleep_until(Instant::now() + Duration::from_secs(86_400))),
             write_timeout,
+            finish_writes: None,
         }
+    }
+
+    /// Writes that wait are not cut by the stop token once `restarting` is
+    /// set (see the field).
+    pub(crate) fn finish_writes_when(&mut self, restarting: Arc<AtomicBool>) {
+        self.finish_writes = Some(restarting);
     }
 
     /// From now on, waiting for input (and for the client to take output)
@@ -122,6 +138,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Some(StopReason::Revoked(cause)) => Ending::Revoked(cause),
             None => Ending::Shutdown,
         }
+    }
+
+    /// Changes the output limits (a reload's, from the next message on).
+    pub(crate) fn set_output_limits(&mut self, limits: OutputLimits) {
+        self.write_timeout = limits.write_timeout;
+        self.max_output = limits.max_output;
     }
 
     /// Changes the largest frame read (raised once a client is trusted).

@@ -22,7 +22,6 @@ use std::{
     time::Duration,
 };
 
-use ipnet::IpNet;
 use proxy::ProxyError;
 pub(crate) use proxy::looks_like_proxy_header;
 use tls::TlsStepError;
@@ -36,6 +35,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::config::Settings;
 use crate::conn::certs::ServerTls;
 use crate::sys::peer::Peer;
 
@@ -50,14 +50,13 @@ pub(crate) const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Prepares accepted connections: reads the PROXY header of a trusted
 /// balancer's, then makes the TLS handshake on a TLS port. Each step has a
 /// deadline of its own within the handshake's.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Acceptor {
-    /// Addresses whose connections start with a PROXY header.
-    proxies: Vec<IpNet>,
+    /// The settings in force: `proxy_protocol_from` (who sends a PROXY
+    /// header) and `tls_handshake_timeout`, read per connection.
+    settings: Settings,
     /// The TLS identity, on a TLS port.
     tls: Option<Arc<ServerTls>>,
-    /// Time allowed for the TLS handshake (`tls_handshake_timeout`).
-    tls_timeout: Duration,
 }
 
 /// Why a connection was dropped before its first frame.
@@ -89,24 +88,20 @@ impl TransportError {
 }
 
 impl Acceptor {
-    /// An acceptor that expects a PROXY header from the balancers in
-    /// `proxies` (`proxy_protocol_from`), and on a TLS port gives the TLS
-    /// handshake `tls_timeout`.
-    pub(crate) fn new(
-        proxies: Vec<IpNet>,
-        tls: Option<Arc<ServerTls>>,
-        tls_timeout: Duration,
-    ) -> Self {
-        Self {
-            proxies,
-            tls,
-            tls_timeout,
-        }
+    /// An acceptor that expects a PROXY header from the balancers the
+    /// settings name (`proxy_protocol_from`), and on a TLS port gives the
+    /// TLS handshake `tls_handshake_timeout`.
+    pub(crate) fn new(settings: Settings, tls: Option<Arc<ServerTls>>) -> Self {
+        Self { settings, tls }
     }
 
-    /// Whether connections from `ip` start with a PROXY header.
+    /// Whether connections from `ip` start with a PROXY header, as the
+    /// settings say now: asked once per connection, at accept, and the
+    /// answer kept (a reload does not change a connection's first step).
     pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
-        self.proxies.iter().any(|net| net.contains(&ip))
+        let settings = self.settings.now();
+        let proxies = &settings.listen.proxy_protocol_from;
+        proxies.iter().any(|net| net.contains(&ip))
     }
 
     /// Whether the port speaks TLS.
@@ -115,19 +110,19 @@ impl Acceptor {
     }
 
     /// The PROXY step: who `tcp`, accepted from `addr`, speaks for. A
-    /// trusted balancer has [`PROXY_HEADER_TIMEOUT`] (within `deadline`)
-    /// to send its header.
+    /// `trusted` balancer ([`Acceptor::trusts`]) has
+    /// [`PROXY_HEADER_TIMEOUT`] (within `deadline`) to send its header.
     pub(crate) async fn peer(
         &self,
         tcp: &mut TcpStream,
-        addr: SocketAddr,
+        (addr, trusted): (SocketAddr, bool),
         deadline: Instant,
         shutdown: &CancellationToken,
     ) -> Result<Peer, TransportError> {
         if let Err(err) = tcp.set_nodelay(true) {
             warn!(error = %err, "cannot set TCP_NODELAY");
         }
-        if !self.trusts(addr.ip()) {
+        if !trusted {
             return Ok(Peer::direct(addr));
         }
         let deadline = deadline.min(Instant::now() + PROXY_HEADER_TIMEOUT);
@@ -144,7 +139,8 @@ impl Acceptor {
     ) -> Result<Stream, TransportError> {
         match &self.tls {
             Some(tls) => {
-                let deadline = deadline.min(Instant::now() + self.tls_timeout);
+                let limit = self.settings.now().timeouts.tls_handshake;
+                let deadline = deadline.min(Instant::now() + limit);
                 within(deadline, shutdown, tls::accept(tls, tcp)).await
             }
             None => Ok(Stream::Plain(tcp)),

@@ -17,7 +17,9 @@ pub use daily::{CURRENT_LOG, DailyFile};
 pub use shown::{MAX_LOGGED_ERROR, MAX_LOGGED_NAME, Shown, shown, shown_max};
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{
+    EnvFilter, Registry, fmt, layer::SubscriberExt as _, reload, util::SubscriberInitExt as _,
+};
 
 use crate::sys::clock::{Clock, SystemClock};
 
@@ -106,16 +108,68 @@ impl LogSetup {
     /// Installs the global subscriber. Keep the returned guard until exit:
     /// dropping it flushes what is still queued, so nothing is lost.
     pub fn install(self) -> WorkerGuard {
+        self.install_reloadable().0
+    }
+
+    /// [`LogSetup::install`], and the handle that changes the level while
+    /// the process runs (a reload).
+    pub fn install_reloadable(self) -> (WorkerGuard, LogLevel) {
         let (writer, guard) = tracing_appender::non_blocking(self.appender);
-        let builder = fmt()
-            .with_env_filter(self.filter)
+        let (filter, handle) = reload::Layer::new(self.filter);
+        let lines = fmt::layer()
             .with_writer(writer)
             .with_ansi(false)
             .with_target(false);
+        let registry = tracing_subscriber::registry().with(filter);
         match self.format {
-            LogFormat::Text => builder.init(),
-            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => registry.with(lines).init(),
+            LogFormat::Json => registry.with(lines.json()).init(),
         }
-        guard
+        let from_env = std::env::var("RUST_LOG").is_ok_and(|env| !env.is_empty());
+        (guard, LogLevel { handle, from_env })
+    }
+}
+
+/// The level filter of the installed subscriber, changed by a reload.
+#[derive(Debug, Clone)]
+pub struct LogLevel {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// `RUST_LOG` chose the filter at start, and goes on choosing it.
+    from_env: bool,
+}
+
+impl LogLevel {
+    /// Whether `RUST_LOG` set the filter (then `log_level` is not used).
+    pub fn from_env(&self) -> bool {
+        self.from_env
+    }
+
+    /// Checks `level` without using it: a reload refuses a bad one before
+    /// it changes anything.
+    pub fn parse(level: &str) -> Result<EnvFilter, LoggingError> {
+        EnvFilter::try_new(level).map_err(|_| LoggingError::Filter(level.to_owned()))
+    }
+
+    /// Puts `filter` in force for the lines logged from now on.
+    pub fn set(&self, filter: EnvFilter) -> Result<(), LoggingError> {
+        self.handle
+            .reload(filter)
+            .map_err(|err| LoggingError::Filter(err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_checks_a_level_before_using_it() {
+        assert!(LogLevel::parse("debug").is_ok());
+        assert!(LogLevel::parse("info,echo_server=trace").is_ok());
+        let refused = LogLevel::parse("info,echo_server=loud").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "invalid log level \"info,echo_server=loud\""
+        );
     }
 }

@@ -15,7 +15,6 @@ use crate::{sys::clock::UnixTime, sys::sync::lock};
 pub struct MemoryLedger {
     accounts: Mutex<Accounts>,
     addresses: Mutex<BoundedMap<Source, Bucket>>,
-    per_minute: u32,
 }
 
 /// What is known of accounts, under one lock.
@@ -42,16 +41,14 @@ struct BoundedMap<K, V> {
 }
 
 impl MemoryLedger {
-    /// Limits with room for `cap` accounts and `cap` sources, allowing
-    /// `per_minute` password attempts a minute from one source.
-    pub fn new(cap: usize, per_minute: u32) -> Self {
+    /// Limits with room for `cap` accounts and `cap` sources.
+    pub fn new(cap: usize) -> Self {
         Self {
             accounts: Mutex::new(Accounts {
                 from_source: BoundedMap::new(cap),
                 unfamiliar: BoundedMap::new(cap),
             }),
             addresses: Mutex::new(BoundedMap::new(cap)),
-            per_minute,
         }
     }
 
@@ -64,11 +61,11 @@ impl MemoryLedger {
         )
     }
 
-    fn take_from_bucket(&self, ip: IpAddr, now: UnixTime) -> Result<(), Limited> {
+    fn take_from_bucket(&self, ip: IpAddr, per_minute: u32, now: UnixTime) -> Result<(), Limited> {
         let mut addresses = lock(&self.addresses);
-        let full = || Bucket::full(self.per_minute, now);
+        let full = || Bucket::full(per_minute, now);
         let bucket = addresses.entry(Source::of(ip), now, full, |_| true);
-        bucket.take(now, self.per_minute)
+        bucket.take(now, per_minute)
     }
 
     fn account_allowed(&self, attempt: &Attempt<'_>, now: UnixTime) -> Result<(), Limited> {
@@ -112,8 +109,13 @@ fn ready<'a, T: Send + 'a>(value: T) -> LedgerFuture<'a, T> {
 }
 
 impl AttemptLedger for MemoryLedger {
-    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>> {
-        ready(self.take_from_bucket(ip, now))
+    fn charge_address(
+        &self,
+        ip: IpAddr,
+        per_minute: u32,
+        now: UnixTime,
+    ) -> LedgerFuture<'_, Result<(), Limited>> {
+        ready(self.take_from_bucket(ip, per_minute, now))
     }
 
     fn check_account<'a>(
@@ -206,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn accounts_back_off_after_five_failures_in_a_row() {
-        let ledger = MemoryLedger::new(100, 1000);
+        let ledger = MemoryLedger::new(100);
         let ann = stranger("ann", "192.0.2.1");
         for _ in 0..4 {
             ledger.record_failure(ann, 1000).await.unwrap();
@@ -229,7 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_account_gets_at_most_100_failures_a_day_from_one_source() {
-        let ledger = MemoryLedger::new(100, 1000);
+        let ledger = MemoryLedger::new(100);
         let ann = stranger("ann", "192.0.2.1");
         let day = 86_400 * 20_000;
         for i in 0..100 {
@@ -256,33 +258,39 @@ mod tests {
 
     #[tokio::test]
     async fn a_source_gets_its_allowance_per_minute() {
-        let ledger = MemoryLedger::new(100, 10);
+        let ledger = MemoryLedger::new(100);
         let ip = ip("192.0.2.1");
         for _ in 0..10 {
-            assert!(ledger.charge_address(ip, 5000).await.unwrap().is_ok());
+            assert!(ledger.charge_address(ip, 10, 5000).await.unwrap().is_ok());
         }
         assert_eq!(
-            ledger.charge_address(ip, 5000).await.unwrap(),
+            ledger.charge_address(ip, 10, 5000).await.unwrap(),
             Err(Limited { retry_after: 6 })
         );
-        assert!(ledger.charge_address(ip, 5006).await.unwrap().is_ok());
+        assert!(ledger.charge_address(ip, 10, 5006).await.unwrap().is_ok());
         let other = "192.0.2.2".parse().unwrap();
-        assert!(ledger.charge_address(other, 5000).await.unwrap().is_ok());
+        assert!(
+            ledger
+                .charge_address(other, 10, 5000)
+                .await
+                .unwrap()
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn tracking_memory_is_bounded_under_a_flood_of_addresses() {
-        let ledger = MemoryLedger::new(1000, 10);
+        let ledger = MemoryLedger::new(1000);
         for i in 0..20_000u32 {
             let ip = IpAddr::from(i.to_be_bytes());
-            let _ = ledger.charge_address(ip, u64::from(i)).await.unwrap();
+            let _ = ledger.charge_address(ip, 10, u64::from(i)).await.unwrap();
         }
         assert_eq!(ledger.tracked(), (0, 1000));
     }
 
     #[tokio::test]
     async fn a_locked_account_is_never_pushed_out_by_other_names() {
-        let ledger = MemoryLedger::new(100, 10);
+        let ledger = MemoryLedger::new(100);
         let victim = stranger("victim", "192.0.2.1");
         let day = 86_400 * 20_000;
         for _ in 0..6 {

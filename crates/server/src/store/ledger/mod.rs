@@ -82,8 +82,15 @@ impl<'a> Attempt<'a> {
 /// Where attempt limits are counted.
 pub trait AttemptLedger: Send + Sync + fmt::Debug {
     /// Takes one password attempt from the allowance of `ip`'s source
-    /// (`Source::of`), or says how long to wait for the next one.
-    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>>;
+    /// (`Source::of`), `per_minute` a minute as the settings in force say
+    /// (`auth_attempts_per_minute`: a reload may change it), or says how
+    /// long to wait for the next one.
+    fn charge_address(
+        &self,
+        ip: IpAddr,
+        per_minute: u32,
+        now: UnixTime,
+    ) -> LedgerFuture<'_, Result<(), Limited>>;
 
     /// Whether a password may be tried now: the back-off and daily count of
     /// the account from this source, and for an unfamiliar source the

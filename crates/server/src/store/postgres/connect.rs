@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Connection, Notification, tls::NoTls};
 
-use super::url::PgUrl;
+use super::{hosts::Hosts, url::PgUrl};
 use crate::store::StoreError;
 
 /// Time to connect, and to wait for a free connection from the pool.
@@ -33,47 +33,49 @@ pub(super) fn tuned(url: &PgUrl) -> tokio_postgres::Config {
     config
 }
 
-/// A plain connection to `url` (for migrations and `LISTEN`; named
-/// `application_name` in `pg_stat_activity` when given), made within
-/// `limit` (the whole handshake, not only the TCP connect), driven on its
-/// own task; its notifications arrive on the receiver, which closes when the
-/// connection is lost. Dropping the receiver closes the connection, even one
-/// whose server no longer answers: keep it as long as the client.
+/// A plain connection to `url` (for migrations and `db status`), each
+/// host given `per_host` for its whole handshake: [`connect_via`] over
+/// hosts of its own.
 pub(super) async fn connect(
     url: &PgUrl,
-    limit: Duration,
+    per_host: Duration,
     application_name: Option<&str>,
 ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
-    let mut config = tuned(url);
-    if let Some(name) = application_name {
-        config.application_name(name);
-    }
+    connect_via(url, &Hosts::of(&tuned(url)), per_host, application_name).await
+}
+
+/// A plain connection to one of `hosts` (`url`'s; for `LISTEN`, named
+/// `application_name` in `pg_stat_activity` when given), each host given
+/// `per_host` for its whole handshake, not only the TCP connect
+/// (`hosts.rs`), driven on its own task; its notifications arrive on the
+/// receiver, which closes when the connection is lost. Dropping the
+/// receiver closes the connection, even one whose server no longer
+/// answers: keep it as long as the client.
+pub(super) async fn connect_via(
+    url: &PgUrl,
+    hosts: &Hosts,
+    per_host: Duration,
+    application_name: Option<&str>,
+) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
     let unreachable = |err: tokio_postgres::Error| {
         StoreError::Unavailable(format!("cannot connect to {url}: {}", describe(&err)))
     };
     let (sender, receiver) = mpsc::unbounded_channel();
-    let connecting = async {
-        let client = match url.tls().map_err(StoreError::Database)? {
-            Some(tls) => {
-                let (client, connection) = config.connect(tls).await.map_err(unreachable)?;
-                tokio::spawn(drive(connection, sender));
-                client
-            }
-            None => {
-                let (client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
-                tokio::spawn(drive(connection, sender));
-                client
-            }
-        };
-        Ok(client)
+    let client = match url.tls().map_err(StoreError::Database)? {
+        Some(tls) => {
+            let connecting = hosts.connect(&tls, per_host, application_name);
+            let (client, connection) = connecting.await.map_err(unreachable)?;
+            tokio::spawn(drive(connection, sender));
+            client
+        }
+        None => {
+            let connecting = hosts.connect(&NoTls, per_host, application_name);
+            let (client, connection) = connecting.await.map_err(unreachable)?;
+            tokio::spawn(drive(connection, sender));
+            client
+        }
     };
-    match tokio::time::timeout(limit, connecting).await {
-        Ok(client) => Ok((client?, receiver)),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "cannot connect to {url}: no answer within {} s",
-            limit.as_secs_f32()
-        ))),
-    }
+    Ok((client, receiver))
 }
 
 /// Drives one connection, passing its notifications on; ends when the

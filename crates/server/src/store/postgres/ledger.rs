@@ -32,35 +32,37 @@ use crate::{
 /// Attempt limits shared by every server on the database.
 pub struct PgLedger {
     store: PgStore,
-    per_minute: u32,
     /// When refilled address rows were last deleted.
     swept: AtomicU64,
 }
 
 impl std::fmt::Debug for PgLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgLedger")
-            .field("per_minute", &self.per_minute)
-            .finish_non_exhaustive()
+        f.debug_struct("PgLedger").finish_non_exhaustive()
     }
 }
 
 impl PgLedger {
-    pub(super) fn new(store: PgStore, per_minute: u32) -> Self {
+    pub(super) fn new(store: PgStore) -> Self {
         Self {
             store,
-            per_minute,
             swept: AtomicU64::new(0),
         }
     }
 
     /// Takes one attempt from the bucket of `ip`'s source, within the
     /// store's deadline.
-    async fn take(&self, ip: IpAddr, now: UnixTime) -> Result<Result<(), Limited>, StoreError> {
+    async fn take(
+        &self,
+        ip: IpAddr,
+        per_minute: u32,
+        now: UnixTime,
+    ) -> Result<Result<(), Limited>, StoreError> {
         self.sweep(now).await?;
         let deadline = self.store.deadline();
         let mut client = self.store.client(deadline).await?;
-        let outcome = timeout_at(deadline, self.take_on(&mut client, ip, now)).await;
+        let taking = self.take_on(&mut client, ip, per_minute, now);
+        let outcome = timeout_at(deadline, taking).await;
         self.store.settle(client, outcome)
     }
 
@@ -68,12 +70,13 @@ impl PgLedger {
         &self,
         client: &mut Object,
         ip: IpAddr,
+        per_minute: u32,
         now: UnixTime,
     ) -> Result<Result<(), Limited>, StoreError> {
         let ip = Source::of(ip).address();
         let store = &self.store;
         let tx = store.check(client.transaction().await)?;
-        let full = Bucket::full(self.per_minute, now);
+        let full = Bucket::full(per_minute, now);
         store.check(
             tx.execute(
                 &store
@@ -103,7 +106,7 @@ impl PgLedger {
             tokens: row.get(0),
             updated: unix(row.get(1)),
         };
-        let outcome = bucket.take(now, self.per_minute);
+        let outcome = bucket.take(now, per_minute);
         store.check(
             tx.execute(
                 &store
@@ -269,8 +272,13 @@ impl PgLedger {
 }
 
 impl AttemptLedger for PgLedger {
-    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>> {
-        Box::pin(self.take(ip, now))
+    fn charge_address(
+        &self,
+        ip: IpAddr,
+        per_minute: u32,
+        now: UnixTime,
+    ) -> LedgerFuture<'_, Result<(), Limited>> {
+        Box::pin(self.take(ip, per_minute, now))
     }
 
     fn check_account<'a>(

@@ -3,8 +3,10 @@
 //! that ends, with why (`CHAIN CAUSE`, see [`parse`]). After that connection is lost it is made again (with
 //! back-off), and the server is told to re-check its live sessions: what
 //! ended in the gap was not heard. The connection is checked every
-//! [`CHECK_EVERY`]: one that does not answer within the store's timeout is
-//! replaced the same way.
+//! [`CHECK_EVERY`]: one that does not answer within the store's timeout, or
+//! whose host has become read-only (no longer the primary, whose writes
+//! are the ones notified), is replaced the same way, on whichever host is
+//! the primary then.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,14 +14,16 @@ use tokio::{
     sync::{broadcast, mpsc, watch},
     time::{Instant, MissedTickBehavior},
 };
-use tokio_postgres::{Client, Notification};
+use tokio_postgres::{Client, Notification, SimpleQueryMessage};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{
     PgUrl,
-    connect::{connect, describe},
+    connect::{connect_via, describe},
+    hosts::Hosts,
     outage::{FIRST_RETRY, MAX_RETRY, Outage},
+    replication::warn_if_at_risk,
 };
 use crate::store::{EndCause, Revocation, StoreError};
 
@@ -35,6 +39,9 @@ pub(super) const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Listens, reconnecting when the connection is lost or fails its check.
 ///
+/// Each time it connects, it logs whether a failover of the database it
+/// found could lose acknowledged changes (`replication.rs`).
+///
 /// This connection also watches the database for the whole store: losing
 /// it, or its check going unanswered for `timeout`, marks the store down
 /// (one warning per outage), and making it again marks it up, so a server
@@ -42,6 +49,7 @@ pub(super) const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// finds the database gone and back.
 pub(super) async fn run(
     url: PgUrl,
+    hosts: Hosts,
     timeout: Duration,
     sender: broadcast::Sender<Revocation>,
     outage: Arc<Outage>,
@@ -52,7 +60,7 @@ pub(super) async fn run(
     // For the life of the runtime: a store that started listening keeps
     // listening, whether or not anyone has subscribed yet.
     loop {
-        match listen(&url, timeout).await {
+        match listen(&url, &hosts, timeout).await {
             Ok((client, mut notes)) => {
                 outage.up();
                 listening.send_replace(true);
@@ -60,6 +68,9 @@ pub(super) async fn run(
                     info!("revocation channel to the database is back; re-checking live sessions");
                     let _ = sender.send(Revocation::Resync);
                 }
+                // Once per primary found: after a failover, the promoted
+                // standby usually has no standby of its own yet.
+                let _ = tokio::time::timeout(timeout, warn_if_at_risk(&client)).await;
                 wait = FIRST_RETRY;
                 let why = hear(&client, &mut notes, &sender, timeout).await;
                 // Closes the connection, even one whose server hung.
@@ -100,7 +111,11 @@ async fn hear(
                 None => return "lost the connection that listens for revocations".into(),
             },
             _ = check.tick() => {
-                match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
+                let asked = client.simple_query("SHOW transaction_read_only");
+                match tokio::time::timeout(timeout, asked).await {
+                    Ok(Ok(answer)) if read_only(&answer) => {
+                        return "the database the revocations are heard on is read-only now (no longer the primary)".into();
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => {
                         return format!("the connection that listens for revocations failed its check: {}", describe(&err));
@@ -117,6 +132,15 @@ async fn hear(
     }
 }
 
+/// Whether `SHOW transaction_read_only` said `on`: a demoted primary, or
+/// a standby, hears no notification from the primary's writes.
+fn read_only(answer: &[SimpleQueryMessage]) -> bool {
+    answer.iter().any(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+        _ => false,
+    })
+}
+
 /// A notification's payload: the chain id, a space, and the cause's name
 /// (empty when the statement that ended the chain named none, as the
 /// sweep's or an older server's; an unknown name is no cause either).
@@ -129,12 +153,16 @@ fn parse(payload: &str) -> Option<Revocation> {
 /// How the listening connection shows in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "echo-server revocations";
 
+/// A connection to the primary with `LISTEN` in force. Each host gets the
+/// whole `timeout` (nobody waits on this in a request), so the listener
+/// finds the new primary past a hung one, and the pool then starts there.
 async fn listen(
     url: &PgUrl,
+    hosts: &Hosts,
     timeout: Duration,
 ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), StoreError> {
+    let (client, notes) = connect_via(url, hosts, timeout, Some(APPLICATION_NAME)).await?;
     let deadline = Instant::now() + timeout;
-    let (client, notes) = connect(url, timeout, Some(APPLICATION_NAME)).await?;
     let sql = format!("LISTEN {CHANNEL}");
     let listening = client.batch_execute(&sql);
     match tokio::time::timeout_at(deadline, listening).await {

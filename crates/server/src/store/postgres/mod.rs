@@ -17,12 +17,22 @@
 //! `store_timeout`), past which it fails as `Unavailable`, the store counts
 //! as down, and the connection it was using is closed rather than reused.
 //! Every connection has TCP keepalive (`connect.rs`).
+//!
+//! With several hosts in the URL (a primary and its standbys), every new
+//! connection goes to whichever is the writable primary (`url.rs`); one
+//! that fails, or finds its host read-only, is closed rather than reused
+//! (each host is tried within a limit of its own, from the one that
+//! answered last, so one that hangs does not hide the others: `hosts.rs`),
+//! so after a failover the pool and the listener follow the promoted
+//! standby by themselves, with the same back-off.
 
 mod connect;
+mod hosts;
 mod ledger;
 mod listen;
 mod ops;
 mod outage;
+pub mod replication;
 mod rows;
 pub mod schema;
 mod url;
@@ -42,7 +52,8 @@ use tokio::{
 use tokio_postgres::{Row, Statement, error::SqlState, tls::NoTls, types::ToSql};
 
 pub use connect::KEEPALIVE_IDLE;
-use connect::{CONNECT_TIMEOUT, connect, describe, tuned};
+use connect::{CONNECT_TIMEOUT, connect_via, describe, tuned};
+use hosts::{Hosts, HostsInTurn};
 pub use ledger::PgLedger;
 pub use outage::MAX_RETRY;
 use outage::Outage;
@@ -86,6 +97,8 @@ pub struct PgStore {
 
 struct Inner {
     url: PgUrl,
+    /// Its hosts, and which answered last (the pool's and the listener's).
+    hosts: Hosts,
     pool: Pool,
     lifetimes: Lifetimes,
     timeout: Duration,
@@ -126,29 +139,16 @@ impl PgStore {
         lifetimes: Lifetimes,
         options: PgOptions,
     ) -> Result<Self, StoreError> {
-        let (mut client, _notes) = connect(url, CONNECT_TIMEOUT, None).await?;
+        let config = tuned(url);
+        let hosts = Hosts::of(&config);
+        let (mut client, _notes) = connect_via(url, &hosts, CONNECT_TIMEOUT, None).await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        let config = tuned(url);
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = match url.tls().map_err(StoreError::Database)? {
-            Some(tls) => Manager::from_config(config, tls, manager_config),
-            None => Manager::from_config(config, NoTls, manager_config),
-        };
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|err| {
-                StoreError::Database(format!("cannot make the connection pool: {err}"))
-            })?;
+        let pool = pool(url, config, &hosts, options.pool_size)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.clone(),
+                hosts,
                 pool,
                 lifetimes,
                 timeout: options.timeout,
@@ -170,10 +170,9 @@ impl PgStore {
         &self.inner.url
     }
 
-    /// The attempt ledger in this database, `per_minute` password attempts
-    /// a minute per address.
-    pub fn ledger(&self, per_minute: u32) -> PgLedger {
-        PgLedger::new(self.clone(), per_minute)
+    /// The attempt ledger in this database.
+    pub fn ledger(&self) -> PgLedger {
+        PgLedger::new(self.clone())
     }
 
     /// Chains ended on any server; the first call starts listening.
@@ -184,6 +183,7 @@ impl PgStore {
                 let (sender, _) = broadcast::channel(1024);
                 tokio::spawn(listen::run(
                     self.inner.url.clone(),
+                    self.inner.hosts.clone(),
                     self.inner.timeout,
                     sender.clone(),
                     Arc::clone(&self.inner.outage),
@@ -237,19 +237,24 @@ impl PgStore {
     }
 
     /// The outcome of work done on `client` under a deadline: an answer
-    /// (even a refusal) means the database is up; no answer in time closes
-    /// the connection, whose reply may still come, instead of giving it
-    /// back to the pool.
+    /// (even a refusal) means the database is up; no answer in time, or
+    /// `Unavailable` (the connection lost, or its host read-only), closes
+    /// the connection instead of giving it back to the pool.
     fn settle<T>(
         &self,
         client: Object,
         outcome: Result<Result<T, StoreError>, Elapsed>,
     ) -> Result<T, StoreError> {
         match outcome {
+            Ok(Err(StoreError::Unavailable(why))) => {
+                // Lost, or on a host that is read-only now (a primary
+                // demoted, a standby): the next connection is made afresh,
+                // on whichever host is the writable primary then.
+                drop(Object::take(client));
+                Err(StoreError::Unavailable(why))
+            }
             Ok(result) => {
-                if !matches!(result, Err(StoreError::Unavailable(_))) {
-                    self.inner.outage.up();
-                }
+                self.inner.outage.up();
                 result
             }
             Err(_) => {
@@ -314,11 +319,55 @@ impl PgStore {
     }
 }
 
-/// A tokio-postgres error in the store's kinds: the database being down or
-/// the connection lost is [`StoreError::Unavailable`]; anything else is a
-/// refused request.
+/// A pool of at most `size` connections to `hosts` (`url`'s, `config`
+/// their settings), opened when first needed.
+fn pool(
+    url: &PgUrl,
+    config: tokio_postgres::Config,
+    hosts: &Hosts,
+    size: usize,
+) -> Result<Pool, StoreError> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    // Within one call's connect time, every host has a turn.
+    let per_host = hosts::share(hosts.len(), CONNECT_TIMEOUT);
+    let hosts = hosts.clone();
+    let manager = match url.tls().map_err(StoreError::Database)? {
+        Some(tls) => {
+            let connect = HostsInTurn {
+                hosts,
+                tls,
+                per_host,
+            };
+            Manager::from_connect(config, connect, manager_config)
+        }
+        None => {
+            let tls = NoTls;
+            let connect = HostsInTurn {
+                hosts,
+                tls,
+                per_host,
+            };
+            Manager::from_connect(config, connect, manager_config)
+        }
+    };
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|err| StoreError::Database(format!("cannot make the connection pool: {err}")))
+}
+
+/// A tokio-postgres error in the store's kinds: the database being down,
+/// the connection lost, or its host read-only (a standby, or a primary
+/// demoted since the connection was made: the primary is elsewhere now) is
+/// [`StoreError::Unavailable`]; anything else is a refused request.
 pub(super) fn db_error(err: tokio_postgres::Error) -> StoreError {
     let unavailable = [
+        SqlState::READ_ONLY_SQL_TRANSACTION,
         SqlState::ADMIN_SHUTDOWN,
         SqlState::CRASH_SHUTDOWN,
         SqlState::CANNOT_CONNECT_NOW,

@@ -3,8 +3,9 @@
 //! last it saw (a trigger adds one per chain that ends, in the transaction
 //! that ends it) and announces each chain. A poll that fails is retried at
 //! the next; after one, a [`Revocation::Resync`] makes the server check
-//! every live chain. The same task sweeps what has expired about once a
-//! minute.
+//! every live chain. The same read takes the file's count of changes to
+//! the names known by address (`identities.rs`). The same task sweeps what
+//! has expired about once a minute.
 
 use std::{
     sync::{Arc, Weak},
@@ -14,7 +15,7 @@ use std::{
 use rusqlite::{self, Connection, params};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Failure, Inner, SqliteStore, rows::chain_of};
+use super::{Failure, Inner, SqliteStore, identities::changes_on, rows::chain_of};
 use crate::{
     store::{EndCause, FAMILIAR_SOURCE_SECS, Lifetimes, Revocation, StoreError, sql::secs},
     sys::clock::{Clock, SystemClock, UnixTime},
@@ -56,8 +57,11 @@ async fn follow(store: Weak<Inner>, mut last: i64) {
         poll.tick().await;
         let Some(inner) = store.upgrade() else { return };
         let store = SqliteStore { inner };
-        match store.read(move |connection| since(connection, last)).await {
-            Ok(rows) => {
+        let read =
+            store.read(move |connection| Ok((since(connection, last)?, changes_on(connection)?)));
+        match read.await {
+            Ok((rows, identity_changes)) => {
+                store.inner.identities.counter_read(identity_changes);
                 // Rows are kept an hour: after a longer pause (a stopped
                 // process), some may be gone unread.
                 let paused = heard_at.elapsed() > Duration::from_secs(KEEP_REVOCATIONS_SECS / 2);

@@ -158,6 +158,18 @@ async fn lock_journal(journal: &Path) -> Result<Flock<File>, StoreError> {
 /// Writes the journal's state into the database.
 fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
     let mut imported = Imported::default();
+    let imported_users = insert_users(connection, state, &mut imported)?;
+    insert_sessions(connection, state, &imported_users, &mut imported)?;
+    insert_addresses(connection, state, &mut imported)?;
+    Ok(imported)
+}
+
+/// The users the journal's indexes keep; their names.
+fn insert_users<'a>(
+    connection: &Connection,
+    state: &'a State,
+    imported: &mut Imported,
+) -> Result<std::collections::HashSet<&'a str>, Failure> {
     let mut imported_users = std::collections::HashSet::new();
     let sql = "INSERT INTO users (name, canonical, lookalike, password_hash, created)
                VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -188,13 +200,23 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
         imported_users.insert(name.as_str());
         imported.users += 1;
     }
+    Ok(imported_users)
+}
+
+/// The session chains of `users`, with every token they have had.
+fn insert_sessions(
+    connection: &Connection,
+    state: &State,
+    users: &std::collections::HashSet<&str>,
+    imported: &mut Imported,
+) -> Result<(), Failure> {
     let sql = "INSERT INTO sessions (family, user_name, created, last_used, current, rotations)
                VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
     let mut sessions = connection.prepare(sql)?;
     let mut tokens =
         connection.prepare("INSERT INTO session_tokens (hash, family) VALUES (?1, ?2)")?;
     for (chain, session) in &state.chains {
-        if !imported_users.contains(session.user.as_str()) {
+        if !users.contains(session.user.as_str()) {
             continue;
         }
         let family = chain.to_string();
@@ -213,6 +235,15 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
         }
         imported.sessions += 1;
     }
+    Ok(())
+}
+
+/// Names by address, and the addresses each account was seen from.
+fn insert_addresses(
+    connection: &Connection,
+    state: &State,
+    imported: &mut Imported,
+) -> Result<(), Failure> {
     let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)
                ON CONFLICT (ip) DO UPDATE SET name = excluded.name, seen = excluded.seen
                WHERE excluded.seen > identities.seen";
@@ -231,5 +262,5 @@ fn insert(connection: &Connection, state: &State) -> Result<Imported, Failure> {
             imported.familiar += 1;
         }
     }
-    Ok(imported)
+    Ok(())
 }

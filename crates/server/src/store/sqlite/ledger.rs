@@ -27,14 +27,11 @@ use crate::{
 /// Attempt limits shared by every process on the database file.
 pub struct SqliteLedger {
     store: SqliteStore,
-    per_minute: u32,
 }
 
 impl std::fmt::Debug for SqliteLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteLedger")
-            .field("per_minute", &self.per_minute)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteLedger").finish_non_exhaustive()
     }
 }
 
@@ -44,14 +41,18 @@ fn count(value: i64) -> u32 {
 }
 
 impl SqliteLedger {
-    pub(super) fn new(store: SqliteStore, per_minute: u32) -> Self {
-        Self { store, per_minute }
+    pub(super) fn new(store: SqliteStore) -> Self {
+        Self { store }
     }
 
     /// Takes one attempt from the bucket of `ip`'s source.
-    async fn take(&self, ip: IpAddr, now: UnixTime) -> Result<Result<(), Limited>, StoreError> {
+    async fn take(
+        &self,
+        ip: IpAddr,
+        per_minute: u32,
+        now: UnixTime,
+    ) -> Result<Result<(), Limited>, StoreError> {
         let ip = Source::of(ip).address().to_string();
-        let per_minute = self.per_minute;
         self.store
             .write(move |connection| {
                 let sql = "SELECT tokens, updated FROM attempt_addresses WHERE ip = ?1";
@@ -193,8 +194,13 @@ fn count_unfamiliar(connection: &Connection, account: &str, now: UnixTime) -> Re
 }
 
 impl AttemptLedger for SqliteLedger {
-    fn charge_address(&self, ip: IpAddr, now: UnixTime) -> LedgerFuture<'_, Result<(), Limited>> {
-        Box::pin(self.take(ip, now))
+    fn charge_address(
+        &self,
+        ip: IpAddr,
+        per_minute: u32,
+        now: UnixTime,
+    ) -> LedgerFuture<'_, Result<(), Limited>> {
+        Box::pin(self.take(ip, per_minute, now))
     }
 
     fn check_account<'a>(

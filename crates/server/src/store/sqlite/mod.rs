@@ -20,6 +20,7 @@
 //!   and the sweep of what has expired.
 
 mod follow;
+mod identities;
 mod import;
 mod journal;
 mod ledger;
@@ -63,6 +64,8 @@ struct Inner {
     path: PathBuf,
     readers: Readers,
     writer: Writer,
+    /// Names read by address, kept while the follower runs.
+    identities: identities::IdentityCache,
     lifetimes: Lifetimes,
     /// Chains ended in any process on this file.
     revocations: broadcast::Sender<Revocation>,
@@ -99,6 +102,7 @@ impl SqliteStore {
                 path,
                 readers,
                 writer,
+                identities: identities::IdentityCache::default(),
                 lifetimes,
                 revocations,
                 opened_at,
@@ -126,10 +130,9 @@ impl SqliteStore {
         self.inner.writer.committed()
     }
 
-    /// The attempt ledger in this database, allowing `per_minute` password
-    /// attempts a minute per source.
-    pub fn ledger(&self, per_minute: u32) -> SqliteLedger {
-        SqliteLedger::new(self.clone(), per_minute)
+    /// The attempt ledger in this database.
+    pub fn ledger(&self) -> SqliteLedger {
+        SqliteLedger::new(self.clone())
     }
 
     /// Chains ended in any process on this file (this one included) since

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     SqliteStore,
+    identities::{Lookup, read_identity},
     rows::{
         by_name, chain_of, delete_chain, ending, insert_chain, insert_user, resolve, rotate_on,
         user_record,
@@ -29,23 +30,21 @@ use crate::{
 
 impl UserStore for SqliteStore {
     async fn identity(&self, ip: IpAddr, now: UnixTime) -> Result<Option<Identity>, StoreError> {
-        let lifetimes = self.inner.lifetimes;
-        let known = self
-            .read(move |connection| {
-                let sql = "SELECT name, seen FROM identities WHERE ip = ?1";
-                let row = connection
-                    .prepare_cached(sql)?
-                    .query_row(params![ip.to_string()], |row| {
-                        Ok(Identity {
-                            name: row.get(0)?,
-                            seen: unix(row.get(1)?),
-                        })
-                    })
-                    .optional()?;
-                Ok(row)
-            })
-            .await?;
-        Ok(known.filter(|known| lifetimes.identity_kept(known.seen, now)))
+        let known = match self.inner.identities.lookup(ip) {
+            Lookup::Kept(known) => known,
+            Lookup::Read(generation) => {
+                let known = self
+                    .read(move |connection| read_identity(connection, ip))
+                    .await?;
+                self.inner.identities.fill(ip, generation, known.clone());
+                known
+            }
+        };
+        let known = known.map(|(name, seen)| Identity {
+            name,
+            seen: unix(seen),
+        });
+        Ok(known.filter(|known| self.inner.lifetimes.identity_kept(known.seen, now)))
     }
 
     async fn remember_identity(
@@ -54,16 +53,26 @@ impl UserStore for SqliteStore {
         name: &str,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.write(move |connection| {
-            let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)
+        let (kept, tickets) = (name.to_owned(), self.inner.identities.tickets());
+        let name = kept.clone();
+        let written = self
+            .write(move |connection| {
+                let sql = "INSERT INTO identities (ip, name, seen) VALUES (?1, ?2, ?3)
                        ON CONFLICT (ip) DO UPDATE SET name = excluded.name, seen = excluded.seen";
-            connection
-                .prepare_cached(sql)?
-                .execute(params![ip.to_string(), name, secs(now)])?;
-            Ok(())
-        })
-        .await
+                connection.prepare_cached(sql)?.execute(params![
+                    ip.to_string(),
+                    name,
+                    secs(now)
+                ])?;
+                Ok(tickets.take())
+            })
+            .await;
+        let change = written
+            .as_ref()
+            .ok()
+            .map(|ticket| (*ticket, Some((kept, secs(now)))));
+        self.inner.identities.changed(ip, change);
+        written.map(drop)
     }
 
     async fn identities(&self, now: UnixTime) -> Result<Vec<(IpAddr, Identity)>, StoreError> {
@@ -94,14 +103,19 @@ impl UserStore for SqliteStore {
     }
 
     async fn forget_identity(&self, ip: IpAddr) -> Result<bool, StoreError> {
-        self.write(move |connection| {
-            let sql = "DELETE FROM identities WHERE ip = ?1";
-            Ok(connection
-                .prepare_cached(sql)?
-                .execute(params![ip.to_string()])?
-                > 0)
-        })
-        .await
+        let tickets = self.inner.identities.tickets();
+        let forgotten = self
+            .write(move |connection| {
+                let sql = "DELETE FROM identities WHERE ip = ?1";
+                let deleted = connection
+                    .prepare_cached(sql)?
+                    .execute(params![ip.to_string()])?;
+                Ok((tickets.take(), deleted > 0))
+            })
+            .await;
+        let change = forgotten.as_ref().ok().map(|(ticket, _)| (*ticket, None));
+        self.inner.identities.changed(ip, change);
+        forgotten.map(|(_, any)| any)
     }
 
     async fn familiar_since(

@@ -11,7 +11,10 @@ use crate::{store::StoreError, sys::files};
 pub const DB_FILE: &str = "echo.db";
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../../migrations/sqlite/0002_identity_changes.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> i32 {

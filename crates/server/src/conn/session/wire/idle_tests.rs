@@ -10,7 +10,7 @@ use echo_proto::{
 };
 use futures_util::FutureExt;
 use tokio::{
-    io::{AsyncWriteExt, DuplexStream, duplex},
+    io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -89,4 +89,32 @@ async fn a_buffer_grown_for_a_large_frame_is_let_go_once_the_frame_is_read() {
     client.send_msg(&name("dan")).await.unwrap();
     assert_eq!(wire.recv(Instant::now() + LONG).await.unwrap(), name("dan"));
     assert!(wire.buffers_held().0 <= READ_BUFFER);
+}
+
+#[tokio::test]
+async fn replies_queued_into_the_emptied_write_buffer_wait_for_the_flush() {
+    let shutdown = CancellationToken::new();
+    let (mut wire, mut client) = pair(&shutdown);
+    wire.send(hello(Mode::Ident)).await.unwrap();
+    assert!(wire.recv(Instant::now() + LONG).now_or_never().is_none());
+    assert!(matches!(
+        client.recv_msg().await.unwrap(),
+        Some(ServerMsg::Hello { .. })
+    ));
+    assert_eq!(wire.buffers_held().1, 0);
+    // The write buffer starts from nothing again, and the replies still
+    // wait in it, to leave together in one write before the next wait.
+    wire.send_replies(7, ["a", "b", "c"]).await.unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        client.read(&mut byte).now_or_never().is_none(),
+        "written before the wait"
+    );
+    assert!(wire.recv(Instant::now() + LONG).now_or_never().is_none());
+    for _ in 0..3 {
+        assert!(matches!(
+            client.recv_msg().await.unwrap(),
+            Some(ServerMsg::Reply { re: 7, .. })
+        ));
+    }
 }

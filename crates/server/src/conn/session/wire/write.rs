@@ -3,7 +3,16 @@
 //! last frame, and the bounds on every write that has to wait for the
 //! client (its time, the output held, the connection's stop token).
 
-use std::{pin::Pin, pin::pin, task::Poll, time::Duration};
+use std::{
+    pin::Pin,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::Poll,
+    time::Duration,
+};
 
 use echo_proto::{FrameCodec, Json, ProtoError, ServerMsg, fast::TextReply};
 use futures_util::SinkExt;
@@ -15,7 +24,10 @@ use tokio_util::{codec::Encoder, sync::WaitForCancellationFutureOwned};
 use tracing::warn;
 
 use super::{FAREWELL_TIMEOUT, Wire};
-use crate::conn::session::{ending::Ending, tally::Totals};
+use crate::{
+    config::ServerConfig,
+    conn::session::{ending::Ending, tally::Totals},
+};
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// Queues one message; see [`Wire::feed`].
@@ -60,7 +72,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             }
             Ok(Ok(()))
         };
-        let written = bounded(write, limit, self.stop.as_mut()).await;
+        let written = bounded(
+            write,
+            limit,
+            self.stop.as_mut(),
+            finishing(&self.finish_writes),
+        )
+        .await;
         match written.map_err(|cut| cut.ending(self))?.0 {
             Ok(queued) => queued,
             Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
@@ -70,7 +88,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
                 warn!(error = %err, "reply not sent");
                 let msg = ServerMsg::error(err.code(), err.to_string(), false);
                 let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
-                let sent = bounded(error, limit, self.stop.as_mut()).await;
+                let sent = bounded(
+                    error,
+                    limit,
+                    self.stop.as_mut(),
+                    finishing(&self.finish_writes),
+                )
+                .await;
                 match sent.map_err(|cut| cut.ending(self))?.0 {
                     Ok(()) => Ok(()),
                     Err(_) => Err(Ending::WriteTimedOut),
@@ -90,7 +114,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     pub(super) async fn flush_waiting(&mut self) -> Result<bool, Ending> {
         let limit = self.write_timeout;
         let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
-        let flushed = bounded(flush, limit, self.stop.as_mut()).await;
+        let flushed = bounded(
+            flush,
+            limit,
+            self.stop.as_mut(),
+            finishing(&self.finish_writes),
+        )
+        .await;
         match flushed.map_err(|cut| cut.ending(self))? {
             (Ok(()), waited) => Ok(waited),
             (Err(ProtoError::Io(err)), _) => Err(Ending::Lost(err)),
@@ -132,12 +162,32 @@ pub(crate) struct OutputLimits {
     pub max_output: usize,
 }
 
+impl OutputLimits {
+    /// The limits `config` sets (`write_timeout`, `max_output_buffer`).
+    pub(crate) fn of(config: &ServerConfig) -> Self {
+        Self {
+            write_timeout: config.timeouts.write,
+            max_output: config.limits.max_output_buffer,
+        }
+    }
+}
+
 /// Whether `held` bytes of output are within `max_output`.
 pub(super) fn within(held: usize, max_output: usize) -> Result<(), Ending> {
     if held > max_output {
         return Err(Ending::OutputOverLimit { held, max_output });
     }
     Ok(())
+}
+
+/// Whether writes are to be finished whatever the stop token says: the
+/// server is handing over to a new process ([`Wire::finish_writes_when`]).
+fn finishing(finish_writes: &Option<Arc<AtomicBool>>) -> impl Fn() -> bool + '_ {
+    move || {
+        finish_writes
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    }
 }
 
 /// Why a write that had to wait was cut short.
@@ -160,20 +210,29 @@ impl Cut {
 /// Runs a write, and says whether it had to wait. It almost always
 /// completes at its first poll, and then costs no timer; only a write that
 /// has to wait (the client is not reading) is bounded by `limit` and raced
-/// against the connection's stop token.
+/// against the connection's stop token; once `finishing` says so (the
+/// server hands over, and sets it before the token fires), the stop token
+/// no longer cuts it, even one that was waiting already.
 async fn bounded<T>(
     write: impl Future<Output = T>,
     limit: Duration,
     stop: Pin<&mut WaitForCancellationFutureOwned>,
+    finishing: impl Fn() -> bool,
 ) -> Result<(T, bool), Cut> {
     let mut write = pin!(write);
     if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
     {
         return Ok((done, false));
     }
+    let mut write = pin!(timeout(limit, write));
     tokio::select! {
         biased;
-        () = stop => Err(Cut::Stopped),
-        done = timeout(limit, write) => done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
+        () = stop => {}
+        done = write.as_mut() => return done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
     }
+    if !finishing() {
+        return Err(Cut::Stopped);
+    }
+    let done = write.await;
+    done.map(|done| (done, true)).map_err(|_| Cut::TimedOut)
 }

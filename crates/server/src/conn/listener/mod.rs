@@ -173,7 +173,9 @@ impl<S: UserStore> Listener<S> {
             id,
             permit,
             slot,
-            shutdown: self.shutdown.child_token(),
+            // The listener's own token: nothing cancels one connection's
+            // alone (its stopper, a child of this, is what stops it).
+            shutdown: self.shutdown.clone(),
         };
         drop(_entered);
         let connection = admitted.connection(stream, (addr, trusted));
@@ -206,42 +208,53 @@ struct Admitted<S> {
 impl<S: UserStore> Admitted<S> {
     /// One connection's task: the transport steps, then the session.
     /// `trusted`: whether a PROXY header is expected, decided at accept.
-    async fn connection(self, tcp: TcpStream, (addr, trusted): (SocketAddr, bool)) {
+    /// Not an `async fn`, for the reason [`Session::run`] gives.
+    fn connection(
+        self,
+        tcp: TcpStream,
+        (addr, trusted): (SocketAddr, bool),
+    ) -> impl Future<Output = ()> {
         let deadline = Instant::now() + self.ctx.settings.now().timeouts.handshake;
         let Self {
             ctx,
             refuser,
-            ended: _ended,
+            ended,
             unprepared_log,
             id,
             permit,
             slot,
             shutdown,
         } = self;
-        let accepted = (addr, trusted);
-        // The transport steps and the goodbye are boxed: a future is as
-        // large as its largest state, and this one is held for as long as
-        // the connection lives; the TLS handshake's state alone is several
-        // KiB, freed once it is over (#30).
-        let prepared = Box::pin(prepare(&ctx, tcp, accepted, slot, deadline, &shutdown)).await;
-        let (stream, peer, slot) = match prepared {
-            Ok(prepared) => prepared,
-            Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
-            Err(Unprepared::Transport(err)) if err.is_notable() => {
-                // A flood of these must not fill the disk: one line per 10 s.
-                if let Some(unlogged) = lock(&unprepared_log).tick() {
-                    warn!(%addr, error = %err, since_last_line = unlogged, "closed before the first frame");
+        async move {
+            let _ended = ended;
+            // The transport steps and the goodbye are boxed: a future is
+            // as large as its largest state, and this one is held for as
+            // long as the connection lives; the TLS handshake's state
+            // alone is several KiB, freed once it is over (#30).
+            let accepted = (addr, trusted);
+            let prepared = prepare(&ctx, tcp, accepted, slot, deadline, &shutdown);
+            let (stream, peer, slot) = match Box::pin(prepared).await {
+                Ok(prepared) => prepared,
+                Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
+                Err(Unprepared::Transport(err)) if err.is_notable() => {
+                    // A flood of these must not fill the disk: one line per 10 s.
+                    if let Some(unlogged) = lock(&unprepared_log).tick() {
+                        warn!(%addr, error = %err, since_last_line = unlogged, "closed before the first frame");
+                    }
+                    return;
                 }
-                return;
+                Err(Unprepared::Transport(err)) => {
+                    return debug!(%addr, error = %err, "dropped before the first frame");
+                }
+            };
+            let secure = stream.is_tls();
+            // Made and run in one expression: a session kept in a
+            // variable would take room of its own in this future, beside
+            // the one it is moved into.
+            let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
+            if let Some(stream) = session.run(deadline, permit).await {
+                Box::pin(close_gracefully(stream)).await;
             }
-            Err(Unprepared::Transport(err)) => {
-                return debug!(%addr, error = %err, "dropped before the first frame");
-            }
-        };
-        let secure = stream.is_tls();
-        let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
-        if let Some(stream) = session.run(deadline, permit).await {
-            Box::pin(close_gracefully(stream)).await;
         }
     }
 }

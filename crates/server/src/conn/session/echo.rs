@@ -44,15 +44,20 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 self.wire.tally.replies += 1;
                 continue;
             }
+            // The other answers are boxed: a `/command` or a `say` off the
+            // fast path is rare, and this future is held for as long as the
+            // connection lives (#30).
             if let Some(say) = CommandSay::parse(&payload) {
-                self.answer(&established, say.id, &say.text).await?;
+                Box::pin(self.answer(&established, say.id, &say.text)).await?;
                 continue;
             }
             let Some(msg) = self.wire.decode(&payload).await? else {
                 continue;
             };
             match msg {
-                ClientMsg::Say { id, text } => self.answer(&established, id, &text).await?,
+                ClientMsg::Say { id, text } => {
+                    Box::pin(self.answer(&established, id, &text)).await?;
+                }
                 ClientMsg::Logout {} => {
                     if let Some(chain) = established.chain {
                         // A store call, boxed: the conversation's future

@@ -134,16 +134,35 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// client was sent a last frame and should be let go gracefully. The
     /// permit is held until then, so the connection limit cannot leak on any
     /// path.
-    pub(crate) async fn run(
-        mut self,
+    ///
+    /// Not an `async fn`: its arguments would be stored twice in the
+    /// future (as arguments, and as the locals they are moved into), and
+    /// the session is most of it; an `async` block uses what it captured
+    /// where it lies (#30).
+    pub(crate) fn run(
+        self,
         deadline: Instant,
-        _permit: OwnedSemaphorePermit,
-    ) -> Option<T> {
-        let _counted = self.ctx.metrics.connection();
-        let started = std::time::Instant::now();
-        // Lab task 1: the log shows each client coming and going.
-        info!("connected");
-        let ending = self.drive(deadline).await;
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = Option<T>> {
+        let mut session = self;
+        async move {
+            let _counted = session.ctx.metrics.connection();
+            let started = std::time::Instant::now();
+            // Lab task 1: the log shows each client coming and going.
+            info!("connected");
+            let ending = session.drive(deadline).await;
+            // Boxed, as the handshake steps are: only the last moments
+            // need the goodbye's state, and the session's future is held
+            // whole for as long as the connection lives (#30).
+            let stream = Box::pin(session.end(ending, started)).await;
+            drop(permit);
+            stream
+        }
+    }
+
+    /// Says goodbye as `ending` asks, logs the connection's line, and gives
+    /// the stream back if the client should be let go gracefully.
+    async fn end(self, ending: Ending, started: std::time::Instant) -> Option<T> {
         let ending = match ending {
             Ending::Shutdown if self.ctx.restarting.load(Ordering::Acquire) => Ending::Restart {
                 retry_after_ms: RESTART_RETRY_AFTER_MS,
@@ -152,8 +171,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
         };
         let last = ending.farewell();
         let said_goodbye = ending.lets_go_gracefully();
-        // Boxed, as the handshake steps are: only the last moments need it.
-        let (stream, totals) = Box::pin(self.wire.finish(last, said_goodbye)).await;
+        let (stream, totals) = self.wire.finish(last, said_goodbye).await;
         // One line per connection, with what it did.
         let duration_ms = started.elapsed().as_millis() as u64;
         let (bytes_in, bytes_out, messages) = (totals.bytes_in, totals.bytes_out, totals.messages);

@@ -5,6 +5,7 @@
 
 use std::{future::Future, mem::size_of};
 
+use echo_proto::fast::RawReply;
 use tokio::time::Instant;
 
 use super::{Established, Session, wire::Wire};
@@ -38,6 +39,14 @@ pub(crate) fn parts<S: UserStore>() -> Vec<(&'static str, usize)> {
         (
             "  Wire::next_frame's future",
             future_size::<&mut Wire<Stream>, Instant, _>(Wire::<Stream>::next_frame),
+        ),
+        (
+            "  Wire::reply's future",
+            future_size::<&mut Wire<Stream>, RawReply<'_>, _>(Wire::<Stream>::reply),
+        ),
+        (
+            "  Wire::decode's future",
+            future_size::<&mut Wire<Stream>, &[u8], _>(Wire::<Stream>::decode),
         ),
         (
             "Wire::finish's future",

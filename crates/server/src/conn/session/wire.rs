@@ -173,8 +173,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Err(err) => {
                 let error = err.to_string();
                 warn!(error = %shown_max(&error, MAX_LOGGED_ERROR), "bad request");
-                self.send(ServerMsg::error(err.code(), err.to_string(), false))
-                    .await?;
+                // Boxed: rare, and the future of every wait for a message
+                // would otherwise be as large as this write (#30).
+                Box::pin(self.send(ServerMsg::error(err.code(), err.to_string(), false))).await?;
                 Ok(None)
             }
         }

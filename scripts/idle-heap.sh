@@ -4,7 +4,7 @@
 # scenario, attaches heaptrack to its server child as soon as it listens,
 # and kills the server (SIGKILL) once all the idle sessions are open and
 # the active ones ping-pong among them; what heaptrack then counts as
-# "leaked" is what was live at that moment. Prints the top sites.
+# "leaked" is what was live at that moment. Prints it per part, per session.
 #
 #   scripts/idle-heap.sh ECHO_BENCH N [more echo-bench options, e.g. --tls]
 #
@@ -45,9 +45,37 @@ kill -9 "$server"
 wait "$heaptrack_pid" || true
 kill "$bench_pid" 2>/dev/null || true
 file=$(ls "$out"/heaptrack.*.zst | head -n 1)
-heaptrack_print -f "$file" --print-leaks 1 --print-peaks 0 --print-allocators 0 \
-    --print-temporary 0 -n 30 |
-    grep -E "leaked|^    (echo_server|tokio|tracing|hashbrown|sharded|alloc)" |
-    grep -v "tokio::runtime" | head -n 150
 heaptrack_print -f "$file" --print-leaks 0 --print-peaks 0 --print-allocators 0 \
-    --print-temporary 0 | grep -E "leaked|peak"
+    --print-temporary 0 -F "$out/stacks.txt" --flamegraph-cost-type leaked >/dev/null
+# Live bytes per part: each stack goes to the first part one of its frames
+# names (innermost first), divided by the sessions live.
+python3 - "$out/stacks.txt" "$((n + 101))" <<'PY'
+import sys
+parts = [
+    ("read buffers (lent per read)", ["spare::take"]),
+    ("connection task (its future)", ["task::spawn::spawn"]),
+    ("tracing span (logs' conn=...)", ["tracing_subscriber", "sharded_slab", "tracing::span"]),
+    ("live-connections registry", ["Clients::register"]),
+    ("live-sessions registry", ["LiveSessions::watch"]),
+    ("cancellation tokens", ["cancellation_token::tree_node"]),
+    ("socket registration (tokio)", ["TcpStream::new_accepted"]),
+    ("TLS state (rustls, ring)", ["rustls", "ring::"]),
+    ("buffers, timer, stop future", ["Session$LT$S$C$T$GT$::new", "Wire$LT$T$GT$::new"]),
+    ("store (SQLite caches)", ["sqlite", "rusqlite", "store::"]),
+]
+sessions = int(sys.argv[2])
+totals = {}
+for line in open(sys.argv[1]):
+    stack, _, cost = line.rstrip().rpartition(" ")
+    name = "other"
+    for frame in stack.split(";")[::-1]:
+        hit = next((part for part, keys in parts if any(k in frame for k in keys)), None)
+        if hit:
+            name = hit
+            break
+    totals[name] = totals.get(name, 0) + int(cost)
+print(f"live heap per session ({sessions} sessions), bytes:")
+for name, cost in sorted(totals.items(), key=lambda item: -item[1]):
+    print(f"  {name:34} {cost / sessions:8.0f}")
+print(f"  {'total':34} {sum(totals.values()) / sessions:8.0f}")
+PY

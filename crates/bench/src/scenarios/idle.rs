@@ -14,6 +14,7 @@ use std::{
 use anyhow::Context;
 use echo_proto::{ClientMsg, Mode, Secret, ServerMsg, ext::AsyncFrameRead, ext::AsyncFrameWrite};
 use futures_util::StreamExt;
+use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 
@@ -37,6 +38,8 @@ pub const ACTIVE: usize = 100;
 /// takes the load generator's CPU too, and a server that hears no
 /// ClientHello within a second takes the client for a plain one).
 const PARALLEL: usize = 200;
+/// Time the sessions sit idle before the server's memory is read.
+const SETTLE: Duration = Duration::from_secs(5);
 const PARALLEL_TLS: usize = 16;
 
 /// How one session of the scenario is opened.
@@ -85,7 +88,9 @@ pub async fn idle(plan: &Plan, dir: &Path) -> anyhow::Result<IdleResult> {
     progress(&format!("idle: opening {n} idle sessions"));
     let parallel = if plan.tls { PARALLEL_TLS } else { PARALLEL };
     let (streams, open_rates) = opener.open_all(n, parallel).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Idle: the server's memory trimmer looks every 2 s, and gives back
+    // what a burst of logins left once the burst is over.
+    tokio::time::sleep(SETTLE).await;
     let after = server.stats()?;
     let kernel_after = KernelMemory::read();
     progress(&format!(
@@ -160,6 +165,11 @@ impl Opener {
     async fn open(&self, i: usize, user: &str) -> anyhow::Result<Conn> {
         let source = Ipv4Addr::new(127, 0, 0, 1 + (i % self.sources) as u8);
         let socket = TcpSocket::new_v4()?;
+        // The port is chosen at connect, for the (source, server) pair,
+        // not at bind for the source alone: a bind-time choice takes only
+        // ports free on every pair, and ports a previous run left in
+        // TIME_WAIT count as taken.
+        setsockopt(&socket, IpBindAddressNoPort, &true)?;
         socket.bind(SocketAddr::from((source, 0)))?;
         let tcp = socket.connect(self.addr).await?;
         tcp.set_nodelay(true)?;

@@ -11,13 +11,11 @@
 
 mod capacity;
 mod refuse;
+mod trim;
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -41,6 +39,7 @@ use crate::{
 use capacity::Capacity;
 use refuse::Throttled;
 pub(crate) use refuse::{Refusal, Refuser};
+use trim::{Churn, Gone, trim_memory};
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
@@ -51,10 +50,8 @@ pub(crate) struct Listener<S> {
     ctx: Arc<Context<S>>,
     limit: Capacity,
     refuser: Arc<Refuser>,
-    /// Connection tasks ended, whatever became of them (the trimmer's
-    /// measure of freed memory: a handshake that never finished held
-    /// buffers too).
-    ended: Arc<AtomicU64>,
+    /// Connections come and gone: the trimmer's measure of freed memory.
+    churn: Churn,
     /// "closed before the first frame" lines: one per 10 s.
     unprepared_log: Arc<Mutex<Throttled>>,
     shutdown: CancellationToken,
@@ -86,7 +83,7 @@ impl<S: UserStore> Listener<S> {
             ctx,
             limit,
             refuser,
-            ended: Arc::default(),
+            churn: Churn::default(),
             unprepared_log: Arc::default(),
             shutdown,
             tasks: TaskTracker::new(),
@@ -96,7 +93,7 @@ impl<S: UserStore> Listener<S> {
     /// The memory trimmer of this listener's connections ([`trim_memory`]),
     /// to run beside [`Listener::serve`]; it ends at shutdown.
     pub(crate) fn trimmer(&self) -> impl Future<Output = ()> + Send + 'static {
-        trim_memory(Arc::clone(&self.ended), self.shutdown.clone())
+        trim_memory(self.churn.clone(), self.shutdown.clone())
     }
 
     /// Accepts until shutdown, then drains.
@@ -165,10 +162,13 @@ impl<S: UserStore> Listener<S> {
                 return;
             }
         };
+        // A connection that came counts for the trimmer too: its
+        // handshake leaves garbage between the sessions that stay.
+        self.churn.tick();
         let admitted = Admitted {
             ctx: Arc::clone(&self.ctx),
             refuser: Arc::clone(&self.refuser),
-            ended: Ended(Arc::clone(&self.ended)),
+            ended: self.churn.on_drop(),
             unprepared_log: Arc::clone(&self.unprepared_log),
             id,
             permit,
@@ -197,7 +197,7 @@ impl<S: UserStore> Listener<S> {
 struct Admitted<S> {
     ctx: Arc<Context<S>>,
     refuser: Arc<Refuser>,
-    ended: Ended,
+    ended: Gone,
     unprepared_log: Arc<Mutex<Throttled>>,
     id: ConnectionId,
     permit: OwnedSemaphorePermit,
@@ -259,15 +259,6 @@ impl<S: UserStore> Admitted<S> {
     }
 }
 
-/// Counts a connection task as ended when dropped, on every path.
-struct Ended(Arc<AtomicU64>);
-
-impl Drop for Ended {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// The transport steps: the PROXY header (then the connection's charge
 /// moves from the balancer to the client it names), then TLS.
 async fn prepare<S: UserStore>(
@@ -306,43 +297,6 @@ async fn prepare<S: UserStore>(
         .map_err(Unprepared::Transport)?;
     Ok((stream, peer, slot))
 }
-
-/// How often to check whether many connections have closed.
-const TRIM_INTERVAL: Duration = Duration::from_secs(2);
-/// Connections closed since the last trim that make another worth it.
-const TRIM_AFTER_CLOSED: u64 = 256;
-
-/// Gives the memory of closed connections back to the OS. The allocator
-/// keeps freed memory for reuse, so after a burst of clients the process
-/// would stay at its peak size; once many connections have closed, this asks
-/// it to return the free pages (a few milliseconds, on the blocking pool).
-async fn trim_memory(ended: Arc<AtomicU64>, shutdown: CancellationToken) {
-    let mut closed_at_last_trim = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = sleep(TRIM_INTERVAL) => {}
-        }
-        let closed = ended.load(Ordering::Relaxed);
-        if closed - closed_at_last_trim >= TRIM_AFTER_CLOSED {
-            closed_at_last_trim = closed;
-            let _ = tokio::task::spawn_blocking(release_free_memory).await;
-        }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    // SAFETY: malloc_trim takes an integer and only walks the allocator's
-    // own free lists, which it locks itself.
-    #[allow(unsafe_code)]
-    unsafe {
-        nix::libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
 
 /// Waits up to `drain` for every connection task to finish; they have all
 /// seen the shutdown signal and are saying `bye`.

@@ -251,8 +251,9 @@ impl<S: UserStore> Admitted<S> {
             // Made and run in one expression: a session kept in a
             // variable would take room of its own in this future, beside
             // the one it is moved into.
-            let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
-            if let Some(stream) = session.run(deadline, permit).await {
+            let session =
+                Session::new(stream, peer, secure, id, ctx, shutdown, slot).run(deadline, permit);
+            if let Some(stream) = session.await {
                 Box::pin(close_gracefully(stream)).await;
             }
         }

@@ -214,7 +214,7 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 State::Echo(established) => {
                     self.slot.handshake_done();
                     self.listed.entry().established(&established.name);
-                    self.echo(established).await
+                    self.echo(&established).await
                 }
             };
             state = match next {

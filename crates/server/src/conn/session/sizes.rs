@@ -8,7 +8,7 @@ use std::{future::Future, mem::size_of};
 use echo_proto::fast::RawReply;
 use tokio::time::Instant;
 
-use super::{Established, Session, wire::Wire};
+use super::{Established, Session, State, wire::Wire};
 use crate::{conn::transport::Stream, store::UserStore};
 
 fn future_size<A, B, F: Future>(_f: impl Fn(A, B) -> F) -> usize {
@@ -28,13 +28,15 @@ pub(crate) fn parts<S: UserStore>() -> Vec<(&'static str, usize)> {
             size_of::<Wire<Stream>>(),
         ),
         ("  Stream (plain TCP or boxed TLS)", size_of::<Stream>()),
+        ("State", size_of::<State>()),
+        ("Established", size_of::<Established>()),
         (
             "Session::drive's future",
             future_size(Session::<S, Stream>::drive),
         ),
         (
             "  Session::echo's future",
-            future_size::<&mut Session<S, Stream>, Established, _>(Session::<S, Stream>::echo),
+            future_size::<&mut Session<S, Stream>, &Established, _>(Session::<S, Stream>::echo),
         ),
         (
             "  Wire::next_frame's future",

@@ -59,7 +59,7 @@ parts = [
     ("live-sessions registry", ["LiveSessions::watch"]),
     ("cancellation tokens", ["cancellation_token::tree_node"]),
     ("socket registration (tokio)", ["TcpStream::new_accepted"]),
-    ("TLS state (rustls, ring)", ["rustls", "ring::"]),
+    ("TLS state (rustls, ring)", ["rustls", "ring::", "transport::tls"]),
     ("buffers, timer, stop future", ["Session$LT$S$C$T$GT$::new", "Wire$LT$T$GT$::new"]),
     ("store (SQLite caches)", ["sqlite", "rusqlite", "store::"]),
 ]

@@ -108,7 +108,11 @@ impl<S: UserStore> Listener<S> {
         }
         let mut failures = Throttled::default();
         loop {
+            // Stopping first: after a handover (or at shutdown) a client
+            // already waiting in the backlog belongs to the new process (or
+            // to nobody), not to one that would only tell it `bye`.
             let accepted = tokio::select! {
+                biased;
                 () = self.shutdown.cancelled() => break,
                 accepted = self.listener.accept() => accepted,
             };

@@ -33,5 +33,6 @@ mod store;
 mod store_identities;
 mod tls;
 mod upgrade;
+mod upgrade_edges;
 mod upgrade_failures;
 mod usage;

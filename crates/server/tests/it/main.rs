@@ -35,4 +35,5 @@ mod tls;
 mod upgrade;
 mod upgrade_edges;
 mod upgrade_failures;
+mod upgrade_storm;
 mod usage;

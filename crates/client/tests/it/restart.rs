@@ -324,3 +324,29 @@ fn a_line_written_after_the_server_closed_stays_in_flight_for_the_restart() {
         );
     });
 }
+
+#[test]
+fn a_one_shot_resumes_after_bye_restart_and_sends_its_line_again() {
+    let fake = Fake::bind();
+    let port = fake.port();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = jar_with(&dir, &fake, "tok-1");
+    let script = thread::spawn(move || {
+        // The old process lets the client in, then hands over before it
+        // reads the one line.
+        let mut first = fake.accept(Mode::Auth);
+        let presented = first.resume("tok-2");
+        thread::sleep(HOLD);
+        first.bye_restart(50);
+        let mut second = fake.accept(Mode::Auth);
+        (presented, second.resume("tok-3"), second.echo_all())
+    });
+    // One-shot: the words are the one message; no user, no password.
+    let output = pipe_to(port, &tokens, &["hi", "there"], &[], "");
+    let (first, presented, said) = script.join().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "hi there\n");
+    assert_eq!(stderr(&output), "", "a resume says nothing");
+    assert_eq!((first.as_str(), presented.as_str()), ("tok-1", "tok-2"));
+    assert_eq!(said, ["hi there"]);
+}

@@ -84,9 +84,10 @@ fn a_pipe_keeps_going_across_two_upgrades_with_no_password_and_no_line_lost_or_d
 
 /// Starts the real client in pipe mode on `port` with `tokens`, no user
 /// and no password; its standard input is the caller's to write.
-fn pipe_client(port: u16, tokens: &std::path::Path) -> std::process::Child {
+fn pipe_client(port: u16, tokens: &std::path::Path, args: &[&str]) -> std::process::Child {
     Command::new(CLIENT)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
         .arg("--token-file")
         .arg(tokens)
         .env_remove("ECHO_USER")
@@ -111,7 +112,7 @@ fn in_identification_mode_the_pipe_is_greeted_by_address_again_after_a_real_upgr
     let named = pipe_to(port, &tokens, &["--user", "Ann"], &[], "first\n");
     assert!(named.status.success(), "{}", stderr(&named));
     // No --user from here on: a name asked for would fail the run.
-    let mut client = pipe_client(port, &tokens);
+    let mut client = pipe_client(port, &tokens, &[]);
     let mut input = client.stdin.take().unwrap();
     writeln!(input, "before").unwrap();
     thread::sleep(Duration::from_millis(300));
@@ -175,5 +176,33 @@ fn the_repl_says_exactly_one_line_when_a_real_upgrade_moves_it() {
             assert!(!text.contains(noise), "{noise:?} in {text:?}");
         }
     }
+    assert!(new.is_running());
+}
+
+#[test]
+fn over_tls_the_pipe_resumes_across_a_real_upgrade_with_the_same_key_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = AUTH.to_vec();
+    args.push("--tls");
+    let mut server = ServerProcess::start(dir.path(), &args, &[]);
+    let port = server.addr().port();
+    let tokens = token_file(&dir);
+    let creds = [("ECHO_USER", "ann"), ("ECHO_PASSWORD", PASSWORD)];
+    let first = ["--tls", "--trust", "accept-new", "--register"];
+    let registered = pipe_to(port, &tokens, &first, &creds, "first\n");
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    // Strict from here on: the new process must show the key recorded.
+    let mut client = pipe_client(port, &tokens, &["--tls", "--trust", "strict"]);
+    let mut input = client.stdin.take().unwrap();
+    writeln!(input, "before").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let new = upgrade(&server);
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    writeln!(input, "after").unwrap();
+    drop(input);
+    let output = client.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "", "nothing asked, nothing reported");
+    assert_eq!(stdout(&output), "before\nafter\n");
     assert!(new.is_running());
 }

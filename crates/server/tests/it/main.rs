@@ -25,6 +25,7 @@ mod operations;
 mod password_memory;
 mod proxy;
 mod reload;
+mod reload_attacks;
 mod server;
 mod server_sessions;
 mod soak;

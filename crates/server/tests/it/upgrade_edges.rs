@@ -278,3 +278,24 @@ async fn a_tls_handshake_on_its_way_at_the_handover_is_finished_and_answered_wit
     assert!(old.wait_exit(Duration::from_secs(10)).success());
     assert!(new.is_running());
 }
+
+#[test]
+fn a_flood_of_sigusr2_makes_one_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = ServerProcess::start(dir.path(), IDENT, &[]);
+    let mut client = identified(old.addr(), "ann");
+    for _ in 0..100 {
+        old.signal(Signal::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (_, reason, _) = replies_then_bye(&mut client);
+    assert_eq!(reason, ByeReason::Restart);
+    assert!(old.wait_exit(Duration::from_secs(10)).success());
+    let log = std::fs::read_to_string(old.log()).unwrap();
+    assert_eq!(log.matches("upgrade requested").count(), 1, "{log}");
+    let pid = log.split("new_pid=").nth(1).unwrap();
+    let digits: String = pid.chars().take_while(char::is_ascii_digit).collect();
+    let new = KillOnDrop(digits.parse().unwrap());
+    echoes(old.addr());
+    assert!(new.is_running());
+}

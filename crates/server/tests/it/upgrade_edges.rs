@@ -299,3 +299,40 @@ fn a_flood_of_sigusr2_makes_one_new_process() {
     echoes(old.addr());
     assert!(new.is_running());
 }
+
+#[test]
+fn a_new_process_ready_while_the_old_one_drains_after_sigterm_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = binary_copy(dir.path());
+    let real = dir.path().join("echo-server.real");
+    std::fs::copy(&binary, &real).unwrap();
+    let mut old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
+    let addr = old.addr();
+    // Keeps the old process draining a second after SIGTERM, by which time
+    // the new one (200 ms late) is ready.
+    let _lingering = identified(addr, "slow");
+    let body = format!("sleep 0.2; exec {} \"$@\"", real.display());
+    replace_with_script(&binary, &body);
+    let data = dir.path().join("data");
+    let upgrade = std::thread::spawn(move || {
+        Command::new(echo_testkit::server_binary())
+            .args(["upgrade", "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap()
+    });
+    old.wait_for_log("upgrade requested");
+    old.signal(Signal::SIGTERM);
+    let out = upgrade.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.contains("shutting down: not upgraded (the new process, pid "),
+        "{said}"
+    );
+    let pid = said.split("pid ").nth(1).unwrap();
+    let new = KillOnDrop(pid.split(',').next().unwrap().parse().unwrap());
+    assert!(old.wait_exit(Duration::from_secs(15)).success());
+    assert!(wait_until(Duration::from_secs(15), || !new.is_running()));
+    assert!(refused(addr), "the stopped server's port is served");
+}

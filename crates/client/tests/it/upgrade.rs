@@ -206,3 +206,36 @@ fn over_tls_the_pipe_resumes_across_a_real_upgrade_with_the_same_key_checked() {
     assert_eq!(stdout(&output), "before\nafter\n");
     assert!(new.is_running());
 }
+
+#[test]
+fn a_line_half_typed_when_a_real_upgrade_moves_the_repl_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), AUTH, &[]);
+    let port = server.addr().port().to_string();
+    let tokens = dir.path().join("tokens.json");
+    let creds = [("ECHO_USER", "ann"), ("ECHO_PASSWORD", PASSWORD)];
+    let registered = pipe_to(
+        server.addr().port(),
+        &tokens,
+        &["--register"],
+        &creds,
+        "x\n",
+    );
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    let mut repl = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+    repl.exp_string("Welcome back, ann (session resumed).")
+        .unwrap();
+    repl.exp_string("> ").unwrap();
+    repl.send("half").unwrap();
+    repl.flush().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let new = upgrade(&server);
+    repl.exp_string("reconnected: the server restarted")
+        .unwrap();
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    enter(&mut repl, " typed").unwrap();
+    repl.exp_string("half typed").unwrap();
+    enter(&mut repl, "/quit").unwrap();
+    repl.exp_eof().unwrap();
+    assert!(new.is_running());
+}

@@ -66,7 +66,7 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads and parses a config file; errors name the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_text(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -84,7 +84,7 @@ impl FileConfig {
     /// refused. A file written by renaming a whole one over it settles at
     /// the second read.
     pub fn load_settled(path: &Path) -> Result<Self, ConfigError> {
-        let read = || std::fs::read_to_string(path);
+        let read = || read_text(path);
         let pause = || std::thread::sleep(SETTLE);
         let text = settled(read, pause).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -105,6 +105,14 @@ impl FileConfig {
         // database password.
         toml::from_str(text).map_err(|err| redact_passwords(&err.to_string()))
     }
+}
+
+/// A config file's text: a regular file of at most 1 MiB
+/// ([`echo_tls::read_small_file`]; a FIFO put in its place would hold a
+/// reload, and every reload after it, until someone wrote to it).
+fn read_text(path: &Path) -> io::Result<String> {
+    String::from_utf8(echo_tls::read_small_file(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// The pause between two reads of a file a reload takes.

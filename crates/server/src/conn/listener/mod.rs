@@ -16,7 +16,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -266,8 +266,9 @@ async fn prepare<S: UserStore>(
     shutdown: &CancellationToken,
 ) -> Result<(Stream, Peer, SourceSlot), Unprepared> {
     let acceptor = &ctx.acceptor;
+    let stop = || cut_unless_restarting(shutdown, &ctx.restarting);
     let peer = acceptor
-        .peer(&mut tcp, (addr, trusted), deadline, shutdown)
+        .peer(&mut tcp, (addr, trusted), deadline, stop())
         .await
         .map_err(Unprepared::Transport)?;
     // The real client, once the transport step knows it.
@@ -288,10 +289,23 @@ async fn prepare<S: UserStore>(
         }
     };
     let stream = acceptor
-        .secure(tcp, deadline, shutdown)
+        .secure(tcp, deadline, stop())
         .await
         .map_err(Unprepared::Transport)?;
     Ok((stream, peer, slot))
+}
+
+/// What cuts the transport steps short: shutdown, but not a handover to a
+/// new process (`restarting`, set before the connections' tokens are
+/// cancelled). A client whose PROXY header or TLS handshake is on its way
+/// then finishes it (within the handshake's deadline) and is told `bye
+/// {restart}` like the others, instead of losing a connection it cannot
+/// tell from a failure.
+async fn cut_unless_restarting(shutdown: &CancellationToken, restarting: &AtomicBool) {
+    shutdown.cancelled().await;
+    if restarting.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// How often to check whether many connections have closed.

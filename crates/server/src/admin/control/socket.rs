@@ -147,9 +147,7 @@ pub(crate) async fn serve<S: UserStore>(
         let Ok((stream, _)) = accepted else {
             continue;
         };
-        let uid = stream.peer_cred().map(|cred| cred.uid());
-        if uid.as_ref().ok() != Some(&me) {
-            warn!(peer_uid = ?uid, "control socket: refused a client of another user");
+        if !of_user(&stream, me) {
             continue;
         }
         let (store, live, clock) = (store.clone(), live.clone(), Arc::clone(&clock));
@@ -174,6 +172,17 @@ pub(crate) async fn serve<S: UserStore>(
     // process, and its caller must hear how it went.
     answering.close();
     let _ = timeout(ANSWER_GRACE, answering.wait()).await;
+}
+
+/// Whether the client on `stream` runs as the user `me` (the server's
+/// own); a client of another user is logged and refused.
+fn of_user(stream: &UnixStream, me: u32) -> bool {
+    let uid = stream.peer_cred().map(|cred| cred.uid());
+    if uid.as_ref().ok() != Some(&me) {
+        warn!(peer_uid = ?uid, "control socket: refused a client of another user");
+        return false;
+    }
+    true
 }
 
 /// The request a control client sends, unless it sends none in time or

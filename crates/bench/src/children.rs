@@ -64,7 +64,12 @@ pub fn serve(
     runtime.block_on(async move {
         let store = store::open(&config.store_location(), config.lifetimes()).await?;
         let ledger = store.shared_ledger();
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        // Bound as the binary binds (its listen backlog of 1,024, not
+        // std's 128, which a burst of the idle scenario's connections
+        // overflows: each SYN dropped costs its client a second).
+        let bound = echo_server::bind_with_fallback("127.0.0.1", 0, 0)?;
+        bound.listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(bound.listener)?;
         announce(&listener)?;
         let shutdown = stop_on_stdin_close();
         let mut server = Server::new(config, store);

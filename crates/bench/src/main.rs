@@ -2,6 +2,7 @@
 //! machine, in the style of `redis-benchmark`. See docs/BENCHMARKS.md.
 
 mod children;
+mod kernel;
 mod load;
 mod procs;
 mod progress;
@@ -77,6 +78,14 @@ struct Cli {
     /// Idle authenticated connections in the memory scenario
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
+    /// How the idle scenario's sessions get to the conversation: `auth`
+    /// (each resumes a session of its own) or `ident`
+    #[arg(long, value_enum, default_value_t = ModeArg::Auth)]
+    idle_mode: ModeArg,
+    /// Idle scenario: spread the client sockets over 127.0.0.1..N, so one
+    /// address's port range is not the limit
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    sources: u8,
     /// How echo connections get to the conversation: `ident`, or `auth`
     /// (each connection registers user benchN, or logs in as it)
     #[arg(long, value_enum, default_value_t = ModeArg::Ident)]
@@ -241,6 +250,8 @@ fn plan(cli: &Cli) -> Plan {
             target_store: cli.target.and(cli.store.clone()),
             resume_workers: 4,
             idle_connections: 200,
+            idle_mode: cli.idle_mode.into(),
+            sources: cli.sources.into(),
         }
     } else {
         Plan {
@@ -259,6 +270,8 @@ fn plan(cli: &Cli) -> Plan {
             target_store: cli.target.and(cli.store.clone()),
             resume_workers: cli.resume_workers,
             idle_connections: cli.idle_connections,
+            idle_mode: cli.idle_mode.into(),
+            sources: cli.sources.into(),
         }
     }
 }
@@ -313,10 +326,12 @@ async fn run(
     Ok(())
 }
 
-/// Lets one process hold every client socket of the idle scenario.
+/// Lets one process hold every client socket of the idle scenario (the
+/// server child inherits the limit and holds as many, one per session).
 fn raise_open_file_limit(cli: &Cli) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let wanted = (cli.idle_connections as u64) * 2 + 1024;
+    let sessions = cli.idle_connections + 2 * scenarios::ACTIVE + 1;
+    let wanted = sessions as u64 + 1024;
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let target = wanted.min(hard);
         if soft < target && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_err() {
@@ -324,8 +339,8 @@ fn raise_open_file_limit(cli: &Cli) {
         }
         if hard < wanted && cli.scenario.contains(&Scenario::Idle) && !cli.quick {
             eprintln!(
-                "echo-bench: the open-file limit ({hard}) is below the {wanted} the idle scenario needs; \
-                 raise it (ulimit -Hn) or lower --idle-connections"
+                "echo-bench: the open-file limit ({hard}) is below the {wanted} the idle scenario needs: \
+                 it is what limits the sessions here; raise it (ulimit -Hn) or lower --idle-connections"
             );
         }
     }

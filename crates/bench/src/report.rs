@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::{
     scenarios::{self, EchoRow, IdleResult, ResumeResult, StormResult},
-    spread::spread,
+    spread::{figure, spread},
     stores::StoreTable,
     tls,
 };
@@ -159,15 +159,42 @@ fn print_auth(report: &Report) {
         println!("\n{}", upgrade_line(upgrade));
     }
     if let Some(idle) = &report.idle {
-        println!(
-            "\nIdle memory: {} authenticated idle connections: server RSS {} KiB -> {} KiB (peak {} KiB), {:.1} KiB per connection",
-            idle.connections,
-            idle.rss_before_kib,
-            idle.rss_after_kib,
-            idle.peak_rss_kib,
-            idle.kib_per_connection
-        );
+        println!("{}", idle_lines(idle));
     }
+}
+
+/// Scenario 4: memory per idle session, the kernel's beside it, and the
+/// active sessions' p99 among the idle.
+fn idle_lines(idle: &IdleResult) -> String {
+    let how = match idle.mode.as_str() {
+        "ident" => "identified",
+        _ => "authenticated",
+    };
+    let over = if idle.tls { "TLS" } else { "plain TCP" };
+    let slabs = match idle.kernel_slab_bytes_per_session {
+        Some(bytes) => format!("{:.1} KiB", bytes / 1024.0),
+        None => "not readable (root only)".to_owned(),
+    };
+    format!(
+        "\nIdle memory: {} {how} idle connections over {over} from {} source address(es): \
+         server RSS {} KiB -> {} KiB (peak {} KiB), {:.1} KiB per connection\n\
+         Kernel, per session (client and server ends): TCP buffers {:.1} KiB, socket slabs {slabs}\n\
+         Active among idle: {} sessions ping-ponging 64 B: p99 {} alone, {} among the idle: {:.2}x\n\
+         Opening the idle sessions: {} per second over the first tenth, {} over the last",
+        idle.connections,
+        idle.sources,
+        idle.rss_before_kib,
+        idle.rss_after_kib,
+        idle.peak_rss_kib,
+        idle.kib_per_connection,
+        idle.kernel_tcp_bytes_per_session / 1024.0,
+        idle.active,
+        figure(idle.p99_alone_us, " us"),
+        figure(idle.p99_among_idle_us, " us"),
+        idle.p99_ratio,
+        figure(idle.open_rates[0], ""),
+        figure(idle.open_rates[1], ""),
+    )
 }
 
 /// Scenario 6 in one paragraph: the figures that must be 0 first.

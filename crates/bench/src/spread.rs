@@ -68,6 +68,14 @@ pub fn spread(s: &Spread, digits: usize) -> String {
     format!("{:.d$} ({:.d$}-{:.d$})", s.median, s.min, s.max, d = digits)
 }
 
+/// One figure with no decimals and its `unit`, or `not measured` in words.
+pub fn figure(value: f64, unit: &str) -> String {
+    if !value.is_finite() {
+        return NOT_MEASURED.to_owned();
+    }
+    format!("{value:.0}{unit}")
+}
+
 /// What the report prints in place of a figure it could not measure.
 pub const NOT_MEASURED: &str = "not measured";
 

@@ -1,5 +1,5 @@
 //! The scenarios that log in: a login storm beside established sessions,
-//! resumes as fast as possible, and the memory of idle sessions.
+//! resumes as fast as possible.
 
 use std::{
     net::SocketAddr,
@@ -8,7 +8,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use anyhow::Context;
@@ -35,12 +34,12 @@ use crate::{
 
 use super::{
     plan::{PASSWORD, Plan},
-    results::{IdleResult, ResumeResult, StormResult},
+    results::{ResumeResult, StormResult},
 };
 
 /// Writes users (and sessions with known tokens) straight into the file
 /// store in `dir` before its server starts.
-async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
+pub(super) async fn populate(dir: &Path, users: &[String], tokens: bool) -> anyhow::Result<()> {
     let config = server_config(Mode::Auth, dir);
     populate_store(&config.store_location(), users, tokens).await
 }
@@ -314,57 +313,4 @@ async fn resume_loop(
         }
     }
     Ok((count, token))
-}
-
-/// Scenario 4: server memory per idle authenticated connection.
-pub async fn idle(plan: &Plan, dir: &Path) -> anyhow::Result<IdleResult> {
-    let n = plan.idle_connections;
-    progress(&format!("idle: creating {n} users and sessions"));
-    let users: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
-    populate(dir, &users, true).await?;
-    let server = Proc::spawn(&["serve", "--mode", "auth"], dir)?;
-    // One connection first, so that the runtime's threads and buffers are
-    // counted in the baseline, not against the idle connections.
-    let mut warm = TcpStream::connect(server.addr).await?;
-    let _: Option<ServerMsg> = warm.recv_msg().await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server.stats()?;
-    progress(&format!("idle: opening {n} authenticated connections"));
-    let mut streams = Vec::with_capacity(n);
-    let mut opened = futures_util::stream::iter(users.iter().map(|user| {
-        let (addr, token) = (server.addr, token_of(user));
-        async move {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream
-                .send_msg(&ClientMsg::Resume {
-                    token: Secret::new(token),
-                })
-                .await?;
-            loop {
-                match stream
-                    .recv_msg::<ServerMsg>()
-                    .await?
-                    .context("server closed")?
-                {
-                    ServerMsg::Welcome { .. } => return anyhow::Ok(stream),
-                    ServerMsg::Hello { .. } | ServerMsg::AskAuth { .. } => {}
-                    other => anyhow::bail!("resume refused: {other:?}"),
-                }
-            }
-        }
-    }))
-    .buffer_unordered(200);
-    while let Some(stream) = opened.next().await {
-        streams.push(stream?);
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.stats()?;
-    drop(streams);
-    Ok(IdleResult {
-        connections: n,
-        rss_before_kib: before.rss_kib,
-        rss_after_kib: after.rss_kib,
-        peak_rss_kib: after.peak_rss_kib,
-        kib_per_connection: (after.rss_kib.saturating_sub(before.rss_kib)) as f64 / n as f64,
-    })
 }

@@ -35,4 +35,8 @@ pub struct Plan {
     pub target_store: Option<String>,
     pub resume_workers: usize,
     pub idle_connections: usize,
+    /// How the idle scenario's sessions are opened (`--idle-mode`).
+    pub idle_mode: Mode,
+    /// Client addresses the idle scenario spreads its sockets over.
+    pub sources: usize,
 }

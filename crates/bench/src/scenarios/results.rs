@@ -56,10 +56,29 @@ pub struct ResumeResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleResult {
     pub connections: usize,
+    /// `auth` or `ident`.
+    pub mode: String,
+    pub tls: bool,
+    /// Client addresses the sessions came from (127.0.0.1..N).
+    pub sources: usize,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub peak_rss_kib: u64,
     pub kib_per_connection: f64,
+    /// Kernel TCP buffer memory per session, bytes (client and server
+    /// ends: both are on this machine).
+    pub kernel_tcp_bytes_per_session: f64,
+    /// Socket slab bytes per session (both ends); `None` when
+    /// `/proc/slabinfo` is not readable (it takes root).
+    pub kernel_slab_bytes_per_session: Option<f64>,
+    /// Sessions ping-ponging 64 B among the idle ones.
+    pub active: usize,
+    pub p99_alone_us: f64,
+    pub p99_among_idle_us: f64,
+    pub p99_ratio: f64,
+    /// Idle sessions opened per second over the first and the last tenth
+    /// of them (`NaN`, `null` in JSON, with fewer than 20).
+    pub open_rates: [f64; 2],
 }
 
 /// Scenario 6: sessions carried across upgrades of the real server.

@@ -138,7 +138,8 @@ impl LiveSessions {
         }
         let chain = chains.entry(chain_id).or_insert_with(|| Chain {
             user: user.to_owned(),
-            connections: Vec::new(),
+            // Most chains have one connection: room for one, not four.
+            connections: Vec::with_capacity(1),
         });
         chain.connections.push((id, stopper));
         Watch {

@@ -11,12 +11,13 @@
 
 mod capacity;
 mod refuse;
+mod trim;
 
 use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -41,6 +42,7 @@ use crate::{
 use capacity::Capacity;
 use refuse::Throttled;
 pub(crate) use refuse::{Refusal, Refuser};
+use trim::{Churn, Gone, trim_memory};
 
 /// Pause after a failed `accept` (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
@@ -51,10 +53,8 @@ pub(crate) struct Listener<S> {
     ctx: Arc<Context<S>>,
     limit: Capacity,
     refuser: Arc<Refuser>,
-    /// Connection tasks ended, whatever became of them (the trimmer's
-    /// measure of freed memory: a handshake that never finished held
-    /// buffers too).
-    ended: Arc<AtomicU64>,
+    /// Connections come and gone: the trimmer's measure of freed memory.
+    churn: Churn,
     /// "closed before the first frame" lines: one per 10 s.
     unprepared_log: Arc<Mutex<Throttled>>,
     shutdown: CancellationToken,
@@ -86,7 +86,7 @@ impl<S: UserStore> Listener<S> {
             ctx,
             limit,
             refuser,
-            ended: Arc::default(),
+            churn: Churn::default(),
             unprepared_log: Arc::default(),
             shutdown,
             tasks: TaskTracker::new(),
@@ -96,7 +96,7 @@ impl<S: UserStore> Listener<S> {
     /// The memory trimmer of this listener's connections ([`trim_memory`]),
     /// to run beside [`Listener::serve`]; it ends at shutdown.
     pub(crate) fn trimmer(&self) -> impl Future<Output = ()> + Send + 'static {
-        trim_memory(Arc::clone(&self.ended), self.shutdown.clone())
+        trim_memory(self.churn.clone(), self.shutdown.clone())
     }
 
     /// Accepts until shutdown, then drains.
@@ -169,15 +169,20 @@ impl<S: UserStore> Listener<S> {
                 return;
             }
         };
+        // A connection that came counts for the trimmer too: its
+        // handshake leaves garbage between the sessions that stay.
+        self.churn.tick();
         let admitted = Admitted {
             ctx: Arc::clone(&self.ctx),
             refuser: Arc::clone(&self.refuser),
-            ended: Ended(Arc::clone(&self.ended)),
+            ended: self.churn.on_drop(),
             unprepared_log: Arc::clone(&self.unprepared_log),
             id,
             permit,
             slot,
-            shutdown: self.shutdown.child_token(),
+            // The listener's own token: nothing cancels one connection's
+            // alone (its stopper, a child of this, is what stops it).
+            shutdown: self.shutdown.clone(),
         };
         drop(_entered);
         let connection = admitted.connection(stream, (addr, trusted));
@@ -199,7 +204,7 @@ impl<S: UserStore> Listener<S> {
 struct Admitted<S> {
     ctx: Arc<Context<S>>,
     refuser: Arc<Refuser>,
-    ended: Ended,
+    ended: Gone,
     unprepared_log: Arc<Mutex<Throttled>>,
     id: ConnectionId,
     permit: OwnedSemaphorePermit,
@@ -210,48 +215,55 @@ struct Admitted<S> {
 impl<S: UserStore> Admitted<S> {
     /// One connection's task: the transport steps, then the session.
     /// `trusted`: whether a PROXY header is expected, decided at accept.
-    async fn connection(self, tcp: TcpStream, (addr, trusted): (SocketAddr, bool)) {
+    /// Not an `async fn`, for the reason [`Session::run`] gives.
+    fn connection(
+        self,
+        tcp: TcpStream,
+        (addr, trusted): (SocketAddr, bool),
+    ) -> impl Future<Output = ()> {
         let deadline = Instant::now() + self.ctx.settings.now().timeouts.handshake;
         let Self {
             ctx,
             refuser,
-            ended: _ended,
+            ended,
             unprepared_log,
             id,
             permit,
             slot,
             shutdown,
         } = self;
-        let accepted = (addr, trusted);
-        let prepared = prepare(&ctx, tcp, accepted, slot, deadline, &shutdown).await;
-        let (stream, peer, slot) = match prepared {
-            Ok(prepared) => prepared,
-            Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
-            Err(Unprepared::Transport(err)) if err.is_notable() => {
-                // A flood of these must not fill the disk: one line per 10 s.
-                if let Some(unlogged) = lock(&unprepared_log).tick() {
-                    warn!(%addr, error = %err, since_last_line = unlogged, "closed before the first frame");
+        async move {
+            let _ended = ended;
+            // The transport steps and the goodbye are boxed: a future is
+            // as large as its largest state, and this one is held for as
+            // long as the connection lives; the TLS handshake's state
+            // alone is several KiB, freed once it is over (#30).
+            let accepted = (addr, trusted);
+            let prepared = prepare(&ctx, tcp, accepted, slot, deadline, &shutdown);
+            let (stream, peer, slot) = match Box::pin(prepared).await {
+                Ok(prepared) => prepared,
+                Err(Unprepared::Refused(tcp, why)) => return refuser.refuse_named(tcp, why).await,
+                Err(Unprepared::Transport(err)) if err.is_notable() => {
+                    // A flood of these must not fill the disk: one line per 10 s.
+                    if let Some(unlogged) = lock(&unprepared_log).tick() {
+                        warn!(%addr, error = %err, since_last_line = unlogged, "closed before the first frame");
+                    }
+                    return;
                 }
-                return;
+                Err(Unprepared::Transport(err)) => {
+                    return debug!(%addr, error = %err, "dropped before the first frame");
+                }
+            };
+            let secure = stream.is_tls();
+            // Made and run in one expression: a session kept in a
+            // variable would take room of its own in this future, beside
+            // the one it is moved into.
+            let session =
+                Session::new(stream, peer, secure, id, ctx, shutdown, slot).run(deadline, permit);
+            if let Some(stream) = session.await {
+                Box::pin(close_gracefully(stream)).await;
             }
-            Err(Unprepared::Transport(err)) => {
-                return debug!(%addr, error = %err, "dropped before the first frame");
-            }
-        };
-        let secure = stream.is_tls();
-        let session = Session::new(stream, peer, secure, id, ctx, shutdown, slot);
-        if let Some(stream) = session.run(deadline, permit).await {
-            close_gracefully(stream).await;
         }
-    }
-}
-
-/// Counts a connection task as ended when dropped, on every path.
-struct Ended(Arc<AtomicU64>);
-
-impl Drop for Ended {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -307,44 +319,6 @@ async fn cut_unless_restarting(shutdown: &CancellationToken, restarting: &Atomic
         std::future::pending::<()>().await;
     }
 }
-
-/// How often to check whether many connections have closed.
-const TRIM_INTERVAL: Duration = Duration::from_secs(2);
-/// Connections closed since the last trim that make another worth it.
-const TRIM_AFTER_CLOSED: u64 = 256;
-
-/// Gives the memory of closed connections back to the OS. The allocator
-/// keeps freed memory for reuse, so after a burst of clients the process
-/// would stay at its peak size; once many connections have closed, this asks
-/// it to return the free pages (a few milliseconds, on the blocking pool).
-async fn trim_memory(ended: Arc<AtomicU64>, shutdown: CancellationToken) {
-    let mut closed_at_last_trim = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = sleep(TRIM_INTERVAL) => {}
-        }
-        let closed = ended.load(Ordering::Relaxed);
-        if closed - closed_at_last_trim >= TRIM_AFTER_CLOSED {
-            closed_at_last_trim = closed;
-            let _ = tokio::task::spawn_blocking(release_free_memory).await;
-        }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    // SAFETY: malloc_trim takes an integer and only walks the allocator's
-    // own free lists, which it locks itself.
-    #[allow(unsafe_code)]
-    unsafe {
-        nix::libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
-
 /// Waits up to `drain` for every connection task to finish; they have all
 /// seen the shutdown signal and are saying `bye`.
 async fn drain(tasks: &TaskTracker, drain: Duration) {
@@ -363,3 +337,6 @@ async fn drain(tasks: &TaskTracker, drain: Duration) {
         info!("all connections closed");
     }
 }
+
+#[cfg(test)]
+mod tests;

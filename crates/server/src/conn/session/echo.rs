@@ -21,7 +21,9 @@ use crate::{
 
 impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// Answers `say` until the client leaves, logs out or goes quiet.
-    pub(super) async fn echo(&mut self, established: Established) -> Result<State, Ending> {
+    /// Takes the established client by reference: an `async fn` keeps
+    /// its arguments twice, and the caller has it already (#30).
+    pub(super) async fn echo(&mut self, established: &Established) -> Result<State, Ending> {
         self.wire
             .set_max_frame(self.ctx.settings.now().limits.max_frame);
         loop {
@@ -44,18 +46,25 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
                 self.wire.tally.replies += 1;
                 continue;
             }
+            // The other answers are boxed: a `/command` or a `say` off the
+            // fast path is rare, and this future is held for as long as the
+            // connection lives (#30).
             if let Some(say) = CommandSay::parse(&payload) {
-                self.answer(&established, say.id, &say.text).await?;
+                Box::pin(self.answer(established, say.id, &say.text)).await?;
                 continue;
             }
             let Some(msg) = self.wire.decode(&payload).await? else {
                 continue;
             };
             match msg {
-                ClientMsg::Say { id, text } => self.answer(&established, id, &text).await?,
+                ClientMsg::Say { id, text } => {
+                    Box::pin(self.answer(established, id, &text)).await?;
+                }
                 ClientMsg::Logout {} => {
                     if let Some(chain) = established.chain {
-                        self.ctx.auth.logout(chain).await;
+                        // A store call, boxed: the conversation's future
+                        // is held for as long as the connection lives.
+                        Box::pin(self.ctx.auth.logout(chain)).await;
                     }
                     return Err(Ending::Logout);
                 }

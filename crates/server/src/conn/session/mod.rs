@@ -16,6 +16,8 @@ mod codes;
 mod echo;
 mod ending;
 mod identify;
+#[cfg(test)]
+pub(crate) mod sizes;
 mod tally;
 mod wire;
 
@@ -132,16 +134,35 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
     /// client was sent a last frame and should be let go gracefully. The
     /// permit is held until then, so the connection limit cannot leak on any
     /// path.
-    pub(crate) async fn run(
-        mut self,
+    ///
+    /// Not an `async fn`: its arguments would be stored twice in the
+    /// future (as arguments, and as the locals they are moved into), and
+    /// the session is most of it; an `async` block uses what it captured
+    /// where it lies (#30).
+    pub(crate) fn run(
+        self,
         deadline: Instant,
-        _permit: OwnedSemaphorePermit,
-    ) -> Option<T> {
-        let _counted = self.ctx.metrics.connection();
-        let started = std::time::Instant::now();
-        // Lab task 1: the log shows each client coming and going.
-        info!("connected");
-        let ending = self.drive(deadline).await;
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = Option<T>> {
+        let mut session = self;
+        async move {
+            let _counted = session.ctx.metrics.connection();
+            let started = std::time::Instant::now();
+            // Lab task 1: the log shows each client coming and going.
+            info!("connected");
+            let ending = session.drive(deadline).await;
+            // Boxed, as the handshake steps are: only the last moments
+            // need the goodbye's state, and the session's future is held
+            // whole for as long as the connection lives (#30).
+            let stream = Box::pin(session.end(ending, started)).await;
+            drop(permit);
+            stream
+        }
+    }
+
+    /// Says goodbye as `ending` asks, logs the connection's line, and gives
+    /// the stream back if the client should be let go gracefully.
+    async fn end(self, ending: Ending, started: std::time::Instant) -> Option<T> {
         let ending = match ending {
             Ending::Shutdown if self.ctx.restarting.load(Ordering::Acquire) => Ending::Restart {
                 retry_after_ms: RESTART_RETRY_AFTER_MS,
@@ -176,19 +197,24 @@ impl<S: UserStore, T: AsyncRead + AsyncWrite + Unpin> Session<S, T> {
             }
             // Successful handshakes are counted where they succeed.
             let in_handshake = !matches!(state, State::Echo(_));
+            // The handshake steps are boxed: their futures (store calls,
+            // password checks) are large, and the session's future, held
+            // for as long as the connection lives, is as large as its
+            // largest step; boxed, they are freed once the handshake is
+            // over (#30).
             let next = match state {
-                State::Identify { deadline } => self.identify(deadline).await,
-                State::Naming { deadline } => self.naming(deadline).await,
-                State::Authenticate { deadline } => self.authenticate(deadline).await,
+                State::Identify { deadline } => Box::pin(self.identify(deadline)).await,
+                State::Naming { deadline } => Box::pin(self.naming(deadline)).await,
+                State::Authenticate { deadline } => Box::pin(self.authenticate(deadline)).await,
                 State::Credentials {
                     deadline,
                     attempts_left,
                     ask,
-                } => self.credentials(deadline, attempts_left, ask).await,
+                } => Box::pin(self.credentials(deadline, attempts_left, ask)).await,
                 State::Echo(established) => {
                     self.slot.handshake_done();
                     self.listed.entry().established(&established.name);
-                    self.echo(established).await
+                    self.echo(&established).await
                 }
             };
             state = match next {

@@ -8,7 +8,7 @@
 use std::{
     pin::Pin,
     sync::{Arc, atomic::AtomicBool},
-    task::Poll,
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -43,10 +43,10 @@ pub(crate) use write::OutputLimits;
 /// `error`).
 pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Initial size of a connection's read buffer: a burst of large messages is
-/// taken in one read, not eight. Pages a connection never fills are never
-/// touched, so they cost an idle connection no memory (measured: the same
-/// 15.3 KiB of RSS per idle connection as with Framed's 8 KiB default).
+/// Size of the read buffer a connection takes for a read: a burst of large
+/// messages is taken in one read, not eight. It is held only while there is
+/// something to read ([`spare`]): a connection waiting for its next frame
+/// holds none.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// A connection's frames.
@@ -98,8 +98,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             write_timeout,
             max_output,
         } = limits;
+        // No buffer to begin with: each is taken when there is something
+        // to read or write, and let go when idle (#30).
+        let mut framed = Framed::with_capacity(Counting::new(stream), codec, 0);
+        framed.set_backpressure_boundary(READ_BUFFER);
         Self {
-            framed: Framed::with_capacity(Counting::new(stream), codec, READ_BUFFER),
+            framed,
             tally: Tally::default(),
             metrics,
             listed: None,
@@ -169,8 +173,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
             Err(err) => {
                 let error = err.to_string();
                 warn!(error = %shown_max(&error, MAX_LOGGED_ERROR), "bad request");
-                self.send(ServerMsg::error(err.code(), err.to_string(), false))
-                    .await?;
+                // Boxed: rare, and the future of every wait for a message
+                // would otherwise be as large as this write (#30).
+                Box::pin(self.send(ServerMsg::error(err.code(), err.to_string(), false))).await?;
                 Ok(None)
             }
         }
@@ -181,16 +186,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// buffered, to leave in one write; only before waiting for the network
     /// are they flushed. The wait races shutdown and `deadline`.
     pub(crate) async fn next_frame(&mut self, deadline: Instant) -> Result<BytesMut, Ending> {
-        let framed = &mut self.framed;
-        let ready = std::future::poll_fn(|cx| Poll::Ready(framed.poll_next_unpin(cx))).await;
+        let ready = std::future::poll_fn(|cx| Poll::Ready(self.poll_frame(cx))).await;
         let frame = match ready {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                self.rewind_read_buffer();
                 // The client's line first: a client that has read its reply
                 // may ask `echo-server clients` before the flush returns.
                 self.list_counts();
                 let waited = self.flush_waiting().await?;
+                self.release_write_buffer();
                 self.publish();
                 self.deadline.as_mut().reset(deadline);
                 self.wait_for_frame(waited).await?
@@ -228,7 +232,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     ) -> Result<Option<Result<BytesMut, ProtoError>>, Ending> {
         let mut read = read_again;
         std::future::poll_fn(|cx| {
-            if read && let Poll::Ready(frame) = self.framed.poll_next_unpin(cx) {
+            if read && let Poll::Ready(frame) = self.poll_frame(cx) {
                 return Poll::Ready(Ok(frame));
             }
             read = true;
@@ -243,16 +247,39 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         .await
     }
 
-    /// With nothing of the next frame read yet, the next read starts at the
-    /// front of the read buffer again (free when the buffer holds nothing
-    /// and no frame still shares it). Otherwise reads walk through all
-    /// [`READ_BUFFER`] bytes before coming back, and the frame that reaches
-    /// the end is copied to a fresh buffer on the way.
-    fn rewind_read_buffer(&mut self) {
+    /// Polls for the next frame with a read buffer taken for the read
+    /// ([`spare::take`]); when the read finds nothing and the buffer holds
+    /// no part of a frame, the buffer is given back, so a connection
+    /// waiting for its next frame holds none, and the next read starts at
+    /// the front of a buffer again.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<BytesMut, ProtoError>>> {
         let buffer = self.framed.read_buffer_mut();
-        if buffer.is_empty() {
-            buffer.reserve(READ_BUFFER);
+        if buffer.capacity() == 0 {
+            *buffer = spare::take(READ_BUFFER);
         }
+        let polled = self.framed.poll_next_unpin(cx);
+        let buffer = self.framed.read_buffer_mut();
+        if polled.is_pending() && buffer.is_empty() {
+            spare::give_back(std::mem::take(buffer), READ_BUFFER);
+        }
+        polled
+    }
+
+    /// Frees the write buffer once everything in it is out: replies are
+    /// small and rare next to the time a connection waits, so it is
+    /// allocated again, for what the next replies need, when they come.
+    fn release_write_buffer(&mut self) {
+        let buffer = self.framed.write_buffer_mut();
+        if buffer.is_empty() {
+            *buffer = BytesMut::new();
+        }
+    }
+
+    /// Bytes of read and write buffer this connection holds (for the tests).
+    #[cfg(test)]
+    pub(crate) fn buffers_held(&self) -> (usize, usize) {
+        let read = self.framed.read_buffer().capacity();
+        (read, self.framed.write_buffer().capacity())
     }
 
     /// Bytes read from the client so far.
@@ -286,6 +313,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
 }
 
 mod direct;
+#[cfg(test)]
+mod idle_tests;
+mod spare;
 #[cfg(test)]
 mod tests;
 mod write;

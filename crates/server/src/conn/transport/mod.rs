@@ -173,7 +173,9 @@ pub(crate) async fn close_gracefully<T: AsyncRead + AsyncWrite + Unpin>(mut stre
         return;
     }
     let drain = async {
-        let mut buf = [0u8; 4096];
+        // On the heap: an array here would be part of every connection
+        // task's future for the whole of its life, not only at its end.
+        let mut buf = vec![0u8; 4096];
         let mut total = 0;
         while total < LINGER_MAX_BYTES {
             match stream.read(&mut buf).await {

@@ -27,11 +27,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     /// others, to leave with them in one write.
     pub(crate) async fn reply(&mut self, reply: RawReply<'_>) -> Result<(), Ending> {
         let idle = self.framed.write_buffer().is_empty() && self.framed.read_buffer().is_empty();
-        if !idle {
-            return self.feed([reply]).await;
-        }
-        let Ok(frame) = reply.frame(self.framed.codec().max_encode_length()) else {
-            // Over the frame cap: `feed` says so to the client.
+        let max = self.framed.codec().max_encode_length();
+        // One way to the queue (not two, each with room of its own in the
+        // connection's task): behind others, or over the frame cap, which
+        // `feed` says to the client.
+        let Some(frame) = idle.then(|| reply.frame(max).ok()).flatten() else {
             return self.feed([reply]).await;
         };
         let parts = frame.parts();

@@ -18,7 +18,7 @@ use echo_proto::{FrameCodec, Json, ProtoError, ServerMsg, fast::TextReply};
 use futures_util::SinkExt;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    time::timeout,
+    time::{sleep, timeout},
 };
 use tokio_util::{codec::Encoder, sync::WaitForCancellationFutureOwned};
 use tracing::warn;
@@ -62,44 +62,49 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
     {
         let limit = self.write_timeout;
         let max_output = self.max_output;
-        let framed = &mut self.framed;
-        let write = async move {
-            for msg in msgs {
-                framed.feed(msg).await?;
-                if let Err(over) = within(framed.write_buffer().len(), max_output) {
-                    return Ok(Err(over));
+        // In a block of its own, so that the write's state is let go
+        // before what follows: a future keeps room for every value that
+        // may still be borrowed, and it is part of the connection's task
+        // for as long as the connection lives (#30).
+        let written = {
+            let framed = &mut self.framed;
+            let write = pin!(async move {
+                for msg in msgs {
+                    framed.feed(msg).await?;
+                    if let Err(over) = within(framed.write_buffer().len(), max_output) {
+                        return Ok(Err(over));
+                    }
                 }
-            }
-            Ok(Ok(()))
+                Ok(Ok(()))
+            });
+            let stop = self.stop.as_mut();
+            bounded(write, limit, stop, finishing(&self.finish_writes)).await
         };
-        let written = bounded(
-            write,
-            limit,
+        match written.map_err(|cut| cut.ending(self))?.0 {
+            Ok(queued) => queued,
+            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
+            // Only an encoding error is left: a reply over the frame cap.
+            // Rare, so its own write is boxed.
+            Err(err) => Box::pin(self.not_sent(err)).await,
+        }
+    }
+
+    /// Says that a reply was not sent (over the frame cap). The buffer
+    /// holds no partial frame, so the connection goes on.
+    async fn not_sent(&mut self, err: ProtoError) -> Result<(), Ending> {
+        warn!(error = %err, "reply not sent");
+        let msg = ServerMsg::error(err.code(), err.to_string(), false);
+        let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
+        let sent = bounded(
+            pin!(error),
+            self.write_timeout,
             self.stop.as_mut(),
             finishing(&self.finish_writes),
         )
         .await;
-        match written.map_err(|cut| cut.ending(self))?.0 {
-            Ok(queued) => queued,
-            Err(ProtoError::Io(err)) => Err(Ending::Lost(err)),
-            Err(err) => {
-                // Only an encoding error is left: a reply over the frame cap.
-                // The buffer holds no partial frame, so say so and go on.
-                warn!(error = %err, "reply not sent");
-                let msg = ServerMsg::error(err.code(), err.to_string(), false);
-                let error = SinkExt::<Json<&ServerMsg>>::feed(&mut self.framed, Json(&msg));
-                let sent = bounded(
-                    error,
-                    limit,
-                    self.stop.as_mut(),
-                    finishing(&self.finish_writes),
-                )
-                .await;
-                match sent.map_err(|cut| cut.ending(self))?.0 {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(Ending::WriteTimedOut),
-                }
-            }
+        match sent.map_err(|cut| cut.ending(self))?.0 {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Ending::WriteTimedOut),
         }
     }
 
@@ -115,7 +120,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire<T> {
         let limit = self.write_timeout;
         let flush = SinkExt::<Json<&ServerMsg>>::flush(&mut self.framed);
         let flushed = bounded(
-            flush,
+            pin!(flush),
             limit,
             self.stop.as_mut(),
             finishing(&self.finish_writes),
@@ -213,26 +218,34 @@ impl Cut {
 /// against the connection's stop token; once `finishing` says so (the
 /// server hands over, and sets it before the token fires), the stop token
 /// no longer cuts it, even one that was waiting already.
+///
+/// The write comes pinned where its caller made it: moved in, it would
+/// take room twice in the connection's task (#30).
 async fn bounded<T>(
-    write: impl Future<Output = T>,
+    mut write: Pin<&mut impl Future<Output = T>>,
     limit: Duration,
     stop: Pin<&mut WaitForCancellationFutureOwned>,
     finishing: impl Fn() -> bool,
 ) -> Result<(T, bool), Cut> {
-    let mut write = pin!(write);
     if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
     {
         return Ok((done, false));
     }
-    let mut write = pin!(timeout(limit, write));
+    // The timer only now, and on the heap: a write future is part of the
+    // connection's task for as long as it lives, waiting or not (#30).
+    let mut expiry = Box::pin(sleep(limit));
     tokio::select! {
         biased;
         () = stop => {}
-        done = write.as_mut() => return done.map(|done| (done, true)).map_err(|_| Cut::TimedOut),
+        done = write.as_mut() => return Ok((done, true)),
+        () = expiry.as_mut() => return Err(Cut::TimedOut),
     }
     if !finishing() {
         return Err(Cut::Stopped);
     }
-    let done = write.await;
-    done.map(|done| (done, true)).map_err(|_| Cut::TimedOut)
+    tokio::select! {
+        biased;
+        done = write => Ok((done, true)),
+        () = expiry => Err(Cut::TimedOut),
+    }
 }

@@ -52,8 +52,47 @@ owned_dir() {
     fi
 }
 
+# A port free a moment ago, picked at random below the kernel's ephemeral
+# range, so that no outgoing connection takes it before PostgreSQL binds it.
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 - <<'PY'
+import random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+top = min(low, 32768)
+for _ in range(200):
+    port = random.randrange(10000, top) if top > 11000 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(s.getsockname()[1])
+    break
+PY
+}
+
+# start_on_free_port DIR OPTIONS: PostgreSQL of DIR started on a free port
+# (written to DIR/port); a port taken meanwhile by someone else is
+# replaced by another, five times at most.
+start_on_free_port() {
+    local dir=$1 options=$2 tries
+    for tries in 1 2 3 4 5; do
+        port=$(free_port)
+        # Only this try's lines, to tell a port taken from another failure.
+        [ ! -f "$dir/postgres.log" ] || : >"$dir/postgres.log"
+        if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 $options" \
+            start >/dev/null; then
+            echo "$port" >"$dir/port"
+            return 0
+        fi
+        grep -q "Address already in use" "$dir/postgres.log" 2>/dev/null || return 1
+        echo "throwaway-postgres.sh: port $port was taken meanwhile; trying another" >&2
+    done
+    return 1
 }
 
 # psql_on DIR SQL: SQL run on the cluster in DIR, unaligned.
@@ -66,15 +105,11 @@ standby)
     primary=$dir
     dir=${3:?$usage}
     owned_dir "$dir"
-    port=$(free_port)
     as_owner "$bin/pg_basebackup" -h 127.0.0.1 -p "$(cat "$primary/port")" -U echo \
         -D "$dir/data" -R -C -S "$slot" -X stream -c fast -N
     # -N: the copy is not fsynced (throwaway; the standby's own writes are).
     # cluster_name is the standby's application_name on the primary.
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c cluster_name=$slot" \
-        start >/dev/null
-    echo "$port" >"$dir/port"
+    start_on_free_port "$dir" "-c cluster_name=$slot"
     psql_on "$primary" "ALTER SYSTEM SET synchronous_standby_names = '$slot'" >/dev/null
     psql_on "$primary" "SELECT pg_reload_conf()" >/dev/null
     for _ in $(seq 100); do
@@ -92,12 +127,9 @@ promote)
     ;;
 start)
     owned_dir "$dir"
-    port=$(free_port)
     as_owner "$bin/initdb" -D "$dir/data" -U echo --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+    start_on_free_port "$dir" ""
     as_owner "$bin/createdb" -h "$dir" -p "$port" -U echo echo
-    echo "$port" >"$dir/port"
     echo "postgres://echo@127.0.0.1:$port/echo?sslmode=disable"
     ;;
 stop)

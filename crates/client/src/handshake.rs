@@ -2,6 +2,11 @@
 //! (lab task 5) or authentication (lab task 6), resuming with a saved token
 //! when there is one.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
 use echo_proto::{ClientMsg, ErrorCode, Mode, Secret, ServerMsg};
 
 use crate::{ClientError, Connection, TokenJar, jar::JarLock};
@@ -28,6 +33,46 @@ pub trait Credentials {
     /// now. Says so (the default prints it on standard error).
     fn token_rejected(&mut self, server: &str) {
         eprintln!("echo-client: {}", token_rejected_text(server));
+    }
+}
+
+/// The credentials of a connection that must need none (a resume after
+/// `bye restart` that should not disturb anyone): asked for a name or a
+/// password, it gives none ([`ClientError::MissingCredential`]) and counts
+/// the question in `asked`; a refused token is noted, not printed.
+#[derive(Debug, Default, Clone)]
+pub struct NoQuestions {
+    /// Questions asked (shared: the bench counts them over its sessions).
+    pub asked: Arc<AtomicU64>,
+    /// The server whose saved token was refused, if one was.
+    pub rejected: Option<String>,
+}
+
+impl Credentials for NoQuestions {
+    fn name(&mut self) -> Result<String, ClientError> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        Err(ClientError::MissingCredential("a name"))
+    }
+
+    fn choose(&mut self, _suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        Err(ClientError::MissingCredential("a password"))
+    }
+
+    fn refused(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        _: Option<u32>,
+    ) -> Result<(), ClientError> {
+        Err(ClientError::Refused {
+            code,
+            message: message.to_owned(),
+        })
+    }
+
+    fn token_rejected(&mut self, server: &str) {
+        self.rejected = Some(server.to_owned());
     }
 }
 

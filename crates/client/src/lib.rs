@@ -26,6 +26,6 @@ pub mod tls;
 
 pub use connection::{Connection, Incoming, Target};
 pub use error::{ClientError, Source};
-pub use handshake::{AuthRequest, Credentials, Established, handshake};
+pub use handshake::{AuthRequest, Credentials, Established, NoQuestions, handshake};
 pub use jar::TokenJar;
 pub use restart::{Conversation, Resumed};

@@ -2,7 +2,7 @@
 //! with history that prints every server frame the moment it arrives, also
 //! while the user is typing.
 
-use std::io::Write;
+use std::{io::Write, sync::atomic::Ordering};
 
 use crate::{
     history::{HISTORY_LINES, History},
@@ -10,8 +10,9 @@ use crate::{
 };
 
 use echo_client::{
-    ClientError, Connection, Conversation, Established, Incoming, Target, TokenJar,
+    ClientError, Connection, Conversation, Established, Incoming, NoQuestions, Target, TokenJar,
     config::{ClientArgs, ClientConfig},
+    handshake::token_rejected_text,
     restart,
 };
 use echo_proto::{ByeReason, ClientMsg, Mode, ServerMsg};
@@ -52,6 +53,9 @@ fn classify(line: &str) -> Typed {
         None => Typed::Say(line.to_owned()),
     }
 }
+
+/// What the REPL says once the connection is gone.
+const AGAIN: &str = "The next line you type connects again (or /reconnect; /quit leaves).";
 
 /// What ends one run of the line editor.
 enum Action {
@@ -137,9 +141,7 @@ async fn restart(
             Some(conv)
         }
         Err(err) => {
-            println!(
-                "* {err}. The next line you type connects again (or /reconnect; /quit leaves)."
-            );
+            println!("* {err}. {AGAIN}");
             None
         }
     }
@@ -228,8 +230,44 @@ async fn chat(
             incoming = next_incoming(session) => match show(out, incoming) {
                 Shown::Going => {}
                 Shown::Over => *session = None,
-                Shown::Restart(retry_after_ms) => return Ok(Action::Restart(retry_after_ms)),
+                Shown::Restart(retry_after_ms) => {
+                    if let Some(action) = resume_in_place(out, session, retry_after_ms, jar).await {
+                        return Ok(action);
+                    }
+                }
             }
+        }
+    }
+}
+
+/// After `bye restart`: resumes without leaving the line editor, so that
+/// what the user is typing stays where it is, as long as no question is
+/// needed; one line says so. A question to ask (the token refused, a name
+/// asked for) leaves the editor for the terminal: [`Action::Restart`], the
+/// lines still in flight going along.
+async fn resume_in_place(
+    out: &mut SharedWriter,
+    session: &mut Option<Conversation>,
+    retry_after_ms: Option<u64>,
+    jar: &TokenJar,
+) -> Option<Action> {
+    let conv = session.as_mut()?;
+    let mut creds = NoQuestions::default();
+    match conv.restart(retry_after_ms, Some(jar), &mut creds).await {
+        Ok(_) => {
+            let _ = writeln!(out, "reconnected: the server restarted");
+            None
+        }
+        Err(_) if creds.asked.load(Ordering::Relaxed) > 0 => {
+            if let Some(server) = &creds.rejected {
+                let _ = writeln!(out, "* {}", token_rejected_text(server));
+            }
+            Some(Action::Restart(Some(0)))
+        }
+        Err(err) => {
+            let _ = writeln!(out, "* {err}. {AGAIN}");
+            *session = None;
+            None
         }
     }
 }
@@ -313,11 +351,7 @@ fn show(out: &mut SharedWriter, incoming: Result<Incoming, ClientError>) -> Show
             ..
         }) => return Shown::Restart(retry_after_ms),
         Incoming::Msg(ServerMsg::Bye { reason, cause, .. }) => {
-            let _ = writeln!(
-                out,
-                "* {}. The next line you type connects again (or /reconnect; /quit leaves).",
-                ClientError::Bye(reason, cause)
-            );
+            let _ = writeln!(out, "* {}. {AGAIN}", ClientError::Bye(reason, cause));
             return Shown::Over;
         }
         Incoming::Msg(other) => format!("(unexpected {other:?})"),
@@ -328,10 +362,7 @@ fn show(out: &mut SharedWriter, incoming: Result<Incoming, ClientError>) -> Show
                 Incoming::SpeaksTls => ClientError::speaks_tls().to_string(),
                 _ => "the server closed the connection".into(),
             };
-            let _ = writeln!(
-                out,
-                "* Disconnected: {why}. The next line you type connects again (or /reconnect; /quit leaves)."
-            );
+            let _ = writeln!(out, "* Disconnected: {why}. {AGAIN}");
             return Shown::Over;
         }
     };

@@ -131,7 +131,8 @@ impl Conversation {
     /// the lines the old process did not read (the module's rule). Tries
     /// [`RESTART_ATTEMPTS`] times with a growing back-off; a failure that
     /// another try cannot fix (the server's key changed, a refused
-    /// password) ends it at once.
+    /// password) ends it at once. After a failure the lines to send again
+    /// are still in flight, for another call to send.
     pub async fn restart(
         &mut self,
         retry_after_ms: Option<u64>,
@@ -142,7 +143,18 @@ impl Conversation {
         // The old process is waiting for this side to end before it exits.
         self.conn.close().await;
         let target = self.conn.target();
-        let (conn, established, attempts) = reconnect(&target, retry_after_ms, jar, creds).await?;
+        let (conn, established, attempts) =
+            match reconnect(&target, retry_after_ms, jar, creds).await {
+                Ok(done) => done,
+                Err(err) => {
+                    // Still to send, should the caller try again (with
+                    // credentials that may ask the user).
+                    for text in again {
+                        self.in_flight.sent(0, text);
+                    }
+                    return Err(err);
+                }
+            };
         self.conn = conn;
         for text in again {
             self.say(text).await?;

@@ -168,8 +168,40 @@ pub async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, below the kernel's range of
+/// ephemeral ports: no outgoing connection (and no server on port 0) of a
+/// test running beside can take it before the caller binds it, as one could
+/// a port the kernel handed out. Each call of a test process tries the next
+/// port of its own sequence (started at a place its pid picks).
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = (10_000, ephemeral_ports_start().min(32_768));
+    if high <= low + 1_000 {
+        return kernel_port();
+    }
+    let span = high - low;
+    let start = std::process::id() * 7_919 % span;
+    for _ in 0..span.min(2_000) {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(low + offset).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    kernel_port()
+}
+
+/// The first port of `net.ipv4.ip_local_port_range` (32768 if unreadable).
+fn ephemeral_ports_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A port the kernel hands out.
+fn kernel_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,6 +1,11 @@
 //! Certificate and key files (PEM), and self-signed certificates.
 
-use std::{fmt, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::{
+    fmt, fs,
+    io::{self, Read as _, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
+    path::Path,
+};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
@@ -50,10 +55,38 @@ impl SelfSigned {
     }
 }
 
+/// The most bytes [`read_small_file`] reads: a file of settings, a
+/// certificate chain or a key is a few KiB.
+pub const MAX_SMALL_FILE: u64 = 1024 * 1024;
+
+/// Reads a small file whole (settings, a certificate chain, a key): one
+/// that is not a regular file is refused without being opened (a FIFO
+/// would hold the reader until someone writes to it, a device may never
+/// end), and so is one larger than [`MAX_SMALL_FILE`].
+pub fn read_small_file(path: &Path) -> io::Result<Vec<u8>> {
+    if !fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_SMALL_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SMALL_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} KiB", MAX_SMALL_FILE / 1024),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads a PEM certificate chain and a PEM private key.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedPair, TlsError> {
     let read = |path: &Path| {
-        fs::read(path).map_err(|source| TlsError::File {
+        read_small_file(path).map_err(|source| TlsError::File {
             path: path.display().to_string(),
             source,
         })
@@ -189,6 +222,31 @@ pub(crate) fn reissue(pair: &SelfSigned, names: &[String]) -> Result<SelfSigned,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_file_is_read_and_a_fifo_a_device_or_a_big_file_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.expect("mkfifo").success());
+        // Opened, a FIFO with no writer would block: bounded, in a thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(read_small_file(&fifo).map_err(|e| e.to_string())));
+        let read = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(
+            read.expect("the read blocked"),
+            Err("not a regular file".into())
+        );
+        let device = read_small_file(Path::new("/dev/zero")).map_err(|e| e.to_string());
+        assert_eq!(device, Err("not a regular file".into()));
+        let file = dir.path().join("file");
+        let limit = usize::try_from(MAX_SMALL_FILE).expect("fits");
+        fs::write(&file, vec![b'#'; limit]).expect("write");
+        assert_eq!(read_small_file(&file).expect("at the limit").len(), limit);
+        fs::write(&file, vec![b'#'; limit + 1]).expect("write");
+        let big = read_small_file(&file).map_err(|e| e.to_string());
+        assert_eq!(big, Err("larger than 1024 KiB".into()));
+    }
 
     #[test]
     fn written_pair_loads_back_and_the_key_is_private() {

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 pub use error::TlsError;
 pub use files::{
-    CertifiedPair, SelfSigned, ca_signed, chain_from_pem, load_pair, self_signed, write_pair,
+    CertifiedPair, MAX_SMALL_FILE, SelfSigned, ca_signed, chain_from_pem, load_pair,
+    read_small_file, self_signed, write_pair,
 };
 pub use rustls;
 pub use rustls_pki_types as pki_types;

@@ -6,18 +6,13 @@
 use std::{
     collections::VecDeque,
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
 
 use anyhow::{Context, bail};
-use echo_client::{
-    AuthRequest, ClientError, Connection, Conversation, Credentials, Incoming, TokenJar, handshake,
-};
-use echo_proto::{ByeReason, ErrorCode, Message, ServerMsg};
+use echo_client::{Connection, Conversation, Incoming, NoQuestions, TokenJar, handshake};
+use echo_proto::{ByeReason, Message, ServerMsg};
 use tokio::time::{Instant, timeout};
 
 /// The longest a session waits for any frame: past it the run fails
@@ -45,38 +40,6 @@ pub struct SessionCounts {
     pub longest_gap_ms: f64,
 }
 
-/// The credentials of a session that must never need them: asked for a
-/// password, it counts the request and gives none.
-struct NoPassword {
-    asked: Arc<AtomicU64>,
-}
-
-impl Credentials for NoPassword {
-    fn name(&mut self) -> Result<String, ClientError> {
-        self.asked.fetch_add(1, Ordering::Relaxed);
-        Err(ClientError::MissingCredential("a name"))
-    }
-
-    fn choose(&mut self, _suggested: Option<&str>) -> Result<AuthRequest, ClientError> {
-        self.asked.fetch_add(1, Ordering::Relaxed);
-        Err(ClientError::MissingCredential("a password"))
-    }
-
-    fn refused(
-        &mut self,
-        code: ErrorCode,
-        message: &str,
-        _: Option<u32>,
-    ) -> Result<(), ClientError> {
-        Err(ClientError::Refused {
-            code,
-            message: message.to_owned(),
-        })
-    }
-
-    fn token_rejected(&mut self, _server: &str) {}
-}
-
 /// Runs one session on `addr`, resumed with the token in `jar`, until
 /// `end`; one line every `pace` (`None`: the next as soon as the last is
 /// answered). Password requests are counted in `asked`.
@@ -87,7 +50,11 @@ pub async fn run_session(
     pace: Option<Duration>,
     asked: Arc<AtomicU64>,
 ) -> anyhow::Result<SessionCounts> {
-    let mut creds = NoPassword { asked };
+    // Asked for a password, it counts the request and gives none.
+    let mut creds = NoQuestions {
+        asked,
+        rejected: None,
+    };
     let host = addr.ip().to_string();
     let mut conn = Connection::connect(&host, addr.port(), None).await?;
     handshake(&mut conn, Some(&jar), &mut creds)

@@ -324,3 +324,99 @@ fn a_line_written_after_the_server_closed_stays_in_flight_for_the_restart() {
         );
     });
 }
+
+#[test]
+fn a_one_shot_resumes_after_bye_restart_and_sends_its_line_again() {
+    let fake = Fake::bind();
+    let port = fake.port();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = jar_with(&dir, &fake, "tok-1");
+    let script = thread::spawn(move || {
+        // The old process lets the client in, then hands over before it
+        // reads the one line.
+        let mut first = fake.accept(Mode::Auth);
+        let presented = first.resume("tok-2");
+        thread::sleep(HOLD);
+        first.bye_restart(50);
+        let mut second = fake.accept(Mode::Auth);
+        (presented, second.resume("tok-3"), second.echo_all())
+    });
+    // One-shot: the words are the one message; no user, no password.
+    let output = pipe_to(port, &tokens, &["hi", "there"], &[], "");
+    let (first, presented, said) = script.join().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "hi there\n");
+    assert_eq!(stderr(&output), "", "a resume says nothing");
+    assert_eq!((first.as_str(), presented.as_str()), ("tok-1", "tok-2"));
+    assert_eq!(said, ["hi there"]);
+}
+
+#[test]
+fn a_repl_whose_token_is_refused_after_bye_restart_asks_for_the_password_on_the_terminal() {
+    let fake = Fake::bind();
+    let port = fake.port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    TokenJar::new(dir.path().join("tokens.json"))
+        .set(&fake.server_name(), &Secret::new("tok-1"))
+        .unwrap();
+    let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
+    let script = thread::spawn(move || {
+        let mut first = fake.accept(Mode::Auth);
+        first.resume("tok-2");
+        assert_eq!(first.echo_one(), "one");
+        first.bye_restart(50);
+        // The new process does not take the token (revoked meanwhile).
+        let mut second = fake.accept(Mode::Auth);
+        second.send(&ServerMsg::AskAuth {
+            suggested_user: None,
+        });
+        assert!(matches!(second.recv(), Some(ClientMsg::Resume { .. })));
+        second.send(&ServerMsg::Error {
+            code: echo_proto::ErrorCode::TokenInvalid,
+            message: "no such session".into(),
+            fatal: false,
+            attempts_left: None,
+        });
+        second.send(&ServerMsg::AskAuth {
+            suggested_user: None,
+        });
+        // The client leaves it to ask the person at the terminal.
+        assert_eq!(second.recv(), None);
+        let mut third = fake.accept(Mode::Auth);
+        third.send(&ServerMsg::AskAuth {
+            suggested_user: None,
+        });
+        let login = third.recv();
+        third.send(&crate::fake::welcome("tok-4"));
+        (login, third.echo_all())
+    });
+    client
+        .exp_string("Welcome back, ann (session resumed).")
+        .unwrap();
+    client.exp_string("> ").unwrap();
+    enter(&mut client, "one").unwrap();
+    client.exp_string("one").unwrap();
+    client
+        .exp_string("was revoked or has expired; a password is needed")
+        .unwrap();
+    client
+        .exp_string("Log in or register? (l/r) [l]: ")
+        .unwrap();
+    enter(&mut client, "l").unwrap();
+    client.exp_string("User: ").unwrap();
+    enter(&mut client, "ann").unwrap();
+    crate::terminal::secret(&mut client, "Password", PASSWORD);
+    client
+        .exp_string("reconnected: the server restarted")
+        .unwrap();
+    enter(&mut client, "two").unwrap();
+    client.exp_string("two").unwrap();
+    enter(&mut client, "/quit").unwrap();
+    client.exp_eof().unwrap();
+    let (login, said) = script.join().unwrap();
+    assert!(
+        matches!(&login, Some(ClientMsg::Login { user, .. }) if user == "ann"),
+        "{login:?}"
+    );
+    assert_eq!(said, ["two"]);
+}

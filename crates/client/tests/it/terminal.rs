@@ -21,7 +21,7 @@ pub fn enter(client: &mut PtySession, text: &str) -> Result<(), rexpect::error::
 /// Answers a hidden question once it is fully asked: the terminal is
 /// switched to no-echo after the prompt is printed, and that switch
 /// drops what was typed before it, so give it a moment.
-fn secret(client: &mut PtySession, prompt: &str, text: &str) {
+pub fn secret(client: &mut PtySession, prompt: &str, text: &str) {
     client.exp_string(prompt).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     enter(client, text).unwrap();

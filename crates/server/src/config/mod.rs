@@ -81,6 +81,15 @@ pub enum ConfigError {
     /// A value is out of its range.
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// The file kept changing while a reload read it: it is being written.
+    #[error(
+        "config file {} kept changing while it was read (is it still being written?); write it whole, to another name and then rename it, and reload again",
+        path.display()
+    )]
+    Unsettled {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl Default for ServerConfig {

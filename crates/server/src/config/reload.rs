@@ -45,7 +45,7 @@ impl fmt::Display for Change {
 /// one in force (it was asked at a terminal, or is the default).
 pub fn reread(args: &RunArgs, current: &ServerConfig) -> Result<ServerConfig, ConfigError> {
     let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
+        Some(path) => FileConfig::load_settled(path)?,
         None => FileConfig::default(),
     };
     ServerConfig::resolve(args, file, |_| Ok(Some(current.listen.port)))

@@ -120,36 +120,70 @@ impl Successor {
         let spawned = command.stdin(Stdio::null()).spawn();
         // The copies are the child's now (or nobody's): ours go.
         drop((handed, theirs));
-        let mut child = spawned.map_err(|source| UpgradeError::Spawn {
+        let child = spawned.map_err(|source| UpgradeError::Spawn {
             exe: self.exe.clone(),
             source,
         })?;
         let pid = child.id().unwrap_or_default();
+        let mut child = Unready(Some(child));
         ours.set_nonblocking(true)?;
         let mut lines = BufReader::new(tokio::net::UnixStream::from_std(ours)?).lines();
         let said = tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await;
         let reason = match said {
-            Ok(Ok(Some(line))) if line == "ready" => return Ok(pid),
+            Ok(Ok(Some(line))) if line == "ready" => {
+                child.0 = None;
+                return Ok(pid);
+            }
             Ok(Ok(Some(line))) => line.strip_prefix("failed ").map(str::to_owned),
             Ok(_) => None,
             Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                child.kill().await;
                 return Err(UpgradeError::NotReady { pid });
             }
         };
-        let status = match tokio::time::timeout(EXIT_WAIT, child.wait()).await {
-            Ok(status) => status.ok(),
-            Err(_) => {
-                let _ = child.start_kill();
-                child.wait().await.ok()
-            }
-        };
+        let status = child.ended().await;
         Err(UpgradeError::Exited {
             pid,
             status,
             reason,
         })
+    }
+}
+
+/// A new process not ready yet. Dropped before it is (the old process
+/// stops waiting for it: it is shutting down, its runtime going), it is
+/// killed: a server that was asked to stop must not leave behind a new one
+/// that would serve the port once ready.
+struct Unready(Option<tokio::process::Child>);
+
+impl Unready {
+    /// Kills the process and reaps it.
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// How the process ended: it has [`EXIT_WAIT`] to exit, then it is
+    /// killed.
+    async fn ended(&mut self) -> Option<ExitStatus> {
+        let mut child = self.0.take()?;
+        match tokio::time::timeout(EXIT_WAIT, child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = child.start_kill();
+                child.wait().await.ok()
+            }
+        }
+    }
+}
+
+impl Drop for Unready {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.start_kill();
+        }
     }
 }
 

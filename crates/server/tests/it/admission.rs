@@ -46,7 +46,7 @@ fn tls_files(dir: &Path) -> (String, String, TlsConnector) {
 }
 
 /// A TLS identification-mode server with `extra` arguments.
-fn tls_server(dir: &Path, extra: &[&str]) -> (ServerProcess, TlsConnector) {
+pub(crate) fn tls_server(dir: &Path, extra: &[&str]) -> (ServerProcess, TlsConnector) {
     let (cert, key, connector) = tls_files(dir);
     let mut args = vec!["--tls", "--tls-cert", &cert, "--tls-key", &key];
     args.extend_from_slice(&["--port", "0", "--mode", "ident"]);

@@ -13,7 +13,7 @@ use echo_testkit::{ServerProcess, connect_blocking, identify_blocking, wait_unti
 
 /// A server in identification mode started with the config file `text`
 /// (and `flags`), its directory and the file.
-fn start(text: &str, flags: &[&str]) -> (tempfile::TempDir, PathBuf, ServerProcess) {
+pub(crate) fn start(text: &str, flags: &[&str]) -> (tempfile::TempDir, PathBuf, ServerProcess) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("server.toml");
     std::fs::write(&file, text).unwrap();
@@ -31,14 +31,14 @@ fn start(text: &str, flags: &[&str]) -> (tempfile::TempDir, PathBuf, ServerProce
 }
 
 /// A client past its greeting.
-fn client(server: &ServerProcess) -> TcpStream {
+pub(crate) fn client(server: &ServerProcess) -> TcpStream {
     let mut stream = connect_blocking(server.addr());
     identify_blocking(&mut stream, "ann");
     stream
 }
 
 /// A new client past its greeting, or the code it was refused with.
-fn admitted(server: &ServerProcess) -> Result<TcpStream, ErrorCode> {
+pub(crate) fn admitted(server: &ServerProcess) -> Result<TcpStream, ErrorCode> {
     let mut stream = connect_blocking(server.addr());
     match stream.recv_msg::<ServerMsg>().unwrap() {
         Some(ServerMsg::AskName {}) => {
@@ -59,7 +59,7 @@ fn admitted(server: &ServerProcess) -> Result<TcpStream, ErrorCode> {
 }
 
 /// `/repeat N x`: how many replies came, or the error's message.
-fn repeat(stream: &mut TcpStream, n: u32) -> Result<usize, String> {
+pub(crate) fn repeat(stream: &mut TcpStream, n: u32) -> Result<usize, String> {
     let text = format!("/repeat {n} x");
     stream.send_msg(&ClientMsg::Say { id: 1, text }).unwrap();
     let mut replies = 0;
@@ -77,11 +77,11 @@ fn repeat(stream: &mut TcpStream, n: u32) -> Result<usize, String> {
     }
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

@@ -132,3 +132,26 @@ fn a_new_process_whose_old_one_was_killed_meanwhile_serves_the_port() {
     let listed = old.admin(&["clients"]);
     assert!(listed.status.success(), "{listed:?}");
 }
+
+#[test]
+fn every_upgrade_of_an_idle_server_is_answered_before_the_old_one_exits() {
+    // With no client to drain, the old process's serving ends at once after
+    // the handover; the answer to `upgrade`, sent just after it, must still
+    // reach the admin command before that process exits.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), IDENT, &[]);
+    let mut newest = None;
+    for round in 0..6 {
+        let out = server.admin(&["upgrade"]);
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "upgrade {round}: {printed}{said}");
+        let pid = printed.strip_prefix("upgraded: pid ").unwrap();
+        newest = Some(KillOnDrop(pid.split(' ').next().unwrap().parse().unwrap()));
+        if round == 0 {
+            assert!(server.wait_exit(Duration::from_secs(15)).success());
+        }
+    }
+    echoes(server.addr());
+    drop(newest);
+}

@@ -73,12 +73,14 @@ fn a_move_off_several_busy_ports_names_them() {
     let port = first.to_string();
     let server = ServerProcess::start(dir.path(), &["--port", &port], &[]);
     let moved = server.addr().port();
-    assert_eq!(moved, first + 2);
+    // The next free one: two past, unless another test took that one too
+    // meanwhile (the suite runs in parallel).
+    assert!(moved >= first + 2, "{moved} after {first}");
     assert_eq!(
         server.first_line,
         format!(
             "listening on 127.0.0.1:{moved} (ports {first}-{} were busy)",
-            first + 1
+            moved - 1
         )
     );
 }

@@ -19,4 +19,5 @@ mod store_postgres;
 mod store_postgres_hangs;
 mod store_postgres_hosts;
 mod store_postgres_text;
+mod upgrade_haproxy;
 mod upgrade_postgres;

@@ -79,14 +79,16 @@ fn kill_9_during_registrations_loses_no_acknowledged_user() {
     let cluster = Cluster::start(&pg, 2, UNLIMITED);
     let addrs = [cluster.addr(0), cluster.addr(1)];
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let registrars: Vec<_> = (0..4)
         .map(|worker| {
             let acked = std::sync::Arc::clone(&acked);
+            let stop = std::sync::Arc::clone(&stop);
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
-                let until = Instant::now() + Duration::from_secs(3);
+                let until = Instant::now() + Duration::from_secs(20);
                 for i in 0..200 {
-                    if Instant::now() > until {
+                    if Instant::now() > until || stop.load(std::sync::atomic::Ordering::SeqCst) {
                         break;
                     }
                     let name = format!("w{worker}n{i}");
@@ -116,14 +118,16 @@ fn kill_9_during_registrations_loses_no_acknowledged_user() {
         })
         .collect();
     // Killed in the middle of the stream: once a few registrations have
-    // been acknowledged (however loaded the machine), while the workers
-    // (3 s each) go on.
-    echo_testkit::wait_until(Duration::from_millis(2500), || {
+    // been acknowledged (however loaded the machine), while the workers go
+    // on for another half second (at most 20 s and 200 each in all).
+    echo_testkit::wait_until(Duration::from_secs(15), || {
         acked.load(std::sync::atomic::Ordering::SeqCst) > 4
     });
     cluster.servers[0]
         .1
         .signal(nix::sys::signal::Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let acknowledged: Vec<String> = registrars
         .into_iter()
         .flat_map(|r| r.join().unwrap())

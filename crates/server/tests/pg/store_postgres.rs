@@ -358,7 +358,7 @@ async fn healthz_is_503_while_the_database_is_down() {
 }
 
 /// `GET /healthz`: the status line and the body.
-async fn healthz(addr: std::net::SocketAddr) -> String {
+pub(crate) async fn healthz(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream

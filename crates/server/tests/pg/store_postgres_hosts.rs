@@ -14,6 +14,8 @@ use echo_server::store::{
 };
 use echo_testkit::{conformance::LIFETIMES, conformance::user, postgres::Postgres};
 
+use crate::store_postgres::healthz;
+
 /// Two clusters, each with the store's schema, and the store's URL naming
 /// both (`first` first).
 async fn two_hosts() -> Option<(Postgres, Postgres, PgUrl)> {
@@ -318,19 +320,4 @@ async fn status_within(addr: std::net::SocketAddr, want: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `GET /healthz`: the status line and the body.
-async fn healthz(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer).await;
-    let status = answer.lines().next().unwrap_or_default().to_owned();
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    format!("{status} {body}")
 }

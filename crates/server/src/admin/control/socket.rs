@@ -15,7 +15,7 @@ use tokio::{
     net::{UnixListener, UnixStream},
     time::timeout,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use super::{ControlReply, ControlRequest, Live, run, socket_path};
@@ -25,6 +25,10 @@ use crate::{store::UserStore, sys::clock::Clock};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request read.
 const MAX_REQUEST: usize = 64 * 1024;
+
+/// How long a stopping server waits for the answers to requests it has
+/// taken (a reload reads a file; a kick or a store command is quick).
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// A bound control socket, not yet served.
 #[derive(Debug)]
@@ -134,41 +138,82 @@ pub(crate) async fn serve<S: UserStore>(
         }
     };
     let _removed = RemoveOnDrop(path, inode);
+    let answering = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let Ok((stream, _)) = accepted else {
             continue;
         };
-        let uid = stream.peer_cred().map(|cred| cred.uid());
-        if uid.as_ref().ok() != Some(&me) {
-            warn!(peer_uid = ?uid, "control socket: refused a client of another user");
+        if !of_user(&stream, me) {
             continue;
         }
         let (store, live, clock) = (store.clone(), live.clone(), Arc::clone(&clock));
-        tokio::spawn(async move {
-            answer(stream, &store, &live, min_password_length, &*clock).await;
+        let stop = stop.clone();
+        answering.spawn(async move {
+            let Some((stream, payload)) = read_request(stream, &stop).await else {
+                return;
+            };
+            answer(
+                stream,
+                &payload,
+                &store,
+                &live,
+                min_password_length,
+                &*clock,
+            )
+            .await;
         });
     }
+    // A request already taken is answered before the server goes: the
+    // answer to `upgrade` is sent just after the handover that ends this
+    // process, and its caller must hear how it went.
+    answering.close();
+    let _ = timeout(ANSWER_GRACE, answering.wait()).await;
 }
 
-/// Reads one request from `stream`, carries it out and replies.
+/// Whether the client on `stream` runs as the user `me` (the server's
+/// own); a client of another user is logged and refused.
+fn of_user(stream: &UnixStream, me: u32) -> bool {
+    let uid = stream.peer_cred().map(|cred| cred.uid());
+    if uid.as_ref().ok() != Some(&me) {
+        warn!(peer_uid = ?uid, "control socket: refused a client of another user");
+        return false;
+    }
+    true
+}
+
+/// The request a control client sends, unless it sends none in time or
+/// the server stops first (a request not yet sent is not waited for).
+async fn read_request(
+    mut stream: UnixStream,
+    stop: &CancellationToken,
+) -> Option<(UnixStream, Vec<u8>)> {
+    let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
+    let read = tokio::select! {
+        () = stop.cancelled() => return None,
+        read = read => read,
+    };
+    let Ok(Ok(Some(payload))) = read else {
+        return None;
+    };
+    Some((stream, payload))
+}
+
+/// Carries out the request `payload` read from `stream`, and replies.
 async fn answer<S: UserStore>(
     mut stream: UnixStream,
+    payload: &[u8],
     store: &S,
     live: &Live,
     min_password_length: usize,
     clock: &dyn Clock,
 ) {
-    let read = timeout(REQUEST_TIMEOUT, stream.recv_frame_max(MAX_REQUEST));
-    let Ok(Ok(Some(payload))) = read.await else {
-        return;
-    };
     // "Now" is when the request arrived, not when its connection did.
     let now = clock.now();
-    let reply = match serde_json::from_slice::<ControlRequest>(&payload) {
+    let reply = match serde_json::from_slice::<ControlRequest>(payload) {
         Ok(request) => {
             info!(request = request.kind(), "control request");
             let done = run(store, request, min_password_length, now, Some(live)).await;

@@ -259,7 +259,8 @@ async fn serve(
     server = server.with_reloader(Arc::clone(&reloader));
     reload_on_hangup(reloader)?;
     let shutdown = watch_signals()?;
-    let (upgrades, handover) = crate::upgrade::serve_upgrades(listeners.successor, port)?;
+    let (upgrades, handover) =
+        crate::upgrade::serve_upgrades(listeners.successor, port, shutdown.clone())?;
     server = server.with_upgrades(upgrades, handover);
     ready(config, announcement, readiness.take())?;
     let served: Result<(), ServeError> = server.serve(listener, shutdown).await;

@@ -15,7 +15,10 @@ mod trim;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -105,7 +108,11 @@ impl<S: UserStore> Listener<S> {
         }
         let mut failures = Throttled::default();
         loop {
+            // Stopping first: after a handover (or at shutdown) a client
+            // already waiting in the backlog belongs to the new process (or
+            // to nobody), not to one that would only tell it `bye`.
             let accepted = tokio::select! {
+                biased;
                 () = self.shutdown.cancelled() => break,
                 accepted = self.listener.accept() => accepted,
             };
@@ -271,8 +278,9 @@ async fn prepare<S: UserStore>(
     shutdown: &CancellationToken,
 ) -> Result<(Stream, Peer, SourceSlot), Unprepared> {
     let acceptor = &ctx.acceptor;
+    let stop = || cut_unless_restarting(shutdown, &ctx.restarting);
     let peer = acceptor
-        .peer(&mut tcp, (addr, trusted), deadline, shutdown)
+        .peer(&mut tcp, (addr, trusted), deadline, stop())
         .await
         .map_err(Unprepared::Transport)?;
     // The real client, once the transport step knows it.
@@ -293,12 +301,24 @@ async fn prepare<S: UserStore>(
         }
     };
     let stream = acceptor
-        .secure(tcp, deadline, shutdown)
+        .secure(tcp, deadline, stop())
         .await
         .map_err(Unprepared::Transport)?;
     Ok((stream, peer, slot))
 }
 
+/// What cuts the transport steps short: shutdown, but not a handover to a
+/// new process (`restarting`, set before the connections' tokens are
+/// cancelled). A client whose PROXY header or TLS handshake is on its way
+/// then finishes it (within the handshake's deadline) and is told `bye
+/// {restart}` like the others, instead of losing a connection it cannot
+/// tell from a failure.
+async fn cut_unless_restarting(shutdown: &CancellationToken, restarting: &AtomicBool) {
+    shutdown.cancelled().await;
+    if restarting.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
 /// Waits up to `drain` for every connection task to finish; they have all
 /// seen the shutdown signal and are saying `bye`.
 async fn drain(tasks: &TaskTracker, drain: Duration) {

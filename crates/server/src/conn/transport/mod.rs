@@ -3,7 +3,10 @@
 //!
 //! An accepted TCP connection becomes the stream the session speaks over
 //! and the [`Peer`] it speaks for in two steps, each within a deadline of
-//! its own and raced against shutdown: [`Acceptor::peer`] reads a trusted
+//! its own and raced against a stop (shutdown; the listener's, which a
+//! handover to a new process does not fire: a client that connected just
+//! before it still gets its `hello` and `bye {restart}`, not a cut
+//! handshake): [`Acceptor::peer`] reads a trusted
 //! balancer's PROXY header (it carries the real client address, so the
 //! `Peer` is only known after it), then [`Acceptor::secure`] makes the TLS
 //! handshake on a TLS port (`tls.rs`: the prepared [`Stream`] is an enum of
@@ -32,7 +35,6 @@ use tokio::{
     net::TcpStream,
     time::{Instant, sleep_until, timeout},
 };
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Settings;
@@ -65,7 +67,7 @@ pub(crate) enum TransportError {
     /// The step's deadline passed.
     #[error("timed out before the first frame")]
     Timeout,
-    /// The server began shutting down.
+    /// The server began shutting down (`stop` fired).
     #[error("server shutting down")]
     Shutdown,
     /// The connection failed.
@@ -111,13 +113,14 @@ impl Acceptor {
 
     /// The PROXY step: who `tcp`, accepted from `addr`, speaks for. A
     /// `trusted` balancer ([`Acceptor::trusts`]) has
-    /// [`PROXY_HEADER_TIMEOUT`] (within `deadline`) to send its header.
+    /// [`PROXY_HEADER_TIMEOUT`] (within `deadline`) to send its header,
+    /// unless `stop` comes first.
     pub(crate) async fn peer(
         &self,
         tcp: &mut TcpStream,
         (addr, trusted): (SocketAddr, bool),
         deadline: Instant,
-        shutdown: &CancellationToken,
+        stop: impl Future<Output = ()>,
     ) -> Result<Peer, TransportError> {
         if let Err(err) = tcp.set_nodelay(true) {
             warn!(error = %err, "cannot set TCP_NODELAY");
@@ -126,37 +129,37 @@ impl Acceptor {
             return Ok(Peer::direct(addr));
         }
         let deadline = deadline.min(Instant::now() + PROXY_HEADER_TIMEOUT);
-        within(deadline, shutdown, proxy::read_header(tcp, addr)).await
+        within(deadline, stop, proxy::read_header(tcp, addr)).await
     }
 
     /// The TLS step, on a TLS port: the handshake, within
-    /// `tls_handshake_timeout` and `deadline`.
+    /// `tls_handshake_timeout` and `deadline`, unless `stop` comes first.
     pub(crate) async fn secure(
         &self,
         tcp: TcpStream,
         deadline: Instant,
-        shutdown: &CancellationToken,
+        stop: impl Future<Output = ()>,
     ) -> Result<Stream, TransportError> {
         match &self.tls {
             Some(tls) => {
                 let limit = self.settings.now().timeouts.tls_handshake;
                 let deadline = deadline.min(Instant::now() + limit);
-                within(deadline, shutdown, tls::accept(tls, tcp)).await
+                within(deadline, stop, tls::accept(tls, tcp)).await
             }
             None => Ok(Stream::Plain(tcp)),
         }
     }
 }
 
-/// `step`, unless `deadline` passes or the server shuts down first.
+/// `step`, unless `deadline` passes or `stop` comes first.
 async fn within<T, E: Into<TransportError>>(
     deadline: Instant,
-    shutdown: &CancellationToken,
+    stop: impl Future<Output = ()>,
     step: impl Future<Output = Result<T, E>>,
 ) -> Result<T, TransportError> {
     tokio::select! {
         biased;
-        () = shutdown.cancelled() => Err(TransportError::Shutdown),
+        () = stop => Err(TransportError::Shutdown),
         () = sleep_until(deadline) => Err(TransportError::Timeout),
         done = step => done.map_err(Into::into),
     }

@@ -1,6 +1,6 @@
 //! The PostgreSQL store, for several servers on one database: users,
 //! sessions, identities and the attempt ledger in tables
-//! (`crates/server/migrations/`), a pool of connections (deadpool), and one
+//! (`crates/server/migrations/postgres/`), a pool of connections (deadpool), and one
 //! more connection that `LISTEN`s for chains ending on any server.
 //!
 //! - `url.rs`: `--store postgres://...`, shown without its password.

@@ -1,4 +1,4 @@
-//! The database schema: versioned SQL files (`crates/server/migrations/`),
+//! The database schema: versioned SQL files (`crates/server/migrations/postgres/`),
 //! applied at start in one transaction under an advisory lock, so that of
 //! several servers starting at once exactly one applies each version; what
 //! was applied is in `schema_migrations`.
@@ -19,22 +19,22 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "initial",
-        sql: include_str!("../../../migrations/0001_initial.sql"),
+        sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
     },
     Migration {
         version: 2,
         name: "sweep",
-        sql: include_str!("../../../migrations/0002_sweep.sql"),
+        sql: include_str!("../../../migrations/postgres/0002_sweep.sql"),
     },
     Migration {
         version: 3,
         name: "sources",
-        sql: include_str!("../../../migrations/0003_sources.sql"),
+        sql: include_str!("../../../migrations/postgres/0003_sources.sql"),
     },
     Migration {
         version: 4,
         name: "end_causes",
-        sql: include_str!("../../../migrations/0004_end_causes.sql"),
+        sql: include_str!("../../../migrations/postgres/0004_end_causes.sql"),
     },
 ];
 

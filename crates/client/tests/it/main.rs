@@ -10,6 +10,7 @@ mod oneshot;
 mod parallel;
 mod pipe;
 mod restart;
+mod restart_repl;
 mod terminal;
 mod tls;
 mod upgrade;

@@ -19,7 +19,6 @@ use echo_testkit::{PASSWORD, TestServer, auth_config};
 use crate::{
     fake::{Fake, FakeConn, relay},
     pipe::{pipe, pipe_to, stderr, stdout, token_file},
-    terminal::{enter, spawn},
 };
 
 /// How long the fake holds the first line before answering it: long
@@ -158,42 +157,6 @@ fn a_server_that_does_not_come_back_is_tried_five_times_then_named() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(3_800), "{waited:?}");
     assert!(waited < Duration::from_secs(10), "{waited:?}");
-}
-
-#[test]
-fn the_repl_says_one_line_and_carries_on_after_bye_restart() {
-    let fake = Fake::bind();
-    let port = fake.port().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    TokenJar::new(dir.path().join("tokens.json"))
-        .set(&fake.server_name(), &Secret::new("tok-1"))
-        .unwrap();
-    let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
-    let script = thread::spawn(move || {
-        let mut first = fake.accept(Mode::Auth);
-        first.resume("tok-2");
-        assert_eq!(first.echo_one(), "one");
-        first.bye_restart(50);
-        let mut second = fake.accept(Mode::Auth);
-        let presented = second.resume("tok-3");
-        (presented, second.echo_all())
-    });
-    client
-        .exp_string("Welcome back, ann (session resumed).")
-        .unwrap();
-    client.exp_string("> ").unwrap();
-    enter(&mut client, "one").unwrap();
-    client.exp_string("one").unwrap();
-    client
-        .exp_string("reconnected: the server restarted")
-        .unwrap();
-    enter(&mut client, "two").unwrap();
-    client.exp_string("two").unwrap();
-    enter(&mut client, "/quit").unwrap();
-    client.exp_eof().unwrap();
-    let (presented, said) = script.join().unwrap();
-    assert_eq!(presented, "tok-2");
-    assert_eq!(said, ["two"]);
 }
 
 #[test]
@@ -349,74 +312,4 @@ fn a_one_shot_resumes_after_bye_restart_and_sends_its_line_again() {
     assert_eq!(stderr(&output), "", "a resume says nothing");
     assert_eq!((first.as_str(), presented.as_str()), ("tok-1", "tok-2"));
     assert_eq!(said, ["hi there"]);
-}
-
-#[test]
-fn a_repl_whose_token_is_refused_after_bye_restart_asks_for_the_password_on_the_terminal() {
-    let fake = Fake::bind();
-    let port = fake.port().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    TokenJar::new(dir.path().join("tokens.json"))
-        .set(&fake.server_name(), &Secret::new("tok-1"))
-        .unwrap();
-    let mut client = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
-    let script = thread::spawn(move || {
-        let mut first = fake.accept(Mode::Auth);
-        first.resume("tok-2");
-        assert_eq!(first.echo_one(), "one");
-        first.bye_restart(50);
-        // The new process does not take the token (revoked meanwhile).
-        let mut second = fake.accept(Mode::Auth);
-        second.send(&ServerMsg::AskAuth {
-            suggested_user: None,
-        });
-        assert!(matches!(second.recv(), Some(ClientMsg::Resume { .. })));
-        second.send(&ServerMsg::Error {
-            code: echo_proto::ErrorCode::TokenInvalid,
-            message: "no such session".into(),
-            fatal: false,
-            attempts_left: None,
-        });
-        second.send(&ServerMsg::AskAuth {
-            suggested_user: None,
-        });
-        // The client leaves it to ask the person at the terminal.
-        assert_eq!(second.recv(), None);
-        let mut third = fake.accept(Mode::Auth);
-        third.send(&ServerMsg::AskAuth {
-            suggested_user: None,
-        });
-        let login = third.recv();
-        third.send(&crate::fake::welcome("tok-4"));
-        (login, third.echo_all())
-    });
-    client
-        .exp_string("Welcome back, ann (session resumed).")
-        .unwrap();
-    client.exp_string("> ").unwrap();
-    enter(&mut client, "one").unwrap();
-    client.exp_string("one").unwrap();
-    client
-        .exp_string("was revoked or has expired; a password is needed")
-        .unwrap();
-    client
-        .exp_string("Log in or register? (l/r) [l]: ")
-        .unwrap();
-    enter(&mut client, "l").unwrap();
-    client.exp_string("User: ").unwrap();
-    enter(&mut client, "ann").unwrap();
-    crate::terminal::secret(&mut client, "Password", PASSWORD);
-    client
-        .exp_string("reconnected: the server restarted")
-        .unwrap();
-    enter(&mut client, "two").unwrap();
-    client.exp_string("two").unwrap();
-    enter(&mut client, "/quit").unwrap();
-    client.exp_eof().unwrap();
-    let (login, said) = script.join().unwrap();
-    assert!(
-        matches!(&login, Some(ClientMsg::Login { user, .. }) if user == "ann"),
-        "{login:?}"
-    );
-    assert_eq!(said, ["two"]);
 }

@@ -12,6 +12,7 @@ use std::{
 };
 
 use echo_testkit::{KillOnDrop, PASSWORD, ServerProcess};
+use rexpect::session::PtySession;
 
 use crate::{
     pipe::{CLIENT, pipe_to, stderr, stdout, token_file},
@@ -133,10 +134,10 @@ fn in_identification_mode_the_pipe_is_greeted_by_address_again_after_a_real_upgr
     assert!(new.is_running());
 }
 
-#[test]
-fn the_repl_says_exactly_one_line_when_a_real_upgrade_moves_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), AUTH, &[]);
+/// A real server in `dir`, Ann registered on it by a pipe, and a REPL
+/// that resumed her saved session and shows its prompt.
+fn repl_of_ann(dir: &tempfile::TempDir) -> (ServerProcess, PtySession) {
+    let server = ServerProcess::start(dir.path(), AUTH, &[]);
     let port = server.addr().port().to_string();
     let tokens = dir.path().join("tokens.json");
     let creds = [("ECHO_USER", "ann"), ("ECHO_PASSWORD", PASSWORD)];
@@ -152,6 +153,13 @@ fn the_repl_says_exactly_one_line_when_a_real_upgrade_moves_it() {
     repl.exp_string("Welcome back, ann (session resumed).")
         .unwrap();
     repl.exp_string("> ").unwrap();
+    (server, repl)
+}
+
+#[test]
+fn the_repl_says_exactly_one_line_when_a_real_upgrade_moves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, mut repl) = repl_of_ann(&dir);
     enter(&mut repl, "one").unwrap();
     repl.exp_string("one").unwrap();
     let new = upgrade(&server);
@@ -210,22 +218,7 @@ fn over_tls_the_pipe_resumes_across_a_real_upgrade_with_the_same_key_checked() {
 #[test]
 fn a_line_half_typed_when_a_real_upgrade_moves_the_repl_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), AUTH, &[]);
-    let port = server.addr().port().to_string();
-    let tokens = dir.path().join("tokens.json");
-    let creds = [("ECHO_USER", "ann"), ("ECHO_PASSWORD", PASSWORD)];
-    let registered = pipe_to(
-        server.addr().port(),
-        &tokens,
-        &["--register"],
-        &creds,
-        "x\n",
-    );
-    assert!(registered.status.success(), "{}", stderr(&registered));
-    let mut repl = spawn(&["--host", "127.0.0.1", "--port", &port], dir.path());
-    repl.exp_string("Welcome back, ann (session resumed).")
-        .unwrap();
-    repl.exp_string("> ").unwrap();
+    let (mut server, mut repl) = repl_of_ann(&dir);
     repl.send("half").unwrap();
     repl.flush().unwrap();
     thread::sleep(Duration::from_millis(300));

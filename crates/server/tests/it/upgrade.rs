@@ -9,6 +9,7 @@
 use std::{
     net::{SocketAddr, TcpStream},
     os::fd::AsRawFd,
+    path::{Path, PathBuf},
     process::Command,
     sync::{
         Arc,
@@ -23,12 +24,24 @@ use echo_proto::{
     ext::{BlockingFrameRead, BlockingFrameWrite},
 };
 use echo_testkit::{
-    KillOnDrop, ServerProcess, after_hello_blocking, cluster_script::http_get, connect_blocking,
-    free_port, identify_blocking, server_binary, wait_until,
+    KillOnDrop, ServerProcess, after_hello_blocking, binary_copy, cluster_script::http_get,
+    connect_blocking, free_port, identify_blocking, server_binary, wait_until,
 };
 use nix::sys::signal::Signal;
 
 pub(crate) const IDENT: &[&str] = &["--port", "0", "--host", "127.0.0.1", "--mode", "ident"];
+
+/// A server run from a copy of the binary in `dir` (the file an upgrade
+/// starts again, for the test to replace), and a second copy,
+/// `echo-server.real`, for a replacement script to run: the copy's path,
+/// the second one's, and the server.
+pub(crate) fn served_from_a_copy(dir: &Path) -> (PathBuf, PathBuf, ServerProcess) {
+    let binary = binary_copy(dir);
+    let real = dir.join("echo-server.real");
+    std::fs::copy(&binary, &real).unwrap();
+    let server = ServerProcess::start_command(Command::new(&binary), dir, IDENT, &[]);
+    (binary, real, server)
+}
 
 /// An identified connection to `addr`.
 pub(crate) fn identified(addr: SocketAddr, name: &str) -> TcpStream {

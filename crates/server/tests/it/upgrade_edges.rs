@@ -14,12 +14,10 @@ use std::{
 };
 
 use echo_proto::{ByeReason, ErrorCode, ServerMsg, ext::BlockingFrameRead};
-use echo_testkit::{
-    KillOnDrop, ServerProcess, binary_copy, connect_blocking, replace_with_script, wait_until,
-};
+use echo_testkit::{KillOnDrop, ServerProcess, connect_blocking, replace_with_script, wait_until};
 use nix::sys::signal::Signal;
 
-use crate::upgrade::{IDENT, echoes, identified, replies_then_bye, say};
+use crate::upgrade::{IDENT, echoes, identified, replies_then_bye, say, served_from_a_copy};
 
 /// The new pid in `upgrade`'s output, `upgraded: pid N serves port P; ...`.
 pub(crate) fn upgraded(out: &std::process::Output) -> KillOnDrop {
@@ -73,10 +71,7 @@ fn a_server_shutting_down_upgrades_no_more_and_its_port_refuses() {
 #[test]
 fn a_new_process_still_starting_when_the_server_stops_is_stopped_too() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let real = dir.path().join("echo-server.real");
-    std::fs::copy(&binary, &real).unwrap();
-    let mut old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
+    let (binary, real, mut old) = served_from_a_copy(dir.path());
     let addr = old.addr();
     // A new binary slow to start: shutdown is asked for meanwhile.
     let pid_file = dir.path().join("new.pid");
@@ -302,10 +297,7 @@ fn a_flood_of_sigusr2_makes_one_new_process() {
 #[test]
 fn a_new_process_ready_while_the_old_one_drains_after_sigterm_is_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let real = dir.path().join("echo-server.real");
-    std::fs::copy(&binary, &real).unwrap();
-    let mut old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
+    let (binary, real, mut old) = served_from_a_copy(dir.path());
     let addr = old.addr();
     // Keeps the old process draining a second after SIGTERM, by which time
     // the new one (200 ms late) is ready.

@@ -12,7 +12,7 @@ use echo_proto::ServerMsg;
 use echo_proto::ext::BlockingFrameRead;
 use echo_testkit::{KillOnDrop, ServerProcess, binary_copy, replace_with_script};
 
-use crate::upgrade::{IDENT, echoes, identified, say};
+use crate::upgrade::{IDENT, echoes, identified, say, served_from_a_copy};
 
 #[test]
 fn a_new_binary_that_exits_leaves_the_old_server_serving() {
@@ -45,10 +45,7 @@ fn a_new_binary_that_exits_leaves_the_old_server_serving() {
 #[test]
 fn a_new_process_that_cannot_open_its_store_says_why_and_the_old_one_serves_on() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let real = dir.path().join("echo-server.real");
-    std::fs::copy(&binary, &real).unwrap();
-    let old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
+    let (binary, real, old) = served_from_a_copy(dir.path());
     // The new binary is the real one, with a store it cannot open.
     let store = "sqlite:/proc/no-such-dir/echo.db";
     let body = format!("ECHO_SERVER_STORE={store} exec {} \"$@\"", real.display());
@@ -101,10 +98,7 @@ fn a_new_process_not_ready_in_10_s_is_stopped_and_the_old_one_serves_on() {
 #[test]
 fn a_new_process_whose_old_one_was_killed_meanwhile_serves_the_port() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = binary_copy(dir.path());
-    let real = dir.path().join("echo-server.real");
-    std::fs::copy(&binary, &real).unwrap();
-    let mut old = ServerProcess::start_command(Command::new(&binary), dir.path(), IDENT, &[]);
+    let (binary, real, mut old) = served_from_a_copy(dir.path());
     // The new binary kills the old process (its parent) before it starts:
     // nobody is left to tell that it is ready.
     let pid_file = dir.path().join("new.pid");
